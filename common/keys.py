@@ -1,0 +1,80 @@
+"""The Redis key layout, written once. Every key shares the namespace's hash tag, so each Lua
+script touches one cluster slot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from common.states import JobStatus
+
+
+@dataclass(frozen=True)
+class Keys:
+    namespace: str
+
+    @property
+    def prefix(self) -> str:
+        return f"ws:{{{self.namespace}}}:"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def queue(self, name: str) -> str:
+        return f"{self.prefix}queue:{name}"
+
+    def processing(self, worker_id: str) -> str:
+        return f"{self.prefix}processing:{worker_id}"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}worker:{worker_id}"
+
+    def scheduled(self, queue: str) -> str:
+        return f"{self.prefix}scheduled:{queue}"
+
+    def dead(self, queue: str) -> str:
+        return f"{self.prefix}dead:{queue}"
+
+    def status(self, status: JobStatus) -> str:
+        return f"{self.prefix}status:{status.value}"
+
+    def idempotency(self, key: str) -> str:
+        return f"{self.prefix}idem:{key}"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}workers"
+
+    @property
+    def queues(self) -> str:
+        return f"{self.prefix}queues"
+
+    @property
+    def paused(self) -> str:
+        return f"{self.prefix}paused"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.prefix}stats"
+
+    @property
+    def inflight(self) -> str:
+        return f"{self.prefix}inflight"
+
+    @property
+    def jobs(self) -> str:
+        return f"{self.prefix}jobs"
+
+    @property
+    def expiries(self) -> str:
+        return f"{self.prefix}expiries"
+
+    @property
+    def deadlines(self) -> str:
+        return f"{self.prefix}deadlines"
+
+    @property
+    def sweeper_lock(self) -> str:
+        return f"{self.prefix}lock:sweeper"
+
+    def all_status(self) -> list[str]:
+        return [self.status(status) for status in JobStatus]

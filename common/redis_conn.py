@@ -1,0 +1,29 @@
+"""Redis clients. No automatic command retries: a Lua call retried blindly after a lost reply
+could run twice, so callers decide (the scripts are written to be safe to resend)."""
+
+from __future__ import annotations
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from common.settings import Settings
+
+SOCKET_TIMEOUT_S = 10.0
+CONNECT_TIMEOUT_S = 3.0
+
+
+def connect(
+    settings: Settings, *, max_connections: int | None = None, socket_timeout: float | None = None
+) -> redis.Redis:
+    """A client with decoded (str) replies; the pool grows to max_connections threads."""
+    return redis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_timeout=socket_timeout or SOCKET_TIMEOUT_S,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_keepalive=True,
+        health_check_interval=15,
+        retry=Retry(NoBackoff(), 0),
+        max_connections=max_connections,
+    )

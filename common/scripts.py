@@ -1,0 +1,88 @@
+"""Loads the Lua scripts once, renders their shared preamble and calls them by SHA."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import redis
+
+from common.states import TRANSITIONS, JobStatus
+
+# Histogram bucket upper bounds in ms for wait and run time, shared with Lua and /metrics.
+BUCKETS_MS: tuple[int, ...] = (
+    1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000,
+)  # fmt: skip
+# Scripts that keep the system running without changing a job's state.
+MAINTENANCE_SCRIPTS = frozenset({"heartbeat", "prune"})
+SCRIPT_NAMES = frozenset(TRANSITIONS) | MAINTENANCE_SCRIPTS
+
+
+def _read(name: str) -> str:
+    return resources.files("common").joinpath("scripts").joinpath(name).read_text(encoding="utf-8")
+
+
+def _preamble() -> str:
+    statuses = ", ".join(f"{status.name.lower()} = '{status.value}'" for status in JobStatus)
+    buckets = ", ".join(str(bound) for bound in BUCKETS_MS)
+    library = "".join(_read(name) for name in ("_lib.lua", "_start_job.lua"))
+    return f"local ST = {{{statuses}}}\nlocal BUCKETS_MS = {{{buckets}}}\n{library}\n"
+
+
+@dataclass(frozen=True)
+class Script:
+    name: str
+    source: str
+    sha: str
+
+
+def _load_all() -> dict[str, Script]:
+    preamble = _preamble()
+    scripts = {}
+    for name in sorted(SCRIPT_NAMES):
+        source = preamble + _read(f"{name}.lua")
+        sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
+        scripts[name] = Script(name, source, sha)
+    return scripts
+
+
+SCRIPTS: dict[str, Script] = _load_all()
+
+
+def call(client: redis.Redis, name: str, keys: list[str], args: list[Any]) -> Any:
+    """EVALSHA, loading the script first when Redis lost its cache (a restart)."""
+    script = SCRIPTS[name]
+    try:
+        return client.evalsha(script.sha, len(keys), *keys, *args)
+    except redis.exceptions.NoScriptError:
+        client.script_load(script.source)
+        return client.evalsha(script.sha, len(keys), *keys, *args)
+
+
+ScriptCall = tuple[str, list[str], list[Any]]
+
+
+def call_many(client: redis.Redis, calls: list[ScriptCall]) -> list[Any]:
+    """Runs several script calls in one round trip (a non-transactional pipeline). Redis loses
+    its script cache only on restart, and then every call fails with NOSCRIPT before running,
+    so loading the scripts and re-sending only those calls runs each exactly once."""
+    results = _pipeline(client, calls)
+    missing = [i for i, r in enumerate(results) if isinstance(r, redis.exceptions.NoScriptError)]
+    if missing:
+        for name in {calls[i][0] for i in missing}:
+            client.script_load(SCRIPTS[name].source)
+        for i, result in zip(missing, _pipeline(client, [calls[i] for i in missing]), strict=True):
+            results[i] = result
+    for result in results:
+        if isinstance(result, Exception):
+            raise result
+    return results
+
+
+def _pipeline(client: redis.Redis, calls: list[ScriptCall]) -> list[Any]:
+    pipe = client.pipeline(transaction=False)
+    for name, keys, args in calls:
+        pipe.evalsha(SCRIPTS[name].sha, len(keys), *keys, *args)
+    return list(pipe.execute(raise_on_error=False))

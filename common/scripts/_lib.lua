@@ -1,0 +1,118 @@
+-- Shared helpers, prepended to every script after the constants rendered from Python
+-- (ST = status names, BUCKETS_MS = histogram bounds).
+-- Every script takes the namespace prefix "ws:{ns}:" as ARGV[1]. Keys derived from data (job
+-- ids found in lists, a job's queue) are built from it; all share the hash tag, so a script
+-- always stays inside one cluster slot. KEYS[1] names a key the script touches, for routing.
+local P = ARGV[1]
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local FIELDS = {'status', 'queue', 'type', 'attempts', 'max_attempts', 'timeout_ms',
+  'created_at', 'enqueued_at', 'started_at', 'worker', 'lease'}
+
+-- The job's bookkeeping fields as a table, or nil when the hash is gone.
+local function load(id)
+  local values = redis.call('HMGET', P .. 'job:' .. id, unpack(FIELDS))
+  if not values[1] then return nil end
+  local job = {id = id}
+  for i, name in ipairs(FIELDS) do job[name] = values[i] or false end
+  job.attempts = tonumber(job.attempts) or 0
+  job.max_attempts = tonumber(job.max_attempts) or 1
+  job.created_at = tonumber(job.created_at) or 0
+  return job
+end
+
+local function set_status(job, status, ...)
+  redis.call('HSET', P .. 'job:' .. job.id, 'status', status, ...)
+  -- Status indexes are scored by creation time for newest-first listing.
+  redis.call('ZREM', P .. 'status:' .. job.status, job.id)
+  redis.call('ZADD', P .. 'status:' .. status, job.created_at, job.id)
+  job.status = status
+end
+
+local function count(name, job, by)
+  redis.call('HINCRBY', P .. 'stats', name .. '|' .. job.queue .. '|' .. job.type, by or 1)
+end
+
+local function observe(name, queue, ms)
+  if ms < 0 then ms = 0 end
+  local bucket = #BUCKETS_MS + 1
+  for i, bound in ipairs(BUCKETS_MS) do
+    if ms <= bound then bucket = i; break end
+  end
+  redis.call('HINCRBY', P .. 'stats', name .. '|' .. queue .. '|' .. bucket, 1)
+  redis.call('HINCRBY', P .. 'stats', name .. '_sum_ms|' .. queue, ms)
+end
+
+-- Undo what start did: the worker list entry, the deadline and the in-flight gauge.
+local function leave_processing(job)
+  if job.worker and job.worker ~= '' then redis.call('LREM', P .. 'processing:' .. job.worker, 1, job.id) end
+  redis.call('ZREM', P .. 'deadlines', job.id)
+  redis.call('HINCRBY', P .. 'inflight', job.queue, -1)
+end
+
+-- front = true puts the id where workers take next (recovered and released jobs go first).
+local function to_pending(job, now, front, ...)
+  set_status(job, ST.pending, 'enqueued_at', now, 'worker', '', ...)
+  if front then
+    redis.call('RPUSH', P .. 'queue:' .. job.queue, job.id)
+  else
+    redis.call('LPUSH', P .. 'queue:' .. job.queue, job.id)
+  end
+end
+
+local function to_scheduled(job, due, ...)
+  set_status(job, ST.scheduled, 'run_at', due, 'worker', '', ...)
+  redis.call('ZADD', P .. 'scheduled:' .. job.queue, due, job.id)
+end
+
+local function expire_terminal(job, now, ttl_ms)
+  redis.call('PEXPIRE', P .. 'job:' .. job.id, ttl_ms)
+  redis.call('ZADD', P .. 'expiries', now + ttl_ms, job.id)
+end
+
+-- Removes a job's record and every index entry (a dead letter pushed out by the cap, a delete).
+local function purge(id, queue)
+  redis.call('DEL', P .. 'job:' .. id)
+  redis.call('ZREM', P .. 'jobs', id)
+  for _, status in pairs(ST) do redis.call('ZREM', P .. 'status:' .. status, id) end
+  redis.call('ZREM', P .. 'expiries', id)
+  if queue then redis.call('ZREM', P .. 'dead:' .. queue, id) end
+end
+
+local function to_failed(job, now, err, dead_max)
+  set_status(job, ST.failed, 'error', err, 'finished_at', now)
+  local dead = P .. 'dead:' .. job.queue
+  redis.call('ZADD', dead, now, job.id)
+  count('failed', job)
+  -- Dead letters are capped: the oldest records go first, a few per call (bounded work).
+  local excess = redis.call('ZCARD', dead) - dead_max
+  if excess > 0 then
+    local popped = redis.call('ZPOPMIN', dead, math.min(excess, 10))
+    for i = 1, #popped, 2 do purge(popped[i], nil) end
+  end
+end
+
+-- Full jitter: a uniform delay in [0, min(cap, base * 2^(attempt-1))].
+local function backoff_ms(attempt, base_ms, cap_ms, fraction)
+  local ceiling = math.min(cap_ms, base_ms * math.pow(2, math.max(attempt - 1, 0)))
+  return math.floor(ceiling * fraction)
+end
+
+-- A failed attempt: retry after backoff while attempts remain, else dead letter.
+local function retry_or_bury(job, now, err, permanent, delay_ms, dead_max)
+  if (not permanent) and job.attempts < job.max_attempts then
+    count('retried', job)
+    if delay_ms > 0 then
+      to_scheduled(job, now + delay_ms, 'error', err)
+      return 'scheduled'
+    end
+    to_pending(job, now, false, 'error', err)
+    return 'pending'
+  end
+  to_failed(job, now, err, dead_max)
+  return 'failed'
+end

@@ -1,0 +1,26 @@
+-- fail: processing -> scheduled (retry after backoff) | pending (no backoff) | failed (dead).
+-- KEYS[1] job hash
+-- ARGV[1] prefix  ARGV[2] job id  ARGV[3] lease  ARGV[4] error text  ARGV[5] permanent (0|1)
+-- ARGV[6] backoff base ms  ARGV[7] backoff cap ms  ARGV[8] jitter fraction [0,1)
+-- ARGV[9] dead-letter cap  ARGV[10] calling worker id
+-- Returns {"ok", new status, delay ms} | {"stale_lease", status} | {"not_found"}
+local id, lease, err, worker = ARGV[2], ARGV[3], ARGV[4], ARGV[10]
+local job = load(id)
+if not job then
+  redis.call('LREM', P .. 'processing:' .. worker, 1, id)
+  return {'not_found'}
+end
+if job.status ~= ST.processing and job.lease == lease then
+  return {'ok', job.status, 0} -- this very call, sent again after a lost reply
+end
+if job.status ~= ST.processing or job.lease ~= lease then
+  redis.call('HINCRBY', P .. 'stats', 'stale_completions', 1)
+  redis.call('LREM', P .. 'processing:' .. worker, 1, id)
+  return {'stale_lease', job.status}
+end
+local now = now_ms()
+leave_processing(job)
+observe('run', job.queue, now - (tonumber(job.started_at) or now))
+local delay = backoff_ms(job.attempts, tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]))
+local status = retry_or_bury(job, now, err, ARGV[5] == '1', delay, tonumber(ARGV[9]))
+return {'ok', status, delay}

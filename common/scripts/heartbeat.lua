@@ -1,0 +1,13 @@
+-- heartbeat: a worker says it is alive; its score is Redis server time, never a host clock.
+-- KEYS[1] workers
+-- ARGV[1] prefix  ARGV[2] worker id  ARGV[3] info ttl (ms)  ARGV[4] host  ARGV[5] pid
+-- ARGV[6] queues (comma list)  ARGV[7] slots total  ARGV[8] slots busy
+-- Returns the server time in ms
+local now = now_ms()
+local info = P .. 'worker:' .. ARGV[2]
+redis.call('ZADD', KEYS[1], now, ARGV[2])
+redis.call('HSETNX', info, 'started_at', now)
+redis.call('HSET', info, 'id', ARGV[2], 'host', ARGV[4], 'pid', ARGV[5], 'queues', ARGV[6],
+  'slots_total', ARGV[7], 'slots_busy', ARGV[8], 'last_heartbeat', now)
+redis.call('PEXPIRE', info, tonumber(ARGV[3]))
+return now

@@ -1,0 +1,212 @@
+"""One typed, frozen settings object built from the environment, validated once at start-up."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from common.durations import parse_duration
+from common.errors import SettingsError
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class SettingDoc:
+    name: str
+    default: str
+    meaning: str
+
+
+SETTING_DOCS: tuple[SettingDoc, ...] = (
+    SettingDoc("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis to use (`rediss://` for TLS)."),
+    SettingDoc("HOST", "127.0.0.1", "Address the API listens on."),
+    SettingDoc("PORT", "8080", "Port the API listens on."),
+    SettingDoc("WORKER_COUNT", "10", "Job slots (threads) per worker process."),
+    SettingDoc("QUEUES", "default", "Queues a worker serves, comma-separated, highest first."),
+    SettingDoc("JOB_QUEUE_CAPACITY", "100000", "Pending + scheduled jobs per queue before 429."),
+    SettingDoc("MAX_ATTEMPTS", "3", "Default attempts per job before it is dead-lettered."),
+    SettingDoc("RETRY_BACKOFF", "1s", "Base retry delay; doubles per attempt, full jitter."),
+    SettingDoc("RETRY_BACKOFF_MAX", "10m", "Cap on the retry delay."),
+    SettingDoc("JOB_TIMEOUT", "300s", "Default per-job run time limit."),
+    SettingDoc("SHUTDOWN_GRACE", "25s", "Time running jobs get to finish after SIGTERM."),
+    SettingDoc("NAMESPACE", "default", "Key namespace; keys are `ws:{NAMESPACE}:...`."),
+    SettingDoc("WORKER_TTL", "30s", "A worker silent this long is dead and its jobs recovered."),
+    SettingDoc("SWEEPER_INTERVAL", "10s", "How often the sweeper looks for dead workers."),
+    SettingDoc("RESULT_TTL", "24h", "How long completed and cancelled jobs are kept."),
+    SettingDoc("MAX_PAYLOAD_BYTES", "1048576", "Largest accepted request body."),
+    SettingDoc("WORKER_HANDLERS", "", "Modules to import for handlers, comma-separated."),
+    SettingDoc("LOG_LEVEL", "info", "debug, info, warning or error."),
+    SettingDoc("API_TOKEN", "", "Bearer tokens (comma-separated); empty disables auth."),
+    SettingDoc("API_THREADS", "256", "API request threads (long-polls hold one each)."),
+    SettingDoc("IDEMPOTENCY_TTL", "24h", "How long an idempotency key maps to its job."),
+    SettingDoc("DEAD_LETTER_MAX", "10000", "Failed jobs kept per queue; the oldest go first."),
+)
+_DEFAULTS = {doc.name: doc.default for doc in SETTING_DOCS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str = field(repr=False)
+    host: str
+    port: int
+    worker_count: int
+    queues: tuple[str, ...]
+    job_queue_capacity: int
+    max_attempts: int
+    retry_backoff: timedelta
+    retry_backoff_max: timedelta
+    job_timeout: timedelta
+    shutdown_grace: timedelta
+    namespace: str
+    worker_ttl: timedelta
+    sweeper_interval: timedelta
+    result_ttl: timedelta
+    max_payload_bytes: int
+    worker_handlers: tuple[str, ...]
+    log_level: str
+    api_tokens: tuple[str, ...] = field(repr=False)
+    api_threads: int
+    idempotency_ttl: timedelta
+    dead_letter_max: int
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Collects every problem and raises one SettingsError naming each variable."""
+        env = os.environ if environ is None else environ
+        problems: list[str] = []
+        values: dict[str, Any] = {}
+        for name, parse in _PARSERS.items():
+            raw = env.get(name, _DEFAULTS[name])
+            try:
+                values[name.lower()] = parse(raw)
+            except ValueError as ex:
+                problems.append(f"{name}: {ex}")
+        if not problems and values["retry_backoff_max"] < values["retry_backoff"]:
+            problems.append("RETRY_BACKOFF_MAX: must not be below RETRY_BACKOFF")
+        if problems:
+            raise SettingsError("; ".join(problems))
+        values["api_tokens"] = values.pop("api_token")
+        return cls(**values)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        values = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        values.update(changes)
+        return Settings(**values)
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValueError(f"expected a positive integer, got {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"expected a positive integer, got {raw!r}")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = _positive_int(raw)
+    if value > 65535:
+        raise ValueError(f"expected a port 1-65535, got {raw!r}")
+    return value
+
+
+def _duration(raw: str) -> timedelta:
+    value = parse_duration(raw)
+    if value <= timedelta(0):
+        raise ValueError(f"expected a positive duration, got {raw!r}")
+    return value
+
+
+def _nonnegative_duration(raw: str) -> timedelta:
+    return parse_duration(raw)
+
+
+def _name(raw: str) -> str:
+    value = raw.strip()
+    if not NAME_PATTERN.match(value):
+        raise ValueError(f"expected 1-64 characters of [A-Za-z0-9_.-], got {raw!r}")
+    return value
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    names = tuple(_name(part) for part in raw.split(",") if part.strip())
+    if not names:
+        raise ValueError("expected at least one queue name")
+    if len(set(names)) != len(names):
+        raise ValueError(f"a queue is listed twice in {raw!r}")
+    return names
+
+
+def _modules(raw: str) -> tuple[str, ...]:
+    modules = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for module in modules:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", module):
+            raise ValueError(f"expected dotted module paths, got {module!r}")
+    return modules
+
+
+def _log_level(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+    return value
+
+
+def _redis_url(raw: str) -> str:
+    value = raw.strip()
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    return value
+
+
+def _tokens(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _host(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ValueError("expected an address")
+    return value
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "REDIS_URL": _redis_url,
+    "HOST": _host,
+    "PORT": _port,
+    "WORKER_COUNT": _positive_int,
+    "QUEUES": _names,
+    "JOB_QUEUE_CAPACITY": _positive_int,
+    "MAX_ATTEMPTS": _positive_int,
+    "RETRY_BACKOFF": _nonnegative_duration,
+    "RETRY_BACKOFF_MAX": _nonnegative_duration,
+    "JOB_TIMEOUT": _duration,
+    "SHUTDOWN_GRACE": _nonnegative_duration,
+    "NAMESPACE": _name,
+    "WORKER_TTL": _duration,
+    "SWEEPER_INTERVAL": _duration,
+    "RESULT_TTL": _duration,
+    "MAX_PAYLOAD_BYTES": _positive_int,
+    "WORKER_HANDLERS": _modules,
+    "LOG_LEVEL": _log_level,
+    "API_TOKEN": _tokens,
+    "API_THREADS": _positive_int,
+    "IDEMPOTENCY_TTL": _duration,
+    "DEAD_LETTER_MAX": _positive_int,
+}
+assert set(_PARSERS) == set(_DEFAULTS), "every documented setting has exactly one parser"
+
+
+def load_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
+    """Entry points call this: a bad variable stops the process with one line and status 2."""
+    try:
+        return Settings.from_environ(environ)
+    except SettingsError as ex:
+        raise SystemExit(f"workstream: invalid configuration: {ex}") from None

@@ -1,0 +1,57 @@
+"""The job state machine, written once. Lua script stems, store methods and log events use these
+transition names; the API's 409 answers read the same table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Final
+
+
+class JobStatus(str, Enum):  # StrEnum is 3.11+; we support 3.10
+    SCHEDULED = "scheduled"
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL: Final = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+S = JobStatus
+
+
+@dataclass(frozen=True)
+class Transition:
+    sources: frozenset[JobStatus]
+    targets: frozenset[JobStatus]
+    summary: str
+
+
+def _t(sources: set[JobStatus], targets: set[JobStatus], summary: str) -> Transition:
+    return Transition(frozenset(sources), frozenset(targets), summary)
+
+
+# key == Lua file stem == JobStore method == log event suffix
+TRANSITIONS: Final[dict[str, Transition]] = {
+    "enqueue": _t(set(), {S.PENDING, S.SCHEDULED}, "create jobs (capacity, idempotency, delay)"),
+    "claim": _t({S.PENDING}, {S.PROCESSING}, "move up to N ids into a worker's list and start"),
+    "start": _t({S.PENDING}, {S.PROCESSING}, "start one id a worker took with BLMOVE"),
+    "complete": _t({S.PROCESSING}, {S.COMPLETED}, "record a result under a valid lease"),
+    "fail": _t({S.PROCESSING}, {S.SCHEDULED, S.PENDING, S.FAILED}, "retry with backoff or dead"),
+    "cancel": _t({S.PENDING, S.SCHEDULED}, {S.CANCELLED}, "withdraw a job not yet started"),
+    "retry": _t({S.FAILED}, {S.PENDING}, "operator retry of a dead job, attempts reset"),
+    "promote": _t({S.SCHEDULED}, {S.PENDING}, "move due scheduled jobs onto their queue"),
+    "recover": _t({S.PROCESSING, S.PENDING}, {S.PENDING, S.FAILED}, "requeue a dead worker's list"),
+    "reclaim": _t({S.PROCESSING}, {S.SCHEDULED, S.PENDING, S.FAILED}, "take back an overdue job"),
+    "release": _t({S.PROCESSING, S.PENDING}, {S.PENDING}, "shutdown: requeue without an attempt"),
+    "delete": _t({S.COMPLETED, S.FAILED, S.CANCELLED}, set(), "remove a terminal job's record"),
+}
+
+
+def allowed(transition: str, status: JobStatus) -> bool:
+    return status in TRANSITIONS[transition].sources

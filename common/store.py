@@ -1,0 +1,440 @@
+"""JobStore: every read and state change of jobs in Redis, one typed method per Lua script."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+
+from common import scripts
+from common.errors import (
+    InvalidTransitionError,
+    JobNotFoundError,
+    QueueFullError,
+    StaleLeaseError,
+)
+from common.jobs import CLAIM_FIELDS, ClaimedJob, EnqueueResult, Job, JobSpec, new_job_id
+from common.keys import Keys
+from common.settings import Settings
+from common.states import JobStatus
+
+MAX_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    name: str
+    pending: int
+    processing: int
+    scheduled: int
+    failed: int
+    paused: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "pending": self.pending,
+            "processing": self.processing,
+            "scheduled": self.scheduled,
+            "failed": self.failed,
+            "paused": self.paused,
+        }
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    slots_busy: int
+    slots_total: int
+    started_at: int | None
+    last_heartbeat: int
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+class JobStore:
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.redis = client
+        self.settings = settings
+        self.keys = Keys(settings.namespace)
+        self._prefix = self.keys.prefix
+
+    # -- submission -------------------------------------------------------------------------
+
+    def enqueue(self, spec: JobSpec, job_id: str | None = None) -> EnqueueResult:
+        return self.enqueue_many([spec], [job_id or new_job_id()])[0]
+
+    def enqueue_many(
+        self, specs: Sequence[JobSpec], job_ids: Sequence[str] | None = None
+    ) -> list[EnqueueResult]:
+        """All or nothing in one Lua call; capacity is checked for the whole batch."""
+        if not 1 <= len(specs) <= MAX_BATCH:
+            raise ValueError(f"a batch holds 1 to {MAX_BATCH} jobs")
+        ids = list(job_ids) if job_ids is not None else [new_job_id() for _ in specs]
+        args: list[Any] = [
+            self._prefix,
+            self.settings.job_queue_capacity,
+            int(self.settings.idempotency_ttl.total_seconds()),
+            len(specs),
+        ]
+        for job_id, spec in zip(ids, specs, strict=True):
+            args += [
+                job_id,
+                spec.type,
+                spec.queue,
+                spec.payload_json(),
+                spec.max_attempts or self.settings.max_attempts,
+                round((spec.timeout or self.settings.job_timeout.total_seconds()) * 1000),
+                -1 if spec.delay is None else round(spec.delay * 1000),
+                -1 if spec.run_at_ms is None else spec.run_at_ms,
+                spec.idempotency_key or "",
+            ]
+        reply = scripts.call(self.redis, "enqueue", [self.keys.stats], args)
+        if reply[0] == "queue_full":
+            raise QueueFullError(str(reply[1]), self.settings.job_queue_capacity)
+        return [
+            EnqueueResult(str(reply[i]), JobStatus(reply[i + 1]), reply[i + 2] == 1)
+            for i in range(1, len(reply), 3)
+        ]
+
+    # -- the worker's side ------------------------------------------------------------------
+
+    def claim(self, worker_id: str, count: int, queues: Sequence[str]) -> list[ClaimedJob]:
+        """Moves and starts up to `count` jobs from `queues` (priority order) in one call."""
+        reply = scripts.call(
+            self.redis,
+            "claim",
+            [self.keys.processing(worker_id)],
+            [self._prefix, worker_id, count, *queues],
+        )
+        return _claimed(reply)
+
+    def take_blocking(self, worker_id: str, queue: str, timeout_s: float) -> str | None:
+        """BLMOVE: waits without polling for one id; start() must follow."""
+        source, target = self.keys.queue(queue), self.keys.processing(worker_id)
+        # Redis takes decimal seconds; redis-py's stubs say int.
+        job_id = self.redis.blmove(source, target, timeout_s, "RIGHT", "LEFT")  # type: ignore[arg-type]
+        return None if job_id is None else str(job_id)
+
+    def start(self, worker_id: str, job_id: str, queue: str) -> ClaimedJob | None:
+        reply = scripts.call(
+            self.redis,
+            "start",
+            [self.keys.processing(worker_id)],
+            [self._prefix, worker_id, job_id, queue],
+        )
+        claimed = _claimed(reply)
+        return claimed[0] if claimed else None
+
+    def complete(self, worker_id: str, job: ClaimedJob, result_json: str) -> None:
+        name, keys, args = self._complete_call(worker_id, job, result_json)
+        _finish_reply(job.id, scripts.call(self.redis, name, keys, args))
+
+    def complete_and_claim(
+        self, worker_id: str, job: ClaimedJob, result_json: str, queues: Sequence[str]
+    ) -> list[ClaimedJob]:
+        """Records a result and claims the next job in the same round trip."""
+        claim_call: scripts.ScriptCall = (
+            "claim",
+            [self.keys.processing(worker_id)],
+            [self._prefix, worker_id, 1, *queues],
+        )
+        done, claimed = scripts.call_many(
+            self.redis, [self._complete_call(worker_id, job, result_json), claim_call]
+        )
+        _finish_reply(job.id, done)
+        return _claimed(claimed)
+
+    def _complete_call(self, worker_id: str, job: ClaimedJob, result: str) -> scripts.ScriptCall:
+        ttl_ms = round(self.settings.result_ttl.total_seconds() * 1000)
+        args = [self._prefix, job.id, job.lease, result, ttl_ms, worker_id]
+        return ("complete", [self.keys.job(job.id)], args)
+
+    def fail(self, worker_id: str, job: ClaimedJob, error: str, *, permanent: bool) -> JobStatus:
+        """Retries with backoff while attempts remain, else dead-letters. Returns the status."""
+        reply = scripts.call(
+            self.redis,
+            "fail",
+            [self.keys.job(job.id)],
+            [
+                self._prefix,
+                job.id,
+                job.lease,
+                error,
+                1 if permanent else 0,
+                *self._backoff_args(),
+                self.settings.dead_letter_max,
+                worker_id,
+            ],
+        )
+        _finish_reply(job.id, reply)
+        return JobStatus(reply[1])
+
+    def _backoff_args(self) -> list[Any]:
+        base_ms = round(self.settings.retry_backoff.total_seconds() * 1000)
+        cap_ms = round(self.settings.retry_backoff_max.total_seconds() * 1000)
+        return [base_ms, cap_ms, random.random()]
+
+    def heartbeat(
+        self, worker_id: str, host: str, pid: int, queues: Sequence[str], total: int, busy: int
+    ) -> int:
+        ttl_ms = round(self.settings.worker_ttl.total_seconds() * 3000)
+        args = [self._prefix, worker_id, ttl_ms, host, pid, ",".join(queues), total, busy]
+        return int(scripts.call(self.redis, "heartbeat", [self.keys.workers], args))
+
+    def release(self, worker_id: str) -> int:
+        """Shutdown: requeue everything the worker still holds, without using an attempt."""
+        keys = [self.keys.processing(worker_id)]
+        return int(scripts.call(self.redis, "release", keys, [self._prefix, worker_id]))
+
+    # -- scheduler and sweeper ---------------------------------------------------------------
+
+    def promote(self, limit: int = 1000) -> tuple[int, int | None]:
+        """Due scheduled jobs -> pending. Returns (promoted, next due time in ms or None)."""
+        reply = scripts.call(self.redis, "promote", [self.keys.queues], [self._prefix, limit])
+        next_due = int(reply[1])
+        return int(reply[0]), (None if next_due < 0 else next_due)
+
+    def dead_workers(self) -> list[str]:
+        cutoff = self.server_time_ms() - round(self.settings.worker_ttl.total_seconds() * 1000)
+        return [str(w) for w in self.redis.zrangebyscore(self.keys.workers, "-inf", cutoff)]
+
+    def recover(self, worker_id: str) -> tuple[int, int]:
+        """Recovers a dead worker's list. Returns (requeued, failed)."""
+        keys = [self.keys.processing(worker_id)]
+        args = [self._prefix, worker_id, self.settings.dead_letter_max]
+        requeued, failed = scripts.call(self.redis, "recover", keys, args)
+        return int(requeued), int(failed)
+
+    def reclaim(self, margin_ms: int, limit: int = 100) -> int:
+        args = [self._prefix, margin_ms, limit, *self._backoff_args()]
+        args.append(self.settings.dead_letter_max)
+        return int(scripts.call(self.redis, "reclaim", [self.keys.deadlines], args))
+
+    def prune(self, limit: int = 1000) -> int:
+        return int(scripts.call(self.redis, "prune", [self.keys.expiries], [self._prefix, limit]))
+
+    def acquire_lock(self, key: str, token: str, ttl_ms: int) -> bool:
+        return bool(self.redis.set(key, token, nx=True, px=ttl_ms))
+
+    # -- operator actions --------------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> Job:
+        ttl_ms = round(self.settings.result_ttl.total_seconds() * 1000)
+        self._transition("cancel", job_id, [self._prefix, job_id, ttl_ms])
+        return self._require(job_id)
+
+    def retry(self, job_id: str) -> Job:
+        self._transition("retry", job_id, [self._prefix, job_id])
+        return self._require(job_id)
+
+    def delete(self, job_id: str) -> None:
+        self._transition("delete", job_id, [self._prefix, job_id])
+
+    def _transition(self, name: str, job_id: str, args: list[Any]) -> None:
+        reply = scripts.call(self.redis, name, [self.keys.job(job_id)], args)
+        if reply[0] == "not_found":
+            raise JobNotFoundError(job_id)
+        if reply[0] == "invalid_transition":
+            raise InvalidTransitionError(job_id, name, str(reply[1]))
+
+    def _require(self, job_id: str) -> Job:
+        job = self.get_job(job_id)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        return job
+
+    def failed_ids(self, queue: str, limit: int) -> list[str]:
+        return [str(i) for i in self.redis.zrange(self.keys.dead(queue), 0, limit - 1)]
+
+    def retry_failed(self, queue: str, limit: int = MAX_BATCH) -> int:
+        """Retries up to `limit` of a queue's failed jobs (bounded work per call)."""
+        return self._each_failed(queue, "retry", limit)
+
+    def purge_failed(self, queue: str, limit: int = MAX_BATCH) -> int:
+        return self._each_failed(queue, "delete", limit)
+
+    def _each_failed(self, queue: str, name: str, limit: int) -> int:
+        ids = self.failed_ids(queue, limit)
+        if not ids:
+            return 0
+        calls: list[scripts.ScriptCall] = [
+            (name, [self.keys.job(i)], [self._prefix, i]) for i in ids
+        ]
+        return sum(1 for reply in scripts.call_many(self.redis, calls) if reply[0] == "ok")
+
+    def pause(self, queue: str) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.sadd(self.keys.paused, queue)
+        pipe.sadd(self.keys.queues, queue)
+        pipe.execute()
+
+    def resume(self, queue: str) -> None:
+        self.redis.srem(self.keys.paused, queue)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get_job(self, job_id: str) -> Job | None:
+        data = cast(dict[str, str], self.redis.hgetall(self.keys.job(job_id)))
+        return Job.from_hash(data) if data else None
+
+    def get_jobs(self, job_ids: Iterable[str]) -> list[Job | None]:
+        pipe = self.redis.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hgetall(self.keys.job(job_id))
+        return [Job.from_hash(d) if d else None for d in pipe.execute()]
+
+    def get_status(self, job_id: str) -> JobStatus | None:
+        value = self.redis.hget(self.keys.job(job_id), "status")
+        return None if value is None else JobStatus(value)
+
+    def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        queue: str | None = None,
+        job_type: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        scan_budget: int = 2000,
+    ) -> JobPage:
+        """Newest first. Reads at most `scan_budget` index entries per call whatever the number
+        of jobs; a page can come back short with a cursor when filters match sparsely."""
+        index = self.keys.status(status) if status else self.keys.jobs
+        score, offset = _parse_cursor(cursor)
+        jobs: list[Job] = []
+        examined = 0
+        while examined < scan_budget and len(jobs) < limit:
+            chunk = min(max(limit * 2, 50), scan_budget - examined)
+            found = self.redis.zrevrangebyscore(
+                index, score, "-inf", start=offset, num=chunk, withscores=True
+            )
+            entries = cast(list[tuple[str, float]], found)
+            if not entries:
+                return JobPage(jobs, None)
+            loaded = self.get_jobs([member for member, _ in entries])
+            for job, (_, entry_score) in zip(loaded, entries, strict=True):
+                examined += 1
+                # The cursor is the score reached and how many entries at it were read, so a
+                # batch sharing one millisecond pages correctly.
+                if entry_score == score:
+                    offset += 1
+                else:
+                    score, offset = entry_score, 1
+                if _matches(job, status, queue, job_type):
+                    jobs.append(cast(Job, job))
+                    if len(jobs) == limit:
+                        break
+        return JobPage(jobs, f"{int(score)}-{offset}")
+
+    def queue_names(self) -> list[str]:
+        configured = set(self.settings.queues)
+        return sorted(configured | {str(q) for q in self.redis.smembers(self.keys.queues)})
+
+    def queue_info(self, name: str) -> QueueInfo:
+        return self.queue_infos([name])[0]
+
+    def queue_infos(self, names: Sequence[str] | None = None) -> list[QueueInfo]:
+        names = list(names) if names is not None else self.queue_names()
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.llen(self.keys.queue(name))
+            pipe.hget(self.keys.inflight, name)
+            pipe.zcard(self.keys.scheduled(name))
+            pipe.zcard(self.keys.dead(name))
+            pipe.sismember(self.keys.paused, name)
+        values = pipe.execute()
+        return [
+            QueueInfo(
+                name=name,
+                pending=int(values[i * 5]),
+                processing=max(int(values[i * 5 + 1] or 0), 0),
+                scheduled=int(values[i * 5 + 2]),
+                failed=int(values[i * 5 + 3]),
+                paused=bool(values[i * 5 + 4]),
+            )
+            for i, name in enumerate(names)
+        ]
+
+    def paused_queues(self) -> set[str]:
+        return {str(q) for q in self.redis.smembers(self.keys.paused)}
+
+    def workers(self) -> list[WorkerInfo]:
+        ids = [str(w) for w in self.redis.zrange(self.keys.workers, 0, -1)]
+        pipe = self.redis.pipeline(transaction=False)
+        for worker_id in ids:
+            pipe.hgetall(self.keys.worker(worker_id))
+        infos = []
+        for worker_id, data in zip(ids, pipe.execute(), strict=True):
+            if not data:
+                continue
+            infos.append(
+                WorkerInfo(
+                    id=worker_id,
+                    host=data.get("host", ""),
+                    pid=int(data.get("pid") or 0),
+                    queues=tuple(q for q in data.get("queues", "").split(",") if q),
+                    slots_busy=int(data.get("slots_busy") or 0),
+                    slots_total=int(data.get("slots_total") or 0),
+                    started_at=int(data["started_at"]) if data.get("started_at") else None,
+                    last_heartbeat=int(data.get("last_heartbeat") or 0),
+                )
+            )
+        return infos
+
+    def stats(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self.redis.hgetall(self.keys.stats).items()}
+
+    def inflight(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self.redis.hgetall(self.keys.inflight).items()}
+
+    def server_time_ms(self) -> int:
+        seconds, micros = self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    def ping(self) -> bool:
+        return bool(self.redis.ping())
+
+
+def _claimed(reply: list[Any]) -> list[ClaimedJob]:
+    step = CLAIM_FIELDS
+    return [ClaimedJob.from_reply(reply[i : i + step]) for i in range(0, len(reply), step)]
+
+
+def _finish_reply(job_id: str, reply: list[Any]) -> None:
+    if reply[0] == "stale_lease":
+        raise StaleLeaseError(job_id)
+    if reply[0] == "not_found":
+        raise JobNotFoundError(job_id)
+
+
+def _matches(
+    job: Job | None, status: JobStatus | None, queue: str | None, job_type: str | None
+) -> bool:
+    if job is None:
+        return False  # expired between the index read and the job read
+    if status is not None and job.status != status:
+        return False
+    if queue is not None and job.queue != queue:
+        return False
+    return job_type is None or job.type == job_type
+
+
+def _parse_cursor(cursor: str | None) -> tuple[float, int]:
+    """A cursor is "<score>-<entries read at that score>"; raises ValueError when malformed."""
+    if not cursor:
+        return float("inf"), 0
+    score, _, offset = cursor.partition("-")
+    if not (score.isdigit() and offset.isdigit()):
+        raise ValueError("cursor is not one this API returned")
+    return int(score), int(offset)

@@ -1,0 +1,1 @@
+"""Helpers shared by the test suites: a private redis-server, stack processes, polling."""
