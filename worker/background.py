@@ -1,0 +1,107 @@
+"""Periodic duties of every worker process: heartbeat, scheduler and (under a lock) sweeper."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from common.logs import worker_id_var
+from common.store import JobStore
+from worker.pool import Pool
+
+log = logging.getLogger("worker.background")
+
+SCHEDULER_MAX_SLEEP_S = 1.0
+SCHEDULER_MIN_SLEEP_S = 0.01
+
+
+class Periodic:
+    """A daemon thread that runs `step` until stopped; `step` returns seconds to sleep.
+    Redis outages are logged and retried with capped backoff, never fatal."""
+
+    def __init__(self, name: str, worker_id: str, step: Callable[[], float]) -> None:
+        self.name = name
+        self.worker_id = worker_id
+        self.step = step
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
+
+    def _loop(self) -> None:
+        worker_id_var.set(self.worker_id)
+        failures = 0
+        while not self.stop.is_set():
+            try:
+                pause = self.step()
+                failures = 0
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as ex:
+                failures += 1
+                pause = min(0.1 * 2**failures, 5.0)
+                log.warning(f"{self.name}.redis_unavailable", extra={"error": str(ex)})
+            except Exception:
+                failures += 1
+                pause = min(0.1 * 2**failures, 5.0)
+                log.exception(f"{self.name}.error")
+            self.stop.wait(pause)
+
+
+def heartbeat_step(store: JobStore, worker_id: str, pool: Pool) -> Callable[[], float]:
+    host, pid = socket.gethostname(), os.getpid()
+    interval = max(store.settings.worker_ttl.total_seconds() / 3, 0.05)
+
+    def beat() -> float:
+        store.heartbeat(worker_id, host, pid, pool.queues, pool.size, pool.busy())
+        return interval
+
+    return beat
+
+
+def scheduler_step(store: JobStore) -> Callable[[], float]:
+    """Promotes due delayed and retry jobs; sleeps until the next one is due (at most 1 s)."""
+
+    def promote() -> float:
+        promoted, next_due = store.promote()
+        if promoted:
+            log.info("scheduler.promoted", extra={"count": promoted})
+            return SCHEDULER_MIN_SLEEP_S
+        if next_due is None:
+            return SCHEDULER_MAX_SLEEP_S
+        wait_s = (next_due - store.server_time_ms()) / 1000
+        return min(max(wait_s, SCHEDULER_MIN_SLEEP_S), SCHEDULER_MAX_SLEEP_S)
+
+    return promote
+
+
+def sweeper_step(store: JobStore, worker_id: str) -> Callable[[], float]:
+    """Under a Redis lock held for one interval, so the cluster sweeps about once per interval:
+    recovers dead workers' lists, reclaims overdue jobs, prunes expired index entries."""
+    settings = store.settings
+    interval = settings.sweeper_interval.total_seconds()
+    margin_ms = round(settings.worker_ttl.total_seconds() * 1000)
+
+    def sweep() -> float:
+        token = f"{worker_id}:{time.time_ns()}"
+        if not store.acquire_lock(store.keys.sweeper_lock, token, round(interval * 1000)):
+            return interval
+        for dead in store.dead_workers():
+            if dead == worker_id:
+                continue  # our own heartbeat is late (Redis was away); we are alive
+            requeued, failed = store.recover(dead)
+            log.warning(
+                "sweeper.recovered",
+                extra={"dead_worker": dead, "requeued": requeued, "failed": failed},
+            )
+        reclaimed = store.reclaim(margin_ms)
+        if reclaimed:
+            log.warning("sweeper.reclaimed", extra={"count": reclaimed})
+        for _ in range(10):  # bounded: at most 10,000 index entries per sweep
+            if store.prune(1000) < 1000:
+                break
+        return interval
+
+    return sweep

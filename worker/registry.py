@@ -1,0 +1,74 @@
+"""The handler registry: `@handler("email_send")` on a function taking (payload, ctx)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from common.errors import WorkStreamError
+from common.jobs import TYPE_PATTERN
+
+
+class PermanentError(Exception):
+    """Raise from a handler to fail the job at once, without retries."""
+
+
+class JobTimeoutError(BaseException):
+    """Raised inside a handler thread when its job runs past its timeout. A BaseException so
+    that a handler's `except Exception` cannot swallow it."""
+
+
+@dataclass(frozen=True)
+class JobContext:
+    job_id: str
+    job_type: str
+    queue: str
+    attempt: int
+    max_attempts: int
+    worker_id: str
+    timeout_s: float
+    redis: redis.Redis
+    log: logging.Logger
+
+
+Handler = Callable[[Any, JobContext], Any]
+_HANDLERS: dict[str, Handler] = {}
+
+
+class HandlerRegistrationError(WorkStreamError):
+    pass
+
+
+def handler(job_type: str) -> Callable[[Handler], Handler]:
+    """Registers the decorated function for jobs of `job_type`."""
+    if not TYPE_PATTERN.match(job_type):
+        raise HandlerRegistrationError(f"invalid job type {job_type!r}")
+
+    def register(fn: Handler) -> Handler:
+        existing = _HANDLERS.get(job_type)
+        if existing is not None and existing is not fn:
+            raise HandlerRegistrationError(f"a handler for {job_type!r} is already registered")
+        _HANDLERS[job_type] = fn
+        return fn
+
+    return register
+
+
+def lookup(job_type: str) -> Handler | None:
+    return _HANDLERS.get(job_type)
+
+
+def registered_types() -> list[str]:
+    return sorted(_HANDLERS)
+
+
+def load_modules(modules: Iterable[str]) -> None:
+    """Imports the built-ins and every module named in WORKER_HANDLERS (they register)."""
+    importlib.import_module("worker.builtin")
+    for module in modules:
+        importlib.import_module(module)

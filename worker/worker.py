@@ -1,0 +1,127 @@
+"""Worker lifecycle: register, run the fetcher, slots and periodic duties, shut down cleanly.
+
+SIGTERM/SIGINT: stop claiming, let running jobs finish within SHUTDOWN_GRACE, requeue what is
+left without using an attempt, deregister. A second signal exits at once; the sweeper then
+recovers the jobs this worker held.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from types import FrameType
+
+import redis
+
+from common.logs import worker_id_var
+from common.settings import Settings
+from common.store import JobStore
+from worker.background import Periodic, heartbeat_step, scheduler_step, sweeper_step
+from worker.fetcher import BLOCK_S, Fetcher
+from worker.pool import Pool
+from worker.registry import load_modules, registered_types
+
+log = logging.getLogger("worker.worker")
+
+RELEASE_RETRY_S = 10.0
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+
+
+class Worker:
+    def __init__(self, settings: Settings, store: JobStore, worker_id: str | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.worker_id = worker_id or new_worker_id()
+        self.queues = list(settings.queues)
+        self.shutdown_requested = threading.Event()
+        self._stopping = threading.Event()
+        self._signals = 0
+        self.pool = Pool(store, self.worker_id, settings.worker_count, self.queues, self._stopping)
+        self.fetcher = Fetcher(store, self.pool, self.worker_id, self.queues, self._stopping)
+        self.duties = [
+            Periodic("heartbeat", self.worker_id, heartbeat_step(store, self.worker_id, self.pool)),
+            Periodic("scheduler", self.worker_id, scheduler_step(store)),
+            Periodic("sweeper", self.worker_id, sweeper_step(store, self.worker_id)),
+        ]
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("worker.exit_now", extra={"signal": signum})
+            os._exit(1)
+        log.info("worker.shutdown_requested", extra={"signal": signum})
+        self.shutdown_requested.set()
+
+    def run(self, *, until_idle: bool = False) -> int:
+        """Runs until a shutdown is requested (or, with until_idle, until nothing is left)."""
+        worker_id_var.set(self.worker_id)
+        load_modules(self.settings.worker_handlers)
+        self._register()
+        log.info(
+            "worker.started",
+            extra={"queues": self.queues, "slots": self.pool.size, "handlers": registered_types()},
+        )
+        self.pool.start()
+        self.fetcher.thread.start()
+        for duty in self.duties:
+            duty.thread.start()
+        while not self.shutdown_requested.wait(0.2):
+            if until_idle and self._drained():
+                break
+        self._shutdown()
+        return 0
+
+    def _register(self) -> None:
+        """The first heartbeat comes before any claim, so a crash is always noticed."""
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.duties[0].step()
+                return
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as ex:
+                if time.monotonic() > deadline or self.shutdown_requested.is_set():
+                    raise
+                log.warning("redis.unavailable", extra={"error": str(ex)})
+                time.sleep(1)
+
+    def _drained(self) -> bool:
+        if self.pool.busy():
+            return False
+        infos = self.store.queue_infos(self.queues)
+        return all(i.pending == 0 and i.scheduled == 0 and i.processing == 0 for i in infos)
+
+    def _shutdown(self) -> None:
+        grace = self.settings.shutdown_grace.total_seconds()
+        self._stopping.set()
+        self.fetcher.thread.join(BLOCK_S + 5)
+        finished = self.pool.wait_until_idle(grace)
+        requeued = self._release()
+        for duty in self.duties:
+            duty.stop.set()
+        self.pool.close()
+        log.info(
+            "worker.stopped",
+            extra={"finished_in_grace": finished, "requeued": requeued},
+        )
+
+    def _release(self) -> int:
+        deadline = time.monotonic() + RELEASE_RETRY_S
+        while True:
+            try:
+                return self.store.release(self.worker_id)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as ex:
+                if time.monotonic() > deadline:
+                    log.error("worker.release_failed", extra={"error": str(ex)})
+                    return 0  # the sweeper recovers our list once our heartbeat goes stale
+                time.sleep(0.5)
