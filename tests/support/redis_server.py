@@ -54,8 +54,8 @@ class RedisServer:
             "--protected-mode", "yes",
             *self.extra_args,
         ]  # fmt: skip
-        log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 - lives with the process
-        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        with open(self.directory / "redis.log", "ab") as log:  # the child keeps its own copy
+            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
         self.wait_ready(timeout_s)
         return self
 
