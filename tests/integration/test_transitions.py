@@ -1,0 +1,264 @@
+"""The Lua transitions against a real Redis, through JobStore."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from common.errors import InvalidTransitionError, QueueFullError, StaleLeaseError
+from common.jobs import JobSpec
+from common.settings import Settings
+from common.states import JobStatus
+from common.store import JobStore
+from tests.conftest import make_settings
+
+
+def _store(client: redis.Redis, url: str, **env: str) -> JobStore:
+    return JobStore(client, make_settings(url, **env))
+
+
+@pytest.fixture
+def url(settings: Settings) -> str:
+    return settings.redis_url
+
+
+def test_enqueue_puts_a_pending_job_on_its_queue(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    result = store.enqueue(JobSpec(type="echo", payload={"a": 1}))
+    assert result.created and result.status is JobStatus.PENDING
+    assert redis_client.lrange(store.keys.queue("default"), 0, -1) == [result.job_id]
+    job = store.get_job(result.job_id)
+    assert job is not None and job.payload == {"a": 1} and job.attempts == 0
+
+
+def test_a_full_queue_rejects_the_job_and_writes_nothing(
+    redis_client: redis.Redis, url: str
+) -> None:
+    store = _store(redis_client, url, JOB_QUEUE_CAPACITY="2")
+    store.enqueue_many([JobSpec(type="echo"), JobSpec(type="echo")])
+    before = redis_client.dbsize()
+    with pytest.raises(QueueFullError):
+        store.enqueue(JobSpec(type="echo"))
+    assert redis_client.dbsize() == before
+    assert redis_client.llen(store.keys.queue("default")) == 2
+
+
+def test_a_batch_over_capacity_is_rejected_whole(redis_client: redis.Redis, url: str) -> None:
+    store = _store(redis_client, url, JOB_QUEUE_CAPACITY="3")
+    with pytest.raises(QueueFullError):
+        store.enqueue_many([JobSpec(type="echo") for _ in range(4)])
+    assert redis_client.dbsize() == 0
+
+
+def test_a_repeated_idempotency_key_returns_the_original_job(store: JobStore) -> None:
+    first = store.enqueue(JobSpec(type="echo", idempotency_key="order-1"))
+    again = store.enqueue(JobSpec(type="echo", idempotency_key="order-1"))
+    assert again.job_id == first.job_id and not again.created
+    assert store.queue_info("default").pending == 1
+
+
+def test_resending_the_same_job_id_creates_it_once(store: JobStore) -> None:
+    first = store.enqueue(JobSpec(type="echo"), job_id="a" * 32)
+    again = store.enqueue(JobSpec(type="echo"), job_id="a" * 32)
+    assert first.created and again.created and again.job_id == first.job_id
+    assert store.queue_info("default").pending == 1
+
+
+def test_a_delayed_job_waits_in_scheduled_until_due(store: JobStore) -> None:
+    result = store.enqueue(JobSpec(type="echo", delay=0.3))
+    assert result.status is JobStatus.SCHEDULED
+    assert store.promote() == (0, store.get_job(result.job_id).run_at)  # type: ignore[union-attr]
+    time.sleep(0.35)
+    assert store.promote()[0] == 1
+    assert store.get_status(result.job_id) is JobStatus.PENDING
+
+
+def test_claims_follow_queue_priority(store: JobStore) -> None:
+    low = store.enqueue(JobSpec(type="echo", queue="low"))
+    high = store.enqueue(JobSpec(type="echo", queue="high"))
+    claimed = store.claim("w1", 2, ["high", "low"])
+    assert [job.id for job in claimed] == [high.job_id, low.job_id]
+    assert all(store.get_status(job.id) is JobStatus.PROCESSING for job in claimed)
+
+
+def test_a_paused_queue_is_not_claimed_from(store: JobStore) -> None:
+    store.enqueue(JobSpec(type="echo"))
+    store.pause("default")
+    assert store.claim("w1", 5, ["default"]) == []
+    store.resume("default")
+    assert len(store.claim("w1", 5, ["default"])) == 1
+
+
+def test_complete_records_the_result_and_leaves_the_worker_list(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    store.enqueue(JobSpec(type="echo"))
+    (job,) = store.claim("w1", 1, ["default"])
+    store.complete("w1", job, '{"done":true}')
+    finished = store.get_job(job.id)
+    assert finished is not None and finished.status is JobStatus.COMPLETED
+    assert finished.result == {"done": True}
+    assert redis_client.llen(store.keys.processing("w1")) == 0
+    assert store.inflight() == {"default": 0}
+
+
+def test_a_late_completion_after_a_reclaim_is_rejected_and_counted(store: JobStore) -> None:
+    store.enqueue(JobSpec(type="echo"))
+    (old,) = store.claim("w1", 1, ["default"])
+    store.recover("w1")  # w1 presumed dead: the job goes back to pending
+    (new,) = store.claim("w2", 1, ["default"])
+    with pytest.raises(StaleLeaseError):
+        store.complete("w1", old, '"late"')
+    store.complete("w2", new, '"fresh"')
+    job = store.get_job(new.id)
+    assert job is not None and job.result == "fresh"
+    assert store.stats()["stale_completions"] == 1
+
+
+def test_a_failure_retries_until_attempts_run_out_then_dead_letters(store: JobStore) -> None:
+    result = store.enqueue(JobSpec(type="echo", max_attempts=2))
+    (job,) = store.claim("w1", 1, ["default"])
+    assert store.fail("w1", job, "boom", permanent=False) is JobStatus.PENDING
+    (job,) = store.claim("w1", 1, ["default"])
+    assert job.attempt == 2
+    assert store.fail("w1", job, "boom again", permanent=False) is JobStatus.FAILED
+    failed = store.get_job(result.job_id)
+    assert failed is not None and failed.error == "boom again" and failed.attempts == 2
+    assert store.failed_ids("default", 10) == [result.job_id]
+
+
+def test_a_permanent_failure_dead_letters_at_once(store: JobStore) -> None:
+    store.enqueue(JobSpec(type="echo", max_attempts=5))
+    (job,) = store.claim("w1", 1, ["default"])
+    assert store.fail("w1", job, "bad input", permanent=True) is JobStatus.FAILED
+
+
+def test_retry_backoff_grows_exponentially_and_is_capped(
+    redis_client: redis.Redis, url: str
+) -> None:
+    store = _store(redis_client, url, RETRY_BACKOFF="1s", RETRY_BACKOFF_MAX="3s")
+    result = store.enqueue(JobSpec(type="echo", max_attempts=10))
+    ceilings = [1000, 2000, 3000, 3000]
+    for ceiling in ceilings:
+        redis_client.zadd(store.keys.scheduled("default"), {result.job_id: 0})
+        store.promote()
+        (job,) = store.claim("w1", 1, ["default"])
+        now = store.server_time_ms()
+        assert store.fail("w1", job, "x", permanent=False) is JobStatus.SCHEDULED
+        scheduled = store.get_job(job.id)
+        assert scheduled is not None and scheduled.run_at is not None
+        assert 0 <= scheduled.run_at - now <= ceiling + 50
+
+
+def test_cancel_withdraws_a_pending_job_but_not_a_running_one(store: JobStore) -> None:
+    pending = store.enqueue(JobSpec(type="echo"))
+    assert store.cancel(pending.job_id).status is JobStatus.CANCELLED
+    assert store.queue_info("default").pending == 0
+    store.enqueue(JobSpec(type="echo"))
+    (running,) = store.claim("w1", 1, ["default"])
+    with pytest.raises(InvalidTransitionError):
+        store.cancel(running.id)
+
+
+def test_a_job_cancelled_after_a_worker_took_it_is_not_run(store: JobStore) -> None:
+    result = store.enqueue(JobSpec(type="echo"))
+    taken = store.take_blocking("w1", "default", 0.1)
+    store.cancel(result.job_id)
+    assert store.start("w1", str(taken), "default") is None
+    assert store.get_status(result.job_id) is JobStatus.CANCELLED
+
+
+def test_operator_retry_resets_attempts(store: JobStore) -> None:
+    result = store.enqueue(JobSpec(type="echo", max_attempts=1))
+    (job,) = store.claim("w1", 1, ["default"])
+    store.fail("w1", job, "x", permanent=False)
+    retried = store.retry(result.job_id)
+    assert retried.status is JobStatus.PENDING and retried.attempts == 0
+    assert store.failed_ids("default", 10) == []
+
+
+def test_recovering_a_dead_worker_counts_the_attempt(store: JobStore) -> None:
+    first = store.enqueue(JobSpec(type="echo", max_attempts=2))
+    store.claim("w1", 1, ["default"])
+    assert store.recover("w1") == (1, 0)
+    store.claim("w2", 1, ["default"])
+    assert store.recover("w2") == (0, 1)
+    job = store.get_job(first.job_id)
+    assert job is not None and job.status is JobStatus.FAILED and "died" in (job.error or "")
+
+
+def test_release_requeues_without_using_an_attempt(store: JobStore) -> None:
+    result = store.enqueue(JobSpec(type="echo"))
+    store.claim("w1", 1, ["default"])
+    assert store.release("w1") == 1
+    job = store.get_job(result.job_id)
+    assert job is not None and job.status is JobStatus.PENDING and job.attempts == 0
+
+
+def test_an_overdue_job_is_reclaimed_as_a_failed_attempt(store: JobStore) -> None:
+    result = store.enqueue(JobSpec(type="echo", timeout=0.05, max_attempts=3))
+    store.claim("w1", 1, ["default"])
+    time.sleep(0.1)
+    assert store.reclaim(margin_ms=0) == 1
+    job = store.get_job(result.job_id)
+    assert job is not None and job.status is JobStatus.PENDING and "timed out" in (job.error or "")
+
+
+def test_a_healthy_job_is_never_reclaimed(store: JobStore) -> None:
+    store.enqueue(JobSpec(type="echo", timeout=60))
+    store.claim("w1", 1, ["default"])
+    assert store.reclaim(margin_ms=0) == 0
+
+
+def test_delete_removes_a_terminal_job_and_refuses_a_live_one(store: JobStore) -> None:
+    live = store.enqueue(JobSpec(type="echo"))
+    with pytest.raises(InvalidTransitionError):
+        store.delete(live.job_id)
+    store.cancel(live.job_id)
+    store.delete(live.job_id)
+    assert store.get_job(live.job_id) is None
+    assert store.list_jobs().jobs == []
+
+
+def test_dead_letters_are_capped(redis_client: redis.Redis, url: str) -> None:
+    store = _store(redis_client, url, DEAD_LETTER_MAX="3")
+    for _ in range(5):
+        store.enqueue(JobSpec(type="echo", max_attempts=1))
+        (job,) = store.claim("w1", 1, ["default"])
+        store.fail("w1", job, "x", permanent=True)
+    assert store.queue_info("default").failed == 3
+
+
+def test_listing_pages_through_a_batch_created_in_one_millisecond(store: JobStore) -> None:
+    created = {r.job_id for r in store.enqueue_many([JobSpec(type="echo") for _ in range(120)])}
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        page = store.list_jobs(limit=25, cursor=cursor)
+        seen += [job.id for job in page.jobs]
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen)) == 120
+    assert set(seen) == created
+
+
+def test_a_full_lifecycle_leaves_only_documented_keys_and_expires_them(
+    redis_client: redis.Redis, url: str
+) -> None:
+    store = _store(redis_client, url, RESULT_TTL="200ms")
+    store.heartbeat("w1", "host", 1, ["default"], 1, 0)
+    store.enqueue(JobSpec(type="echo"))
+    (job,) = store.claim("w1", 1, ["default"])
+    store.complete("w1", job, "1")
+    store.release("w1")
+    time.sleep(0.3)
+    store.prune()
+    assert sorted(redis_client.keys("*")) == [
+        store.keys.inflight,
+        store.keys.queues,
+        store.keys.stats,
+    ]
