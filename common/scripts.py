@@ -27,7 +27,7 @@ def _read(name: str) -> str:
 def _preamble() -> str:
     statuses = ", ".join(f"{status.name.lower()} = '{status.value}'" for status in JobStatus)
     buckets = ", ".join(str(bound) for bound in BUCKETS_MS)
-    library = "".join(_read(name) for name in ("_lib.lua", "_start_job.lua"))
+    library = "".join(_read(name) for name in ("_lib.lua", "_claim.lua"))
     return f"local ST = {{{statuses}}}\nlocal BUCKETS_MS = {{{buckets}}}\n{library}\n"
 
 

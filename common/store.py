@@ -137,28 +137,27 @@ class JobStore:
         return claimed[0] if claimed else None
 
     def complete(self, worker_id: str, job: ClaimedJob, result_json: str) -> None:
-        name, keys, args = self._complete_call(worker_id, job, result_json)
-        _finish_reply(job.id, scripts.call(self.redis, name, keys, args))
+        (outcome,), _ = self.complete_many(worker_id, [(job, result_json)], 0, ())
+        _finish_reply(job.id, [outcome])
 
-    def complete_and_claim(
-        self, worker_id: str, job: ClaimedJob, result_json: str, queues: Sequence[str]
-    ) -> list[ClaimedJob]:
-        """Records a result and claims the next job in the same round trip."""
-        claim_call: scripts.ScriptCall = (
-            "claim",
-            [self.keys.processing(worker_id)],
-            [self._prefix, worker_id, 1, *queues],
-        )
-        done, claimed = scripts.call_many(
-            self.redis, [self._complete_call(worker_id, job, result_json), claim_call]
-        )
-        _finish_reply(job.id, done)
-        return _claimed(claimed)
-
-    def _complete_call(self, worker_id: str, job: ClaimedJob, result: str) -> scripts.ScriptCall:
+    def complete_many(
+        self,
+        worker_id: str,
+        results: Sequence[tuple[ClaimedJob, str]],
+        claim: int,
+        queues: Sequence[str],
+    ) -> tuple[list[str], list[ClaimedJob]]:
+        """Records results and claims up to `claim` next jobs, in one call. Returns a code per
+        result ("ok" | "stale_lease" | "not_found") and the claimed jobs: a lost lease does
+        not raise here, so a job claimed in the same call is never dropped."""
         ttl_ms = round(self.settings.result_ttl.total_seconds() * 1000)
-        args = [self._prefix, job.id, job.lease, result, ttl_ms, worker_id]
-        return ("complete", [self.keys.job(job.id)], args)
+        args: list[Any] = [self._prefix, worker_id, ttl_ms, len(results)]
+        for job, result_json in results:
+            args += [job.id, job.lease, result_json]
+        args += [claim, *queues]
+        reply = scripts.call(self.redis, "complete", [self.keys.processing(worker_id)], args)
+        codes = [str(code) for code in reply[: len(results)]]
+        return codes, _claimed(reply[len(results) :])
 
     def fail(self, worker_id: str, job: ClaimedJob, error: str, *, permanent: bool) -> JobStatus:
         """Retries with backoff while attempts remain, else dead-letters. Returns the status."""
@@ -192,10 +191,12 @@ class JobStore:
         args = [self._prefix, worker_id, ttl_ms, host, pid, ",".join(queues), total, busy]
         return int(scripts.call(self.redis, "heartbeat", [self.keys.workers], args))
 
-    def release(self, worker_id: str) -> int:
-        """Shutdown: requeue everything the worker still holds, without using an attempt."""
+    def release(self, worker_id: str, *, keep: Sequence[str] | None = None) -> int:
+        """Requeues what the worker holds but no longer runs, without using an attempt.
+        With keep=None (shutdown) that is everything, and the worker deregisters."""
         keys = [self.keys.processing(worker_id)]
-        return int(scripts.call(self.redis, "release", keys, [self._prefix, worker_id]))
+        args = [self._prefix, worker_id, 1 if keep is None else 0, *(keep or ())]
+        return int(scripts.call(self.redis, "release", keys, args))
 
     # -- scheduler and sweeper ---------------------------------------------------------------
 

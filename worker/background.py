@@ -50,12 +50,14 @@ class Periodic:
             self.stop.wait(pause)
 
 
-def heartbeat_step(store: JobStore, worker_id: str, pool: Pool) -> Callable[[], float]:
+def heartbeat_step(
+    store: JobStore, worker_id: str, queues: list[str], pool: Pool
+) -> Callable[[], float]:
     host, pid = socket.gethostname(), os.getpid()
     interval = max(store.settings.worker_ttl.total_seconds() / 3, 0.05)
 
     def beat() -> float:
-        store.heartbeat(worker_id, host, pid, pool.queues, pool.size, pool.busy())
+        store.heartbeat(worker_id, host, pid, queues, pool.size, pool.busy)
         return interval
 
     return beat

@@ -1,75 +1,205 @@
-"""The fetcher: claims jobs for idle slots, in strict queue priority.
+"""The fetcher: the worker's only Redis client for job state. It records what the slots
+finished and refills them, in strict queue priority, in one Lua call per batch.
 
-With a backlog it claims as many ids as there are idle slots in one Lua call. With nothing to
-claim it blocks in BLMOVE (no polling: an idle worker costs one blocking call per second),
-rotating over the queues it serves so that every queue wakes it.
+Under a backlog one call completes every finished job and claims as many new ones as slots
+are free. With nothing to claim and nothing running it blocks in BLMOVE (no polling: an idle
+worker makes one blocking call a second), rotating over the queues it serves.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import redis
 
+from common.errors import JobNotFoundError, StaleLeaseError
+from common.jobs import ClaimedJob
+from common.logs import worker_id_var
+from common.states import JobStatus
 from common.store import JobStore
-from worker.pool import Pool
+from worker.pool import Finished, Pool
 
 log = logging.getLogger("worker.fetcher")
 
-BLOCK_S = 1.0  # single queue: wake once a second to notice shutdown
+BLOCK_S = 1.0  # a single queue: wake once a second to notice shutdown
 MULTI_QUEUE_BLOCK_S = 0.25
+BUSY_POLL_S = 0.05  # slots busy and free at once, queue empty: look again this often
 BACKOFF_CAP_S = 5.0
+FINAL_FLUSH_S = 5.0
+BATCH_WAIT_S = 0.002
+_T = TypeVar("_T")
 
 
 class Fetcher:
     def __init__(
-        self, store: JobStore, pool: Pool, worker_id: str, queues: list[str], stop: threading.Event
+        self,
+        store: JobStore,
+        pool: Pool,
+        worker_id: str,
+        queues: list[str],
+        stopping: threading.Event,
     ) -> None:
         self.store = store
         self.pool = pool
         self.worker_id = worker_id
         self.queues = queues
-        self.stop = stop
+        self.stopping = stopping  # no more claims; keep recording outcomes
+        self.closed = threading.Event()  # grace is over: record what is done and exit
+        self.idle = threading.Event()
+        self.idle.set()
+        self.running: set[str] = set()  # ids handed to slots and not yet recorded
         self._rotation = 0
+        self._resync = False
+        self._backlog = False  # the last claim got all it asked for: more is waiting
         self.thread = threading.Thread(target=self._loop, name="fetcher", daemon=True)
 
     def _loop(self) -> None:
+        worker_id_var.set(self.worker_id)
         delay = 0.05
-        while not self.stop.is_set():
+        while not (self.closed.is_set() and self.pool.done.empty()):
             try:
+                if self._resync:
+                    self._release_orphans()
                 self._step()
                 delay = 0.05
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as ex:
                 log.warning("redis.unavailable", extra={"error": str(ex), "retry_in_s": delay})
-                self.stop.wait(delay)
+                self._resync = True
+                self.closed.wait(delay)
                 delay = min(delay * 2, BACKOFF_CAP_S)
             except Exception:
                 log.exception("fetcher.error")
-                self.stop.wait(1.0)
+                self.closed.wait(1.0)
 
     def _step(self) -> None:
-        idle = self.pool.wait_for_idle_slot(timeout_s=1.0)
-        if idle == 0 or self.stop.is_set():
+        done = self._collect()
+        free = 0 if self.stopping.is_set() else self.pool.size - self.pool.busy + len(done)
+        if done or free:
+            claimed = self._finish(done, free)
+            if claimed or done:
+                return
+        if self.pool.busy:
             return
-        jobs = self.store.claim(self.worker_id, idle, self.queues)
-        if jobs:
-            self.pool.submit(jobs)
+        if self.stopping.is_set():
+            self.closed.wait(0.1)  # nothing left to record; wait for the worker to close us
+        else:
+            self._block_for_one()
+
+    def _collect(self) -> list[Finished]:
+        """What the slots finished; waits for one when that is all there is to do. With a
+        backlog it lets a batch build up (half the running jobs, or BATCH_WAIT_S), since one
+        call for many jobs costs Redis far less than one call each."""
+        done: list[Finished] = []
+        if self.pool.busy and not self.closed.is_set():
+            all_busy = self.pool.busy >= self.pool.size or self.stopping.is_set()
+            try:
+                done.append(self.pool.done.get(timeout=1.0 if all_busy else BUSY_POLL_S))
+            except queue.Empty:
+                return done
+            if self._backlog:
+                enough = self.pool.busy // 2
+                until = time.monotonic() + BATCH_WAIT_S
+                while len(done) < enough and (left := until - time.monotonic()) > 0:
+                    try:
+                        done.append(self.pool.done.get(timeout=left))
+                    except queue.Empty:
+                        break
+        while True:
+            try:
+                done.append(self.pool.done.get_nowait())
+            except queue.Empty:
+                return done
+
+    def _finish(self, done: list[Finished], free: int) -> list[ClaimedJob]:
+        """Records failures one by one and results in one call that also claims `free` jobs."""
+        for job, outcome in done:
+            if not outcome.ok:
+                self._record_failure(job, outcome.error, permanent=outcome.permanent)
+        results = [(job, outcome.result_json) for job, outcome in done if outcome.ok]
+        if results or free:
+            codes, claimed = self._persist(
+                lambda: self.store.complete_many(self.worker_id, results, free, self.queues)
+            )
+            self._backlog = free > 0 and len(claimed) == free
+            for (job, _), code in zip(results, codes, strict=True):
+                event = "job.completed" if code == "ok" else f"job.{code}"
+                level = logging.INFO if code == "ok" else logging.WARNING
+                log.log(level, event, extra=_fields(job))
+        else:
+            claimed = []
+        for job, _ in done:
+            self.running.discard(job.id)
+        self.pool.busy -= len(done)
+        self._dispatch(claimed)
+        return claimed
+
+    def _record_failure(self, job: ClaimedJob, error: str, *, permanent: bool) -> None:
+        try:
+            status = self._persist(
+                lambda: self.store.fail(self.worker_id, job, error, permanent=permanent)
+            )
+        except (StaleLeaseError, JobNotFoundError) as ex:
+            log.warning("job.stale_lease", extra={**_fields(job), "error": str(ex)})
             return
-        self._block_for_one()
+        event = "job.failed" if status is JobStatus.FAILED else "job.retry_scheduled"
+        log.info(event, extra={**_fields(job), "error": error, "status": status.value})
+
+    def _dispatch(self, jobs: list[ClaimedJob]) -> None:
+        for job in jobs:
+            self.running.add(job.id)
+            log.debug("job.started", extra=_fields(job))
+        self.pool.submit(jobs)
+        if self.pool.busy:
+            self.idle.clear()
+        else:
+            self.idle.set()
 
     def _block_for_one(self) -> None:
         paused = self.store.paused_queues()
         active = [q for q in self.queues if q not in paused]
         if not active:
-            self.stop.wait(BLOCK_S)
+            self.stopping.wait(BLOCK_S)
             return
-        queue = active[self._rotation % len(active)]
+        queue_name = active[self._rotation % len(active)]
         self._rotation += 1
         block_s = BLOCK_S if len(active) == 1 else MULTI_QUEUE_BLOCK_S
-        job_id = self.store.take_blocking(self.worker_id, queue, block_s)
-        if job_id is None:
-            return
-        job = self.store.start(self.worker_id, job_id, queue)
+        # A lost reply here raises into _loop, which then releases any orphaned id.
+        job_id = self.store.take_blocking(self.worker_id, queue_name, block_s)
+        job = None if job_id is None else self.store.start(self.worker_id, job_id, queue_name)
         if job is not None:
-            self.pool.submit([job])
+            self._dispatch([job])
+
+    def _release_orphans(self) -> None:
+        """After a lost reply: ids in our processing list that no slot runs go back."""
+        released = self.store.release(self.worker_id, keep=sorted(self.running))
+        self._resync = False
+        if released:
+            log.warning("fetcher.released_orphans", extra={"count": released})
+
+    def _persist(self, call: Callable[[], _T]) -> _T:
+        """Retries a call through Redis outages: the scripts are safe to resend. After the
+        grace period it gives up; the sweeper recovers whatever this worker still holds."""
+        delay = 0.05
+        deadline: float | None = None
+        while True:
+            try:
+                return call()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as ex:
+                # The call may have run with its reply lost: claimed ids could be orphaned.
+                self._resync = True
+                if self.closed.is_set():
+                    deadline = deadline or time.monotonic() + FINAL_FLUSH_S
+                    if time.monotonic() > deadline:
+                        raise
+                log.warning("redis.retry", extra={"error": str(ex), "retry_in_s": delay})
+                time.sleep(delay)
+                delay = min(delay * 2, BACKOFF_CAP_S)
+
+
+def _fields(job: ClaimedJob) -> dict[str, object]:
+    return {"job_id": job.id, "job_type": job.type, "queue": job.queue, "attempt": job.attempt}

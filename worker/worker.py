@@ -18,10 +18,11 @@ from types import FrameType
 import redis
 
 from common.logs import worker_id_var
+from common.redis_conn import connect
 from common.settings import Settings
 from common.store import JobStore
 from worker.background import Periodic, heartbeat_step, scheduler_step, sweeper_step
-from worker.fetcher import BLOCK_S, Fetcher
+from worker.fetcher import BLOCK_S, FINAL_FLUSH_S, Fetcher
 from worker.pool import Pool
 from worker.registry import load_modules, registered_types
 
@@ -43,10 +44,11 @@ class Worker:
         self.shutdown_requested = threading.Event()
         self._stopping = threading.Event()
         self._signals = 0
-        self.pool = Pool(store, self.worker_id, settings.worker_count, self.queues, self._stopping)
+        self.pool = Pool(store, self.worker_id, settings.worker_count)
         self.fetcher = Fetcher(store, self.pool, self.worker_id, self.queues, self._stopping)
+        beat = heartbeat_step(store, self.worker_id, self.queues, self.pool)
         self.duties = [
-            Periodic("heartbeat", self.worker_id, heartbeat_step(store, self.worker_id, self.pool)),
+            Periodic("heartbeat", self.worker_id, beat),
             Periodic("scheduler", self.worker_id, scheduler_step(store)),
             Periodic("sweeper", self.worker_id, sweeper_step(store, self.worker_id)),
         ]
@@ -68,6 +70,7 @@ class Worker:
         worker_id_var.set(self.worker_id)
         load_modules(self.settings.worker_handlers)
         self._register()
+        self.fetcher.store = self._dedicated_store()
         log.info(
             "worker.started",
             extra={"queues": self.queues, "slots": self.pool.size, "handlers": registered_types()},
@@ -95,8 +98,15 @@ class Worker:
                 log.warning("redis.unavailable", extra={"error": str(ex)})
                 time.sleep(1)
 
+    def _dedicated_store(self) -> JobStore:
+        """The fetcher is the busiest Redis user: give it a connection of its own."""
+        try:
+            return JobStore(connect(self.settings, dedicated=True), self.settings)
+        except redis.exceptions.RedisError:
+            return self.store
+
     def _drained(self) -> bool:
-        if self.pool.busy():
+        if self.pool.busy:
             return False
         infos = self.store.queue_infos(self.queues)
         return all(i.pending == 0 and i.scheduled == 0 and i.processing == 0 for i in infos)
@@ -104,8 +114,9 @@ class Worker:
     def _shutdown(self) -> None:
         grace = self.settings.shutdown_grace.total_seconds()
         self._stopping.set()
-        self.fetcher.thread.join(BLOCK_S + 5)
-        finished = self.pool.wait_until_idle(grace)
+        finished = self.fetcher.idle.wait(grace + BLOCK_S)
+        self.fetcher.closed.set()
+        self.fetcher.thread.join(FINAL_FLUSH_S + BLOCK_S + 1)
         requeued = self._release()
         for duty in self.duties:
             duty.stop.set()

@@ -37,14 +37,31 @@ local function count(name, job, by)
   redis.call('HINCRBY', P .. 'stats', name .. '|' .. job.queue .. '|' .. job.type, by or 1)
 end
 
-local function observe(name, queue, ms)
-  if ms < 0 then ms = 0 end
-  local bucket = #BUCKETS_MS + 1
+-- Accumulates HINCRBY amounts per field and writes them in one pass.
+local function tally(t, field, by) t[field] = (t[field] or 0) + by end
+local function flush_tally(key, t)
+  for field, by in pairs(t) do redis.call('HINCRBY', key, field, by) end
+end
+
+local function bucket_of(ms)
   for i, bound in ipairs(BUCKETS_MS) do
-    if ms <= bound then bucket = i; break end
+    if ms <= bound then return i end
   end
-  redis.call('HINCRBY', P .. 'stats', name .. '|' .. queue .. '|' .. bucket, 1)
-  redis.call('HINCRBY', P .. 'stats', name .. '_sum_ms|' .. queue, ms)
+  return #BUCKETS_MS + 1
+end
+
+-- Adds one observation of `name` (wait|run) to a stats tally; histogram buckets are stored
+-- non-cumulative (stats field name|queue|bucket index) beside the sum in ms.
+local function tally_latency(stats, name, queue, ms)
+  if ms < 0 then ms = 0 end
+  tally(stats, name .. '|' .. queue .. '|' .. bucket_of(ms), 1)
+  tally(stats, name .. '_sum_ms|' .. queue, ms)
+end
+
+local function observe(name, queue, ms)
+  local stats = {}
+  tally_latency(stats, name, queue, ms)
+  flush_tally(P .. 'stats', stats)
 end
 
 -- Undo what start did: the worker list entry, the deadline and the in-flight gauge.

@@ -5,7 +5,7 @@
 local job = load(ARGV[2])
 if not job then return {'not_found'} end
 if job.status == ST.pending then
-  -- If a worker already moved the id into its list, start_job drops it on seeing "cancelled".
+  -- If a worker already moved the id into its list, start_ids drops it on seeing "cancelled".
   redis.call('LREM', P .. 'queue:' .. job.queue, 1, job.id)
 elseif job.status == ST.scheduled then
   redis.call('ZREM', P .. 'scheduled:' .. job.queue, job.id)

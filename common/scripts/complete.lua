@@ -1,27 +1,57 @@
--- complete: processing -> completed, only for the current lease holder (fencing).
--- KEYS[1] job hash
--- ARGV[1] prefix  ARGV[2] job id  ARGV[3] lease  ARGV[4] result JSON  ARGV[5] result ttl (ms)
--- ARGV[6] calling worker id
--- Returns {"ok"} | {"stale_lease", status} | {"not_found"}
-local id, lease, ttl_ms, worker = ARGV[2], ARGV[3], tonumber(ARGV[5]), ARGV[6]
-local job = load(id)
-if not job then
-  redis.call('LREM', P .. 'processing:' .. worker, 1, id)
-  return {'not_found'}
-end
-if job.status == ST.completed and job.lease == lease then
-  return {'ok'} -- this very call, sent again after a lost reply
-end
-if job.status ~= ST.processing or job.lease ~= lease then
-  -- A late result from a worker that lost its claim: rejected and counted, never written.
-  redis.call('HINCRBY', P .. 'stats', 'stale_completions', 1)
-  redis.call('LREM', P .. 'processing:' .. worker, 1, id)
-  return {'stale_lease', job.status}
-end
+-- complete: processing -> completed for N jobs, each only for its current lease holder
+-- (fencing); then, as a piggyback, claim up to M next jobs for the same worker. One round
+-- trip finishes a batch and refills the slots it freed.
+-- KEYS[1] processing:<worker>
+-- ARGV[1] prefix  ARGV[2] worker id  ARGV[3] result ttl (ms)  ARGV[4] N
+-- then 3 per job: id, lease, result JSON; then M to claim (0: none), then queue names
+-- Returns {code1, ..., codeN, claimed...}: code "ok" | "stale_lease" | "not_found", claimed is
+-- 9 fields per started job (see start_ids).
+local worker, ttl_ms, n = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
-leave_processing(job)
-set_status(job, ST.completed, 'result', ARGV[4], 'finished_at', now, 'error', '')
-observe('run', job.queue, now - (tonumber(job.started_at) or now))
-count('completed', job)
-expire_terminal(job, now, ttl_ms)
-return {'ok'}
+local processing = KEYS[1]
+local reply = {}
+local unindex, index, expiries = {}, {}, {}
+local stats, inflight = {}, {}
+for i = 1, n do
+  local b = 4 + (i - 1) * 3
+  local id, lease = ARGV[b + 1], ARGV[b + 2]
+  local key = P .. 'job:' .. id
+  local v = redis.call('HMGET', key, 'status', 'lease', 'queue', 'type', 'started_at',
+    'created_at')
+  if not v[1] then
+    redis.call('LREM', processing, 1, id)
+    reply[i] = 'not_found'
+  elseif v[1] == ST.completed and v[2] == lease then
+    reply[i] = 'ok' -- this very call, sent again after a lost reply
+  elseif v[1] ~= ST.processing or v[2] ~= lease then
+    -- A late result from a worker that lost its claim: rejected and counted, never written.
+    tally(stats, 'stale_completions', 1)
+    redis.call('LREM', processing, 1, id)
+    reply[i] = 'stale_lease'
+  else
+    redis.call('HSET', key, 'status', ST.completed, 'result', ARGV[b + 3], 'finished_at', now,
+      'error', '')
+    redis.call('PEXPIRE', key, ttl_ms)
+    redis.call('LREM', processing, 1, id)
+    unindex[#unindex + 1] = id
+    index[#index + 1] = v[6]
+    index[#index + 1] = id
+    expiries[#expiries + 1] = now + ttl_ms
+    expiries[#expiries + 1] = id
+    tally(inflight, v[3], -1)
+    tally(stats, 'completed|' .. v[3] .. '|' .. v[4], 1)
+    tally_latency(stats, 'run', v[3], now - (tonumber(v[5]) or now))
+    reply[i] = 'ok'
+  end
+end
+if #unindex > 0 then
+  redis.call('ZREM', P .. 'deadlines', unpack(unindex))
+  redis.call('ZREM', P .. 'status:' .. ST.processing, unpack(unindex))
+  redis.call('ZADD', P .. 'status:' .. ST.completed, unpack(index))
+  redis.call('ZADD', P .. 'expiries', unpack(expiries))
+  flush_tally(P .. 'inflight', inflight)
+end
+flush_tally(P .. 'stats', stats)
+local wanted = tonumber(ARGV[5 + n * 3]) or 0
+if wanted > 0 then claim_into(worker, wanted, 6 + n * 3, now, reply) end
+return reply

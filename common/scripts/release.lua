@@ -1,24 +1,32 @@
--- release: graceful shutdown. Every id still in the worker's list goes back to the front of its
--- queue without using up an attempt, and the worker deregisters. A job still running in an
--- abandoned thread loses its lease, so its late result is rejected.
+-- release: ids in the worker's list that it no longer runs go back to the front of their
+-- queue without using up an attempt. At shutdown (keep nothing, deregister) that is the
+-- whole list; after a lost reply, every id except those still running. A job left running
+-- in an abandoned thread loses its lease, so its late result is rejected.
 -- KEYS[1] processing:<worker>
--- ARGV[1] prefix  ARGV[2] worker id
+-- ARGV[1] prefix  ARGV[2] worker id  ARGV[3] deregister (1|0)  ARGV[4..] ids still running
 -- Returns the number of jobs requeued
 local worker = ARGV[2]
+local keep = {}
+for i = 4, #ARGV do keep[ARGV[i]] = true end
 local now = now_ms()
 local requeued = 0
 for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  local job = load(id)
-  if job and job.status == ST.processing and job.worker == worker then
-    leave_processing(job)
-    to_pending(job, now, true, 'attempts', math.max(job.attempts - 1, 0))
-    requeued = requeued + 1
-  elseif job and job.status == ST.pending then
-    redis.call('RPUSH', P .. 'queue:' .. job.queue, id)
-    requeued = requeued + 1
+  if not keep[id] then
+    local job = load(id)
+    redis.call('LREM', KEYS[1], 1, id)
+    if job and job.status == ST.processing and job.worker == worker then
+      leave_processing(job)
+      to_pending(job, now, true, 'attempts', math.max(job.attempts - 1, 0))
+      requeued = requeued + 1
+    elseif job and job.status == ST.pending then
+      redis.call('RPUSH', P .. 'queue:' .. job.queue, id)
+      requeued = requeued + 1
+    end
   end
 end
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', P .. 'workers', worker)
-redis.call('DEL', P .. 'worker:' .. worker)
+if ARGV[3] == '1' then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', P .. 'workers', worker)
+  redis.call('DEL', P .. 'worker:' .. worker)
+end
 return requeued

@@ -1,7 +1,7 @@
 -- start: pending -> processing for one id the worker already moved with BLMOVE.
 -- KEYS[1] processing:<worker>
 -- ARGV[1] prefix  ARGV[2] worker id  ARGV[3] job id  ARGV[4] queue it came from
--- Returns 9 fields (see start_job), {} when the job is gone, cancelled or its queue paused.
+-- Returns 9 fields (see start_ids), {} when the job is gone, cancelled or its queue paused.
 local worker, id, queue = ARGV[2], ARGV[3], ARGV[4]
 if redis.call('SISMEMBER', P .. 'paused', queue) == 1 then
   -- Paused while we were blocked: hand the id back to the front of its queue.
@@ -11,5 +11,5 @@ if redis.call('SISMEMBER', P .. 'paused', queue) == 1 then
   return {}
 end
 local reply = {}
-start_job(id, worker, now_ms(), reply)
+start_ids(worker, {id}, now_ms(), reply)
 return reply

@@ -1,0 +1,147 @@
+"""Global figures read from Redis on demand: counters, queue depths, live workers and latency
+histograms, as one snapshot that both the Prometheus exposition and the JSON view render.
+
+The stats hash holds `<counter>|<queue>|<type>` counters, `stale_completions`, and per queue
+histograms: `wait|<queue>|<i>` / `run|<queue>|<i>` are NON-cumulative counts for bucket i
+(1..len(BUCKETS_MS)+1, the last one +Inf) and `wait_sum_ms|<queue>` / `run_sum_ms|<queue>` the sums.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from common.scripts import BUCKETS_MS
+from common.store import JobStore, QueueInfo
+
+COUNTERS: tuple[str, ...] = ("created", "completed", "failed", "retried", "recovered", "cancelled")
+HISTOGRAMS: tuple[str, ...] = ("wait", "run")
+BOUNDS_S: tuple[float, ...] = (*(bound / 1000 for bound in BUCKETS_MS), math.inf)
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Cumulative buckets (upper bound in seconds, +Inf last), sum in seconds, count."""
+
+    buckets: tuple[tuple[float, int], ...]
+    sum_s: float
+
+    @property
+    def count(self) -> int:
+        return self.buckets[-1][1]
+
+    @classmethod
+    def empty(cls) -> Histogram:
+        return cls(tuple((bound, 0) for bound in BOUNDS_S), 0.0)
+
+    @classmethod
+    def from_counts(cls, counts: list[int], sum_ms: int) -> Histogram:
+        running, buckets = 0, []
+        for bound, count in zip(BOUNDS_S, counts, strict=True):
+            running += count
+            buckets.append((bound, running))
+        return cls(tuple(buckets), sum_ms / 1000)
+
+    def __add__(self, other: Histogram) -> Histogram:
+        buckets = tuple(
+            (bound, mine + theirs)
+            for (bound, mine), (_, theirs) in zip(self.buckets, other.buckets, strict=True)
+        )
+        return Histogram(buckets, self.sum_s + other.sum_s)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "buckets": [["+Inf" if math.isinf(b) else b, n] for b, n in self.buckets],
+            "sum": self.sum_s,
+            "count": self.count,
+        }
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    counters: dict[tuple[str, str, str], int]  # (counter, queue, type) -> value
+    stale_completions: int
+    queues: list[QueueInfo]
+    workers_live: int
+    histograms: dict[str, dict[str, Histogram]] = field(default_factory=dict)  # name -> queue
+
+    def total(self, counter: str) -> int:
+        return sum(v for (name, _, _), v in self.counters.items() if name == counter)
+
+    def overall(self, name: str) -> Histogram:
+        merged = Histogram.empty()
+        for histogram in self.histograms.get(name, {}).values():
+            merged = merged + histogram
+        return merged
+
+    def to_json(self) -> dict[str, Any]:
+        """The original WorkStream's keys, kept, beside the per-queue figures."""
+        return {
+            "total_jobs_created": self.total("created"),
+            "jobs_completed": self.total("completed"),
+            "jobs_failed": self.total("failed"),
+            "jobs_retried": self.total("retried"),
+            "jobs_recovered": self.total("recovered"),
+            "jobs_cancelled": self.total("cancelled"),
+            "jobs_in_progress": sum(q.processing for q in self.queues),
+            "stale_completions": self.stale_completions,
+            "workers_live": self.workers_live,
+            "queues": {
+                q.name: {k: v for k, v in q.to_json().items() if k != "name"} for q in self.queues
+            },
+            "histograms": {f"{name}_seconds": self.overall(name).to_json() for name in HISTOGRAMS},
+        }
+
+
+def parse_stats(
+    stats: Mapping[str, int],
+) -> tuple[dict[tuple[str, str, str], int], dict[str, dict[str, Histogram]]]:
+    """Splits the stats hash into counters and per-queue histograms; unknown fields are skipped
+    so that a newer worker adding figures never breaks an older API."""
+    counters: dict[tuple[str, str, str], int] = {}
+    counts: dict[str, dict[str, list[int]]] = {name: {} for name in HISTOGRAMS}
+    sums: dict[str, dict[str, int]] = {name: {} for name in HISTOGRAMS}
+    for key, value in stats.items():
+        parts = key.split("|")
+        if len(parts) == 3 and parts[0] in COUNTERS:
+            counters[(parts[0], parts[1], parts[2])] = value
+        elif len(parts) == 3 and parts[0] in HISTOGRAMS and parts[2].isdigit():
+            index = int(parts[2])
+            if 1 <= index <= len(BOUNDS_S):
+                per_queue = counts[parts[0]].setdefault(parts[1], [0] * len(BOUNDS_S))
+                per_queue[index - 1] = value
+        elif len(parts) == 2 and parts[0].endswith("_sum_ms") and parts[0][:-7] in HISTOGRAMS:
+            sums[parts[0][:-7]][parts[1]] = value
+    histograms = {
+        name: {
+            queue: Histogram.from_counts(counts[name].get(queue, [0] * len(BOUNDS_S)), total)
+            for queue, total in _union(counts[name], sums[name]).items()
+        }
+        for name in HISTOGRAMS
+    }
+    return counters, histograms
+
+
+def _union(counts: Mapping[str, list[int]], sums: Mapping[str, int]) -> dict[str, int]:
+    return {queue: sums.get(queue, 0) for queue in sorted(set(counts) | set(sums))}
+
+
+def count_live_workers(store: JobStore) -> int:
+    # Heartbeats are scored with Redis server time, so compare with Redis server time too.
+    cutoff = store.server_time_ms() - round(store.settings.worker_ttl.total_seconds() * 1000)
+    return int(store.redis.zcount(store.keys.workers, cutoff, "+inf"))
+
+
+def read_snapshot(store: JobStore) -> MetricsSnapshot:
+    """A handful of round trips whatever the number of jobs (bounded by queues and types)."""
+    stats = store.stats()
+    counters, histograms = parse_stats(stats)
+    return MetricsSnapshot(
+        counters=counters,
+        stale_completions=stats.get("stale_completions", 0),
+        queues=store.queue_infos(),
+        workers_live=count_live_workers(store),
+        histograms=histograms,
+    )
