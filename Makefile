@@ -34,7 +34,7 @@ run: $(STAMP_EMB)
 	$(BIN)/workstream dev
 
 chaos: $(STAMP_DEV)
-	$(BIN)/pytest -m chaos --run-chaos -p no:cacheprovider tests/chaos $(PYTEST_ARGS)
+	$(BIN)/pytest -m chaos --run-chaos -p no:cacheprovider tests/faults $(PYTEST_ARGS)
 
 bench: $(STAMP_DEV)
 	$(BIN)/python -m bench

@@ -1,0 +1,59 @@
+# syntax=docker/dockerfile:1
+# One image for every WorkStream process: `workstream-api` (default), `workstream-worker`, `workstream`.
+#   docker build -t workstream .
+#   docker run --rm -e REDIS_URL=redis://redis:6379/0 -p 8080:8080 workstream
+#   docker run --rm -e REDIS_URL=redis://redis:6379/0 workstream workstream-worker
+# Custom handlers: build FROM this image, copy or pip-install your module and set WORKER_HANDLERS.
+
+ARG PYTHON_IMAGE=python:3.12-slim
+
+# ---- builder: build the wheel and install it, with its dependencies, into a venv ----------------
+FROM ${PYTHON_IMAGE} AS builder
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+
+WORKDIR /src
+# The whole (dockerignored) context: pyproject.toml, README, and the api/worker/common/cli packages.
+COPY . .
+RUN pip wheel --no-deps --wheel-dir /wheels . \
+    && pip install /wheels/*.whl \
+    && test -x /opt/venv/bin/workstream-api \
+    && test -x /opt/venv/bin/workstream-worker \
+    && test -x /opt/venv/bin/workstream \
+    && cd / && python -c "import api.__main__, worker.__main__, cli.__main__"
+
+# ---- runtime: the venv only, no build context, no compilers, non-root ---------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+
+LABEL org.opencontainers.image.title="workstream" \
+      org.opencontainers.image.description="Redis-backed distributed job queue: API and worker"
+
+# Same base image as the builder, so the venv's interpreter path (/usr/local/bin/python3.12) holds.
+COPY --from=builder /opt/venv /opt/venv
+
+RUN groupadd --system --gid 10001 workstream \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home \
+       --home-dir /nonexistent --shell /usr/sbin/nologin workstream
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOST=0.0.0.0 \
+    PORT=8080
+
+WORKDIR /tmp
+USER 10001:10001
+EXPOSE 8080
+
+# urllib raises on connection errors and on any non-2xx (a 503 means Redis is unreachable), so
+# the exit status is the verdict. Only the API serves HTTP: compose disables this for workers.
+HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
+    CMD python -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=4)" \
+        "http://127.0.0.1:${PORT:-8080}/health" || exit 1
+
+CMD ["workstream-api"]
