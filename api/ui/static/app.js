@@ -1,0 +1,1444 @@
+/*
+ * WorkStream dashboard: vanilla JS, no framework, no build step, no third-party assets.
+ *
+ * Routes (URL hash):
+ *   #/overview                                   queues, throughput/latency charts, workers
+ *   #/jobs?status=&queue=&type=&limit=&cursor=   job list with filters and cursor pagination
+ *   #/jobs/<id>                                  one job: payload, result, error, timestamps
+ *
+ * Auth: any 401 opens the token prompt; the token lives in sessionStorage ("workstream.token")
+ * and goes out as `Authorization: Bearer <token>` on every fetch. No cookies (credentials: omit).
+ *
+ * Stable test hooks (data-testid; <name> = queue name, <id> = job id, <wid> = worker id):
+ *   Layout:    nav-overview, nav-jobs, last-updated, view, token-clear
+ *   Banners:   error-banner, error-text, error-close, notice
+ *   Confirm:   confirm-dialog, confirm-title, confirm-message,
+ *              confirm-ok (#confirm-ok), confirm-cancel (#confirm-cancel)
+ *   Token:     token-prompt, token-form, token-input (#token-input),
+ *              token-submit (#token-submit), token-error
+ *   Overview:  overview, stat-workers, stat-in-progress, stat-created, stat-completed,
+ *              stat-failed, stat-retried,
+ *              throughput-chart (figure), throughput-canvas, throughput-completed,
+ *              throughput-failed (current rates, "1.5/s"),
+ *              latency-chart (panel holding both figures), wait-chart, run-chart,
+ *              wait-p50, wait-p95, wait-p99, run-p50, run-p95, run-p99 (current values),
+ *              queues-table, queue-row-<name>, queue-pending-<name>, queue-processing-<name>,
+ *              queue-scheduled-<name>, queue-failed-<name>,
+ *              queue-paused-<name> (text "paused"/"active", attribute data-paused="true|false"),
+ *              pause-<name> (shown while active), resume-<name> (shown while paused),
+ *              retry-failed-<name>, purge-failed-<name>, queue-jobs-<name> (link to its jobs),
+ *              queues-empty, workers-table, worker-row-<wid>, worker-age-<wid>,
+ *              worker-slots-<wid>, workers-empty
+ *   Jobs list: jobs-view, jobs-filters, filter-status (<select>), filter-queue (<input>),
+ *              filter-type (<input>), filter-limit (<select>), filter-apply (submit),
+ *              filter-reset, jobs-refresh, jobs-table, job-row-<id>, job-link-<id>,
+ *              job-status-<id>, jobs-empty, first-page, prev-page, next-page, page-info
+ *   Job page:  job-view, job-id, job-status, job-type, job-queue, job-attempts, job-timeout,
+ *              job-worker, job-idempotency-key, job-created-at, job-enqueued-at, job-run-at,
+ *              job-started-at, job-finished-at, job-payload, job-result, job-error,
+ *              job-retry, job-cancel, job-delete, job-back, job-not-found
+ *   Other:     route-not-found (unknown hash route)
+ */
+(function () {
+  "use strict";
+
+  const TOKEN_KEY = "workstream.token";
+  const POLL_MS = 2500;
+  const JOB_POLL_MS = 3000;
+  const WINDOW_MS = 15 * 60 * 1000;
+  const GAP_MS = 15000; // a longer hole between samples breaks the chart line
+  const STATUSES = ["scheduled", "pending", "processing", "completed", "failed", "cancelled"];
+  const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+  const LIMITS = [25, 50, 100, 200, 500];
+  const DEFAULT_LIMIT = 50;
+
+  // ---------------------------------------------------------------- small DOM helpers
+
+  function $(id) {
+    return document.getElementById(id);
+  }
+
+  /** h("td", {class: "num", testid: "x"}, child, ...): builds elements without innerHTML. */
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    if (attrs) {
+      for (const [key, value] of Object.entries(attrs)) {
+        if (value === undefined || value === null || value === false) continue;
+        if (key === "class") el.className = value;
+        else if (key === "testid") el.dataset.testid = value;
+        else if (key === "text") el.textContent = value;
+        else if (key.startsWith("on") && typeof value === "function") {
+          el.addEventListener(key.slice(2), value);
+        } else if (value === true) el.setAttribute(key, "");
+        else el.setAttribute(key, String(value));
+      }
+    }
+    appendAll(el, children);
+    return el;
+  }
+
+  function appendAll(el, children) {
+    for (const child of children.flat(Infinity)) {
+      if (child === undefined || child === null || child === false) continue;
+      el.appendChild(typeof child === "string" || typeof child === "number"
+        ? document.createTextNode(String(child)) : child);
+    }
+  }
+
+  function setText(el, text) {
+    const value = String(text);
+    if (el && el.textContent !== value) el.textContent = value;
+  }
+
+  function tableWrap(table) {
+    return h("div", { class: "table-wrap" }, table);
+  }
+
+  // ---------------------------------------------------------------- formatting
+
+  function fmtInt(n) {
+    return typeof n === "number" && isFinite(n) ? n.toLocaleString("en-US") : "–";
+  }
+
+  function fmtRate(v) {
+    if (v === null || v === undefined || !isFinite(v)) return "–";
+    if (v === 0) return "0/s";
+    if (v < 10) return v.toFixed(2) + "/s";
+    if (v < 100) return v.toFixed(1) + "/s";
+    return Math.round(v).toLocaleString("en-US") + "/s";
+  }
+
+  function fmtAxis(v) {
+    if (v >= 1000) return (v / 1000).toFixed(v >= 10000 ? 0 : 1).replace(/\.0$/, "") + "k";
+    return String(Number(v.toPrecision(3)));
+  }
+
+  function fmtSeconds(v) {
+    if (v === null || v === undefined || !isFinite(v)) return "–";
+    if (v === 0) return "0";
+    if (v < 0.001) return (v * 1e6).toFixed(0) + "µs";
+    if (v < 1) return String(Number((v * 1000).toFixed(v < 0.01 ? 1 : 0))) + "ms";
+    if (v < 60) return String(Number(v.toFixed(v < 10 ? 2 : 1))) + "s";
+    if (v < 3600) return (v / 60).toFixed(1) + "m";
+    return (v / 3600).toFixed(1) + "h";
+  }
+
+  function fmtAge(seconds) {
+    if (typeof seconds !== "number" || !isFinite(seconds)) return "–";
+    if (seconds < 60) return seconds.toFixed(1) + "s";
+    if (seconds < 3600) return Math.floor(seconds / 60) + "m " + Math.floor(seconds % 60) + "s";
+    if (seconds < 86400) return Math.floor(seconds / 3600) + "h " + Math.floor((seconds % 3600) / 60) + "m";
+    return Math.floor(seconds / 86400) + "d " + Math.floor((seconds % 86400) / 3600) + "h";
+  }
+
+  function relative(iso) {
+    if (!iso) return "";
+    const t = Date.parse(iso);
+    if (isNaN(t)) return "";
+    const diff = (Date.now() - t) / 1000;
+    return diff >= 0 ? fmtAge(diff) + " ago" : "in " + fmtAge(-diff);
+  }
+
+  function fmtTime(iso) {
+    if (!iso) return "–";
+    const t = Date.parse(iso);
+    if (isNaN(t)) return String(iso);
+    return new Date(t).toLocaleString();
+  }
+
+  function prettyJson(value) {
+    if (value === undefined) return "null";
+    try {
+      return JSON.stringify(value, null, 2);
+    } catch (err) {
+      return String(value);
+    }
+  }
+
+  /** An error text that is itself JSON is shown indented; anything else as written. */
+  function prettyError(text) {
+    if (text === null || text === undefined) return "null";
+    if (typeof text !== "string") return prettyJson(text);
+    const trimmed = text.trim();
+    if (trimmed.startsWith("{") || trimmed.startsWith("[")) {
+      try {
+        return JSON.stringify(JSON.parse(trimmed), null, 2);
+      } catch (err) {
+        /* not JSON after all */
+      }
+    }
+    return text;
+  }
+
+  /** The last non-empty line of an error (a traceback's exception line), shortened. */
+  function errorSummary(text) {
+    const lines = text.split("\n").map((line) => line.trim()).filter(Boolean);
+    const last = lines.length ? lines[lines.length - 1] : "";
+    return last.length > 120 ? last.slice(0, 119) + "…" : last;
+  }
+
+  function shortId(id) {
+    return typeof id === "string" && id.length > 12 ? id.slice(0, 12) + "…" : String(id);
+  }
+
+  // ---------------------------------------------------------------- banners
+
+  let errorSource = null;
+  let noticeTimer = null;
+
+  function showError(message, source) {
+    errorSource = source || "action";
+    setText($("error-text"), message);
+    $("error-banner").hidden = false;
+  }
+
+  /** Clears the banner only if `source` put it there (a good poll must not hide an action's error). */
+  function clearError(source) {
+    if (source && errorSource !== source) return;
+    errorSource = null;
+    $("error-banner").hidden = true;
+  }
+
+  function showNotice(message) {
+    setText($("notice-text"), message);
+    $("notice-banner").hidden = false;
+    clearTimeout(noticeTimer);
+    noticeTimer = setTimeout(() => { $("notice-banner").hidden = true; }, 6000);
+  }
+
+  function errorMessage(err) {
+    if (err instanceof ApiError) {
+      const code = err.code ? " [" + err.code + "]" : "";
+      const status = err.status ? " (HTTP " + err.status + ")" : "";
+      return err.message + code + status;
+    }
+    return err && err.message ? err.message : String(err);
+  }
+
+  // ---------------------------------------------------------------- API client
+
+  class ApiError extends Error {
+    constructor(status, code, message, body) {
+      super(message);
+      this.name = "ApiError";
+      this.status = status;
+      this.code = code;
+      this.body = body;
+    }
+  }
+
+  let authBlocked = false; // set by a 401 until a token is submitted: polls stay quiet meanwhile
+
+  function getToken() {
+    try {
+      return sessionStorage.getItem(TOKEN_KEY) || "";
+    } catch (err) {
+      return "";
+    }
+  }
+
+  function setToken(token) {
+    try {
+      if (token) sessionStorage.setItem(TOKEN_KEY, token);
+      else sessionStorage.removeItem(TOKEN_KEY);
+    } catch (err) {
+      /* storage unavailable (private mode): the token lasts until reload via memoryToken */
+    }
+    memoryToken = token;
+    $("token-clear").hidden = !token;
+  }
+
+  let memoryToken = "";
+
+  async function api(method, path, body) {
+    if (authBlocked) throw new ApiError(401, "unauthorized", "API token required");
+    const headers = { Accept: "application/json" };
+    const token = getToken() || memoryToken;
+    if (token) headers.Authorization = "Bearer " + token;
+    const init = { method, headers, credentials: "omit", cache: "no-store" };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let resp;
+    try {
+      resp = await fetch(path, init);
+    } catch (err) {
+      throw new ApiError(0, "network_error", "Cannot reach the API: " + (err && err.message));
+    }
+    let text = "";
+    try {
+      text = await resp.text();
+    } catch (err) {
+      text = "";
+    }
+    let data = null;
+    if (text) {
+      try {
+        data = JSON.parse(text);
+      } catch (err) {
+        data = null;
+      }
+    }
+    if (resp.status === 401) {
+      requireToken(Boolean(token));
+      throw new ApiError(401, "unauthorized", "API token required");
+    }
+    if (!resp.ok) {
+      const error = data && typeof data === "object" && data.error ? data.error : null;
+      const message = error && error.message ? String(error.message)
+        : data && data.title ? String(data.title) : (text.slice(0, 200) || resp.statusText || "request failed");
+      throw new ApiError(resp.status, error && error.code ? String(error.code) : "", message, data);
+    }
+    return data;
+  }
+
+  function enc(part) {
+    return encodeURIComponent(part);
+  }
+
+  // ---------------------------------------------------------------- token prompt
+
+  function requireToken(hadToken) {
+    authBlocked = true;
+    stopJobPoll();
+    const prompt = $("token-prompt");
+    const error = $("token-error");
+    if (hadToken) {
+      setText(error, "That token was not accepted. Try again.");
+      error.hidden = false;
+    } else {
+      error.hidden = true;
+    }
+    if (prompt.hidden) {
+      prompt.hidden = false;
+      const input = $("token-input");
+      input.value = "";
+      setTimeout(() => input.focus(), 0);
+    }
+    clearError("poll");
+  }
+
+  function initTokenPrompt() {
+    $("token-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const value = $("token-input").value.trim();
+      if (!value) return;
+      setToken(value);
+      $("token-prompt").hidden = true;
+      authBlocked = false;
+      clearError();
+      render();
+      kickPoll();
+    });
+    $("token-clear").addEventListener("click", () => {
+      setToken("");
+      location.reload();
+    });
+    $("token-clear").hidden = !getToken();
+  }
+
+  // ---------------------------------------------------------------- confirm modal
+
+  let confirmResolve = null;
+
+  /** Custom confirmation (not window.confirm, so browser tests can click it). */
+  function confirmAction(title, message, okLabel, danger) {
+    const modal = $("confirm-modal");
+    if (confirmResolve) confirmResolve(false);
+    setText($("confirm-title"), title);
+    setText($("confirm-message"), message);
+    const ok = $("confirm-ok");
+    setText(ok, okLabel || "Confirm");
+    ok.className = "btn " + (danger ? "btn-danger" : "btn-primary");
+    modal.hidden = false;
+    setTimeout(() => ok.focus(), 0);
+    return new Promise((resolve) => {
+      confirmResolve = resolve;
+    });
+  }
+
+  function closeConfirm(answer) {
+    $("confirm-modal").hidden = true;
+    const resolve = confirmResolve;
+    confirmResolve = null;
+    if (resolve) resolve(answer);
+  }
+
+  function initConfirm() {
+    $("confirm-ok").addEventListener("click", () => closeConfirm(true));
+    $("confirm-cancel").addEventListener("click", () => closeConfirm(false));
+    $("confirm-modal").addEventListener("click", (event) => {
+      if (event.target === $("confirm-modal")) closeConfirm(false);
+    });
+    document.addEventListener("keydown", (event) => {
+      if (event.key === "Escape" && !$("confirm-modal").hidden) closeConfirm(false);
+    });
+  }
+
+  /** Confirm, run `action`, report its error in the banner; returns the action's result or null. */
+  async function confirmed(title, message, okLabel, danger, action) {
+    const yes = await confirmAction(title, message, okLabel, danger);
+    if (!yes) return null;
+    try {
+      const result = await action();
+      clearError("action");
+      return { value: result };
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status === 401)) showError(errorMessage(err), "action");
+      return null;
+    }
+  }
+
+  // ---------------------------------------------------------------- metrics history
+
+  /** Samples of the cumulative counters; points are rates/percentiles between two samples. */
+  const metrics = {
+    prev: null,
+    points: [], // {t, completed, failed, wait: {p50,p95,p99}, run: {...}}
+    latest: null,
+  };
+
+  function bucketsOf(hist) {
+    if (!hist || !Array.isArray(hist.buckets)) return null;
+    const out = [];
+    for (const pair of hist.buckets) {
+      if (!Array.isArray(pair) || pair.length < 2) continue;
+      const le = pair[0] === "+Inf" || pair[0] === "Inf" ? Infinity : Number(pair[0]);
+      const count = Number(pair[1]);
+      if (isNaN(le) || !isFinite(count)) continue;
+      out.push([le, count]);
+    }
+    out.sort((a, b) => a[0] - b[0]);
+    return out;
+  }
+
+  /** Per-bucket deltas of two cumulative histograms, or null after a reset / with no layout. */
+  function histogramDelta(cur, prev) {
+    if (!cur || !prev) return null;
+    const before = new Map(prev.map(([le, count]) => [le, count]));
+    const out = [];
+    for (const [le, count] of cur) {
+      const old = before.has(le) ? before.get(le) : 0;
+      if (count < old) return null;
+      out.push([le, count - old]);
+    }
+    return out;
+  }
+
+  /** histogram_quantile over cumulative (le, count) pairs, linear within the bucket. */
+  function quantile(q, cumulative) {
+    if (!cumulative || cumulative.length === 0) return null;
+    const total = cumulative[cumulative.length - 1][1];
+    if (!(total > 0)) return null;
+    const rank = q * total;
+    let lowerLe = 0;
+    let lowerCount = 0;
+    for (const [le, count] of cumulative) {
+      if (count >= rank && count > lowerCount) {
+        if (!isFinite(le)) return lowerLe; // the +Inf bucket: best we can say is its lower edge
+        const within = count - lowerCount;
+        return lowerLe + (le - lowerLe) * ((rank - lowerCount) / within);
+      }
+      if (isFinite(le)) lowerLe = le;
+      lowerCount = count;
+    }
+    return lowerLe;
+  }
+
+  function percentiles(cumulative) {
+    return {
+      p50: quantile(0.5, cumulative),
+      p95: quantile(0.95, cumulative),
+      p99: quantile(0.99, cumulative),
+    };
+  }
+
+  function num(value) {
+    const n = Number(value);
+    return isFinite(n) ? n : null;
+  }
+
+  function recordMetrics(data) {
+    const now = Date.now();
+    const hists = data && data.histograms ? data.histograms : {};
+    const sample = {
+      t: now,
+      completed: num(data.jobs_completed),
+      failed: num(data.jobs_failed),
+      wait: bucketsOf(hists.wait_seconds),
+      run: bucketsOf(hists.run_seconds),
+    };
+    const prev = metrics.prev;
+    metrics.prev = sample;
+    metrics.latest = data;
+    if (prev && now > prev.t) {
+      const dt = (now - prev.t) / 1000;
+      const rate = (a, b) => (a === null || b === null || a < b ? null : (a - b) / dt);
+      metrics.points.push({
+        t: now,
+        completed: rate(sample.completed, prev.completed),
+        failed: rate(sample.failed, prev.failed),
+        wait: percentiles(histogramDelta(sample.wait, prev.wait)),
+        run: percentiles(histogramDelta(sample.run, prev.run)),
+      });
+    }
+    const cutoff = now - WINDOW_MS - POLL_MS * 2;
+    while (metrics.points.length && metrics.points[0].t < cutoff) metrics.points.shift();
+  }
+
+  // ---------------------------------------------------------------- charts (canvas)
+
+  function cssVar(name, fallback) {
+    const value = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+    return value || fallback;
+  }
+
+  function niceCeil(v) {
+    if (!(v > 0)) return 1;
+    const exp = Math.pow(10, Math.floor(Math.log10(v)));
+    for (const m of [1, 2, 2.5, 5, 10]) {
+      if (m * exp >= v) return m * exp;
+    }
+    return 10 * exp;
+  }
+
+  /**
+   * Draws line series over the last 15 minutes.
+   * series: [{color, values: [[t, v|null], ...]}]; format: y-axis label formatter.
+   */
+  function drawChart(canvas, series, format) {
+    if (!canvas || !canvas.isConnected) return;
+    const width = canvas.clientWidth;
+    const height = canvas.clientHeight;
+    if (!width || !height) return;
+    const dpr = window.devicePixelRatio || 1;
+    if (canvas.width !== Math.round(width * dpr) || canvas.height !== Math.round(height * dpr)) {
+      canvas.width = Math.round(width * dpr);
+      canvas.height = Math.round(height * dpr);
+    }
+    const ctx = canvas.getContext("2d");
+    if (!ctx) return;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, width, height);
+
+    const fg = cssVar("--muted", "#667085");
+    const grid = cssVar("--grid", "#e6e9ef");
+    const left = 54;
+    const right = 10;
+    const top = 8;
+    const bottom = 20;
+    const plotW = Math.max(10, width - left - right);
+    const plotH = Math.max(10, height - top - bottom);
+    const now = Date.now();
+    const start = now - WINDOW_MS;
+
+    let max = 0;
+    let any = false;
+    for (const s of series) {
+      for (const [t, v] of s.values) {
+        if (t < start || v === null || !isFinite(v)) continue;
+        any = true;
+        if (v > max) max = v;
+      }
+    }
+    const ticks = 4;
+    const yMax = niceCeil((max * 1.05) / ticks) * ticks; // a round step per grid line
+    const x = (t) => left + ((t - start) / WINDOW_MS) * plotW;
+    const y = (v) => top + plotH - (v / yMax) * plotH;
+
+    ctx.font = "11px system-ui, sans-serif";
+    ctx.lineWidth = 1;
+    ctx.strokeStyle = grid;
+    ctx.fillStyle = fg;
+    ctx.textBaseline = "middle";
+    ctx.textAlign = "right";
+    for (let i = 0; i <= ticks; i++) {
+      const v = (yMax / ticks) * i;
+      const py = Math.round(y(v)) + 0.5;
+      ctx.beginPath();
+      ctx.moveTo(left, py);
+      ctx.lineTo(left + plotW, py);
+      ctx.stroke();
+      ctx.fillText(format(v), left - 6, py);
+    }
+    ctx.textAlign = "center";
+    ctx.textBaseline = "top";
+    for (const minutes of [15, 10, 5, 0]) {
+      const px = Math.round(x(now - minutes * 60000)) + 0.5;
+      ctx.beginPath();
+      ctx.moveTo(px, top);
+      ctx.lineTo(px, top + plotH);
+      ctx.stroke();
+      const label = minutes === 0 ? "now" : "-" + minutes + "m";
+      ctx.textAlign = minutes === 15 ? "left" : minutes === 0 ? "right" : "center";
+      ctx.fillText(label, px, top + plotH + 5);
+    }
+
+    if (!any) {
+      ctx.textAlign = "center";
+      ctx.textBaseline = "middle";
+      ctx.fillText("collecting data…", left + plotW / 2, top + plotH / 2);
+      return;
+    }
+
+    ctx.save();
+    ctx.beginPath();
+    ctx.rect(left, top - 1, plotW + 1, plotH + 2);
+    ctx.clip();
+    ctx.lineWidth = 1.8;
+    ctx.lineJoin = "round";
+    for (const s of series) {
+      ctx.strokeStyle = s.color;
+      ctx.fillStyle = s.color;
+      ctx.beginPath();
+      let drawing = false;
+      let lastT = 0;
+      let runLength = 0;
+      let lone = null;
+      for (const [t, v] of s.values) {
+        if (v === null || !isFinite(v) || t < start - GAP_MS) {
+          if (runLength === 1 && lone) ctx.fillRect(lone[0] - 1.5, lone[1] - 1.5, 3, 3);
+          drawing = false;
+          runLength = 0;
+          continue;
+        }
+        const px = x(t);
+        const py = y(v);
+        if (drawing && t - lastT <= GAP_MS) {
+          ctx.lineTo(px, py);
+          runLength += 1;
+        } else {
+          if (runLength === 1 && lone) ctx.fillRect(lone[0] - 1.5, lone[1] - 1.5, 3, 3);
+          ctx.moveTo(px, py);
+          runLength = 1;
+          lone = [px, py];
+        }
+        drawing = true;
+        lastT = t;
+      }
+      if (runLength === 1 && lone) ctx.fillRect(lone[0] - 1.5, lone[1] - 1.5, 3, 3);
+      ctx.stroke();
+    }
+    ctx.restore();
+  }
+
+  /** Rates: the newest point (null after a counter reset). Latency: the newest window with jobs. */
+  function latestValue(key, sub) {
+    const pts = metrics.points;
+    if (!pts.length) return null;
+    if (!sub) return pts[pts.length - 1][key];
+    for (let i = pts.length - 1; i >= 0; i--) {
+      const value = pts[i][key][sub];
+      if (value !== null && value !== undefined) return value;
+    }
+    return null;
+  }
+
+  function drawCharts() {
+    if (!overviewDom) return;
+    const pts = metrics.points;
+    drawChart(overviewDom.throughputCanvas, [
+      { color: cssVar("--c-completed", "#1d8a4a"), values: pts.map((p) => [p.t, p.completed]) },
+      { color: cssVar("--c-failed", "#c8322a"), values: pts.map((p) => [p.t, p.failed]) },
+    ], fmtAxis);
+    for (const kind of ["wait", "run"]) {
+      drawChart(overviewDom[kind + "Canvas"], ["p50", "p95", "p99"].map((p) => ({
+        color: cssVar("--c-" + p, "#2d5bd7"),
+        values: pts.map((point) => [point.t, point[kind][p]]),
+      })), fmtSeconds);
+    }
+    setText(overviewDom.values.completed, fmtRate(latestValue("completed")));
+    setText(overviewDom.values.failed, fmtRate(latestValue("failed")));
+    for (const kind of ["wait", "run"]) {
+      for (const p of ["p50", "p95", "p99"]) {
+        setText(overviewDom.values[kind + "-" + p], fmtSeconds(latestValue(kind, p)));
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- keyed table rows
+
+  /** Keeps `tbody` rows in step with `items` by key, updating rows in place (clicks stay valid). */
+  function syncRows(tbody, items, keyOf, create, update) {
+    const existing = new Map();
+    for (const row of Array.from(tbody.children)) existing.set(row.dataset.key, row);
+    const wanted = [];
+    for (const item of items) {
+      const key = String(keyOf(item));
+      let row = existing.get(key);
+      if (!row) {
+        row = create(item);
+        row.dataset.key = key;
+      }
+      existing.delete(key);
+      update(row, item);
+      wanted.push(row);
+    }
+    for (const row of existing.values()) row.remove();
+    wanted.forEach((row, index) => {
+      if (tbody.children[index] !== row) tbody.insertBefore(row, tbody.children[index] || null);
+    });
+  }
+
+  // ---------------------------------------------------------------- overview
+
+  let overviewDom = null;
+
+  function statCard(label, testid) {
+    const value = h("div", { class: "card-value", testid }, "–");
+    return { el: h("div", { class: "card" }, h("div", { class: "card-label" }, label), value), value };
+  }
+
+  function legendItem(cls, label, testid) {
+    const value = h("span", { class: "legend-value", testid }, "–");
+    const el = h("span", { class: "legend-item" },
+      h("span", { class: "swatch swatch-" + cls }), label + " ", value);
+    return { el, value };
+  }
+
+  function renderOverview(view) {
+    const stats = {
+      workers: statCard("Workers live", "stat-workers"),
+      inProgress: statCard("In progress", "stat-in-progress"),
+      created: statCard("Jobs created", "stat-created"),
+      completed: statCard("Completed", "stat-completed"),
+      failed: statCard("Failed", "stat-failed"),
+      retried: statCard("Retried", "stat-retried"),
+    };
+    const values = {};
+    const tpCompleted = legendItem("completed", "completed", "throughput-completed");
+    const tpFailed = legendItem("failed", "failed", "throughput-failed");
+    values.completed = tpCompleted.value;
+    values.failed = tpFailed.value;
+    const latencyLegend = (kind) => ["p50", "p95", "p99"].map((p) => {
+      const item = legendItem(p, p, kind + "-" + p);
+      values[kind + "-" + p] = item.value;
+      return item.el;
+    });
+    const throughputCanvas = h("canvas", {
+      class: "chart", testid: "throughput-canvas", role: "img",
+      "aria-label": "Completed and failed jobs per second, last 15 minutes",
+    });
+    const waitCanvas = h("canvas", {
+      class: "chart", role: "img", "aria-label": "Queue wait time percentiles, last 15 minutes",
+    });
+    const runCanvas = h("canvas", {
+      class: "chart", role: "img", "aria-label": "Run time percentiles, last 15 minutes",
+    });
+
+    const queuesBody = h("tbody");
+    const workersBody = h("tbody");
+    const queuesEmpty = h("p", { class: "empty", testid: "queues-empty", hidden: true },
+      "No queues yet.");
+    const workersEmpty = h("p", { class: "empty", testid: "workers-empty", hidden: true },
+      "No live workers.");
+
+    view.appendChild(h("div", { testid: "overview" },
+      h("div", { class: "cards" }, Object.values(stats).map((s) => s.el)),
+      h("div", { class: "charts" },
+        h("section", { class: "panel" },
+          h("div", { class: "panel-head" }, h("h2", null, "Throughput"),
+            h("span", { class: "muted" }, "jobs per second, last 15 min")),
+          h("figure", { class: "chart-figure", testid: "throughput-chart" },
+            throughputCanvas,
+            h("figcaption", { class: "legend" }, tpCompleted.el, tpFailed.el))),
+        h("section", { class: "panel", testid: "latency-chart" },
+          h("div", { class: "panel-head" }, h("h2", null, "Latency"),
+            h("span", { class: "muted" }, "p50 / p95 / p99, last 15 min")),
+          h("figure", { class: "chart-figure", testid: "wait-chart" },
+            h("figcaption", null, "Wait time (enqueued → started)"),
+            waitCanvas,
+            h("div", { class: "legend" }, latencyLegend("wait"))),
+          h("figure", { class: "chart-figure", testid: "run-chart" },
+            h("figcaption", null, "Run time (started → finished)"),
+            runCanvas,
+            h("div", { class: "legend" }, latencyLegend("run"))))),
+      h("section", { class: "panel" },
+        h("div", { class: "panel-head" }, h("h2", null, "Queues")),
+        tableWrap(h("table", { testid: "queues-table" },
+          h("thead", null, h("tr", null,
+            h("th", null, "Queue"), h("th", { class: "num" }, "Pending"),
+            h("th", { class: "num" }, "Processing"), h("th", { class: "num" }, "Scheduled"),
+            h("th", { class: "num" }, "Failed"), h("th", null, "State"),
+            h("th", null, "Actions"))),
+          queuesBody)),
+        queuesEmpty),
+      h("section", { class: "panel" },
+        h("div", { class: "panel-head" }, h("h2", null, "Workers")),
+        tableWrap(h("table", { testid: "workers-table" },
+          h("thead", null, h("tr", null,
+            h("th", null, "Worker"), h("th", null, "Host"), h("th", { class: "num" }, "PID"),
+            h("th", null, "Queues"), h("th", { class: "num" }, "Busy / slots"),
+            h("th", { class: "num" }, "Heartbeat age"), h("th", null, "Started"))),
+          workersBody)),
+        workersEmpty)));
+
+    overviewDom = {
+      stats, values, throughputCanvas, waitCanvas, runCanvas,
+      queuesBody, workersBody, queuesEmpty, workersEmpty,
+    };
+    updateStats();
+    drawCharts();
+  }
+
+  function updateStats() {
+    const data = metrics.latest;
+    if (!overviewDom || !data) return;
+    const s = overviewDom.stats;
+    setText(s.workers.value, fmtInt(num(data.workers_live)));
+    setText(s.inProgress.value, fmtInt(num(data.jobs_in_progress)));
+    setText(s.created.value, fmtInt(num(data.total_jobs_created)));
+    setText(s.completed.value, fmtInt(num(data.jobs_completed)));
+    setText(s.failed.value, fmtInt(num(data.jobs_failed)));
+    setText(s.retried.value, fmtInt(num(data.jobs_retried)));
+  }
+
+  function createQueueRow(queue) {
+    const name = queue.name;
+    const cells = {
+      pending: h("td", { class: "num", testid: "queue-pending-" + name }),
+      processing: h("td", { class: "num", testid: "queue-processing-" + name }),
+      scheduled: h("td", { class: "num", testid: "queue-scheduled-" + name }),
+      failed: h("td", { class: "num", testid: "queue-failed-" + name }),
+      state: h("span", { class: "badge", testid: "queue-paused-" + name }),
+    };
+    const pause = h("button", {
+      type: "button", class: "btn btn-small", testid: "pause-" + name,
+      onclick: () => queueAction(name, "pause"),
+    }, "Pause");
+    const resume = h("button", {
+      type: "button", class: "btn btn-small", testid: "resume-" + name,
+      onclick: () => queueAction(name, "resume"),
+    }, "Resume");
+    const retry = h("button", {
+      type: "button", class: "btn btn-small", testid: "retry-failed-" + name,
+      title: "Retry every failed job of this queue",
+      onclick: () => queueFailedAction(name, "retry"),
+    }, "Retry failed");
+    const purge = h("button", {
+      type: "button", class: "btn btn-small btn-outline-danger", testid: "purge-failed-" + name,
+      title: "Delete every failed job of this queue",
+      onclick: () => queueFailedAction(name, "purge"),
+    }, "Purge failed");
+    const row = h("tr", { testid: "queue-row-" + name },
+      h("td", null, h("a", {
+        href: "#/jobs?queue=" + enc(name), testid: "queue-jobs-" + name, title: "Jobs of " + name,
+      }, name)),
+      cells.pending, cells.processing, cells.scheduled, cells.failed,
+      h("td", null, cells.state),
+      h("td", null, h("div", { class: "actions" }, pause, resume, retry, purge)));
+    row._ws = { cells, pause, resume, retry, purge };
+    return row;
+  }
+
+  function updateQueueRow(row, queue) {
+    const { cells, pause, resume, retry, purge } = row._ws;
+    setText(cells.pending, fmtInt(queue.pending));
+    setText(cells.processing, fmtInt(queue.processing));
+    setText(cells.scheduled, fmtInt(queue.scheduled));
+    setText(cells.failed, fmtInt(queue.failed));
+    const paused = Boolean(queue.paused);
+    setText(cells.state, paused ? "paused" : "active");
+    cells.state.dataset.paused = String(paused);
+    cells.state.className = "badge " + (paused ? "state-paused" : "state-active");
+    pause.hidden = paused;
+    resume.hidden = !paused;
+    const noFailed = !(queue.failed > 0);
+    retry.disabled = noFailed;
+    purge.disabled = noFailed;
+    row.dataset.failed = String(queue.failed);
+  }
+
+  function renderQueues(queues) {
+    if (!overviewDom) return;
+    const sorted = queues.filter((q) => q && typeof q.name === "string")
+      .sort((a, b) => a.name.localeCompare(b.name));
+    syncRows(overviewDom.queuesBody, sorted, (q) => q.name, createQueueRow, updateQueueRow);
+    overviewDom.queuesEmpty.hidden = sorted.length > 0;
+  }
+
+  function upsertQueue(queue) {
+    if (!overviewDom || !queue || typeof queue.name !== "string") return;
+    for (const row of Array.from(overviewDom.queuesBody.children)) {
+      if (row.dataset.key === queue.name) updateQueueRow(row, queue);
+    }
+  }
+
+  function createWorkerRow(worker) {
+    const id = String(worker.id);
+    const cells = {
+      host: h("td"),
+      pid: h("td", { class: "num" }),
+      queues: h("td"),
+      slots: h("td", { class: "num", testid: "worker-slots-" + id }),
+      age: h("td", { class: "num", testid: "worker-age-" + id }),
+      started: h("td"),
+    };
+    const row = h("tr", { testid: "worker-row-" + id },
+      h("td", { class: "mono", title: id }, id),
+      cells.host, cells.pid, cells.queues, cells.slots, cells.age, cells.started);
+    row._ws = cells;
+    return row;
+  }
+
+  function updateWorkerRow(row, worker) {
+    const cells = row._ws;
+    setText(cells.host, worker.host || "–");
+    setText(cells.pid, worker.pid === undefined || worker.pid === null ? "–" : String(worker.pid));
+    setText(cells.queues, Array.isArray(worker.queues) ? worker.queues.join(", ") : "–");
+    setText(cells.slots, fmtInt(num(worker.slots_busy)) + " / " + fmtInt(num(worker.slots_total)));
+    let age = num(worker.heartbeat_age_s);
+    if (age === null && worker.last_heartbeat) {
+      const t = Date.parse(worker.last_heartbeat);
+      age = isNaN(t) ? null : Math.max(0, (Date.now() - t) / 1000);
+    }
+    setText(cells.age, fmtAge(age));
+    cells.age.className = "num" + (age !== null && age > 15 ? " stale" : "");
+    setText(cells.started, worker.started_at ? relative(worker.started_at) : "–");
+    cells.started.title = worker.started_at || "";
+  }
+
+  function renderWorkers(workers) {
+    if (!overviewDom) return;
+    const sorted = workers.filter((w) => w && w.id !== undefined)
+      .sort((a, b) => String(a.id).localeCompare(String(b.id)));
+    syncRows(overviewDom.workersBody, sorted, (w) => w.id, createWorkerRow, updateWorkerRow);
+    overviewDom.workersEmpty.hidden = sorted.length > 0;
+  }
+
+  async function queueAction(name, action) {
+    const pausing = action === "pause";
+    const outcome = await confirmed(
+      pausing ? "Pause queue" : "Resume queue",
+      pausing
+        ? "Pause queue “" + name + "”? Workers stop taking its jobs until it is resumed; "
+          + "jobs can still be enqueued."
+        : "Resume queue “" + name + "”? Workers start taking its jobs again.",
+      pausing ? "Pause" : "Resume", false,
+      () => api("POST", "/queues/" + enc(name) + "/" + action));
+    if (!outcome) return;
+    upsertQueue(outcome.value);
+    showNotice("Queue “" + name + "” " + (pausing ? "paused." : "resumed."));
+    kickPoll();
+  }
+
+  async function queueFailedAction(name, action) {
+    const retrying = action === "retry";
+    const row = overviewDom
+      ? Array.from(overviewDom.queuesBody.children).find((r) => r.dataset.key === name) : null;
+    const count = row && row.dataset.failed ? row.dataset.failed : "all";
+    const outcome = await confirmed(
+      retrying ? "Retry failed jobs" : "Purge failed jobs",
+      retrying
+        ? "Retry " + count + " failed job(s) of queue “" + name + "”? They go back to pending "
+          + "with their attempts reset."
+        : "Permanently delete " + count + " failed job(s) of queue “" + name + "”? "
+          + "This cannot be undone.",
+      retrying ? "Retry all" : "Purge all", !retrying,
+      () => api("POST", "/queues/" + enc(name) + "/failed/" + action));
+    if (!outcome) return;
+    const data = outcome.value || {};
+    const n = retrying ? data.retried : data.purged;
+    showNotice((retrying ? "Retried " : "Purged ") + fmtInt(num(n)) + " failed job(s) of “"
+      + name + "”.");
+    kickPoll();
+  }
+
+  // ---------------------------------------------------------------- polling
+
+  let pollTimer = null;
+  let polling = false;
+  let pollAgain = false;
+
+  async function pollOnce() {
+    if (authBlocked) return;
+    const onOverview = currentRoute && currentRoute.name === "overview";
+    let failed = null;
+    // Queues first: with auth on and no token, one 401 opens the prompt and stops the rest.
+    if (onOverview) {
+      try {
+        const data = await api("GET", "/queues");
+        renderQueues(data && Array.isArray(data.queues) ? data.queues : []);
+      } catch (err) {
+        failed = err;
+      }
+      if (authBlocked) return;
+    }
+    const tasks = [api("GET", "/metrics").then((data) => {
+      if (!data || typeof data !== "object") {
+        throw new ApiError(0, "bad_metrics", "GET /metrics did not answer JSON");
+      }
+      recordMetrics(data);
+    })];
+    if (onOverview) {
+      tasks.push(api("GET", "/workers").then((data) => {
+        renderWorkers(data && Array.isArray(data.workers) ? data.workers : []);
+      }));
+    }
+    const results = await Promise.allSettled(tasks);
+    for (const result of results) {
+      if (result.status === "rejected" && !failed) failed = result.reason;
+    }
+    if (currentRoute && currentRoute.name === "overview") {
+      updateStats();
+      drawCharts();
+    }
+    if (failed) {
+      if (!(failed instanceof ApiError && failed.status === 401)) {
+        showError(errorMessage(failed), "poll");
+      }
+    } else {
+      clearError("poll");
+      setText($("last-updated"), "Updated " + new Date().toLocaleTimeString());
+    }
+  }
+
+  async function pollLoop() {
+    clearTimeout(pollTimer);
+    pollTimer = null;
+    if (polling) {
+      pollAgain = true;
+      return;
+    }
+    polling = true;
+    try {
+      await pollOnce();
+    } catch (err) {
+      showError(errorMessage(err), "poll");
+    } finally {
+      polling = false;
+    }
+    if (pollAgain) {
+      pollAgain = false;
+      pollLoop();
+      return;
+    }
+    pollTimer = setTimeout(pollLoop, POLL_MS);
+  }
+
+  function kickPoll() {
+    pollLoop();
+  }
+
+  // ---------------------------------------------------------------- jobs list
+
+  // For each cursor reached with "Next": the cursor of the page before it and its page number,
+  // so "Prev" and the page count work however the user moves (buttons or browser history).
+  const pager = { filterKey: null, prevOf: new Map(), pageOf: new Map([["", 1]]) };
+
+  function jobsHash(params) {
+    const q = new URLSearchParams();
+    for (const key of ["status", "queue", "type", "limit", "cursor"]) {
+      const value = params[key];
+      if (value !== undefined && value !== null && value !== "") q.set(key, String(value));
+    }
+    const query = q.toString();
+    return "#/jobs" + (query ? "?" + query : "");
+  }
+
+  function navigate(hash) {
+    if (location.hash === hash) render();
+    else location.hash = hash;
+  }
+
+  function option(value, label, selected) {
+    return h("option", { value, selected: selected ? true : undefined }, label);
+  }
+
+  function renderJobs(view, params) {
+    const status = params.get("status") || "";
+    const queue = params.get("queue") || "";
+    const type = params.get("type") || "";
+    let limit = parseInt(params.get("limit") || "", 10);
+    if (!(limit > 0)) limit = DEFAULT_LIMIT;
+    limit = Math.min(limit, 500);
+    const cursor = params.get("cursor") || "";
+
+    const filterKey = JSON.stringify([status, queue, type, limit]);
+    if (pager.filterKey !== filterKey) {
+      pager.filterKey = filterKey;
+      pager.prevOf = new Map();
+      pager.pageOf = new Map([["", 1]]);
+    }
+    const pageNumber = pager.pageOf.get(cursor);
+    const prevCursor = pager.prevOf.get(cursor);
+
+    const statusSelect = h("select", { id: "filter-status", testid: "filter-status", name: "status" },
+      option("", "any status", !status),
+      STATUSES.map((s) => option(s, s, s === status)));
+    const queueInput = h("input", {
+      id: "filter-queue", testid: "filter-queue", name: "queue", type: "text",
+      list: "queue-names", placeholder: "any queue", value: queue, autocomplete: "off",
+    });
+    const typeInput = h("input", {
+      id: "filter-type", testid: "filter-type", name: "type", type: "text",
+      placeholder: "any type", value: type, autocomplete: "off",
+    });
+    const limitSelect = h("select", { id: "filter-limit", testid: "filter-limit", name: "limit" },
+      LIMITS.concat(LIMITS.includes(limit) ? [] : [limit]).sort((a, b) => a - b)
+        .map((n) => option(String(n), String(n), n === limit)));
+    const datalist = h("datalist", { id: "queue-names" });
+
+    const form = h("form", { class: "filters", testid: "jobs-filters" },
+      h("div", { class: "field" }, h("label", { for: "filter-status" }, "Status"), statusSelect),
+      h("div", { class: "field" }, h("label", { for: "filter-queue" }, "Queue"), queueInput, datalist),
+      h("div", { class: "field" }, h("label", { for: "filter-type" }, "Type"), typeInput),
+      h("div", { class: "field" }, h("label", { for: "filter-limit" }, "Per page"), limitSelect),
+      h("button", { type: "submit", class: "btn btn-primary", id: "filter-apply",
+        testid: "filter-apply" }, "Apply"),
+      h("button", { type: "button", class: "btn", testid: "filter-reset",
+        onclick: () => navigate("#/jobs") }, "Reset"));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      navigate(jobsHash({
+        status: statusSelect.value,
+        queue: queueInput.value.trim(),
+        type: typeInput.value.trim(),
+        limit: limitSelect.value === String(DEFAULT_LIMIT) ? "" : limitSelect.value,
+      }));
+    });
+
+    const tbody = h("tbody");
+    const table = h("table", { testid: "jobs-table" },
+      h("thead", null, h("tr", null,
+        h("th", null, "ID"), h("th", null, "Type"), h("th", null, "Queue"),
+        h("th", null, "Status"), h("th", { class: "num" }, "Attempts"),
+        h("th", null, "Created"), h("th", null, "Finished"), h("th", null, "Error"))),
+      tbody);
+    const empty = h("p", { class: "empty", testid: "jobs-empty", hidden: true },
+      "No jobs match these filters.");
+    const loading = h("p", { class: "muted" }, "Loading…");
+
+    const base = { status, queue, type, limit: limit === DEFAULT_LIMIT ? "" : limit };
+    const firstBtn = h("button", {
+      type: "button", class: "btn", testid: "first-page", disabled: !cursor,
+      onclick: () => navigate(jobsHash(base)),
+    }, "« First");
+    const prevBtn = h("button", {
+      type: "button", class: "btn", testid: "prev-page",
+      disabled: !cursor || prevCursor === undefined,
+      onclick: () => navigate(jobsHash(Object.assign({}, base, { cursor: prevCursor }))),
+    }, "‹ Prev");
+    const nextBtn = h("button", {
+      type: "button", class: "btn", testid: "next-page", disabled: true,
+    }, "Next ›");
+    const pageInfo = h("span", { class: "muted", testid: "page-info" },
+      pageNumber ? "Page " + pageNumber : "");
+    const refresh = h("button", {
+      type: "button", class: "btn btn-small", testid: "jobs-refresh",
+      onclick: () => render(),
+    }, "Refresh");
+
+    view.appendChild(h("div", { testid: "jobs-view" },
+      h("section", { class: "panel" },
+        h("div", { class: "panel-head" }, h("h1", null, "Jobs"), refresh),
+        form,
+        loading,
+        tableWrap(table),
+        empty,
+        h("div", { class: "pager" }, firstBtn, prevBtn, nextBtn, pageInfo))));
+
+    const query = new URLSearchParams();
+    if (status) query.set("status", status);
+    if (queue) query.set("queue", queue);
+    if (type) query.set("type", type);
+    query.set("limit", String(limit));
+    if (cursor) query.set("cursor", cursor);
+    const token = routeToken;
+    api("GET", "/jobs?" + query.toString()).then((data) => {
+      if (token !== routeToken) return;
+      loading.remove();
+      const jobs = data && Array.isArray(data.jobs) ? data.jobs : [];
+      for (const job of jobs) tbody.appendChild(jobRow(job));
+      empty.hidden = jobs.length > 0;
+      const next = data && data.next_cursor ? String(data.next_cursor) : "";
+      nextBtn.disabled = !next;
+      if (next) {
+        nextBtn.addEventListener("click", () => {
+          pager.prevOf.set(next, cursor);
+          if (pageNumber) pager.pageOf.set(next, pageNumber + 1);
+          navigate(jobsHash(Object.assign({}, base, { cursor: next })));
+        });
+      }
+      clearError("route");
+    }).catch((err) => {
+      if (token !== routeToken) return;
+      setText(loading, "Could not load jobs.");
+      if (!(err instanceof ApiError && err.status === 401)) showError(errorMessage(err), "route");
+    });
+
+    api("GET", "/queues").then((data) => {
+      const queues = data && Array.isArray(data.queues) ? data.queues : [];
+      for (const q of queues) {
+        if (q && typeof q.name === "string") datalist.appendChild(h("option", { value: q.name }));
+      }
+    }).catch(() => { /* the datalist is a convenience; the job list reports errors */ });
+  }
+
+  function jobRow(job) {
+    const id = String(job.id);
+    const status = String(job.status || "");
+    const attempts = fmtInt(num(job.attempts)) + " / " + fmtInt(num(job.max_attempts));
+    const error = job.error === null || job.error === undefined ? "" : String(job.error);
+    const row = h("tr", { testid: "job-row-" + id },
+      h("td", { class: "mono" },
+        h("a", { href: "#/jobs/" + enc(id), testid: "job-link-" + id, title: id }, shortId(id))),
+      h("td", null, String(job.type || "")),
+      h("td", null, String(job.queue || "")),
+      h("td", null, h("span", { class: "badge status-" + status, testid: "job-status-" + id },
+        status)),
+      h("td", { class: "num" }, attempts),
+      h("td", { title: job.created_at || "" }, job.created_at ? relative(job.created_at) : "–"),
+      h("td", { title: job.finished_at || "" }, job.finished_at ? relative(job.finished_at) : "–"),
+      h("td", { class: "error-cell", title: error }, errorSummary(error)));
+    return row;
+  }
+
+  // ---------------------------------------------------------------- job page
+
+  let jobPollTimer = null;
+
+  function stopJobPoll() {
+    clearTimeout(jobPollTimer);
+    jobPollTimer = null;
+  }
+
+  const TIMESTAMPS = ["created_at", "enqueued_at", "run_at", "started_at", "finished_at"];
+  const TIMESTAMP_LABELS = {
+    created_at: "Created", enqueued_at: "Enqueued", run_at: "Run at", started_at: "Started",
+    finished_at: "Finished",
+  };
+
+  function renderJob(view, id) {
+    const fields = {};
+    const dd = (key) => {
+      fields[key] = h("dd", { testid: "job-" + key.replace(/_/g, "-") }, "–");
+      return fields[key];
+    };
+    const statusBadge = h("span", { class: "badge", testid: "job-status" }, "…");
+    const payload = h("pre", { class: "json", testid: "job-payload" }, "…");
+    const result = h("pre", { class: "json", testid: "job-result" }, "…");
+    const error = h("pre", { class: "json error-text", testid: "job-error" }, "…");
+    const retry = h("button", {
+      type: "button", class: "btn", id: "job-retry", testid: "job-retry", disabled: true,
+      title: "Put a failed job back in its queue with attempts reset",
+      onclick: () => jobAction(id, "retry"),
+    }, "Retry");
+    const cancel = h("button", {
+      type: "button", class: "btn", id: "job-cancel", testid: "job-cancel", disabled: true,
+      title: "Withdraw a job that has not started",
+      onclick: () => jobAction(id, "cancel"),
+    }, "Cancel");
+    const del = h("button", {
+      type: "button", class: "btn btn-outline-danger", id: "job-delete", testid: "job-delete",
+      disabled: true, title: "Remove a finished job's record",
+      onclick: () => jobAction(id, "delete"),
+    }, "Delete");
+    const notFound = h("p", { class: "empty", testid: "job-not-found", hidden: true },
+      "No job with this id (it may have expired or been deleted).");
+    const body = h("div", { class: "stack", hidden: true },
+      h("section", { class: "panel" },
+        h("h2", null, "Details"),
+        h("dl", { class: "kv" },
+          h("dt", null, "Type"), dd("type"),
+          h("dt", null, "Queue"), dd("queue"),
+          h("dt", null, "Attempts"), dd("attempts"),
+          h("dt", null, "Timeout"), dd("timeout"),
+          h("dt", null, "Worker"), dd("worker"),
+          h("dt", null, "Idempotency key"), dd("idempotency_key"),
+          TIMESTAMPS.map((key) => [h("dt", null, TIMESTAMP_LABELS[key]), dd(key)]))),
+      h("div", { class: "grid-2" },
+        h("section", { class: "panel" }, h("h2", null, "Payload"), payload),
+        h("section", { class: "panel" }, h("h2", null, "Result"), result)),
+      h("section", { class: "panel" }, h("h2", null, "Error"), error));
+
+    view.appendChild(h("div", { testid: "job-view" },
+      h("p", null, h("a", { href: "#/jobs", testid: "job-back" }, "← All jobs")),
+      h("div", { class: "detail-head" },
+        h("h1", { class: "mono", testid: "job-id" }, id), statusBadge),
+      h("div", { class: "detail-actions" }, retry, cancel, del),
+      notFound,
+      body));
+
+    const dom = { fields, statusBadge, payload, result, error, retry, cancel, del, body, notFound };
+    const token = routeToken;
+
+    const load = () => {
+      stopJobPoll();
+      api("GET", "/jobs/" + enc(id)).then((job) => {
+        if (token !== routeToken) return;
+        fillJob(dom, job);
+        clearError("route");
+        if (job && !TERMINAL.has(job.status)) jobPollTimer = setTimeout(load, JOB_POLL_MS);
+      }).catch((err) => {
+        if (token !== routeToken) return;
+        if (err instanceof ApiError && err.status === 404) {
+          body.hidden = true;
+          notFound.hidden = false;
+          for (const b of [retry, cancel, del]) b.disabled = true;
+          setText(statusBadge, "not found");
+        }
+        if (err instanceof ApiError && err.status === 401) return;
+        showError(errorMessage(err), "route");
+        if (!(err instanceof ApiError && err.status >= 400 && err.status < 500)) {
+          jobPollTimer = setTimeout(load, JOB_POLL_MS * 2);
+        }
+      });
+    };
+    currentJobView = { id, dom, load };
+    load();
+  }
+
+  let currentJobView = null;
+
+  function fillJob(dom, job) {
+    if (!job || typeof job !== "object") return;
+    const status = String(job.status || "");
+    dom.body.hidden = false;
+    dom.notFound.hidden = true;
+    setText(dom.statusBadge, status);
+    dom.statusBadge.className = "badge status-" + status;
+    const f = dom.fields;
+    setText(f.type, job.type || "–");
+    setText(f.queue, job.queue || "–");
+    setText(f.attempts, fmtInt(num(job.attempts)) + " / " + fmtInt(num(job.max_attempts)));
+    const timeout = num(job.timeout);
+    setText(f.timeout, timeout === null ? "–" : timeout + "s");
+    setText(f.worker, job.worker || "–");
+    setText(f.idempotency_key, job.idempotency_key || "–");
+    for (const key of TIMESTAMPS) {
+      const iso = job[key];
+      setText(f[key], iso ? iso + "  (" + relative(iso) + ")" : "–");
+      f[key].title = iso ? fmtTime(iso) : "";
+    }
+    setText(dom.payload, prettyJson(job.payload));
+    setText(dom.result, prettyJson(job.result === undefined ? null : job.result));
+    setText(dom.error, prettyError(job.error));
+    dom.error.classList.toggle("error-text", job.error !== null && job.error !== undefined);
+    dom.retry.disabled = status !== "failed";
+    dom.cancel.disabled = !(status === "pending" || status === "scheduled");
+    dom.del.disabled = !TERMINAL.has(status);
+  }
+
+  async function jobAction(id, action) {
+    const copy = {
+      retry: ["Retry job", "Put job " + id + " back in its queue with its attempts reset?",
+        "Retry", false],
+      cancel: ["Cancel job", "Cancel job " + id + "? It will not run.", "Cancel job", true],
+      delete: ["Delete job", "Delete job " + id + " and its record? This cannot be undone.",
+        "Delete", true],
+    }[action];
+    const outcome = await confirmed(copy[0], copy[1], copy[2], copy[3], () => (
+      action === "delete"
+        ? api("DELETE", "/jobs/" + enc(id))
+        : api("POST", "/jobs/" + enc(id) + "/" + action)));
+    if (!outcome) return;
+    if (action === "delete") {
+      showNotice("Job " + id + " deleted.");
+      navigate("#/jobs");
+      return;
+    }
+    showNotice(action === "retry" ? "Job " + id + " queued again." : "Job " + id + " cancelled.");
+    if (currentJobView && currentJobView.id === id) {
+      if (outcome.value && outcome.value.id === id) fillJob(currentJobView.dom, outcome.value);
+      currentJobView.load();
+    }
+  }
+
+  // ---------------------------------------------------------------- router
+
+  let currentRoute = null;
+  let routeToken = 0; // bumps on every render so late answers for an old view are dropped
+
+  function parseRoute() {
+    let hash = location.hash || "";
+    if (hash.startsWith("#")) hash = hash.slice(1);
+    if (!hash || hash === "/") return { name: "overview" };
+    const q = hash.indexOf("?");
+    const path = q >= 0 ? hash.slice(0, q) : hash;
+    const params = new URLSearchParams(q >= 0 ? hash.slice(q + 1) : "");
+    const parts = path.split("/").filter(Boolean);
+    if (parts.length === 1 && parts[0] === "overview") return { name: "overview" };
+    if (parts.length === 1 && parts[0] === "jobs") return { name: "jobs", params };
+    if (parts.length === 2 && parts[0] === "jobs") {
+      let id = parts[1];
+      try {
+        id = decodeURIComponent(id);
+      } catch (err) {
+        /* keep as written */
+      }
+      return { name: "job", id };
+    }
+    return { name: "notfound", path };
+  }
+
+  function render() {
+    routeToken += 1;
+    stopJobPoll();
+    currentJobView = null;
+    overviewDom = null;
+    if (errorSource !== "poll") clearError(); // a new page starts clean; poll trouble persists
+    const route = parseRoute();
+    const wasOverview = currentRoute && currentRoute.name === "overview";
+    currentRoute = route;
+    for (const link of document.querySelectorAll("[data-nav]")) {
+      const active = link.dataset.nav === (route.name === "job" ? "jobs" : route.name);
+      link.classList.toggle("active", active);
+      if (active) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    }
+    const view = $("view");
+    view.replaceChildren();
+    if (route.name === "overview") {
+      document.title = "Overview · WorkStream";
+      renderOverview(view);
+      if (!wasOverview) kickPoll();
+    } else if (route.name === "jobs") {
+      document.title = "Jobs · WorkStream";
+      renderJobs(view, route.params);
+    } else if (route.name === "job") {
+      document.title = "Job " + shortId(route.id) + " · WorkStream";
+      renderJob(view, route.id);
+    } else {
+      document.title = "Not found · WorkStream";
+      view.appendChild(h("section", { class: "panel", testid: "route-not-found" },
+        h("h1", null, "Page not found"),
+        h("p", null, "Nothing lives at ", h("code", null, "#" + route.path), ". ",
+          h("a", { href: "#/overview" }, "Go to the overview."))));
+    }
+    window.scrollTo(0, 0);
+  }
+
+  // ---------------------------------------------------------------- start
+
+  function start() {
+    memoryToken = getToken();
+    initConfirm();
+    initTokenPrompt();
+    $("error-close").addEventListener("click", () => clearError());
+    $("notice-close").addEventListener("click", () => { $("notice-banner").hidden = true; });
+    window.addEventListener("hashchange", render);
+    let resizeTimer = null;
+    window.addEventListener("resize", () => {
+      clearTimeout(resizeTimer);
+      resizeTimer = setTimeout(drawCharts, 100);
+    });
+    if (!location.hash) history.replaceState(null, "", "#/overview");
+    render(); // the overview starts the poll loop itself
+    if (currentRoute.name !== "overview") kickPoll();
+  }
+
+  window.addEventListener("error", (event) => {
+    showError("Dashboard error: " + (event.message || "unknown"), "script");
+  });
+  window.addEventListener("unhandledrejection", (event) => {
+    event.preventDefault();
+    const reason = event.reason;
+    if (reason instanceof ApiError && reason.status === 401) return;
+    showError("Dashboard error: " + errorMessage(reason), "script");
+  });
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
