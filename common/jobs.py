@@ -13,9 +13,9 @@ from common.errors import ValidationError
 from common.serialization import dumps, loads, ms_to_rfc3339, rfc3339_to_ms
 from common.states import JobStatus
 
-TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+TYPE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+QUEUE_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+JOB_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 MAX_ATTEMPTS_LIMIT = 100
 MAX_TIMEOUT_S = 7 * 86400.0
 MAX_DELAY_S = 366 * 86400.0
@@ -29,7 +29,7 @@ def new_job_id() -> str:
 
 
 def is_job_id(text: str) -> bool:
-    return JOB_ID_PATTERN.match(text) is not None
+    return JOB_ID_PATTERN.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)
@@ -208,7 +208,7 @@ class Job:
 
 
 def _check_name(field: str, value: str, pattern: re.Pattern[str], spelled: str) -> None:
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise ValidationError(field, f"expected {spelled}")
 
 

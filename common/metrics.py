@@ -128,12 +128,6 @@ def _union(counts: Mapping[str, list[int]], sums: Mapping[str, int]) -> dict[str
     return {queue: sums.get(queue, 0) for queue in sorted(set(counts) | set(sums))}
 
 
-def count_live_workers(store: JobStore) -> int:
-    # Heartbeats are scored with Redis server time, so compare with Redis server time too.
-    cutoff = store.server_time_ms() - round(store.settings.worker_ttl.total_seconds() * 1000)
-    return int(store.redis.zcount(store.keys.workers, cutoff, "+inf"))
-
-
 def read_snapshot(store: JobStore) -> MetricsSnapshot:
     """A handful of round trips whatever the number of jobs (bounded by queues and types)."""
     stats = store.stats()
@@ -142,6 +136,6 @@ def read_snapshot(store: JobStore) -> MetricsSnapshot:
         counters=counters,
         stale_completions=stats.get("stale_completions", 0),
         queues=store.queue_infos(),
-        workers_live=count_live_workers(store),
+        workers_live=store.live_worker_count(),
         histograms=histograms,
     )

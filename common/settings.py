@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -12,7 +13,7 @@ from typing import Any
 from common.durations import parse_duration
 from common.errors import SettingsError
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -130,7 +131,7 @@ def _nonnegative_duration(raw: str) -> timedelta:
 
 def _name(raw: str) -> str:
     value = raw.strip()
-    if not NAME_PATTERN.match(value):
+    if not NAME_PATTERN.fullmatch(value):
         raise ValueError(f"expected 1-64 characters of [A-Za-z0-9_.-], got {raw!r}")
     return value
 
@@ -147,7 +148,7 @@ def _names(raw: str) -> tuple[str, ...]:
 def _modules(raw: str) -> tuple[str, ...]:
     modules = tuple(part.strip() for part in raw.split(",") if part.strip())
     for module in modules:
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$", module):
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", module):
             raise ValueError(f"expected dotted module paths, got {module!r}")
     return modules
 
@@ -209,4 +210,5 @@ def load_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
     try:
         return Settings.from_environ(environ)
     except SettingsError as ex:
-        raise SystemExit(f"workstream: invalid configuration: {ex}") from None
+        sys.stderr.write(f"workstream: invalid configuration: {ex}\n")
+        raise SystemExit(2) from None

@@ -206,9 +206,16 @@ class JobStore:
         next_due = int(reply[1])
         return int(reply[0]), (None if next_due < 0 else next_due)
 
+    def _liveness_cutoff_ms(self) -> int:
+        # Heartbeats are scored with Redis server time, so compare with Redis server time too.
+        return self.server_time_ms() - round(self.settings.worker_ttl.total_seconds() * 1000)
+
     def dead_workers(self) -> list[str]:
-        cutoff = self.server_time_ms() - round(self.settings.worker_ttl.total_seconds() * 1000)
-        return [str(w) for w in self.redis.zrangebyscore(self.keys.workers, "-inf", cutoff)]
+        cutoff = self._liveness_cutoff_ms()
+        return [str(w) for w in self.redis.zrangebyscore(self.keys.workers, "-inf", f"({cutoff}")]
+
+    def live_worker_count(self) -> int:
+        return int(self.redis.zcount(self.keys.workers, self._liveness_cutoff_ms(), "+inf"))
 
     def recover(self, worker_id: str) -> tuple[int, int]:
         """Recovers a dead worker's list. Returns (requeued, failed)."""
@@ -370,8 +377,10 @@ class JobStore:
     def paused_queues(self) -> set[str]:
         return {str(q) for q in self.redis.smembers(self.keys.paused)}
 
-    def workers(self) -> list[WorkerInfo]:
-        ids = [str(w) for w in self.redis.zrange(self.keys.workers, 0, -1)]
+    def live_workers(self) -> list[WorkerInfo]:
+        """Workers whose heartbeat is within WORKER_TTL (the dead await the sweeper)."""
+        cutoff = self._liveness_cutoff_ms()
+        ids = [str(w) for w in self.redis.zrangebyscore(self.keys.workers, cutoff, "+inf")]
         pipe = self.redis.pipeline(transaction=False)
         for worker_id in ids:
             pipe.hgetall(self.keys.worker(worker_id))

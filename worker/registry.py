@@ -46,7 +46,7 @@ class HandlerRegistrationError(WorkStreamError):
 
 def handler(job_type: str) -> Callable[[Handler], Handler]:
     """Registers the decorated function for jobs of `job_type`."""
-    if not TYPE_PATTERN.match(job_type):
+    if not TYPE_PATTERN.fullmatch(job_type):
         raise HandlerRegistrationError(f"invalid job type {job_type!r}")
 
     def register(fn: Handler) -> Handler:

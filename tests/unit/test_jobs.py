@@ -30,6 +30,8 @@ def test_a_minimal_submission_defaults_to_the_default_queue() -> None:
         ({"type": "ok", "colour": "red"}, "colour"),
         ({"payload": {}}, "type"),
         ({"type": 5}, "type"),
+        ({"type": "echo\n"}, "type"),
+        ({"type": "ok", "queue": "default\n"}, "queue"),
     ],
 )
 def test_invalid_submissions_name_the_field(body: dict[str, object], field: str) -> None:

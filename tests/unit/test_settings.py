@@ -63,12 +63,15 @@ def test_every_invalid_variable_is_named_in_one_error() -> None:
     assert "SWEEPER_INTERVAL" in message
 
 
-def test_invalid_configuration_exits_with_a_one_line_message() -> None:
+def test_invalid_configuration_exits_2_with_a_one_line_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     with pytest.raises(SystemExit) as caught:
         load_or_exit({"QUEUES": "bad queue!"})
-    text = str(caught.value.code)
+    assert caught.value.code == 2
+    text = capsys.readouterr().err
     assert "QUEUES" in text
-    assert "\n" not in text
+    assert text.count("\n") == 1
 
 
 def test_queues_keep_priority_order() -> None:

@@ -1,0 +1,1 @@
+"""WorkStream's REST API: a Falcon app served by waitress (see api.app.create_app)."""

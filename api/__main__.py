@@ -1,0 +1,82 @@
+"""workstream-api: environment -> settings -> logging -> Redis -> Falcon app -> waitress."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+from waitress.server import BaseWSGIServer, create_server
+
+from api.app import create_app
+from common.logs import configure_logging
+from common.redis_conn import connect
+from common.settings import Settings, load_or_exit
+from common.store import JobStore
+
+log = logging.getLogger("api")
+
+CONNECTION_LIMIT_MIN = 2000
+# Longer than the longest long-poll (60 s), so waitress never drops a waiting client.
+CHANNEL_TIMEOUT_S = 120
+
+
+def build_server(settings: Settings, stopping: threading.Event) -> BaseWSGIServer:
+    client = connect(settings, max_connections=settings.api_threads + 8)
+    store = JobStore(client, settings)
+    app = create_app(settings, store, stopping=stopping)
+    # Falcon's and typeshed's spellings of start_response differ; both are plain WSGI.
+    wsgi_app: Any = app
+    server = create_server(
+        wsgi_app,
+        host=settings.host,
+        port=settings.port,
+        threads=settings.api_threads,
+        connection_limit=max(CONNECTION_LIMIT_MIN, settings.api_threads * 8),
+        channel_timeout=CHANNEL_TIMEOUT_S,
+        # Bodies far past the limit are refused by waitress before they are buffered; those
+        # between the limit and this get the API's own JSON 413.
+        max_request_body_size=settings.max_payload_bytes * 2 + 65536,
+        ident="workstream",
+        clear_untrusted_proxy_headers=True,
+    )
+    assert isinstance(server, BaseWSGIServer)
+    return server
+
+
+def main() -> int:
+    settings = load_or_exit()
+    configure_logging(settings.log_level)
+    stopping = threading.Event()
+    server = build_server(settings, stopping)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        # Raised inside waitress's select loop, which catches SystemExit and shuts its
+        # task dispatcher down; long-polls end at once because `stopping` is set.
+        stopping.set()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info(
+        "api.started",
+        extra={
+            "host": settings.host,
+            "port": getattr(server, "effective_port", settings.port),
+            "threads": settings.api_threads,
+        },
+    )
+    try:
+        server.run()
+    except SystemExit:
+        pass  # a signal outside the loop
+    finally:
+        server.close()
+    log.info("api.stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

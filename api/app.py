@@ -1,0 +1,69 @@
+"""create_app: every route of the API in one place."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import falcon
+
+from api.errors import register_error_handlers
+from api.middleware import BearerAuth, RequestContext
+from api.resources.health import Health
+from api.resources.jobs import JobBatch, JobCollection, JobItem, LegacyResult, LegacyStatus
+from api.resources.longpoll import Waiter
+from api.resources.metrics import Metrics
+from api.resources.openapi import OpenApi
+from api.resources.queues import QueueCollection, QueueItem
+from api.resources.workers import WorkerCollection
+from api.ui import register_ui
+from common.settings import Settings
+from common.store import JobStore
+
+log = logging.getLogger(__name__)
+
+# Threads kept free of long-polls so that submissions and reads always find one.
+RESERVED_THREADS = 16
+
+
+def create_app(
+    settings: Settings,
+    store: JobStore,
+    *,
+    stopping: threading.Event | None = None,
+    waiters: int | None = None,
+) -> falcon.App[falcon.Request, falcon.Response]:
+    """`waiters` caps concurrent long-polls (default API_THREADS - 16); setting `stopping`
+    ends every long-poll at once (shutdown)."""
+    middleware: list[RequestContext | BearerAuth] = [RequestContext()]
+    if settings.api_tokens:
+        middleware.append(BearerAuth(settings.api_tokens))
+    else:
+        log.warning("api.auth_disabled", extra={"hint": "set API_TOKEN to require a bearer token"})
+    app = falcon.App(middleware=middleware)
+    register_error_handlers(app)
+
+    capacity = waiters if waiters is not None else settings.api_threads - RESERVED_THREADS
+    jobs = JobCollection(store)
+    item = JobItem(store, Waiter(store, capacity, stopping=stopping))
+    queue = QueueItem(store)
+    app.add_route("/jobs", jobs)
+    app.add_route("/job", jobs, suffix="submit")
+    app.add_route("/jobs/batch", JobBatch(store))
+    app.add_route("/jobs/{job_id}", item)
+    app.add_route("/jobs/{job_id}/cancel", item, suffix="cancel")
+    app.add_route("/jobs/{job_id}/retry", item, suffix="retry")
+    app.add_route("/status/{job_id}", LegacyStatus(store))
+    app.add_route("/result/{job_id}", LegacyResult(store))
+    app.add_route("/queues", QueueCollection(store))
+    app.add_route("/queues/{name}", queue)
+    app.add_route("/queues/{name}/pause", queue, suffix="pause")
+    app.add_route("/queues/{name}/resume", queue, suffix="resume")
+    app.add_route("/queues/{name}/failed/retry", queue, suffix="retry_failed")
+    app.add_route("/queues/{name}/failed/purge", queue, suffix="purge_failed")
+    app.add_route("/workers", WorkerCollection(store))
+    app.add_route("/metrics", Metrics(store))
+    app.add_route("/health", Health(store))
+    app.add_route("/openapi.json", OpenApi(settings.max_payload_bytes))
+    register_ui(app)
+    return app

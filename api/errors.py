@@ -1,0 +1,123 @@
+"""The one table from errors to HTTP answers; every error body is
+`{"error": {"code": "...", "message": "..."}}` (plus `"field"` for validation errors)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import falcon
+import redis
+
+from common.errors import (
+    InvalidTransitionError,
+    JobNotFoundError,
+    QueueFullError,
+    ValidationError,
+)
+
+log = logging.getLogger(__name__)
+
+QUEUE_FULL_RETRY_AFTER_S = 1
+REDIS_RETRY_AFTER_S = 5
+
+# Codes for HTTPErrors Falcon raises itself (routing, unsupported methods).
+STATUS_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "queue_full",
+    500: "internal_error",
+    503: "redis_unavailable",
+}
+
+
+class ApiError(falcon.HTTPError):
+    """An HTTP error with a stable machine-readable code and, for validation, the field."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(status, title=code, description=message, headers=headers)
+        self.error_code = code
+        self.message = message
+        self.field = field
+
+
+def validation_error(field: str, message: str) -> ApiError:
+    return ApiError(400, "validation_error", f"{field}: {message}", field=field)
+
+
+def error_body(req: falcon.Request, ex: falcon.HTTPError) -> dict[str, Any]:
+    if isinstance(ex, ApiError):
+        error: dict[str, Any] = {"code": ex.error_code, "message": ex.message}
+        if ex.field is not None:
+            error["field"] = ex.field
+        return {"error": error}
+    status = ex.status_code
+    code = STATUS_CODES.get(status, "http_error")
+    if status == 404:
+        message = f"no endpoint at {req.path}"
+    elif status == 405:
+        message = f"{req.method} is not allowed on {req.path}"
+    else:
+        message = ex.description or ex.title or code
+    return {"error": {"code": code, "message": message}}
+
+
+def serialize_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError) -> None:
+    """Always JSON, whatever the client accepts: one shape for every error."""
+    resp.content_type = falcon.MEDIA_JSON
+    resp.media = error_body(req, ex)
+
+
+def _validation(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
+    assert isinstance(ex, ValidationError)
+    raise validation_error(ex.field, ex.message)
+
+
+def _job_not_found(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
+    raise ApiError(404, "job_not_found", str(ex))
+
+
+def _queue_full(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
+    headers = {"Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)}
+    raise ApiError(429, "queue_full", str(ex), headers=headers)
+
+
+def _invalid_transition(req: falcon.Request, resp: falcon.Response, ex: Exception, _: Any) -> None:
+    raise ApiError(409, "invalid_transition", str(ex))
+
+
+def _redis_down(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
+    log.warning("redis.unavailable", extra={"error": f"{type(ex).__name__}: {ex}"})
+    headers = {"Retry-After": str(REDIS_RETRY_AFTER_S)}
+    raise ApiError(503, "redis_unavailable", "Redis is unavailable; retry later", headers=headers)
+
+
+def _unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
+    log.error("http.unhandled_error", exc_info=ex, extra={"method": req.method, "path": req.path})
+    raise ApiError(500, "internal_error", "internal error; see the server log")
+
+
+def register_error_handlers(app: falcon.App[falcon.Request, falcon.Response]) -> None:
+    """Falcon picks the most specific handler along the exception's MRO, so the catch-all
+    Exception handler never shadows HTTPError or the domain errors."""
+    app.set_error_serializer(serialize_error)
+    app.add_error_handler(Exception, _unexpected)
+    app.add_error_handler(ValidationError, _validation)
+    app.add_error_handler(JobNotFoundError, _job_not_found)
+    app.add_error_handler(QueueFullError, _queue_full)
+    app.add_error_handler(InvalidTransitionError, _invalid_transition)
+    app.add_error_handler(redis.exceptions.ConnectionError, _redis_down)
+    app.add_error_handler(redis.exceptions.TimeoutError, _redis_down)

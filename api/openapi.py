@@ -1,0 +1,577 @@
+"""The OpenAPI 3.1 document served at /openapi.json, describing every endpoint as served.
+
+Path parameters: a job id that is not 32 lowercase hex digits answers 404 job_not_found (it
+cannot name a job); a malformed queue name answers 400 validation_error with field `name`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.validation import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, MAX_WAIT_S
+from common.jobs import MAX_ATTEMPTS_LIMIT, MAX_DELAY_S, MAX_TIMEOUT_S
+from common.states import JobStatus
+from common.store import MAX_BATCH
+
+JSON = "application/json"
+TYPE_RE = "^[A-Za-z0-9_.:-]{1,128}$"
+QUEUE_RE = "^[A-Za-z0-9_.-]{1,64}$"
+JOB_ID_RE = "^[0-9a-f]{32}$"
+
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _json(schema: Schema, description: str, headers: Schema | None = None) -> Schema:
+    response: Schema = {"description": description, "content": {JSON: {"schema": schema}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _error(description: str) -> Schema:
+    return {"$ref": f"#/components/responses/{description}"}
+
+
+RETRY_AFTER = {"Retry-After": {"schema": {"type": "string"}, "description": "Seconds to wait."}}
+# Every protected endpoint may answer these.
+COMMON_ERRORS = {"401": _error("Unauthorized"), "503": _error("RedisUnavailable")}
+BODY_ERRORS = {
+    "400": _error("BadRequest"),
+    "413": _error("PayloadTooLarge"),
+    "415": _error("UnsupportedMediaType"),
+}
+
+
+def _job_schema() -> Schema:
+    timestamp = _nullable({"type": "string", "format": "date-time"})
+    text = _nullable({"type": "string"})
+    properties: Schema = {
+        "id": {"type": "string", "pattern": JOB_ID_RE},
+        "type": {"type": "string"},
+        "queue": {"type": "string"},
+        "status": _ref("JobStatus"),
+        "payload": {"description": "Any JSON value."},
+        "result": {"description": "The handler's JSON result, null until completed."},
+        "error": text,
+        "attempts": {"type": "integer", "minimum": 0},
+        "max_attempts": {"type": "integer", "minimum": 1},
+        "timeout": {"type": "number", "description": "Seconds."},
+        "worker": text,
+        "idempotency_key": text,
+    }
+    for name in ("created_at", "enqueued_at", "run_at", "started_at", "finished_at"):
+        properties[name] = timestamp
+    return {"type": "object", "required": sorted(properties), "properties": properties}
+
+
+def _submission_schema() -> Schema:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["type"],
+        "properties": {
+            "type": {"type": "string", "pattern": TYPE_RE, "description": "Handler name."},
+            "payload": {"description": "Any JSON value (null means {})."},
+            "queue": {"type": "string", "pattern": QUEUE_RE, "default": "default"},
+            "max_attempts": _nullable(
+                {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS_LIMIT}
+            ),
+            "timeout": _nullable({"type": "number", "minimum": 0.001, "maximum": MAX_TIMEOUT_S}),
+            "delay": _nullable({"type": "number", "minimum": 0, "maximum": MAX_DELAY_S}),
+            "run_at": _nullable({"type": "string", "format": "date-time"}),
+            "idempotency_key": _nullable({"type": "string", "pattern": TYPE_RE}),
+        },
+        "description": "Give either delay (seconds) or run_at (RFC 3339), not both.",
+    }
+
+
+def _queue_schema() -> Schema:
+    counts = {name: {"type": "integer", "minimum": 0} for name in _DEPTHS}
+    return {
+        "type": "object",
+        "required": ["name", *_DEPTHS, "paused"],
+        "properties": {"name": {"type": "string"}, **counts, "paused": {"type": "boolean"}},
+    }
+
+
+_DEPTHS = ("pending", "processing", "scheduled", "failed")
+
+
+def _histogram_schema() -> Schema:
+    bound = {"anyOf": [{"type": "number"}, {"const": "+Inf"}]}
+    bucket = {"type": "array", "prefixItems": [bound, {"type": "integer"}], "minItems": 2}
+    return {
+        "type": "object",
+        "required": ["buckets", "sum", "count"],
+        "properties": {
+            "buckets": {"type": "array", "items": bucket},
+            "sum": {"type": "number"},
+            "count": {"type": "integer"},
+        },
+    }
+
+
+def _metrics_schema() -> Schema:
+    integers = (
+        "total_jobs_created",
+        "jobs_completed",
+        "jobs_failed",
+        "jobs_retried",
+        "jobs_recovered",
+        "jobs_cancelled",
+        "jobs_in_progress",
+        "stale_completions",
+        "workers_live",
+    )
+    depth = {
+        "type": "object",
+        "required": [*_DEPTHS, "paused"],
+        "properties": {
+            **{name: {"type": "integer"} for name in _DEPTHS},
+            "paused": {"type": "boolean"},
+        },
+    }
+    properties: Schema = {name: {"type": "integer"} for name in integers}
+    properties["queues"] = {"type": "object", "additionalProperties": depth}
+    properties["histograms"] = {
+        "type": "object",
+        "required": ["wait_seconds", "run_seconds"],
+        "properties": {"wait_seconds": _ref("Histogram"), "run_seconds": _ref("Histogram")},
+    }
+    return {"type": "object", "required": sorted(properties), "properties": properties}
+
+
+def _worker_schema() -> Schema:
+    return {
+        "type": "object",
+        "required": [
+            "id",
+            "host",
+            "pid",
+            "queues",
+            "slots_busy",
+            "slots_total",
+            "started_at",
+            "last_heartbeat",
+            "heartbeat_age_s",
+        ],
+        "properties": {
+            "id": {"type": "string"},
+            "host": {"type": "string"},
+            "pid": {"type": "integer"},
+            "queues": {"type": "array", "items": {"type": "string"}},
+            "slots_busy": {"type": "integer"},
+            "slots_total": {"type": "integer"},
+            "started_at": _nullable({"type": "string", "format": "date-time"}),
+            "last_heartbeat": _nullable({"type": "string", "format": "date-time"}),
+            "heartbeat_age_s": {"type": "number", "minimum": 0},
+        },
+    }
+
+
+def _error_schema() -> Schema:
+    return {
+        "type": "object",
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string", "pattern": "^[a-z_]+$"},
+                    "message": {"type": "string"},
+                    "field": {"type": "string", "description": "The offending field."},
+                },
+            }
+        },
+    }
+
+
+def _responses() -> Schema:
+    error = _ref("Error")
+    www = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+    return {
+        "BadRequest": _json(error, "invalid_json or validation_error (with `field`)."),
+        "Unauthorized": _json(error, "unauthorized: a bearer token is required.", www),
+        "JobNotFound": _json(error, "job_not_found, or not_found when no route matches."),
+        "NotFound": _json(error, "not_found: no route matches the path."),
+        "InvalidTransition": _json(error, "invalid_transition: not allowed from this status."),
+        "PayloadTooLarge": _json(error, "payload_too_large: body over MAX_PAYLOAD_BYTES."),
+        "UnsupportedMediaType": _json(error, "unsupported_media_type: send application/json."),
+        "QueueFull": _json(error, "queue_full: the queue is at capacity.", RETRY_AFTER),
+        "RedisUnavailable": _json(error, "redis_unavailable: retry later.", RETRY_AFTER),
+    }
+
+
+def _job_id_param() -> Schema:
+    return {
+        "name": "job_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": JOB_ID_RE},
+        "description": "32 lowercase hex digits; anything else answers 404 job_not_found.",
+    }
+
+
+def _queue_param() -> Schema:
+    return {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": QUEUE_RE},
+        "description": "Malformed names answer 400 validation_error; unknown ones zero counts.",
+    }
+
+
+def _query(name: str, schema: Schema, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _op(summary: str, responses: Schema, **extra: Any) -> Schema:
+    return {"summary": summary, "responses": {**responses, **COMMON_ERRORS}, **extra}
+
+
+def _body(schema: Schema) -> Schema:
+    return {"required": True, "content": {JSON: {"schema": schema}}}
+
+
+def _jobs_paths(max_payload: int) -> Schema:
+    job = _ref("Job")
+    location = {"Location": {"schema": {"type": "string"}, "description": "/jobs/<id>"}}
+    submit = _op(
+        f"Submit a job (body at most {max_payload} bytes).",
+        {
+            "200": _json(job, "The original job: the idempotency key was seen before."),
+            "201": _json(job, "Created.", location),
+            **BODY_ERRORS,
+            "429": _error("QueueFull"),
+        },
+        requestBody=_body(_ref("JobSubmission")),
+    )
+    batch_result = {
+        "type": "object",
+        "required": ["jobs"],
+        "properties": {
+            "jobs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "status", "created"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "status": _ref("JobStatus"),
+                        "created": {"type": "boolean"},
+                    },
+                },
+            }
+        },
+    }
+    batch_body = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["jobs"],
+        "properties": {
+            "jobs": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_BATCH,
+                "items": _ref("JobSubmission"),
+            }
+        },
+    }
+    page = {
+        "type": "object",
+        "required": ["jobs", "next_cursor"],
+        "properties": {
+            "jobs": {"type": "array", "items": job},
+            "next_cursor": _nullable({"type": "string"}),
+        },
+    }
+    not_found = {"404": _error("JobNotFound")}
+    return {
+        "/jobs": {
+            "post": {**submit, "operationId": "submitJob"},
+            "get": _op(
+                "List jobs, newest first (bounded work per page; a page may be short).",
+                {"200": _json(page, "A page."), "400": _error("BadRequest")},
+                operationId="listJobs",
+                parameters=[
+                    _query("status", _ref("JobStatus"), "Only this status."),
+                    _query("queue", {"type": "string", "pattern": QUEUE_RE}, "Only this queue."),
+                    _query("type", {"type": "string", "pattern": TYPE_RE}, "Only this type."),
+                    _query(
+                        "limit",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                        f"Page size, default {DEFAULT_LIMIT}.",
+                    ),
+                    _query(
+                        "cursor",
+                        {"type": "string", "pattern": CURSOR_PATTERN.pattern},
+                        "next_cursor of the previous page.",
+                    ),
+                ],
+            ),
+        },
+        "/job": {"post": {**submit, "operationId": "submitJobLegacy", "deprecated": True}},
+        "/jobs/batch": {
+            "post": _op(
+                f"Submit 1 to {MAX_BATCH} jobs atomically (all or nothing).",
+                {
+                    "201": _json(batch_result, "Each job's id and status, in order."),
+                    **BODY_ERRORS,
+                    "429": _error("QueueFull"),
+                },
+                operationId="submitBatch",
+                requestBody=_body(batch_body),
+            )
+        },
+        "/jobs/{job_id}": {
+            "parameters": [_job_id_param()],
+            "get": _op(
+                "Read a job; with wait, hold until it is terminal or wait seconds pass.",
+                {"200": _json(job, "The job."), "400": _error("BadRequest"), **not_found},
+                operationId="getJob",
+                parameters=[
+                    _query(
+                        "wait",
+                        {"type": "number", "minimum": 0, "maximum": MAX_WAIT_S},
+                        "Long-poll up to this many seconds.",
+                    )
+                ],
+            ),
+            "delete": _op(
+                "Delete a terminal job's record.",
+                {
+                    "204": {"description": "Deleted."},
+                    **not_found,
+                    "409": _error("InvalidTransition"),
+                },
+                operationId="deleteJob",
+            ),
+        },
+        "/jobs/{job_id}/cancel": {
+            "parameters": [_job_id_param()],
+            "post": _op(
+                "Cancel a pending or scheduled job.",
+                {"200": _json(job, "Cancelled."), **not_found, "409": _error("InvalidTransition")},
+                operationId="cancelJob",
+            ),
+        },
+        "/jobs/{job_id}/retry": {
+            "parameters": [_job_id_param()],
+            "post": _op(
+                "Retry a failed job (attempts reset).",
+                {
+                    "200": _json(job, "Pending again."),
+                    **not_found,
+                    "409": _error("InvalidTransition"),
+                },
+                operationId="retryJob",
+            ),
+        },
+        "/status/{job_id}": {
+            "parameters": [_job_id_param()],
+            "get": _op(
+                "The seed's status view.",
+                {"200": _json(_ref("LegacyStatus"), "Id and status."), **not_found},
+                operationId="getStatusLegacy",
+                deprecated=True,
+            ),
+        },
+        "/result/{job_id}": {
+            "parameters": [_job_id_param()],
+            "get": _op(
+                "The seed's result view; 409 not_finished until the job is terminal.",
+                {
+                    "200": _json(_ref("LegacyResult"), "Terminal job's result or error."),
+                    **not_found,
+                    "409": _json(_ref("Error"), "not_finished: the job is not terminal yet."),
+                },
+                operationId="getResultLegacy",
+                deprecated=True,
+            ),
+        },
+    }
+
+
+def _queue_paths() -> Schema:
+    queue = _json(_ref("Queue"), "The queue's figures.")
+    errors = {"400": _error("BadRequest"), "404": _error("NotFound")}
+
+    def action(summary: str, op_id: str, count: str | None = None) -> Schema:
+        if count is None:
+            return _op(summary, {"200": queue, **errors}, operationId=op_id)
+        body = {
+            "type": "object",
+            "required": ["queue", count],
+            "properties": {"queue": {"type": "string"}, count: {"type": "integer", "minimum": 0}},
+        }
+        return _op(summary, {"200": _json(body, "How many."), **errors}, operationId=op_id)
+
+    return {
+        "/queues": {
+            "get": _op(
+                "Every known queue's depths.",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["queues"],
+                            "properties": {"queues": {"type": "array", "items": _ref("Queue")}},
+                        },
+                        "Queues.",
+                    )
+                },
+                operationId="listQueues",
+            )
+        },
+        "/queues/{name}": {
+            "parameters": [_queue_param()],
+            "get": action("One queue's depths.", "getQueue"),
+        },
+        "/queues/{name}/pause": {
+            "parameters": [_queue_param()],
+            "post": action("Stop workers taking jobs from the queue.", "pauseQueue"),
+        },
+        "/queues/{name}/resume": {
+            "parameters": [_queue_param()],
+            "post": action("Let workers take jobs again.", "resumeQueue"),
+        },
+        "/queues/{name}/failed/retry": {
+            "parameters": [_queue_param()],
+            "post": action(
+                f"Retry up to {MAX_BATCH} failed jobs per call.", "retryFailed", "retried"
+            ),
+        },
+        "/queues/{name}/failed/purge": {
+            "parameters": [_queue_param()],
+            "post": action(
+                f"Delete up to {MAX_BATCH} failed jobs per call.", "purgeFailed", "purged"
+            ),
+        },
+    }
+
+
+def _other_paths() -> Schema:
+    health = {
+        "type": "object",
+        "required": ["status", "redis"],
+        "properties": {
+            "status": {"enum": ["ok", "degraded"]},
+            "redis": {"enum": ["ok", "unavailable"]},
+        },
+    }
+    workers = {
+        "type": "object",
+        "required": ["workers"],
+        "properties": {"workers": {"type": "array", "items": _ref("Worker")}},
+    }
+    metrics = {
+        "description": "Prometheus text exposition, or JSON with Accept: application/json.",
+        "content": {
+            "text/plain": {"schema": {"type": "string"}},
+            JSON: {"schema": _ref("Metrics")},
+        },
+    }
+    return {
+        "/workers": {
+            "get": _op("Live workers.", {"200": _json(workers, "Workers.")}, operationId="workers")
+        },
+        "/metrics": {"get": _op("Global figures.", {"200": metrics}, operationId="metrics")},
+        "/health": {
+            "get": {
+                "summary": "Liveness and Redis reachability (no auth).",
+                "operationId": "health",
+                "security": [],
+                "responses": {
+                    "200": _json(health, "Redis answers."),
+                    "503": _json(health, "Redis does not answer."),
+                },
+            }
+        },
+        "/ui": {
+            "get": {
+                "summary": "The operator dashboard (static files under /ui/static/, no auth).",
+                "operationId": "dashboard",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "index.html",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": _op(
+                "This document.",
+                {"200": _json({"type": "object"}, "OpenAPI 3.1.")},
+                operationId="openapi",
+            )
+        },
+    }
+
+
+def build_document(max_payload_bytes: int) -> Schema:
+    legacy_result = {
+        "type": "object",
+        "required": ["id", "status", "result", "error"],
+        "properties": {
+            "id": {"type": "string"},
+            "status": _ref("JobStatus"),
+            "result": {},
+            "error": _nullable({"type": "string"}),
+        },
+    }
+    legacy_status = {
+        "type": "object",
+        "required": ["id", "status"],
+        "properties": {"id": {"type": "string"}, "status": _ref("JobStatus")},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "WorkStream",
+            "version": "1.0.0",
+            "description": "Redis-backed distributed job queue. Errors are always "
+            '{"error": {"code", "message"}}; every response carries X-Request-ID.',
+        },
+        "security": [{}, {"bearer": []}],
+        "paths": {**_jobs_paths(max_payload_bytes), **_queue_paths(), **_other_paths()},
+        "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Required on all but /health when API_TOKEN is set.",
+                }
+            },
+            "schemas": {
+                "JobStatus": {"type": "string", "enum": [s.value for s in JobStatus]},
+                "Job": _job_schema(),
+                "JobSubmission": _submission_schema(),
+                "Queue": _queue_schema(),
+                "Worker": _worker_schema(),
+                "Histogram": _histogram_schema(),
+                "Metrics": _metrics_schema(),
+                "Error": _error_schema(),
+                "LegacyStatus": legacy_status,
+                "LegacyResult": legacy_result,
+            },
+            "responses": _responses(),
+        },
+    }

@@ -1,0 +1,116 @@
+"""/jobs: submit (one or a batch), read (with long-poll), list, cancel, retry, delete."""
+
+from __future__ import annotations
+
+import falcon
+
+from api import validation
+from api.errors import ApiError
+from api.resources.longpoll import Waiter
+from common.errors import JobNotFoundError
+from common.jobs import Job
+from common.store import JobStore
+
+
+def _get(store: JobStore, job_id: str) -> Job:
+    job = store.get_job(job_id)
+    if job is None:
+        raise JobNotFoundError(job_id)
+    return job
+
+
+class JobCollection:
+    def __init__(self, store: JobStore) -> None:
+        self._store = store
+        self._limit = store.settings.max_payload_bytes
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        spec = validation.job_spec(validation.read_json(req, self._limit))
+        result = self._store.enqueue(spec)
+        resp.media = _get(self._store, result.job_id).to_json()
+        if result.created:
+            resp.status = falcon.HTTP_201
+            resp.location = f"/jobs/{result.job_id}"
+
+    # POST /job, the seed's spelling, kept forever.
+    on_post_submit = on_post
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        page = self._store.list_jobs(
+            status=validation.status_filter(req),
+            queue=validation.name_filter(req, "queue"),
+            job_type=validation.name_filter(req, "type"),
+            limit=validation.limit(req),
+            cursor=validation.cursor(req),
+        )
+        resp.media = {"jobs": [job.to_json() for job in page.jobs], "next_cursor": page.next_cursor}
+
+
+class JobBatch:
+    def __init__(self, store: JobStore) -> None:
+        self._store = store
+        self._limit = store.settings.max_payload_bytes
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        specs = validation.batch_specs(validation.read_json(req, self._limit))
+        results = self._store.enqueue_many(specs)
+        resp.status = falcon.HTTP_201
+        resp.media = {
+            "jobs": [
+                {"id": r.job_id, "status": r.status.value, "created": r.created} for r in results
+            ]
+        }
+
+
+class JobItem:
+    def __init__(self, store: JobStore, waiter: Waiter) -> None:
+        self._store = store
+        self._waiter = waiter
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
+        job_id = validation.job_id(job_id)
+        wait = validation.wait_seconds(req)
+        job = _get(self._store, job_id)
+        if wait > 0 and not job.status.is_terminal:
+            self._waiter.wait_terminal(job_id, wait)
+            job = _get(self._store, job_id)
+        resp.media = job.to_json()
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
+        self._store.delete(validation.job_id(job_id))
+        resp.status = falcon.HTTP_204
+
+    def on_post_cancel(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
+        resp.media = self._store.cancel(validation.job_id(job_id)).to_json()
+
+    def on_post_retry(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
+        resp.media = self._store.retry(validation.job_id(job_id)).to_json()
+
+
+class LegacyStatus:
+    """GET /status/{id}, the seed's shape."""
+
+    def __init__(self, store: JobStore) -> None:
+        self._store = store
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
+        job = _get(self._store, validation.job_id(job_id))
+        resp.media = {"id": job.id, "status": job.status.value}
+
+
+class LegacyResult:
+    """GET /result/{id}, the seed's shape; 409 not_finished until the job is terminal."""
+
+    def __init__(self, store: JobStore) -> None:
+        self._store = store
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
+        job = _get(self._store, validation.job_id(job_id))
+        if not job.status.is_terminal:
+            raise ApiError(409, "not_finished", f"job {job.id} is {job.status.value}")
+        resp.media = {
+            "id": job.id,
+            "status": job.status.value,
+            "result": job.result,
+            "error": job.error,
+        }

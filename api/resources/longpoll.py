@@ -1,0 +1,52 @@
+"""Long-poll for a job to finish without starving the thread pool: at most `capacity` requests
+wait at once; the rest answer the current state at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from common.store import JobStore
+
+FIRST_INTERVAL_S = 0.02
+MAX_INTERVAL_S = 0.25
+
+
+class Waiter:
+    def __init__(
+        self,
+        store: JobStore,
+        capacity: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        stopping: threading.Event | None = None,
+    ) -> None:
+        self._store = store
+        self._slots = threading.BoundedSemaphore(max(capacity, 1))
+        self._clock = clock
+        self._stopping = stopping or threading.Event()
+
+    def wait_terminal(self, job_id: str, seconds: float) -> bool:
+        """Polls the status with a growing interval until it is terminal, the job is gone or
+        `seconds` pass. Returns False when no waiting slot was free (nothing waited)."""
+        if seconds <= 0:
+            return True
+        if not self._slots.acquire(blocking=False):
+            return False
+        try:
+            deadline = self._clock() + seconds
+            interval = FIRST_INTERVAL_S
+            while True:
+                status = self._store.get_status(job_id)
+                if status is None or status.is_terminal:
+                    return True
+                left = deadline - self._clock()
+                if left <= 0:
+                    return True
+                # Event.wait doubles as a sleep that shutdown can cut short.
+                if self._stopping.wait(min(interval, left)):
+                    return True
+                interval = min(interval * 1.5, MAX_INTERVAL_S)
+        finally:
+            self._slots.release()

@@ -1,0 +1,182 @@
+"""Request checks done before anything touches Redis: body size, media type, JSON syntax,
+field types and path/query parameters. Every failure raises an ApiError; nothing is written."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import falcon
+
+from api.errors import ApiError, validation_error
+from common.errors import ValidationError
+from common.jobs import QUEUE_PATTERN, TYPE_PATTERN, JobSpec, is_job_id
+from common.states import JobStatus
+from common.store import MAX_BATCH
+
+MAX_WAIT_S = 60.0
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+# "<created ms>-<entries read at that ms>", as JobStore.list_jobs returns; the bounds keep the
+# ZRANGE offset (work Redis does per page) small.
+CURSOR_PATTERN = re.compile(r"^[0-9]{1,16}-[0-9]{1,7}$")
+LIMIT_PATTERN = re.compile(r"[0-9]{1,4}")
+BATCH_FIELDS = frozenset({"jobs"})
+_CHUNK = 65536
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def read_body(req: falcon.Request, limit: int) -> bytes:
+    """Checks Content-Length before reading. Without one (chunked), reads the raw stream when
+    the server marks it EOF-terminated (waitress does), and then at most limit + 1 bytes."""
+    length = req.content_length
+    if length is not None and length > limit:
+        raise _too_large(limit)
+    if length is not None:
+        stream: Any = req.bounded_stream
+        budget = length
+    elif req.env.get("wsgi.input_terminated"):
+        stream, budget = req.stream, limit + 1
+    else:
+        return b""  # no length and no EOF promise: reading could block forever
+    chunks: list[bytes] = []
+    size = 0
+    while size < budget:
+        chunk = stream.read(min(_CHUNK, budget - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > limit:
+        raise _too_large(limit)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "payload_too_large", f"request body exceeds {limit} bytes")
+
+
+def read_json(req: falcon.Request, limit: int) -> Any:
+    """The decoded JSON body of a request that must be application/json."""
+    media = (req.content_type or "").split(";", 1)[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        raise ApiError(
+            415, "unsupported_media_type", "send the body as Content-Type: application/json"
+        )
+    raw = read_body(req, limit)
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except (UnicodeDecodeError, ValueError) as ex:
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {ex}") from None
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "request body is nested too deeply") from None
+
+
+def job_spec(data: Any) -> JobSpec:
+    return _checked(JobSpec.from_mapping(data))
+
+
+def _checked(spec: JobSpec) -> JobSpec:
+    # JobSpec's patterns end in `$`, which also matches before a trailing newline; fullmatch
+    # closes that gap until common/jobs.py anchors with `\Z`.
+    for field, value, pattern in (
+        ("type", spec.type, TYPE_PATTERN),
+        ("queue", spec.queue, QUEUE_PATTERN),
+        ("idempotency_key", spec.idempotency_key, TYPE_PATTERN),
+    ):
+        if value is not None and not pattern.fullmatch(value):
+            raise ValidationError(field, f"expected {pattern.pattern[1:-1]}")
+    return spec
+
+
+def batch_specs(data: Any) -> list[JobSpec]:
+    """`{"jobs": [...]}` with 1..MAX_BATCH entries; a bad entry is named `jobs[i].field`."""
+    if not isinstance(data, Mapping):
+        raise validation_error("body", "expected a JSON object")
+    unknown = sorted(set(data) - BATCH_FIELDS)
+    if unknown:
+        raise validation_error(unknown[0], "unknown field")
+    jobs = data.get("jobs")
+    if not isinstance(jobs, list):
+        raise validation_error("jobs", "expected an array of jobs")
+    if not 1 <= len(jobs) <= MAX_BATCH:
+        raise validation_error("jobs", f"expected 1 to {MAX_BATCH} jobs, got {len(jobs)}")
+    specs = []
+    for index, item in enumerate(jobs):
+        try:
+            specs.append(_checked(JobSpec.from_mapping(item)))
+        except ValidationError as ex:
+            name = f"jobs[{index}]" if ex.field == "body" else f"jobs[{index}].{ex.field}"
+            raise validation_error(name, ex.message) from None
+    return specs
+
+
+def job_id(raw: str) -> str:
+    """Anything that is not an id cannot name a job: 404, as for an unknown id."""
+    if not is_job_id(raw) or "\n" in raw:
+        raise ApiError(404, "job_not_found", f"job {raw[:64]!r} not found")
+    return raw
+
+
+def queue_name(raw: str, field: str = "name") -> str:
+    """A malformed queue name is a client mistake (400), unlike an unknown well-formed one."""
+    if not QUEUE_PATTERN.fullmatch(raw):
+        raise validation_error(field, "expected [A-Za-z0-9_.-]{1,64}")
+    return raw
+
+
+def wait_seconds(req: falcon.Request) -> float:
+    raw = req.get_param("wait")
+    if raw is None:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise validation_error("wait", "expected a number of seconds") from None
+    if not 0 <= value <= MAX_WAIT_S:  # also rejects nan
+        raise validation_error("wait", f"expected 0 to {MAX_WAIT_S:g} seconds")
+    return value
+
+
+def limit(req: falcon.Request) -> int:
+    raw = req.get_param("limit")
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not LIMIT_PATTERN.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
+        raise validation_error("limit", f"expected an integer from 1 to {MAX_LIMIT}")
+    return int(raw)
+
+
+def status_filter(req: falcon.Request) -> JobStatus | None:
+    raw = req.get_param("status")
+    if raw is None:
+        return None
+    try:
+        return JobStatus(raw)
+    except ValueError:
+        names = ", ".join(s.value for s in JobStatus)
+        raise validation_error("status", f"expected one of {names}") from None
+
+
+def name_filter(req: falcon.Request, field: str) -> str | None:
+    raw = req.get_param(field)
+    if raw is None:
+        return None
+    pattern = QUEUE_PATTERN if field == "queue" else TYPE_PATTERN
+    if not pattern.fullmatch(raw):
+        raise validation_error(field, f"expected {pattern.pattern[1:-1]}")
+    return raw
+
+
+def cursor(req: falcon.Request) -> str | None:
+    raw = req.get_param("cursor")
+    if raw is None or raw == "":
+        return None
+    if not CURSOR_PATTERN.fullmatch(raw):
+        raise validation_error("cursor", "not a cursor this API returned")
+    return raw

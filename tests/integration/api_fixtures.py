@@ -1,0 +1,108 @@
+"""API fixtures shared by tests/integration/test_api_*.py (import them into each module)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import falcon
+import falcon.testing
+import pytest
+import redis
+from waitress import wasyncore
+from waitress.server import create_server
+
+from api.app import create_app
+from common.jobs import JobSpec
+from common.redis_conn import connect
+from common.settings import Settings
+from common.store import JobStore
+
+App = falcon.App[falcon.Request, falcon.Response]
+
+
+@pytest.fixture
+def app(settings: Settings, store: JobStore) -> App:
+    return create_app(settings, store)
+
+
+@pytest.fixture
+def client(app: App) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(app)
+
+
+@pytest.fixture
+def make_client(
+    redis_server: Any, redis_client: redis.Redis
+) -> Callable[..., falcon.testing.TestClient]:
+    """A client for an app built with extra settings, e.g. make_client(API_TOKEN="t")."""
+
+    def build(**env: str) -> falcon.testing.TestClient:
+        settings = Settings.from_environ({"REDIS_URL": redis_server.url, **env})
+        return falcon.testing.TestClient(create_app(settings, JobStore(redis_client, settings)))
+
+    return build
+
+
+def submit(store: JobStore, **fields: Any) -> str:
+    return store.enqueue(JobSpec(**{"type": "echo", **fields})).job_id
+
+
+def make_failed(store: JobStore, queue: str = "default") -> str:
+    job_id = submit(store, queue=queue, max_attempts=1)
+    (claimed,) = store.claim("w1", 1, [queue])
+    store.fail("w1", claimed, "boom", permanent=True)
+    return job_id
+
+
+def make_completed(store: JobStore, result: str = '{"ok": true}') -> str:
+    job_id = submit(store)
+    (claimed,) = store.claim("w1", 1, ["default"])
+    store.complete("w1", claimed, result)
+    return job_id
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    """waitress in a thread of this process, on a free loopback port."""
+
+    def __init__(self, app: App, threads: int) -> None:
+        wsgi: Any = app
+        server: Any = create_server(
+            wsgi, host="127.0.0.1", port=0, threads=threads, connection_limit=2000
+        )
+        self.server = server
+        self.url = f"http://127.0.0.1:{self.server.effective_port}"
+        self._thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Let the request threads finish first (they wake the loop through its trigger), then
+        # have the loop thread itself close every channel; it returns once its map is empty.
+        self.server.task_dispatcher.shutdown(timeout=10)
+        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
+        self._thread.join(timeout=10)
+        assert not self._thread.is_alive(), "waitress did not stop"
+
+
+@pytest.fixture
+def live_server(settings: Settings, redis_client: redis.Redis) -> Iterator[LiveServer]:
+    # Connected as workstream-api connects: a pool as large as the thread pool (redis-py's
+    # default pool stops at 100 connections and then raises MaxConnectionsError).
+    client = connect(settings, max_connections=settings.api_threads + 8)
+    store = JobStore(client, settings)
+    try:
+        with LiveServer(create_app(settings, store), threads=settings.api_threads) as server:
+            yield server
+    finally:
+        client.close()
