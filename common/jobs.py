@@ -104,6 +104,7 @@ class EnqueueResult:
     job_id: str
     status: JobStatus
     created: bool
+    created_at: int  # Redis server time of the call, ms
 
 
 @dataclass(frozen=True)

@@ -102,10 +102,42 @@ class JobStore:
         reply = scripts.call(self.redis, "enqueue", [self.keys.stats], args)
         if reply[0] == "queue_full":
             raise QueueFullError(str(reply[1]), self.settings.job_queue_capacity)
+        now = int(reply[1])
         return [
-            EnqueueResult(str(reply[i]), JobStatus(reply[i + 1]), reply[i + 2] == 1)
-            for i in range(1, len(reply), 3)
+            EnqueueResult(str(reply[i]), JobStatus(reply[i + 1]), reply[i + 2] == 1, now)
+            for i in range(2, len(reply), 3)
         ]
+
+    def submit(self, spec: JobSpec) -> tuple[Job, bool]:
+        """Enqueues one job and returns it with whether it was created; a new job is built
+        from what was sent (no second round trip), a replayed idempotency key reads the
+        original."""
+        result = self.enqueue(spec)
+        if not result.created:
+            return self._require(result.job_id), False
+        now = result.created_at
+        due = now + round(spec.delay * 1000) if spec.delay is not None else spec.run_at_ms
+        scheduled = result.status is JobStatus.SCHEDULED
+        job = Job(
+            id=result.job_id,
+            type=spec.type,
+            queue=spec.queue,
+            status=result.status,
+            payload=spec.payload if spec.payload is not None else {},
+            result=None,
+            error=None,
+            attempts=0,
+            max_attempts=spec.max_attempts or self.settings.max_attempts,
+            timeout_ms=round((spec.timeout or self.settings.job_timeout.total_seconds()) * 1000),
+            created_at=now,
+            enqueued_at=None if scheduled else now,
+            run_at=due if scheduled else None,
+            started_at=None,
+            finished_at=None,
+            worker=None,
+            idempotency_key=spec.idempotency_key,
+        )
+        return job, True
 
     # -- the worker's side ------------------------------------------------------------------
 

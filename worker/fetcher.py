@@ -126,10 +126,12 @@ class Fetcher:
                 lambda: self.store.complete_many(self.worker_id, results, free, self.queues)
             )
             self._backlog = free > 0 and len(claimed) == free
+            info = log.isEnabledFor(logging.INFO)  # skip building fields nobody reads
             for (job, _), code in zip(results, codes, strict=True):
-                event = "job.completed" if code == "ok" else f"job.{code}"
-                level = logging.INFO if code == "ok" else logging.WARNING
-                log.log(level, event, extra=_fields(job))
+                if code != "ok":
+                    log.warning(f"job.{code}", extra=_fields(job))
+                elif info:
+                    log.info("job.completed", extra=_fields(job))
         else:
             claimed = []
         for job, _ in done:
@@ -150,9 +152,11 @@ class Fetcher:
         log.info(event, extra={**_fields(job), "error": error, "status": status.value})
 
     def _dispatch(self, jobs: list[ClaimedJob]) -> None:
+        debug = log.isEnabledFor(logging.DEBUG)
         for job in jobs:
             self.running.add(job.id)
-            log.debug("job.started", extra=_fields(job))
+            if debug:
+                log.debug("job.started", extra=_fields(job))
         self.pool.submit(jobs)
         if self.pool.busy:
             self.idle.clear()

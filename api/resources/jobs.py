@@ -26,11 +26,11 @@ class JobCollection:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         spec = validation.job_spec(validation.read_json(req, self._limit))
-        result = self._store.enqueue(spec)
-        resp.media = _get(self._store, result.job_id).to_json()
-        if result.created:
+        job, created = self._store.submit(spec)
+        resp.media = job.to_json()
+        if created:
             resp.status = falcon.HTTP_201
-            resp.location = f"/jobs/{result.job_id}"
+            resp.location = f"/jobs/{job.id}"
 
     # POST /job, the seed's spelling, kept forever.
     on_post_submit = on_post

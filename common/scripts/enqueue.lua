@@ -3,7 +3,7 @@
 -- ARGV[1] prefix  ARGV[2] capacity per queue  ARGV[3] idempotency ttl (s)  ARGV[4] N
 -- then 9 per job: id, type, queue, payload JSON, max_attempts, timeout_ms,
 --   delay_ms (-1: none), run_at_ms (-1: none), idempotency key ('' none)
--- Returns {"ok", id1, status1, created1, id2, ...} | {"queue_full", queue}
+-- Returns {"ok", now ms, id1, status1, created1, id2, ...} | {"queue_full", queue}
 local capacity = tonumber(ARGV[2])
 local idem_ttl = tonumber(ARGV[3])
 local n = tonumber(ARGV[4])
@@ -41,7 +41,7 @@ for queue, extra in pairs(adding) do
   if depth + extra > capacity then return {'queue_full', queue} end
 end
 
-local reply = {'ok'}
+local reply = {'ok', now}
 for _, job in ipairs(jobs) do
   local status
   if job.created then
