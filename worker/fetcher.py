@@ -31,7 +31,7 @@ MULTI_QUEUE_BLOCK_S = 0.25
 BUSY_POLL_S = 0.05  # slots busy and free at once, queue empty: look again this often
 BACKOFF_CAP_S = 5.0
 FINAL_FLUSH_S = 5.0
-BATCH_WAIT_S = 0.002
+BATCH_WAIT_S = 0.001
 _T = TypeVar("_T")
 
 
@@ -92,8 +92,8 @@ class Fetcher:
 
     def _collect(self) -> list[Finished]:
         """What the slots finished; waits for one when that is all there is to do. With a
-        backlog it lets a batch build up (half the running jobs, or BATCH_WAIT_S), since one
-        call for many jobs costs Redis far less than one call each."""
+        backlog it lets a batch build up for BATCH_WAIT_S unless half the running jobs are
+        already done, since one call for many jobs costs Redis far less than one call each."""
         done: list[Finished] = []
         if self.pool.busy and not self.closed.is_set():
             all_busy = self.pool.busy >= self.pool.size or self.stopping.is_set()
@@ -101,14 +101,9 @@ class Fetcher:
                 done.append(self.pool.done.get(timeout=1.0 if all_busy else BUSY_POLL_S))
             except queue.Empty:
                 return done
-            if self._backlog:
-                enough = self.pool.busy // 2
-                until = time.monotonic() + BATCH_WAIT_S
-                while len(done) < enough and (left := until - time.monotonic()) > 0:
-                    try:
-                        done.append(self.pool.done.get(timeout=left))
-                    except queue.Empty:
-                        break
+            if self._backlog and self.pool.done.qsize() + 1 < self.pool.busy // 2:
+                # One short sleep rather than a wake-up per finished job.
+                time.sleep(BATCH_WAIT_S)
         while True:
             try:
                 done.append(self.pool.done.get_nowait())
