@@ -79,13 +79,11 @@ def test_workers_table_shows_busy_slots_and_heartbeat_age() -> None:
         "slots_total": 10,
         "started_at": "2026-11-23T06:50:02.123Z",
         "last_heartbeat": "2026-11-23T06:51:02.123Z",
-        "heartbeat_age_s": 1.25,
+        "heartbeat_age_s": 1.5,
     }
     row = tables.workers_table([worker]).splitlines()[1].split()
-    assert row == ["host-1-abc", "host", "1", "default,mail", "2/10", "2026-11-23", "06:50:02"] + [
-        "1.2s",
-        "ago",
-    ]
+    assert row[:5] == ["host-1-abc", "host", "1", "default,mail", "2/10"]
+    assert row[5:] == ["2026-11-23", "06:50:02", "1.5s", "ago"]
 
 
 def test_job_detail_lists_fields_with_aligned_keys() -> None:
