@@ -41,7 +41,15 @@ for queue, extra in pairs(adding) do
   if depth + extra > capacity then return {'queue_full', queue} end
 end
 
+-- Per job only its own hash (one HSET) and idempotency key; lists, indexes and counters are
+-- written once per call with variadic commands.
 local reply = {'ok', now}
+local pushes, schedules, indexes, stats = {}, {}, {}, {}
+local function append(t, name, ...)
+  local list = t[name]
+  if not list then list = {}; t[name] = list end
+  for _, value in ipairs({...}) do list[#list + 1] = value end
+end
 for _, job in ipairs(jobs) do
   local status
   if job.created then
@@ -49,26 +57,25 @@ for _, job in ipairs(jobs) do
     if job.delay_ms >= 0 then due = now + job.delay_ms end
     if job.run_at >= 0 then due = job.run_at end
     local key = P .. 'job:' .. job.id
+    local timing
+    if due > now then
+      status, timing = ST.scheduled, 'run_at'
+      append(schedules, job.queue, due, job.id)
+    else
+      status, timing, due = ST.pending, 'enqueued_at', now
+      append(pushes, job.queue, job.id)
+    end
     redis.call('HSET', key, 'id', job.id, 'type', job.type, 'queue', job.queue,
       'payload', job.payload, 'attempts', 0, 'max_attempts', job.max_attempts,
-      'timeout_ms', job.timeout_ms, 'created_at', now, 'lease', 0)
+      'timeout_ms', job.timeout_ms, 'created_at', now, 'lease', 0, 'status', status,
+      timing, due)
     if job.idem ~= '' then
       redis.call('HSET', key, 'idempotency_key', job.idem)
       redis.call('SET', P .. 'idem:' .. job.idem, job.id, 'EX', idem_ttl)
     end
-    if due > now then
-      status = ST.scheduled
-      redis.call('HSET', key, 'status', status, 'run_at', due)
-      redis.call('ZADD', P .. 'scheduled:' .. job.queue, due, job.id)
-    else
-      status = ST.pending
-      redis.call('HSET', key, 'status', status, 'enqueued_at', now)
-      redis.call('LPUSH', P .. 'queue:' .. job.queue, job.id)
-    end
-    redis.call('ZADD', P .. 'status:' .. status, now, job.id)
-    redis.call('ZADD', P .. 'jobs', now, job.id)
-    redis.call('SADD', P .. 'queues', job.queue)
-    count('created', job)
+    append(indexes, status, now, job.id)
+    append(indexes, '', now, job.id)
+    tally(stats, 'created|' .. job.queue .. '|' .. job.type, 1)
   else
     status = redis.call('HGET', P .. 'job:' .. job.id, 'status') or ST.pending
   end
@@ -76,4 +83,18 @@ for _, job in ipairs(jobs) do
   reply[#reply + 1] = status
   reply[#reply + 1] = (job.created or job.replayed) and 1 or 0
 end
+for queue, ids in pairs(pushes) do
+  redis.call('LPUSH', P .. 'queue:' .. queue, unpack(ids))
+  redis.call('SADD', P .. 'queues', queue)
+end
+for queue, pairs_ in pairs(schedules) do
+  redis.call('ZADD', P .. 'scheduled:' .. queue, unpack(pairs_))
+  redis.call('SADD', P .. 'queues', queue)
+end
+for status, pairs_ in pairs(indexes) do
+  -- '' collects the all-jobs index.
+  local index = status == '' and P .. 'jobs' or P .. 'status:' .. status
+  redis.call('ZADD', index, unpack(pairs_))
+end
+flush_tally(P .. 'stats', stats)
 return reply

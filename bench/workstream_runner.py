@@ -1,0 +1,287 @@
+"""`python -m bench.workstream_runner SYSTEM METRIC --redis-url URL [...]` (in WorkStream's venv):
+one measurement of WorkStream, printed as one JSON line.
+
+SYSTEM is `workstream` (the Python producer API: JobStore.enqueue / enqueue_many) or
+`workstream-http` (submissions through a `workstream-api` process: POST /jobs, /jobs/batch).
+Workers are `workstream-worker` processes with WORKER_HANDLERS=bench.handlers, NAMESPACE=bench,
+WORKER_COUNT=10, LOG_LEVEL=warning.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bench.core import (
+    COUNTER_KEY,
+    System,
+    client,
+    percentile,
+    runner_main,
+    spawn,
+    stop_group,
+)
+from bench.redis_server import free_port
+
+NAMESPACE = "bench"
+WORKERS_KEY = f"ws:{{{NAMESPACE}}}:workers"
+BATCH = 1000
+API_READY_TIMEOUT_S = 30.0
+HTTP_TIMEOUT_S = 30.0
+CLIENT_TIMEOUT_S = 300.0
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+def workstream_env(redis_url: str) -> dict[str, str]:
+    return {
+        "REDIS_URL": redis_url,
+        "WORKER_HANDLERS": "bench.handlers",
+        "NAMESPACE": NAMESPACE,
+        "WORKER_COUNT": "10",
+        "LOG_LEVEL": "warning",
+    }
+
+
+class WorkStreamSystem(System):
+    name = "workstream"
+    bulk_api = "JobStore.enqueue_many(1000 jobs) (one Lua call)"
+
+    def __init__(self, redis_url: str) -> None:
+        super().__init__(redis_url)
+        from common.redis_conn import connect
+        from common.settings import Settings
+        from common.store import JobStore
+
+        settings = Settings.from_environ(workstream_env(redis_url))
+        # One producer thread: a connection of its own, as the README advises, rather than
+        # a pool checkout per command.
+        self.store = JobStore(connect(settings, dedicated=True), settings)
+        self.latency_ids: list[str] = []
+
+    def _spec(self, payload: dict[str, Any], job_type: str = "bench_incr") -> Any:
+        from common.jobs import JobSpec
+
+        return JobSpec(type=job_type, payload=payload, queue="default")
+
+    def enqueue_incr(self, key: str) -> None:
+        self.store.enqueue(self._spec({"key": key}))
+
+    def enqueue_incr_bulk(self, key: str, n: int) -> None:
+        for start in range(0, n, BATCH):
+            count = min(BATCH, n - start)
+            self.store.enqueue_many([self._spec({"key": key}) for _ in range(count)])
+
+    def enqueue_latency(self, key: str, list_key: str, t0_us: int) -> None:
+        spec = self._spec({"key": key, "list": list_key, "t0_us": t0_us}, "bench_latency")
+        self.latency_ids.append(self.store.enqueue(spec).job_id)
+
+    def worker_commands(self, procs: int) -> list[tuple[list[str], dict[str, str]]]:
+        env = workstream_env(self.redis_url)
+        return [([_bin("workstream-worker")], env) for _ in range(procs)]
+
+    def workers_ready(self, r: redis.Redis, procs: int) -> bool | None:
+        return int(r.zcard(WORKERS_KEY)) >= procs
+
+    def latency_extra(self, r: redis.Redis) -> dict[str, Any]:
+        """The same jobs' created_at -> finished_at from their hashes (ms, Redis server time)."""
+        time.sleep(0.5)  # the completion script runs just after the handler's own INCR
+        pipe = r.pipeline(transaction=False)
+        for job_id in self.latency_ids:
+            pipe.hmget(f"ws:{{{NAMESPACE}}}:job:{job_id}", "created_at", "finished_at")
+        spans = sorted(
+            float(int(done) - int(created)) for created, done in pipe.execute() if created and done
+        )
+        if not spans:
+            return {}
+        return {
+            "hash_p50_ms": percentile(spans, 50),
+            "hash_p95_ms": percentile(spans, 95),
+            "hash_p99_ms": percentile(spans, 99),
+            "hash_max_ms": spans[-1],
+            "hash_mean_ms": statistics.fmean(spans),
+        }
+
+    def close(self) -> None:
+        self.store.redis.close()
+
+
+class Api:
+    """A `workstream-api` process on a free loopback port."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.port = free_port()
+        env = workstream_env(redis_url) | {"HOST": "127.0.0.1", "PORT": str(self.port)}
+        self.proc = spawn([_bin("workstream-api")], env, log_name="workstream-api")
+        deadline = time.monotonic() + API_READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("workstream-api exited at start (see bench/results/logs)")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/health")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    return
+                conn.close()
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"workstream-api not healthy in {API_READY_TIMEOUT_S}s")
+
+    def connection(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=HTTP_TIMEOUT_S)
+
+    def stop(self) -> None:
+        stop_group(self.proc)
+
+
+def post(conn: http.client.HTTPConnection, path: str, body: Any) -> Any:
+    """One POST on a keep-alive connection; the decoded reply, or an error on a non-2xx."""
+    data = json.dumps(body).encode()
+    conn.request("POST", path, body=data, headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    reply = response.read()
+    if response.status not in (200, 201):
+        raise RuntimeError(f"POST {path}: HTTP {response.status} {reply[:200]!r}")
+    return json.loads(reply)
+
+
+class WorkStreamHttpSystem(WorkStreamSystem):
+    """Latency through the REST API: the producer POSTs /jobs on one keep-alive connection."""
+
+    name = "workstream-http"
+    bulk_api = "POST /jobs/batch (1000 jobs per request)"
+
+    def __init__(self, redis_url: str) -> None:
+        super().__init__(redis_url)
+        self.api = Api(redis_url)
+        self.conn = self.api.connection()
+
+    def enqueue_incr(self, key: str) -> None:
+        post(self.conn, "/jobs", {"type": "bench_incr", "payload": {"key": key}})
+
+    def enqueue_incr_bulk(self, key: str, n: int) -> None:
+        for start in range(0, n, BATCH):
+            count = min(BATCH, n - start)
+            jobs = [{"type": "bench_incr", "payload": {"key": key}} for _ in range(count)]
+            post(self.conn, "/jobs/batch", {"jobs": jobs})
+
+    def enqueue_latency(self, key: str, list_key: str, t0_us: int) -> None:
+        payload = {"key": key, "list": list_key, "t0_us": t0_us}
+        reply = post(self.conn, "/jobs", {"type": "bench_latency", "payload": payload})
+        self.latency_ids.append(reply["id"])
+
+    def close(self) -> None:
+        self.conn.close()
+        self.api.stop()
+        super().close()
+
+
+# -- POST /jobs with several concurrent clients -------------------------------------------------
+
+
+def _client_process(port: int, count: int, barrier: Any, results: Any) -> None:
+    """One client process: its own keep-alive connection, `count` sequential POST /jobs."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=HTTP_TIMEOUT_S)
+    body = {"type": "bench_incr", "payload": {"key": COUNTER_KEY}}
+    errors = 0
+    barrier.wait(timeout=60)
+    start = time.monotonic()
+    for _ in range(count):
+        try:
+            post(conn, "/jobs", body)
+        except (OSError, RuntimeError, http.client.HTTPException):
+            errors += 1
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=HTTP_TIMEOUT_S)
+    results.put((count - errors, errors, time.monotonic() - start))
+    conn.close()
+
+
+def post_jobs_concurrently(api: Api, n: int, clients: int) -> dict[str, Any]:
+    """n POST /jobs split over `clients` client processes (one process each, so the client
+    side is not held back by one interpreter's GIL); timed from a shared start barrier."""
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(clients + 1)
+    results = ctx.Queue()
+    share = [n // clients + (1 if i < n % clients else 0) for i in range(clients)]
+    procs = [
+        ctx.Process(target=_client_process, args=(api.port, share[i], barrier, results))
+        for i in range(clients)
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        barrier.wait(timeout=60)
+        start = time.monotonic()
+        replies = [results.get(timeout=CLIENT_TIMEOUT_S) for _ in procs]
+        elapsed = time.monotonic() - start
+    finally:
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
+    ok = sum(reply[0] for reply in replies)
+    errors = sum(reply[1] for reply in replies)
+    return {
+        "clients": clients,
+        "n": n,
+        "ok": ok,
+        "errors": errors,
+        "elapsed_s": elapsed,
+        "jobs_per_s": ok / elapsed,
+    }
+
+
+def http_enqueue(args: argparse.Namespace) -> dict[str, Any]:
+    """POST /jobs with 1 and with 8 concurrent keep-alive clients, and POST /jobs/batch."""
+    r = client(args.redis_url)
+    api = Api(args.redis_url)
+    try:
+        out: dict[str, Any] = {"status": "ok"}
+        for clients in (1, 8):
+            r.flushall()
+            figure = post_jobs_concurrently(api, args.n, clients)
+            out[f"post_jobs_{clients}_clients_jobs_per_s"] = figure["jobs_per_s"]
+            out[f"post_jobs_{clients}_clients_errors"] = figure["errors"]
+        r.flushall()
+        conn = api.connection()
+        jobs = [{"type": "bench_incr", "payload": {"key": COUNTER_KEY}}] * BATCH
+        batches = max(1, args.n // BATCH)
+        start = time.monotonic()
+        for _ in range(batches):
+            post(conn, "/jobs/batch", {"jobs": jobs})
+        elapsed = time.monotonic() - start
+        conn.close()
+        out["post_jobs_batch_jobs_per_s"] = batches * BATCH / elapsed
+        if any(out[f"post_jobs_{c}_clients_errors"] for c in (1, 8)):
+            out["status"] = "errors"
+        return out
+    finally:
+        api.stop()
+        r.close()
+
+
+def main() -> int:
+    return runner_main(
+        {"workstream": WorkStreamSystem, "workstream-http": WorkStreamHttpSystem},
+        extra={"http-enqueue": http_enqueue},
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
