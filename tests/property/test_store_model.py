@@ -1,0 +1,430 @@
+"""A model of the job state machine, checked against the real Lua scripts on a real Redis.
+
+Hypothesis interleaves enqueue (immediate and delayed), claim, BLMOVE + start, complete
+(current and stale leases), fail (retryable and permanent), cancel, retry, promote, reclaim,
+worker death + recover, release and delete. After every step each job must be in exactly the
+one place its status names, the status indexes must list exactly the jobs with that status,
+the in-flight gauge must equal the processing jobs per queue, and the counters must agree with
+what the model saw happen.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import hypothesis.strategies as st
+import pytest
+import redis
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from common.errors import InvalidTransitionError, StaleLeaseError
+from common.jobs import ClaimedJob, JobSpec
+from common.settings import Settings
+from common.states import JobStatus
+from common.store import JobStore
+from tests.support.redis_server import RedisServer
+
+S = JobStatus
+QUEUES = ("high", "low")  # priority order for claims
+WORKERS = ("w1", "w2", "w3")
+TERMINAL = {S.COMPLETED, S.FAILED, S.CANCELLED}
+
+
+@dataclass
+class ModelJob:
+    id: str
+    queue: str
+    status: JobStatus
+    max_attempts: int
+    attempts: int = 0
+    handle: ClaimedJob | None = None  # the current lease holder's view while processing
+    worker: str | None = None  # whose processing list holds it
+
+
+@dataclass
+class Model:
+    jobs: dict[str, ModelJob] = field(default_factory=dict)
+    # Left end first, as LRANGE shows them: LPUSH adds on the left, workers take from the right.
+    queues: dict[str, list[str]] = field(default_factory=lambda: {q: [] for q in QUEUES})
+    processing: dict[str, list[str]] = field(default_factory=lambda: {w: [] for w in WORKERS})
+    stale: list[ClaimedJob] = field(default_factory=list)  # attempts ended by someone else
+    finished: list[ClaimedJob] = field(default_factory=list)  # attempts ended by their holder
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def with_status(self, *statuses: JobStatus) -> list[ModelJob]:
+        return [j for j in self.jobs.values() if j.status in statuses]
+
+    def taken_not_started(self) -> list[tuple[str, ModelJob]]:
+        return [
+            (w, self.jobs[i])
+            for w, ids in self.processing.items()
+            for i in ids
+            if i in self.jobs and self.jobs[i].status != S.PROCESSING
+        ]
+
+    def leave_processing(self, job: ModelJob, *, by_holder: bool) -> None:
+        """by_holder: the holder finished the attempt itself; else its lease is now void."""
+        if job.worker is not None:
+            self.processing[job.worker].remove(job.id)
+        if job.handle is not None:
+            (self.finished if by_holder else self.stale).append(job.handle)
+        job.worker, job.handle = None, None
+
+
+class JobStoreMachine(RuleBasedStateMachine):
+    server: RedisServer  # set by the test before the machine runs
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.client: redis.Redis = self.server.client()
+        self.client.flushall()
+        settings = Settings.from_environ(
+            {
+                "REDIS_URL": self.server.url,
+                "RETRY_BACKOFF": "1h",  # a retry waits in scheduled until the test promotes it
+                "RETRY_BACKOFF_MAX": "1h",
+                "RESULT_TTL": "1h",
+                "QUEUES": ",".join(QUEUES),
+            }
+        )
+        self.store = JobStore(self.client, settings)
+        self.keys = self.store.keys
+        self.model = Model()
+
+    def teardown(self) -> None:
+        self.client.close()
+
+    @initialize()
+    def nothing_yet(self) -> None:
+        pass
+
+    # -- submission --------------------------------------------------------------------------
+
+    @rule(queue=st.sampled_from(QUEUES), delayed=st.booleans(), max_attempts=st.integers(1, 3))
+    def enqueue(self, queue: str, delayed: bool, max_attempts: int) -> None:
+        spec = JobSpec(
+            type="t", queue=queue, max_attempts=max_attempts, delay=60.0 if delayed else None
+        )
+        # Ids in creation order keep every run of an example identical (no os.urandom).
+        result = self.store.enqueue(spec, job_id=f"{self.model.counts['created']:032x}")
+        status = S.SCHEDULED if delayed else S.PENDING
+        assert result.status == status and result.created
+        self.model.jobs[result.job_id] = ModelJob(result.job_id, queue, status, max_attempts)
+        if not delayed:
+            self.model.queues[queue].insert(0, result.job_id)
+        self.model.counts["created"] += 1
+
+    # -- the worker's side -------------------------------------------------------------------
+
+    @rule(worker=st.sampled_from(WORKERS), count=st.integers(1, 3))
+    def claim(self, worker: str, count: int) -> None:
+        expected: list[str] = []
+        for queue in QUEUES:
+            while len(expected) < count and self.model.queues[queue]:
+                expected.append(self.model.queues[queue].pop())
+        claimed = self.store.claim(worker, count, QUEUES)
+        assert sorted(c.id for c in claimed) == sorted(expected)
+        for handle in claimed:
+            self._started(worker, handle, moved=True)
+
+    @rule(worker=st.sampled_from(WORKERS), queue=st.sampled_from(QUEUES))
+    def take_blocking(self, worker: str, queue: str) -> None:
+        taken = self.store.take_blocking(worker, queue, 0.01)
+        if not self.model.queues[queue]:
+            assert taken is None
+            return
+        assert taken == self.model.queues[queue].pop()
+        self.model.processing[worker].insert(0, taken)
+
+    @precondition(lambda self: self.model.taken_not_started())
+    @rule(data=st.data())
+    def start(self, data: st.DataObject) -> None:
+        worker, job = data.draw(st.sampled_from(self.model.taken_not_started()))
+        handle = self.store.start(worker, job.id, job.queue)
+        if job.status != S.PENDING:  # cancelled while taken: dropped from the list
+            assert handle is None
+            self.model.processing[worker].remove(job.id)
+            return
+        assert handle is not None and handle.id == job.id
+        self._started(worker, handle, moved=False)
+
+    def _started(self, worker: str, handle: ClaimedJob, *, moved: bool) -> None:
+        job = self.model.jobs[handle.id]
+        assert job.status == S.PENDING
+        job.status, job.attempts, job.handle, job.worker = (
+            S.PROCESSING,
+            job.attempts + 1,
+            handle,
+            worker,
+        )
+        assert handle.attempt == job.attempts
+        if moved:
+            self.model.processing[worker].insert(0, job.id)
+
+    @precondition(lambda self: self.model.with_status(S.PROCESSING))
+    @rule(data=st.data())
+    def complete(self, data: st.DataObject) -> None:
+        job = data.draw(st.sampled_from(self.model.with_status(S.PROCESSING)))
+        assert job.handle is not None and job.worker is not None
+        self.store.complete(job.worker, job.handle, '"done"')
+        self.model.leave_processing(job, by_holder=True)
+        job.status = S.COMPLETED
+        self.model.counts["completed"] += 1
+
+    @precondition(lambda self: self.model.stale)
+    @rule(data=st.data())
+    def complete_with_a_stale_lease(self, data: st.DataObject) -> None:
+        handle = data.draw(st.sampled_from(self.model.stale))
+        job = self.model.jobs.get(handle.id)
+        if job is None:
+            return  # deleted since; not_found is covered by the scripts' own tests
+        before = self.client.hgetall(self.keys.job(handle.id))
+        with pytest.raises(StaleLeaseError):
+            self.store.complete("stale-worker", handle, '"late"')
+        after = self.client.hgetall(self.keys.job(handle.id))
+        assert after == before, "a stale result must never be written"
+        self.model.counts["stale_completions"] += 1
+
+    @precondition(lambda self: self.model.finished)
+    @rule(data=st.data())
+    def complete_sent_again_after_a_lost_reply(self, data: st.DataObject) -> None:
+        handle = data.draw(st.sampled_from(self.model.finished))
+        job = self.model.jobs.get(handle.id)
+        if job is None or job.status != S.COMPLETED or job.attempts != handle.attempt:
+            return
+        before = self.client.hgetall(self.keys.job(handle.id))
+        self.store.complete(job.worker or "w1", handle, '"again"')  # answered ok, changes nothing
+        assert self.client.hgetall(self.keys.job(handle.id)) == before
+
+    @precondition(lambda self: self.model.with_status(S.PROCESSING))
+    @rule(data=st.data(), permanent=st.booleans())
+    def fail(self, data: st.DataObject, permanent: bool) -> None:
+        job = data.draw(st.sampled_from(self.model.with_status(S.PROCESSING)))
+        assert job.handle is not None and job.worker is not None
+        status = self.store.fail(job.worker, job.handle, "boom", permanent=permanent)
+        self.model.leave_processing(job, by_holder=True)
+        retries = not permanent and job.attempts < job.max_attempts
+        assert status in ({S.SCHEDULED, S.PENDING} if retries else {S.FAILED})
+        self._after_failed_attempt(job, status)
+
+    def _after_failed_attempt(self, job: ModelJob, status: JobStatus) -> None:
+        job.status = status
+        if status == S.PENDING:
+            self.model.queues[job.queue].insert(0, job.id)
+        if status == S.FAILED:
+            self.model.counts["failed"] += 1
+        else:
+            self.model.counts["retried"] += 1
+
+    # -- operators ---------------------------------------------------------------------------
+
+    @precondition(lambda self: self.model.jobs)
+    @rule(data=st.data())
+    def cancel(self, data: st.DataObject) -> None:
+        job = data.draw(st.sampled_from(list(self.model.jobs.values())))
+        if job.status not in (S.PENDING, S.SCHEDULED):
+            with pytest.raises(InvalidTransitionError):
+                self.store.cancel(job.id)
+            return
+        assert self.store.cancel(job.id).status == S.CANCELLED
+        if job.id in self.model.queues[job.queue]:
+            self.model.queues[job.queue].remove(job.id)
+        job.status = S.CANCELLED  # a taken id stays in its worker's list until start drops it
+        self.model.counts["cancelled"] += 1
+
+    @precondition(lambda self: self.model.with_status(S.FAILED))
+    @rule(data=st.data())
+    def retry(self, data: st.DataObject) -> None:
+        job = data.draw(st.sampled_from(self.model.with_status(S.FAILED)))
+        assert self.store.retry(job.id).status == S.PENDING
+        job.status, job.attempts = S.PENDING, 0
+        self.model.queues[job.queue].insert(0, job.id)
+
+    @precondition(lambda self: self.model.jobs)
+    @rule(data=st.data())
+    def delete(self, data: st.DataObject) -> None:
+        job = data.draw(st.sampled_from(list(self.model.jobs.values())))
+        in_a_list = any(job.id in ids for ids in self.model.processing.values())
+        if job.status not in TERMINAL or in_a_list:
+            if job.status not in TERMINAL:
+                with pytest.raises(InvalidTransitionError):
+                    self.store.delete(job.id)
+            return
+        self.store.delete(job.id)
+        del self.model.jobs[job.id]
+
+    # -- time, scheduler and sweeper ---------------------------------------------------------
+
+    @precondition(lambda self: self.model.with_status(S.SCHEDULED))
+    @rule(data=st.data())
+    def promote_when_due(self, data: st.DataObject) -> None:
+        job = data.draw(st.sampled_from(self.model.with_status(S.SCHEDULED)))
+        self.client.zadd(self.keys.scheduled(job.queue), {job.id: 0})  # its time has come
+        promoted, _ = self.store.promote()
+        assert promoted == 1
+        job.status = S.PENDING
+        self.model.queues[job.queue].insert(0, job.id)
+
+    @precondition(lambda self: self.model.with_status(S.PROCESSING))
+    @rule(data=st.data())
+    def reclaim_overdue(self, data: st.DataObject) -> None:
+        job = data.draw(st.sampled_from(self.model.with_status(S.PROCESSING)))
+        self.client.zadd(self.keys.deadlines, {job.id: 0})  # past its deadline
+        assert self.store.reclaim(margin_ms=0) == 1
+        self.model.leave_processing(job, by_holder=False)
+        status = JobStatus(self.client.hget(self.keys.job(job.id), "status"))
+        retries = job.attempts < job.max_attempts
+        assert status in ({S.SCHEDULED, S.PENDING} if retries else {S.FAILED})
+        self._after_failed_attempt(job, status)
+
+    @rule(worker=st.sampled_from(WORKERS))
+    def worker_dies_and_is_recovered(self, worker: str) -> None:
+        self.store.heartbeat(worker, "host", 1, QUEUES, 1, 0)
+        self.client.zadd(self.keys.workers, {worker: 0})  # its heartbeat went stale
+        assert worker in self.store.dead_workers()
+        in_list_order = self._processing_order(worker)
+        requeued, failed = self.store.recover(worker)
+        expect_requeued = expect_failed = 0
+        for job_id in in_list_order:
+            job = self.model.jobs[job_id]
+            if job.status == S.PROCESSING:
+                self.model.leave_processing(job, by_holder=False)
+                if job.attempts < job.max_attempts:
+                    job.status = S.PENDING
+                    self.model.queues[job.queue].append(job.id)
+                    self.model.counts["recovered"] += 1
+                    expect_requeued += 1
+                else:
+                    job.status = S.FAILED
+                    self.model.counts["failed"] += 1
+                    expect_failed += 1
+            elif job.status == S.PENDING:
+                self.model.queues[job.queue].append(job.id)
+                expect_requeued += 1
+        self.model.processing[worker] = []
+        assert (requeued, failed) == (expect_requeued, expect_failed)
+        assert worker not in self.store.dead_workers()
+
+    @rule(worker=st.sampled_from(WORKERS))
+    def release_on_shutdown(self, worker: str) -> None:
+        in_list_order = self._processing_order(worker)
+        requeued = self.store.release(worker)
+        expected = 0
+        for job_id in in_list_order:
+            job = self.model.jobs[job_id]
+            if job.status == S.PROCESSING:
+                self.model.leave_processing(job, by_holder=False)
+                job.attempts -= 1
+            if job.status in (S.PROCESSING, S.PENDING):
+                job.status = S.PENDING
+                self.model.queues[job.queue].append(job.id)
+                expected += 1
+        self.model.processing[worker] = []
+        assert requeued == expected
+
+    def _processing_order(self, worker: str) -> list[str]:
+        ids = self.client.lrange(self.keys.processing(worker), 0, -1)
+        assert sorted(ids) == sorted(self.model.processing[worker])
+        return list(ids)
+
+    # -- invariants --------------------------------------------------------------------------
+
+    def _places(self) -> dict[str, list[str]]:
+        """Every list or set that holds each job id."""
+        places: dict[str, list[str]] = {}
+        for queue in QUEUES:
+            for job_id in self.client.lrange(self.keys.queue(queue), 0, -1):
+                places.setdefault(job_id, []).append(f"queue:{queue}")
+            for job_id in self.client.zrange(self.keys.scheduled(queue), 0, -1):
+                places.setdefault(job_id, []).append(f"scheduled:{queue}")
+            for job_id in self.client.zrange(self.keys.dead(queue), 0, -1):
+                places.setdefault(job_id, []).append(f"dead:{queue}")
+        for worker in WORKERS:
+            for job_id in self.client.lrange(self.keys.processing(worker), 0, -1):
+                places.setdefault(job_id, []).append(f"processing:{worker}")
+        return places
+
+    @invariant()
+    def each_job_is_in_exactly_the_place_its_status_names(self) -> None:
+        places = self._places()
+        assert set(places) <= set(self.model.jobs), "a list holds an unknown job"
+        for job in self.model.jobs.values():
+            status = self.client.hget(self.keys.job(job.id), "status")
+            assert status == job.status.value, (job.id, status, job.status)
+            where = places.get(job.id, [])
+            if job.status == S.PENDING:
+                assert where in ([f"queue:{job.queue}"], *([f"processing:{w}"] for w in WORKERS))
+            elif job.status == S.PROCESSING:
+                assert where == [f"processing:{job.worker}"]
+                attempts = self.client.hget(self.keys.job(job.id), "attempts")
+                assert attempts == str(job.attempts)
+            elif job.status == S.SCHEDULED:
+                assert where == [f"scheduled:{job.queue}"]
+            elif job.status == S.FAILED:
+                assert where == [f"dead:{job.queue}"]
+            elif job.status == S.CANCELLED:  # a taken id waits in its list for start to drop it
+                assert where in ([], *([f"processing:{w}"] for w in WORKERS))
+            else:
+                assert where == []
+
+    @invariant()
+    def lists_hold_the_modelled_order(self) -> None:
+        for queue in QUEUES:
+            assert self.client.lrange(self.keys.queue(queue), 0, -1) == self.model.queues[queue]
+        for worker in WORKERS:  # the order inside a worker's own list is not a contract
+            ids = self.client.lrange(self.keys.processing(worker), 0, -1)
+            assert sorted(ids) == sorted(self.model.processing[worker]), worker
+
+    @invariant()
+    def status_indexes_list_exactly_the_jobs_with_that_status(self) -> None:
+        for status in JobStatus:
+            indexed = set(self.client.zrange(self.keys.status(status), 0, -1))
+            assert indexed == {j.id for j in self.model.with_status(status)}, status
+        assert set(self.client.zrange(self.keys.jobs, 0, -1)) == set(self.model.jobs)
+
+    @invariant()
+    def inflight_gauge_counts_processing_jobs_per_queue(self) -> None:
+        processing = Counter(j.queue for j in self.model.with_status(S.PROCESSING))
+        inflight = self.store.inflight()
+        for queue in QUEUES:
+            assert inflight.get(queue, 0) == processing[queue], queue
+
+    @invariant()
+    def counters_agree_with_what_happened(self) -> None:
+        totals: Counter[str] = Counter()
+        for key, value in self.store.stats().items():
+            name = key.split("|")[0]
+            if name in {"created", "completed", "failed", "retried", "recovered", "cancelled"}:
+                totals[name] += value
+            elif name == "stale_completions":
+                totals[name] = value
+        for name in ("created", "completed", "failed", "retried", "recovered", "cancelled"):
+            assert totals[name] == self.model.counts[name], name
+        assert totals["stale_completions"] == self.model.counts["stale_completions"]
+
+
+def test_store_transitions_keep_every_job_in_one_consistent_place(
+    redis_server: RedisServer, pytestconfig: pytest.Config
+) -> None:
+    chaos = bool(pytestconfig.getoption("--run-chaos"))
+    JobStoreMachine.server = redis_server
+    run_state_machine_as_test(
+        JobStoreMachine,
+        settings=settings(
+            max_examples=400 if chaos else 50,
+            stateful_step_count=60 if chaos else 40,
+            derandomize=not chaos,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+            database=None,
+        ),
+    )
