@@ -1,4 +1,4 @@
-"""JSON in and out of Redis and HTTP, in one place (never pickle: no code runs from data)."""
+"""JSON in and out of Redis and HTTP, in one place (data only, never serialized code)."""
 
 from __future__ import annotations
 

@@ -155,7 +155,7 @@ def test_non_json_error_gets_a_code_from_the_status() -> None:
 
 def test_dev_redacts_passwords_in_redis_urls() -> None:
     assert redacted("redis://user:s3cret@host:6379/0") == "redis://user:***@host:6379/0"
-    assert redacted("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    assert redacted("redis://127.0.0.1:6390/0") == "redis://127.0.0.1:6390/0"
 
 
 def test_dev_reaches_a_wildcard_bound_api_on_loopback() -> None:
