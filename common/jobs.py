@@ -120,6 +120,7 @@ class ClaimedJob:
     timeout_ms: int
     lease: str
     created_at: int
+    alone: bool = False  # a suspect job: nothing else may run beside it in this worker
 
     @classmethod
     def from_reply(cls, fields: list[Any]) -> ClaimedJob:
@@ -133,10 +134,11 @@ class ClaimedJob:
             timeout_ms=int(fields[6]),
             lease=str(fields[7]),
             created_at=int(fields[8]),
+            alone=int(fields[9]) == 1,
         )
 
 
-CLAIM_FIELDS = 9
+CLAIM_FIELDS = 10
 
 _TIMESTAMPS = ("created_at", "enqueued_at", "run_at", "started_at", "finished_at")
 

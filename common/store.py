@@ -141,13 +141,17 @@ class JobStore:
 
     # -- the worker's side ------------------------------------------------------------------
 
-    def claim(self, worker_id: str, count: int, queues: Sequence[str]) -> list[ClaimedJob]:
-        """Moves and starts up to `count` jobs from `queues` (priority order) in one call."""
+    def claim(
+        self, worker_id: str, count: int, queues: Sequence[str], *, idle: bool = True
+    ) -> list[ClaimedJob]:
+        """Moves and starts up to `count` jobs from `queues` (priority order) in one call.
+        idle: the worker runs nothing, so a suspect job may start (alone, ending the claim);
+        otherwise a suspect job at the head of a queue ends the claim without starting."""
         reply = scripts.call(
             self.redis,
             "claim",
             [self.keys.processing(worker_id)],
-            [self._prefix, worker_id, count, *queues],
+            [self._prefix, worker_id, count, int(idle), *queues],
         )
         return _claimed(reply)
 
@@ -178,15 +182,18 @@ class JobStore:
         results: Sequence[tuple[ClaimedJob, str]],
         claim: int,
         queues: Sequence[str],
+        *,
+        idle: bool = False,
     ) -> tuple[list[str], list[ClaimedJob]]:
-        """Records results and claims up to `claim` next jobs, in one call. Returns a code per
-        result ("ok" | "stale_lease" | "not_found") and the claimed jobs: a lost lease does
-        not raise here, so a job claimed in the same call is never dropped."""
+        """Records results and claims up to `claim` next jobs, in one call (`idle`: see
+        claim). Returns a code per result ("ok" | "stale_lease" | "not_found") and the claimed
+        jobs: a lost lease does not raise here, so a job claimed in the same call is never
+        dropped."""
         ttl_ms = round(self.settings.result_ttl.total_seconds() * 1000)
         args: list[Any] = [self._prefix, worker_id, ttl_ms, len(results)]
         for job, result_json in results:
             args += [job.id, job.lease, result_json]
-        args += [claim, *queues]
+        args += [claim, int(idle), *queues]
         reply = scripts.call(self.redis, "complete", [self.keys.processing(worker_id)], args)
         codes = [str(code) for code in reply[: len(results)]]
         return codes, _claimed(reply[len(results) :])

@@ -4,6 +4,9 @@ finished and refills them, in strict queue priority, in one Lua call per batch.
 Under a backlog one call completes every finished job and claims as many new ones as slots
 are free. With nothing to claim and nothing running it blocks in BLMOVE (no polling: an idle
 worker makes one blocking call a second), rotating over the queues it serves.
+
+A suspect job (recovered from a worker that died) is claimed only when no slot is busy and
+then runs alone: the fetcher claims nothing more until it is recorded.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class Fetcher:
         self._rotation = 0
         self._resync = False
         self._backlog = False  # the last claim got all it asked for: more is waiting
+        self._alone: str | None = None  # a suspect job is running: claim nothing beside it
         self.thread = threading.Thread(target=self._loop, name="fetcher", daemon=True)
 
     def _loop(self) -> None:
@@ -78,7 +82,12 @@ class Fetcher:
 
     def _step(self) -> None:
         done = self._collect()
-        free = 0 if self.stopping.is_set() else self.pool.size - self.pool.busy + len(done)
+        if self._alone is not None and any(job.id == self._alone for job, _ in done):
+            self._alone = None
+        if self.stopping.is_set() or self._alone is not None:
+            free = 0
+        else:
+            free = self.pool.size - self.pool.busy + len(done)
         if done or free:
             claimed = self._finish(done, free)
             if claimed or done:
@@ -116,9 +125,12 @@ class Fetcher:
             if not outcome.ok:
                 self._record_failure(job, outcome.error, permanent=outcome.permanent)
         results = [(job, outcome.result_json) for job, outcome in done if outcome.ok]
+        idle = self.pool.busy == len(done)  # nothing runs once these are recorded
         if results or free:
             codes, claimed = self._persist(
-                lambda: self.store.complete_many(self.worker_id, results, free, self.queues)
+                lambda: self.store.complete_many(
+                    self.worker_id, results, free, self.queues, idle=idle
+                )
             )
             self._backlog = free > 0 and len(claimed) == free
             info = log.isEnabledFor(logging.INFO)  # skip building fields nobody reads
@@ -150,7 +162,10 @@ class Fetcher:
         debug = log.isEnabledFor(logging.DEBUG)
         for job in jobs:
             self.running.add(job.id)
-            if debug:
+            if job.alone:
+                self._alone = job.id
+                log.info("job.started_alone", extra=_fields(job))
+            elif debug:
                 log.debug("job.started", extra=_fields(job))
         self.pool.submit(jobs)
         if self.pool.busy:

@@ -3,9 +3,10 @@
 -- trip finishes a batch and refills the slots it freed.
 -- KEYS[1] processing:<worker>
 -- ARGV[1] prefix  ARGV[2] worker id  ARGV[3] result ttl (ms)  ARGV[4] N
--- then 3 per job: id, lease, result JSON; then M to claim (0: none), then queue names
+-- then 3 per job: id, lease, result JSON; then M to claim (0: none), then idle (1|0: the worker
+-- runs nothing once these are recorded, see start_ids), then queue names
 -- Returns {code1, ..., codeN, claimed...}: code "ok" | "stale_lease" | "not_found", claimed is
--- 9 fields per started job (see start_ids).
+-- 10 fields per started job (see start_ids).
 local worker, ttl_ms, n = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
 local processing = KEYS[1]
@@ -53,5 +54,7 @@ if #unindex > 0 then
 end
 flush_tally(P .. 'stats', stats)
 local wanted = tonumber(ARGV[5 + n * 3]) or 0
-if wanted > 0 then claim_into(worker, wanted, 6 + n * 3, now, reply) end
+if wanted > 0 then
+  claim_into(worker, wanted, ARGV[6 + n * 3] == '1', 7 + n * 3, now, reply)
+end
 return reply

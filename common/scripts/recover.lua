@@ -1,28 +1,41 @@
--- recover: a dead worker's processing list, whole. A started job used up its attempt (so a job
--- that kills its worker ends failed instead of looping); one taken but never started did not.
+-- recover: a dead worker's processing list, whole. Every job it had started comes back marked
+-- suspect, so from now on it runs alone (see _claim.lua). Who is to blame for the death decides
+-- the attempt: a job that ran alone used it up (so a job that kills its worker ends failed
+-- instead of looping); jobs that ran side by side get it back, since any one of them (or none)
+-- may have killed the worker and the next run, alone, will tell. A job taken but never started
+-- did not use an attempt either.
 -- KEYS[1] processing:<dead worker>
 -- ARGV[1] prefix  ARGV[2] dead worker id  ARGV[3] dead-letter cap
 -- Returns {requeued, failed}
 local worker = ARGV[2]
 local now = now_ms()
 local requeued, failed = 0, 0
+local started, waiting = {}, {}
 for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
   local job = load(id)
   if job and job.status == ST.processing and job.worker == worker then
-    leave_processing(job)
-    if job.attempts < job.max_attempts then
-      count('recovered', job)
-      to_pending(job, now, true, 'error', 'worker ' .. worker .. ' died while running the job')
-      requeued = requeued + 1
-    else
-      to_failed(job, now, 'worker ' .. worker .. ' died while running the job (last attempt)',
-        tonumber(ARGV[3]))
-      failed = failed + 1
-    end
+    started[#started + 1] = job
   elseif job and job.status == ST.pending then
-    redis.call('RPUSH', P .. 'queue:' .. job.queue, id)
-    requeued = requeued + 1
+    waiting[#waiting + 1] = job
   end
+end
+local err = 'worker ' .. worker .. ' died while running the job'
+local blamed = #started == 1
+for _, job in ipairs(started) do
+  leave_processing(job)
+  if not blamed then job.attempts = job.attempts - 1 end
+  if job.attempts < job.max_attempts then
+    count('recovered', job)
+    to_pending(job, now, true, 'error', err, 'attempts', job.attempts, 'suspect', 1)
+    requeued = requeued + 1
+  else
+    to_failed(job, now, err .. ' alone (last attempt)', tonumber(ARGV[3]))
+    failed = failed + 1
+  end
+end
+for _, job in ipairs(waiting) do
+  redis.call('RPUSH', P .. 'queue:' .. job.queue, job.id)
+  requeued = requeued + 1
 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', P .. 'workers', worker)

@@ -190,6 +190,52 @@ def test_recovering_a_dead_worker_counts_the_attempt(store: JobStore) -> None:
     assert job is not None and job.status is JobStatus.FAILED and "died" in (job.error or "")
 
 
+def test_jobs_that_ran_side_by_side_in_a_dead_worker_get_their_attempt_back(
+    store: JobStore,
+) -> None:
+    ids = [store.enqueue(JobSpec(type="echo", max_attempts=1)).job_id for _ in range(3)]
+    store.claim("w1", 3, ["default"])
+    assert store.recover("w1") == (3, 0)  # any of them might have killed it: none is blamed
+    for job in store.get_jobs(ids):
+        assert job is not None and job.status is JobStatus.PENDING and job.attempts == 0
+
+
+def test_a_recovered_job_waits_at_the_head_until_a_worker_is_idle(store: JobStore) -> None:
+    suspect, other = (store.enqueue(JobSpec(type="echo")).job_id for _ in range(2))
+    store.claim("w1", 2, ["default"])
+    store.recover("w1")
+    assert store.claim("w2", 2, ["default"], idle=False) == []  # busy worker: not beside others
+    assert store.queue_info("default").pending == 2
+    (job,) = store.claim("w2", 2, ["default"], idle=True)  # idle: it starts, and nothing else
+    assert job.id == suspect and job.alone
+    assert store.claim("w3", 2, ["default"], idle=False) == []  # `other` ran in w1 as well
+    (job,) = store.claim("w3", 2, ["default"], idle=True)
+    assert job.id == other and job.alone
+
+
+def test_a_suspect_job_behind_others_ends_the_claim_after_them(store: JobStore) -> None:
+    first = store.enqueue(JobSpec(type="echo")).job_id
+    store.claim("w1", 1, ["default"])
+    store.recover("w1")  # `first` is suspect now, at the head of the queue
+    fresh = [store.enqueue(JobSpec(type="echo")).job_id for _ in range(2)]
+    assert [j.id for j in store.claim("w2", 5, ["default"], idle=True)] == [first]
+    assert [j.id for j in store.claim("w3", 5, ["default"], idle=True)] == fresh
+
+
+def test_a_job_that_kills_its_worker_alone_uses_up_its_attempts(store: JobStore) -> None:
+    result = store.enqueue(JobSpec(type="echo", max_attempts=2))
+    store.enqueue(JobSpec(type="echo"))
+    store.claim("w1", 2, ["default"])
+    store.recover("w1")  # side by side: no attempt counted
+    for worker, expected in (("w2", (1, 0)), ("w3", (0, 1))):
+        (job,) = store.claim(worker, 2, ["default"], idle=True)
+        assert job.id == result.job_id and job.alone
+        assert store.recover(worker) == expected
+    job_now = store.get_job(result.job_id)
+    assert job_now is not None and job_now.status is JobStatus.FAILED
+    assert job_now.attempts == 2 and "alone" in (job_now.error or "")
+
+
 def test_release_requeues_without_using_an_attempt(store: JobStore) -> None:
     result = store.enqueue(JobSpec(type="echo"))
     store.claim("w1", 1, ["default"])

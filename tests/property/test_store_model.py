@@ -48,6 +48,7 @@ class ModelJob:
     attempts: int = 0
     handle: ClaimedJob | None = None  # the current lease holder's view while processing
     worker: str | None = None  # whose processing list holds it
+    suspect: bool = False  # recovered from a dead worker: starts only alone, in an idle worker
 
 
 @dataclass
@@ -125,16 +126,27 @@ class JobStoreMachine(RuleBasedStateMachine):
 
     # -- the worker's side -------------------------------------------------------------------
 
-    @rule(worker=st.sampled_from(WORKERS), count=st.integers(1, 3))
-    def claim(self, worker: str, count: int) -> None:
-        expected: list[str] = []
-        for queue in QUEUES:
-            while len(expected) < count and self.model.queues[queue]:
-                expected.append(self.model.queues[queue].pop())
-        claimed = self.store.claim(worker, count, QUEUES)
-        assert sorted(c.id for c in claimed) == sorted(expected)
+    @rule(worker=st.sampled_from(WORKERS), count=st.integers(1, 3), idle=st.booleans())
+    def claim(self, worker: str, count: int, idle: bool) -> None:
+        expected = self._expected_claim(count, idle)
+        claimed = self.store.claim(worker, count, QUEUES, idle=idle)
+        assert [c.id for c in claimed] == expected
         for handle in claimed:
             self._started(worker, handle, moved=True)
+
+    def _expected_claim(self, count: int, idle: bool) -> list[str]:
+        """Oldest first in priority order; a suspect job at a head ends the claim, started
+        (alone) only when the worker is idle and nothing else was taken."""
+        expected: list[str] = []
+        for queue in QUEUES:
+            ids = self.model.queues[queue]
+            while len(expected) < count and ids:
+                if self.model.jobs[ids[-1]].suspect:
+                    if idle and not expected:
+                        expected.append(ids.pop())
+                    return expected
+                expected.append(ids.pop())
+        return expected
 
     @rule(worker=st.sampled_from(WORKERS), queue=st.sampled_from(QUEUES))
     def take_blocking(self, worker: str, queue: str) -> None:
@@ -160,6 +172,7 @@ class JobStoreMachine(RuleBasedStateMachine):
     def _started(self, worker: str, handle: ClaimedJob, *, moved: bool) -> None:
         job = self.model.jobs[handle.id]
         assert job.status == S.PENDING
+        assert handle.alone == job.suspect
         job.status, job.attempts, job.handle, job.worker = (
             S.PROCESSING,
             job.attempts + 1,
@@ -293,23 +306,30 @@ class JobStoreMachine(RuleBasedStateMachine):
         assert worker in self.store.dead_workers()
         in_list_order = self._processing_order(worker)
         requeued, failed = self.store.recover(worker)
+        started = [
+            self.model.jobs[i] for i in in_list_order if self.model.jobs[i].status == S.PROCESSING
+        ]
+        waiting = [
+            self.model.jobs[i] for i in in_list_order if self.model.jobs[i].status == S.PENDING
+        ]
         expect_requeued = expect_failed = 0
-        for job_id in in_list_order:
-            job = self.model.jobs[job_id]
-            if job.status == S.PROCESSING:
-                self.model.leave_processing(job, by_holder=False)
-                if job.attempts < job.max_attempts:
-                    job.status = S.PENDING
-                    self.model.queues[job.queue].append(job.id)
-                    self.model.counts["recovered"] += 1
-                    expect_requeued += 1
-                else:
-                    job.status = S.FAILED
-                    self.model.counts["failed"] += 1
-                    expect_failed += 1
-            elif job.status == S.PENDING:
+        for job in started:  # ran alone: it used its attempt; side by side: it gets it back
+            self.model.leave_processing(job, by_holder=False)
+            if len(started) > 1:
+                job.attempts -= 1
+            job.suspect = True
+            if job.attempts < job.max_attempts:
+                job.status = S.PENDING
                 self.model.queues[job.queue].append(job.id)
+                self.model.counts["recovered"] += 1
                 expect_requeued += 1
+            else:
+                job.status = S.FAILED
+                self.model.counts["failed"] += 1
+                expect_failed += 1
+        for job in waiting:
+            self.model.queues[job.queue].append(job.id)
+            expect_requeued += 1
         self.model.processing[worker] = []
         assert (requeued, failed) == (expect_requeued, expect_failed)
         assert worker not in self.store.dead_workers()
