@@ -23,6 +23,7 @@ import redis
 from common.errors import JobNotFoundError, StaleLeaseError
 from common.jobs import ClaimedJob
 from common.logs import worker_id_var
+from common.redis_conn import reopen_if_dropped
 from common.states import JobStatus
 from common.store import JobStore
 from worker.pool import Finished, Pool
@@ -67,6 +68,7 @@ class Fetcher:
         delay = 0.05
         while not (self.closed.is_set() and self.pool.done.empty()):
             try:
+                reopen_if_dropped(self.store.redis)  # a cut while idle is not an error
                 if self._resync:
                     self._release_orphans()
                 self._step()

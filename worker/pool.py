@@ -19,7 +19,7 @@ import redis
 
 from common.jobs import ClaimedJob
 from common.logs import worker_id_var
-from common.redis_conn import connect
+from common.redis_conn import connect, reopen_if_dropped
 from common.store import JobStore
 from worker.execution import Outcome, run_job
 from worker.registry import JobTimeoutError
@@ -82,12 +82,16 @@ class Slot:
         return outcome
 
     def _client(self) -> redis.Redis:
-        """The handler's own connection (ctx.redis): dedicated to this slot's thread."""
+        """The handler's own connection (ctx.redis): dedicated to this slot's thread. One the
+        network dropped since the last job is reopened, so the handler's first command does
+        not fail for a cut that happened while it was idle."""
         if self._redis is None:
             try:
                 self._redis = connect(self.pool.store.settings, dedicated=True)
             except redis.exceptions.RedisError:
                 return self.pool.store.redis  # Redis is away: the shared pool reconnects
+        else:
+            reopen_if_dropped(self._redis)
         return self._redis
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from common.store import JobStore
 from tests.faults.conftest import RedisFactory, StackFactory
 from tests.faults.harness import (
     FAST_RECOVERY,
@@ -73,6 +74,11 @@ class ProcessingAgeSampler:
                     self.oldest_s, self.oldest_job = age, job_id
 
 
+def retried(store: JobStore) -> int:
+    """Attempts that failed and were retried (a handler's command cut mid-flight)."""
+    return sum(n for key, n in store.stats().items() if key.startswith("retried|"))
+
+
 @pytest.mark.timeout(400)
 @pytest.mark.parametrize(
     "size", [FAST, pytest.param(FULL, marks=pytest.mark.chaos)], ids=lambda s: s.name
@@ -122,7 +128,7 @@ def test_connection_cuts_lose_no_job_and_strand_none_in_processing(
         duplicates=executions.duplicates,
         wall_s=clock.elapsed,
         passed=drained and lost == 0 and sampler.oldest_s <= MAX_PROCESSING_S,
-        notes=f"longest in processing {sampler.oldest_s:.1f}s",
+        notes=f"longest in processing {sampler.oldest_s:.1f}s, {retried(store)} retries",
     )
 
     assert drained, f"not drained: {dict(final)}"
