@@ -79,9 +79,6 @@ def completed_count(client: redis.Redis) -> int:
     return sum(int(v) for k, v in stats.items() if k.startswith("completed|"))
 
 
-@pytest.mark.skip(
-    reason="open bug (issue 5): the jobs index is not pruned within 20 s of RESULT_TTL under load"
-)
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize(
     "size", [FAST, pytest.param(FULL, marks=pytest.mark.chaos)], ids=lambda s: s.name

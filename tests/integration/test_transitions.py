@@ -292,6 +292,22 @@ def test_listing_pages_through_a_batch_created_in_one_millisecond(store: JobStor
     assert set(seen) == created
 
 
+def test_an_expiry_entry_due_before_its_record_expires_is_kept_for_a_later_prune(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    result = store.enqueue(JobSpec(type="echo"))
+    (job,) = store.claim("w1", 1, ["default"])
+    store.complete("w1", job, "1")
+    redis_client.zadd(store.keys.expiries, {result.job_id: 0})  # due, record still there
+    store.prune()
+    score = redis_client.zscore(store.keys.expiries, result.job_id)
+    assert score is not None and score > store.server_time_ms()  # moved to the real expiry
+    redis_client.delete(store.keys.job(result.job_id))  # the record expires
+    redis_client.zadd(store.keys.expiries, {result.job_id: 0})
+    store.prune()
+    assert redis_client.zscore(store.keys.jobs, result.job_id) is None
+
+
 def test_a_full_lifecycle_leaves_only_documented_keys_and_expires_them(
     redis_client: redis.Redis, url: str
 ) -> None:
