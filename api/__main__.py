@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
 from types import FrameType
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 from waitress.server import BaseWSGIServer, create_server
 
 from api.app import create_app
+from api.prefork import Supervisor, listening_socket
 from common.logs import configure_logging
 from common.redis_conn import connect
 from common.settings import Settings, load_or_exit
@@ -23,16 +26,21 @@ CONNECTION_LIMIT_MIN = 2000
 CHANNEL_TIMEOUT_S = 120
 
 
-def build_server(settings: Settings, stopping: threading.Event) -> BaseWSGIServer:
+def build_server(
+    settings: Settings, stopping: threading.Event, sock: socket.socket | None = None
+) -> BaseWSGIServer:
+    """`sock`: an already listening socket shared with sibling processes (API_PROCESSES)."""
     client = connect(settings, max_connections=settings.api_threads + 8)
     store = JobStore(client, settings)
     app = create_app(settings, store, stopping=stopping)
     # Falcon's and typeshed's spellings of start_response differ; both are plain WSGI.
     wsgi_app: Any = app
+    where: dict[str, Any] = (
+        {"sockets": [sock]} if sock else {"host": settings.host, "port": settings.port}
+    )
     server = create_server(
         wsgi_app,
-        host=settings.host,
-        port=settings.port,
+        **where,
         threads=settings.api_threads,
         connection_limit=max(CONNECTION_LIMIT_MIN, settings.api_threads * 8),
         channel_timeout=CHANNEL_TIMEOUT_S,
@@ -49,8 +57,20 @@ def build_server(settings: Settings, stopping: threading.Event) -> BaseWSGIServe
 def main() -> int:
     settings = load_or_exit()
     configure_logging(settings.log_level)
+    if settings.api_processes == 1:
+        return serve(settings)
+    try:
+        sock = listening_socket(settings.host, settings.port)
+    except OSError as ex:
+        log.error("api.bind_failed", extra={"error": str(ex), "port": settings.port})
+        return 1
+    return Supervisor(settings.api_processes, sock, lambda: serve(settings, sock)).run()
+
+
+def serve(settings: Settings, sock: socket.socket | None = None) -> int:
+    """One waitress process until SIGTERM/SIGINT."""
     stopping = threading.Event()
-    server = build_server(settings, stopping)
+    server = build_server(settings, stopping, sock)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         # Raised inside waitress's select loop, which catches SystemExit and shuts its
@@ -66,6 +86,7 @@ def main() -> int:
             "host": settings.host,
             "port": getattr(server, "effective_port", settings.port),
             "threads": settings.api_threads,
+            "pid": os.getpid(),
         },
     )
     try:

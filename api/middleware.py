@@ -47,6 +47,7 @@ class RequestContext:
                 "path": req.path,
                 "status": int(resp.status_code),
                 "duration_ms": round(duration_ms, 2),
+                "pid": os.getpid(),  # which API process served it (API_PROCESSES > 1)
             },
         )
         token = getattr(req.context, "log_token", None)

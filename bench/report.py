@@ -28,6 +28,7 @@ def one_line(result: dict[str, Any]) -> str:
         "p99_ms",
         "post_jobs_1_clients_jobs_per_s",
         "post_jobs_8_clients_jobs_per_s",
+        "post_jobs_8_clients_2_procs_jobs_per_s",
         "post_jobs_batch_jobs_per_s",
     )
     parts = [f"{key}={result[key]:.1f}" for key in keys if isinstance(result.get(key), float)]
@@ -218,6 +219,10 @@ def markdown(
                 _fmt(get("workstream-http", "post_jobs_8_clients_jobs_per_s")),
             ],
             [
+                "POST /jobs, 8 client processes, API_PROCESSES=2",
+                _fmt(get("workstream-http", "post_jobs_8_clients_2_procs_jobs_per_s")),
+            ],
+            [
                 "POST /jobs/batch (1000 per request)",
                 _fmt(get("workstream-http", "post_jobs_batch_jobs_per_s")),
             ],
@@ -225,7 +230,8 @@ def markdown(
         out += [
             "## WorkStream over HTTP",
             "",
-            "`workstream-api` (waitress, API_THREADS=256) on loopback; keep-alive "
+            "`workstream-api` (waitress, API_THREADS=256, one process unless noted) on "
+            "loopback; keep-alive "
             "http.client connections, one per client process (multiprocessing, so the "
             "client side is not limited by one interpreter's GIL).",
             "",

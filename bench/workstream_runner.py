@@ -120,9 +120,13 @@ class WorkStreamSystem(System):
 class Api:
     """A `workstream-api` process on a free loopback port."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, processes: int = 1) -> None:
         self.port = free_port()
-        env = workstream_env(redis_url) | {"HOST": "127.0.0.1", "PORT": str(self.port)}
+        env = workstream_env(redis_url) | {
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "API_PROCESSES": str(processes),
+        }
         self.proc = spawn([_bin("workstream-api")], env, log_name="workstream-api")
         deadline = time.monotonic() + API_READY_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -248,32 +252,48 @@ def post_jobs_concurrently(api: Api, n: int, clients: int) -> dict[str, Any]:
 
 
 def http_enqueue(args: argparse.Namespace) -> dict[str, Any]:
-    """POST /jobs with 1 and with 8 concurrent keep-alive clients, and POST /jobs/batch."""
+    """POST /jobs with 1 and with 8 concurrent keep-alive clients, and POST /jobs/batch, against
+    one API process; then 8 clients again against API_PROCESSES=2 (pre-fork, one per core)."""
     r = client(args.redis_url)
-    api = Api(args.redis_url)
+    out: dict[str, Any] = {"status": "ok"}
     try:
-        out: dict[str, Any] = {"status": "ok"}
-        for clients in (1, 8):
+        api = Api(args.redis_url)
+        try:
+            for clients in (1, 8):
+                r.flushall()
+                figure = post_jobs_concurrently(api, args.n, clients)
+                out[f"post_jobs_{clients}_clients_jobs_per_s"] = figure["jobs_per_s"]
+                out[f"post_jobs_{clients}_clients_errors"] = figure["errors"]
             r.flushall()
-            figure = post_jobs_concurrently(api, args.n, clients)
-            out[f"post_jobs_{clients}_clients_jobs_per_s"] = figure["jobs_per_s"]
-            out[f"post_jobs_{clients}_clients_errors"] = figure["errors"]
-        r.flushall()
-        conn = api.connection()
-        jobs = [{"type": "bench_incr", "payload": {"key": COUNTER_KEY}}] * BATCH
-        batches = max(1, args.n // BATCH)
-        start = time.monotonic()
-        for _ in range(batches):
-            post(conn, "/jobs/batch", {"jobs": jobs})
-        elapsed = time.monotonic() - start
-        conn.close()
-        out["post_jobs_batch_jobs_per_s"] = batches * BATCH / elapsed
-        if any(out[f"post_jobs_{c}_clients_errors"] for c in (1, 8)):
+            out["post_jobs_batch_jobs_per_s"] = post_batches(api, args.n)
+        finally:
+            api.stop()
+        api = Api(args.redis_url, processes=2)
+        try:
+            r.flushall()
+            figure = post_jobs_concurrently(api, args.n, 8)
+            out["post_jobs_8_clients_2_procs_jobs_per_s"] = figure["jobs_per_s"]
+            out["post_jobs_8_clients_2_procs_errors"] = figure["errors"]
+        finally:
+            api.stop()
+        if any(value for key, value in out.items() if key.endswith("_errors")):
             out["status"] = "errors"
         return out
     finally:
-        api.stop()
         r.close()
+
+
+def post_batches(api: Api, n: int) -> float:
+    """POST /jobs/batch of BATCH jobs, one request at a time on one connection: jobs/s."""
+    conn = api.connection()
+    jobs = [{"type": "bench_incr", "payload": {"key": COUNTER_KEY}}] * BATCH
+    batches = max(1, n // BATCH)
+    start = time.monotonic()
+    for _ in range(batches):
+        post(conn, "/jobs/batch", {"jobs": jobs})
+    elapsed = time.monotonic() - start
+    conn.close()
+    return batches * BATCH / elapsed
 
 
 def main() -> int:

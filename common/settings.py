@@ -45,6 +45,7 @@ SETTING_DOCS: tuple[SettingDoc, ...] = (
     SettingDoc("LOG_LEVEL", "info", "debug, info, warning or error."),
     SettingDoc("API_TOKEN", "", "Bearer tokens (comma-separated); empty disables auth."),
     SettingDoc("API_THREADS", "256", "API request threads (long-polls hold one each)."),
+    SettingDoc("API_PROCESSES", "1", "API processes sharing the port (pre-fork), one per core."),
     SettingDoc("IDEMPOTENCY_TTL", "24h", "How long an idempotency key maps to its job."),
     SettingDoc("DEAD_LETTER_MAX", "10000", "Failed jobs kept per queue; the oldest go first."),
 )
@@ -73,6 +74,7 @@ class Settings:
     log_level: str
     api_tokens: tuple[str, ...] = field(repr=False)
     api_threads: int
+    api_processes: int
     idempotency_ttl: timedelta
     dead_letter_max: int
 
@@ -199,6 +201,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "LOG_LEVEL": _log_level,
     "API_TOKEN": _tokens,
     "API_THREADS": _positive_int,
+    "API_PROCESSES": _positive_int,
     "IDEMPOTENCY_TTL": _duration,
     "DEAD_LETTER_MAX": _positive_int,
 }
