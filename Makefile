@@ -35,6 +35,8 @@ run: $(STAMP_EMB)
 
 chaos: $(STAMP_DEV)
 	$(BIN)/pytest -m chaos --run-chaos -p no:cacheprovider tests/faults $(PYTEST_ARGS)
+	$(BIN)/pytest --run-chaos -p no:cacheprovider tests/property $(PYTEST_ARGS)
+	$(BIN)/python -m tests.faults.report --latest --size full
 
 bench: $(STAMP_DEV)
 	$(BIN)/python -m bench

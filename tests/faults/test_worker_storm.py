@@ -51,7 +51,7 @@ def test_sigkill_storm_loses_nothing_and_reruns_only_jobs_of_killed_workers(
     server = make_redis()
     client = server.client()
     store = store_for(server.url)
-    stack = make_stack(server.url, **FAST_RECOVERY, WORKER_COUNT="8", MAX_ATTEMPTS="10")
+    stack = make_stack(server.url, **FAST_RECOVERY, WORKER_COUNT="8")
     workers = [stack.start_worker() for _ in range(size.workers)]
     rng = random.Random(1)
     specs = work_specs(size.jobs, rng)

@@ -10,8 +10,10 @@ what the model saw happen.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import hypothesis.strategies as st
 import pytest
@@ -31,6 +33,7 @@ from common.jobs import ClaimedJob, JobSpec
 from common.settings import Settings
 from common.states import JobStatus
 from common.store import JobStore
+from tests.faults.results import record
 from tests.support.redis_server import RedisServer
 
 S = JobStatus
@@ -83,6 +86,7 @@ class Model:
 
 class JobStoreMachine(RuleBasedStateMachine):
     server: RedisServer  # set by the test before the machine runs
+    totals: ClassVar[Counter[str]] = Counter()  # over every example, for the results table
 
     def __init__(self) -> None:
         super().__init__()
@@ -123,6 +127,7 @@ class JobStoreMachine(RuleBasedStateMachine):
         if not delayed:
             self.model.queues[queue].insert(0, result.job_id)
         self.model.counts["created"] += 1
+        self.totals["created"] += 1
 
     # -- the worker's side -------------------------------------------------------------------
 
@@ -206,6 +211,7 @@ class JobStoreMachine(RuleBasedStateMachine):
         after = self.client.hgetall(self.keys.job(handle.id))
         assert after == before, "a stale result must never be written"
         self.model.counts["stale_completions"] += 1
+        self.totals["stale"] += 1
 
     @precondition(lambda self: self.model.finished)
     @rule(data=st.data())
@@ -306,6 +312,7 @@ class JobStoreMachine(RuleBasedStateMachine):
         assert worker in self.store.dead_workers()
         in_list_order = self._processing_order(worker)
         requeued, failed = self.store.recover(worker)
+        self.totals["deaths"] += 1
         started = [
             self.model.jobs[i] for i in in_list_order if self.model.jobs[i].status == S.PROCESSING
         ]
@@ -432,19 +439,39 @@ class JobStoreMachine(RuleBasedStateMachine):
         assert totals["stale_completions"] == self.model.counts["stale_completions"]
 
 
+@pytest.mark.timeout(900)  # the full size (--run-chaos) takes about 5 minutes on 2 cores
 def test_store_transitions_keep_every_job_in_one_consistent_place(
     redis_server: RedisServer, pytestconfig: pytest.Config
 ) -> None:
     chaos = bool(pytestconfig.getoption("--run-chaos"))
+    examples, steps = (300, 60) if chaos else (50, 40)
     JobStoreMachine.server = redis_server
-    run_state_machine_as_test(
-        JobStoreMachine,
-        settings=settings(
-            max_examples=400 if chaos else 50,
-            stateful_step_count=60 if chaos else 40,
-            derandomize=not chaos,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-            database=None,
-        ),
-    )
+    JobStoreMachine.totals = Counter()
+    clock = time.monotonic()
+    passed = False
+    try:
+        run_state_machine_as_test(
+            JobStoreMachine,
+            settings=settings(
+                max_examples=examples,
+                stateful_step_count=steps,
+                derandomize=not chaos,
+                deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+                database=None,
+            ),
+        )
+        passed = True
+    finally:
+        totals = JobStoreMachine.totals
+        record(
+            "model-based property test (Lua transitions)",
+            "full" if chaos else "fast",
+            jobs=totals["created"],
+            faults=f"{totals['deaths']} worker deaths, {totals['stale']} stale completions",
+            lost=0 if passed else 1,
+            duplicates=None,
+            wall_s=time.monotonic() - clock,
+            passed=passed,
+            notes=f"{examples} examples x up to {steps} steps, invariants checked after each",
+        )
