@@ -109,6 +109,15 @@ def plan(args: argparse.Namespace) -> list[tuple[str, str, str, dict[str, Any], 
         steps.append((system, system, "latency", {"procs": 2, **lat}, budget))
         if system == "workstream":
             steps.append(
+                (
+                    "workstream-10",
+                    "workstream-10",
+                    "drain",
+                    {"n": args.n, "procs": 2, **common},
+                    budget,
+                )
+            )
+            steps.append(
                 ("workstream-http", "workstream-http", "latency", {"procs": 2, **lat}, budget)
             )
             steps.append(("workstream-http", "workstream", "http-enqueue", {"n": args.n}, budget))

@@ -192,9 +192,16 @@ def markdown(
                 "drain_status",
             ),
         ]
-        for label in labels
+        for label in [*labels[:1], "workstream-10", *labels[1:]]
+        if label in figs
     ]
     out += _table(["system", "jobs/s", "steady jobs/s", "start-up s", "drain s"], rows)
+    if "workstream-10" in figs:
+        out += [
+            "`workstream` runs WORKER_COUNT=32 slots per process (bigger batches under a "
+            "backlog); `workstream-10` is the same with the default WORKER_COUNT=10.",
+            "",
+        ]
 
     out += ["## Enqueue throughput", "", "One producer thread, no workers running.", ""]
     rows = [
