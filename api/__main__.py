@@ -59,12 +59,17 @@ def main() -> int:
     configure_logging(settings.log_level)
     if settings.api_processes == 1:
         return serve(settings)
+    return Supervisor(settings.api_processes, lambda: serve_shared(settings)).run()
+
+
+def serve_shared(settings: Settings) -> int:
+    """One of API_PROCESSES children: its own SO_REUSEPORT socket on the port."""
     try:
         sock = listening_socket(settings.host, settings.port)
     except OSError as ex:
         log.error("api.bind_failed", extra={"error": str(ex), "port": settings.port})
         return 1
-    return Supervisor(settings.api_processes, sock, lambda: serve(settings, sock)).run()
+    return serve(settings, sock)
 
 
 def serve(settings: Settings, sock: socket.socket | None = None) -> int:

@@ -1,11 +1,12 @@
-"""API_PROCESSES > 1: one listening socket, several forked waitress processes accepting from it.
+"""API_PROCESSES > 1: several forked waitress processes serving one port.
 
 One waitress process runs Python on one core at a time (the GIL), so on a multi-core host a
-single container would leave cores idle. The parent binds the socket, forks the children before
-it opens any Redis connection or thread, and then only supervises: it forwards SIGTERM/SIGINT,
-waits for every child, and replaces a child that dies (a crashed child loses no accepted job:
-a job is accepted only once its Lua call has returned, and connections queued on the shared
-socket are taken by the others).
+single container would leave cores idle. The parent forks the children before it opens any
+Redis connection or thread, and then only supervises: it forwards SIGTERM/SIGINT, waits for
+every child, and replaces a child that dies (a crashed child loses no accepted job: a job is
+accepted only once its Lua call has returned). Each child binds the port with SO_REUSEPORT, so
+the kernel spreads new connections evenly over the children; one shared socket would let the
+process that happens to wake first take them all.
 """
 
 from __future__ import annotations
@@ -29,21 +30,21 @@ STOP_TIMEOUT_S = 30.0
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
-    """Bound and listening before any fork, so every child accepts from the same queue."""
+    """A child's own socket on the shared port (SO_REUSEPORT: the kernel balances)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(BACKLOG)
     return sock
 
 
 class Supervisor:
-    """Keeps `processes` children running `serve(sock)` until SIGTERM/SIGINT."""
+    """Keeps `processes` children running `serve()` until SIGTERM/SIGINT."""
 
-    def __init__(self, processes: int, sock: socket.socket, serve: Callable[[], int]) -> None:
+    def __init__(self, processes: int, serve: Callable[[], int]) -> None:
         self.processes = processes
-        self.sock = sock
         self.serve = serve
         self.children: dict[int, float] = {}  # pid -> monotonic start time
         self.stopping = False
@@ -82,7 +83,6 @@ class Supervisor:
                 status = 1
                 continue
             self._fork()
-        self.sock.close()
         log.info("api.prefork_stopped", extra={"exit_code": status})
         return status
 

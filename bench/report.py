@@ -29,6 +29,7 @@ def one_line(result: dict[str, Any]) -> str:
         "post_jobs_1_clients_jobs_per_s",
         "post_jobs_8_clients_jobs_per_s",
         "post_jobs_8_clients_2_procs_jobs_per_s",
+        "post_jobs_8_clients_8_procs_jobs_per_s",
         "post_jobs_batch_jobs_per_s",
     )
     parts = [f"{key}={result[key]:.1f}" for key in keys if isinstance(result.get(key), float)]
@@ -230,6 +231,10 @@ def markdown(
                 _fmt(get("workstream-http", "post_jobs_8_clients_2_procs_jobs_per_s")),
             ],
             [
+                "POST /jobs, 8 client processes, API_PROCESSES=8",
+                _fmt(get("workstream-http", "post_jobs_8_clients_8_procs_jobs_per_s")),
+            ],
+            [
                 "POST /jobs/batch (1000 per request)",
                 _fmt(get("workstream-http", "post_jobs_batch_jobs_per_s")),
             ],
@@ -238,9 +243,11 @@ def markdown(
             "## WorkStream over HTTP",
             "",
             "`workstream-api` (waitress, API_THREADS=256, one process unless noted) on "
-            "loopback; keep-alive "
-            "http.client connections, one per client process (multiprocessing, so the "
-            "client side is not limited by one interpreter's GIL).",
+            "loopback. 1 client and batches: one keep-alive http.client connection. 8 "
+            "clients: 8 client processes (multiprocessing), each with one keep-alive socket "
+            "driven by a minimal HTTP/1.1 client (pre-encoded request, Content-Length "
+            "framing, ~30 us CPU per request against http.client's ~115 us, CPU the server "
+            "would otherwise lose on a small machine).",
             "",
         ]
         out += _table(["submission path", "jobs/s"], http_rows)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import hiredis
 import redis
 
 from common.states import TRANSITIONS, JobStatus
@@ -54,11 +55,30 @@ SCRIPTS: dict[str, Script] = _load_all()
 def call(client: redis.Redis, name: str, keys: list[str], args: list[Any]) -> Any:
     """EVALSHA, loading the script first when Redis lost its cache (a restart)."""
     script = SCRIPTS[name]
+    send = _evalsha if client.connection is None else _evalsha_direct
     try:
-        return client.evalsha(script.sha, len(keys), *keys, *args)
+        return send(client, script.sha, keys, args)
     except redis.exceptions.NoScriptError:
         client.script_load(script.source)
-        return client.evalsha(script.sha, len(keys), *keys, *args)
+        return send(client, script.sha, keys, args)
+
+
+def _evalsha(client: redis.Redis, sha: str, keys: list[str], args: list[Any]) -> Any:
+    return client.evalsha(sha, len(keys), *keys, *args)
+
+
+def _evalsha_direct(client: redis.Redis, sha: str, keys: list[str], args: list[Any]) -> Any:
+    """On a dedicated (single-connection) client, owned by one thread: the command is packed
+    by hiredis and sent on the connection itself. redis-py's per-command machinery (retry
+    wrapper, lock, argument checks, observability hooks) costs ~20 us of CPU per call, a fifth
+    of a single enqueue; none of it applies here (no retries by design, one thread). Errors
+    behave as usual: a socket error disconnects and raises, an error reply raises."""
+    connection = client.connection
+    assert connection is not None
+    connection.send_packed_command(  # type: ignore[no-untyped-call]
+        [hiredis.pack_command(("EVALSHA", sha, len(keys), *keys, *args))], check_health=False
+    )
+    return connection.read_response()
 
 
 ScriptCall = tuple[str, list[str], list[Any]]

@@ -45,7 +45,7 @@ SETTING_DOCS: tuple[SettingDoc, ...] = (
     SettingDoc("LOG_LEVEL", "info", "debug, info, warning or error."),
     SettingDoc("API_TOKEN", "", "Bearer tokens (comma-separated); empty disables auth."),
     SettingDoc("API_THREADS", "256", "API request threads (long-polls hold one each)."),
-    SettingDoc("API_PROCESSES", "1", "API processes sharing the port (pre-fork), one per core."),
+    SettingDoc("API_PROCESSES", "1", "API processes sharing the port (pre-fork, SO_REUSEPORT)."),
     SettingDoc("IDEMPOTENCY_TTL", "24h", "How long an idempotency key maps to its job."),
     SettingDoc("DEAD_LETTER_MAX", "10000", "Failed jobs kept per queue; the oldest go first."),
 )

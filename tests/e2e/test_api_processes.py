@@ -29,8 +29,8 @@ def serving_pids(api: Api) -> set[int]:
 def test_every_api_process_accepts_requests_on_the_shared_port(stack: Stack) -> None:
     api = stack.start_api(ENV)
     assert wait_until(lambda: len(children(api)) == 2, 10)
-    submit(api, 200)
-    assert wait_until(lambda: serving_pids(api) == children(api), 5)
+    submit(api, 200)  # SO_REUSEPORT: the kernel spreads new connections over the children
+    assert wait_until(lambda: children(api) <= serving_pids(api), 5)
 
 
 def test_a_killed_api_process_is_replaced_and_requests_keep_succeeding(stack: Stack) -> None:
@@ -38,8 +38,10 @@ def test_a_killed_api_process_is_replaced_and_requests_keep_succeeding(stack: St
     assert wait_until(lambda: len(children(api)) == 2, 10)
     victim, survivor = sorted(children(api))
     os.kill(victim, signal.SIGKILL)  # a child of the API this test started
-    submit(api, 50)  # the survivor and the replacement take every connection meanwhile
-    assert wait_until(lambda: len(children(api)) == 2 and victim not in children(api), 10)
+    # Once it is reaped its socket is closed: the kernel routes new connections elsewhere.
+    assert wait_until(lambda: victim not in children(api), 10)
+    submit(api, 50)
+    assert wait_until(lambda: len(children(api)) == 2, 10)
     assert survivor in children(api)
     assert any(e.get("event") == "api.child_died" for e in api.log_events())
 

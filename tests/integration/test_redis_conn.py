@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 import redis
 
+from common.jobs import JobSpec
+from common.keys import Keys
 from common.redis_conn import connect, reopen_if_dropped
 from common.settings import Settings
+from common.store import JobStore
 
 
 def _cut(admin: redis.Redis, victim: redis.Redis) -> None:
@@ -37,3 +40,26 @@ def test_a_healthy_connection_is_kept(settings: Settings) -> None:
         before = client.client_id()
         reopen_if_dropped(client)
         assert client.client_id() == before
+
+
+def test_a_dedicated_client_reloads_scripts_that_redis_forgot(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    with connect(settings, dedicated=True) as client:
+        store = JobStore(client, settings)
+        store.enqueue(JobSpec(type="echo"))
+        redis_client.script_flush()  # as after a Redis restart
+        assert store.enqueue(JobSpec(type="echo")).created
+    assert store.queue_info("default").pending == 2
+
+
+def test_an_error_reply_on_a_dedicated_client_raises_and_leaves_it_usable(
+    settings: Settings, redis_client: redis.Redis
+) -> None:
+    redis_client.set(Keys(settings.namespace).stats, "not a hash")
+    with connect(settings, dedicated=True) as client:
+        store = JobStore(client, settings)
+        with pytest.raises(redis.exceptions.ResponseError):
+            store.enqueue(JobSpec(type="echo"))
+        redis_client.delete(Keys(settings.namespace).stats)
+        assert store.enqueue(JobSpec(type="echo")).created
