@@ -59,9 +59,7 @@ class Supervisor:
         status = 0
         while self.children:
             try:
-                pid, code = os.waitpid(-1, 0)
-            except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for clarity
-                continue
+                pid, code = os.waitpid(-1, 0)  # signals interrupt it only to run _stop
             except ChildProcessError:
                 break
             started = self.children.pop(pid, None)
