@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.core import client, spawn, stop_all
 from bench.redis_server import RedisServer
-from bench.workstream_runner import BENCH_SLOTS, WorkStreamSystem, _bin, workstream_env
+from bench.workstream_runner import BENCH_SLOTS, WorkStreamSystem, venv_bin, workstream_env
 
 COUNTER_KEY = "bench:count"
 DRAIN_TIMEOUT_S = 120.0
@@ -42,8 +42,9 @@ def drain(url: str, redis_pid: int, n: int, slots: int) -> dict[str, Any]:
     finally:
         producer.close()
     r.config_resetstat()
+    command = [venv_bin("workstream-worker")]
     env = workstream_env(url, slots)
-    workers = [spawn([_bin("workstream-worker")], env, log_name="costs-worker") for _ in range(2)]
+    workers = [spawn(command, env, log_name="costs-worker") for _ in range(2)]
     try:
         redis_before, started = cpu_s(redis_pid), time.monotonic()
         while int(r.get(COUNTER_KEY) or 0) < n and time.monotonic() - started < DRAIN_TIMEOUT_S:
@@ -70,7 +71,7 @@ def drain(url: str, redis_pid: int, n: int, slots: int) -> dict[str, Any]:
 
 
 def idle(url: str) -> dict[str, Any]:
-    worker = spawn([_bin("workstream-worker")], workstream_env(url), log_name="costs-idle")
+    worker = spawn([venv_bin("workstream-worker")], workstream_env(url), log_name="costs-idle")
     try:
         time.sleep(3)  # start-up is not idle time
         before, started = cpu_s(worker.pid), time.monotonic()

@@ -42,7 +42,7 @@ HTTP_TIMEOUT_S = 30.0
 CLIENT_TIMEOUT_S = 300.0
 
 
-def _bin(name: str) -> str:
+def venv_bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
@@ -99,7 +99,7 @@ class WorkStreamSystem(System):
 
     def worker_commands(self, procs: int) -> list[tuple[list[str], dict[str, str]]]:
         env = workstream_env(self.redis_url, self.slots)
-        return [([_bin("workstream-worker")], env) for _ in range(procs)]
+        return [([venv_bin("workstream-worker")], env) for _ in range(procs)]
 
     def workers_ready(self, r: redis.Redis, procs: int) -> bool | None:
         return int(r.zcard(WORKERS_KEY)) >= procs
@@ -137,7 +137,7 @@ class Api:
             "PORT": str(self.port),
             "API_PROCESSES": str(processes),
         }
-        self.proc = spawn([_bin("workstream-api")], env, log_name="workstream-api")
+        self.proc = spawn([venv_bin("workstream-api")], env, log_name="workstream-api")
         deadline = time.monotonic() + API_READY_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

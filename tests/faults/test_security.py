@@ -34,7 +34,9 @@ ACL_RULES = (
 )  # fmt: skip
 
 
-def run_one_job(stack: Stack) -> tuple[int, dict[str, object]]:
+def run_one_job(stack: Stack, scenario: str) -> dict[str, object]:
+    """Submits one echo job through a fresh API and worker, waits for it, records the row."""
+    clock = Stopwatch()
     api = stack.start_api()
     stack.start_worker({"WORKER_COUNT": "2"})
     status, job, _ = api.request("POST", "/jobs", {"type": "echo", "payload": {"x": 1}})
@@ -45,8 +47,18 @@ def run_one_job(stack: Stack) -> tuple[int, dict[str, object]]:
         done.update(api.request("GET", f"/jobs/{job['id']}")[1])
         return done.get("status") == "completed"
 
-    wait_until(completed, 20, 0.1)
-    return status, done
+    finished = wait_until(completed, 20, 0.1)
+    record(
+        scenario,
+        "fast",
+        jobs=1,
+        faults="none",
+        lost=0 if finished else 1,
+        duplicates=None,
+        wall_s=clock.elapsed,
+        passed=finished,
+    )
+    return done
 
 
 class PasswordRedisServer(RedisServer):
@@ -70,19 +82,8 @@ def test_acl_user_limited_to_workstream_keys_and_commands_runs_jobs_end_to_end(
     admin = server.client()
     admin.execute_command("ACL", "SETUSER", "workstream", *ACL_RULES)
     url = f"redis://workstream:ws-secret@127.0.0.1:{server.port}/0"
-    clock = Stopwatch()
 
-    _, job = run_one_job(make_stack(url, LOG_LEVEL="warning"))
-    record(
-        "security: ACL user (~ws:* only)",
-        "fast",
-        jobs=1,
-        faults="none",
-        lost=0 if job.get("status") == "completed" else 1,
-        duplicates=None,
-        wall_s=clock.elapsed,
-        passed=job.get("status") == "completed",
-    )
+    job = run_one_job(make_stack(url, LOG_LEVEL="warning"), "security: ACL user (~ws:* only)")
 
     assert job["status"] == "completed" and job["result"] == {"x": 1}
     assert "workstream" in admin.acl_users()
@@ -137,18 +138,7 @@ def test_tls_connection_runs_jobs_end_to_end(tmp_path: Path, make_stack: StackFa
         pytest.skip(f"this redis-server has no TLS support: {ex}")
     try:
         url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={certs['ca']}"
-        clock = Stopwatch()
-        _, job = run_one_job(make_stack(url, LOG_LEVEL="warning"))
-        record(
-            "security: TLS (rediss://)",
-            "fast",
-            jobs=1,
-            faults="none",
-            lost=0 if job.get("status") == "completed" else 1,
-            duplicates=None,
-            wall_s=clock.elapsed,
-            passed=job.get("status") == "completed",
-        )
+        job = run_one_job(make_stack(url, LOG_LEVEL="warning"), "security: TLS (rediss://)")
         assert job["status"] == "completed"
         with pytest.raises(redis.exceptions.ConnectionError):
             redis.Redis(port=port, socket_timeout=2).ping()  # plain text is refused
