@@ -13,8 +13,9 @@ from typing import Any
 from waitress.server import BaseWSGIServer, create_server
 
 from api.app import create_app
-from api.prefork import Supervisor, listening_socket
+from api.prefork import listening_socket
 from common.logs import configure_logging
+from common.prefork import Supervisor
 from common.redis_conn import connect
 from common.settings import Settings, load_or_exit
 from common.store import JobStore
@@ -59,7 +60,8 @@ def main() -> int:
     configure_logging(settings.log_level)
     if settings.api_processes == 1:
         return serve(settings)
-    return Supervisor(settings.api_processes, lambda: serve_shared(settings)).run()
+    supervisor = Supervisor(settings.api_processes, lambda: serve_shared(settings), component="api")
+    return supervisor.run()
 
 
 def serve_shared(settings: Settings) -> int:

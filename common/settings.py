@@ -29,6 +29,12 @@ SETTING_DOCS: tuple[SettingDoc, ...] = (
     SettingDoc("HOST", "127.0.0.1", "Address the API listens on."),
     SettingDoc("PORT", "8080", "Port the API listens on."),
     SettingDoc("WORKER_COUNT", "10", "Job slots (threads) per worker process."),
+    SettingDoc(
+        "WORKER_PROCESSES",
+        "1",
+        "Worker processes under one supervising parent (like API_PROCESSES); "
+        "each has WORKER_COUNT slots and its own worker id.",
+    ),
     SettingDoc("QUEUES", "default", "Queues a worker serves, comma-separated, highest first."),
     SettingDoc("JOB_QUEUE_CAPACITY", "100000", "Pending + scheduled jobs per queue before 429."),
     SettingDoc("MAX_ATTEMPTS", "3", "Default attempts per job before it is dead-lettered."),
@@ -58,6 +64,7 @@ class Settings:
     host: str
     port: int
     worker_count: int
+    worker_processes: int
     queues: tuple[str, ...]
     job_queue_capacity: int
     max_attempts: int
@@ -185,6 +192,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "HOST": _host,
     "PORT": _port,
     "WORKER_COUNT": _positive_int,
+    "WORKER_PROCESSES": _positive_int,
     "QUEUES": _names,
     "JOB_QUEUE_CAPACITY": _positive_int,
     "MAX_ATTEMPTS": _positive_int,

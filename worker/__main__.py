@@ -1,24 +1,52 @@
-"""`workstream-worker`: env -> settings -> logging -> Worker.run()."""
+"""`workstream-worker`: env -> settings -> logging -> Worker.run(), or WORKER_PROCESSES of them.
+
+With WORKER_PROCESSES > 1 the parent only loads settings, configures logging and forks (see
+common.prefork): each child connects to Redis and builds its own Worker, so each has its own
+worker id, heartbeat and processing list, and the sweeper recovers a killed child's jobs.
+"""
 
 from __future__ import annotations
 
+import signal
 import sys
 
 from common.logs import configure_logging
+from common.prefork import Supervisor
 from common.redis_conn import connect
-from common.settings import load_or_exit
+from common.settings import Settings, load_or_exit
 from common.store import JobStore
 from worker.worker import Worker
+
+# The parent's SIGKILL comes this long after SHUTDOWN_GRACE, the margin compose's
+# stop_grace_period (35s) leaves over the default grace (25s): a draining child is not cut off.
+STOP_MARGIN_S = 10.0
 
 
 def main() -> None:
     settings = load_or_exit()
     configure_logging(settings.log_level)
+    if settings.worker_processes == 1:
+        sys.exit(serve(settings))
+    supervisor = Supervisor(
+        settings.worker_processes,
+        lambda: serve(settings, supervised=True),
+        component="worker",
+        stop_timeout_s=settings.shutdown_grace.total_seconds() + STOP_MARGIN_S,
+    )
+    sys.exit(supervisor.run())
+
+
+def serve(settings: Settings, *, supervised: bool = False) -> int:
+    """One worker process until SIGTERM/SIGINT; its exit code."""
     # One pool for all threads: each slot, the fetcher and each duty hold one connection.
     client = connect(settings)
     worker = Worker(settings, JobStore(client, settings))
     worker.install_signal_handlers()
-    sys.exit(worker.run())
+    if supervised:
+        # Ctrl-C reaches the whole process group and the parent forwards it as SIGTERM: two
+        # signals would make the worker exit at once instead of draining. The parent's is enough.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return worker.run()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ def test_defaults_match_the_documented_table() -> None:
     assert settings.port == 8080
     assert settings.host == "127.0.0.1"
     assert settings.worker_count == 10
+    assert settings.worker_processes == 1
     assert settings.queues == ("default",)
     assert settings.job_queue_capacity == 100_000
     assert settings.max_attempts == 3
