@@ -30,6 +30,8 @@ for _, job in ipairs(started) do
     requeued = requeued + 1
   else
     to_failed(job, now, err .. ' alone (last attempt)', tonumber(ARGV[3]))
+    -- Still suspect should an operator retry it: it runs alone then too.
+    redis.call('HSET', P .. 'job:' .. job.id, 'suspect', 1)
     failed = failed + 1
   end
 end

@@ -324,3 +324,17 @@ def test_a_full_lifecycle_leaves_only_documented_keys_and_expires_them(
         store.keys.queues,
         store.keys.stats,
     ]
+
+
+def test_a_job_that_killed_its_worker_still_runs_alone_after_an_operator_retry(
+    store: JobStore,
+) -> None:
+    killer = store.enqueue(JobSpec(type="echo", max_attempts=1)).job_id
+    store.claim("w1", 1, ["default"])
+    assert store.recover("w1") == (0, 1)  # ran alone on its last attempt: failed
+    store.retry(killer)
+    bystander = store.enqueue(JobSpec(type="echo")).job_id
+    assert store.claim("w2", 2, ["default"], idle=False) == []  # not beside other jobs
+    (job,) = store.claim("w2", 2, ["default"], idle=True)
+    assert job.id == killer and job.alone
+    assert store.get_status(bystander) is JobStatus.PENDING
