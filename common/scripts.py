@@ -81,6 +81,43 @@ def _evalsha_direct(client: redis.Redis, sha: str, keys: list[str], args: list[A
     return connection.read_response()
 
 
+def call_behind(
+    client: redis.Redis, command: tuple[Any, ...], name: str, keys: list[str], args: list[Any]
+) -> tuple[Any, Any]:
+    """`command` and then the script, pipelined in one round trip on a dedicated client; both
+    replies. Redis reads a blocked client's next command only once the blocking command has
+    been served, so the script sees what a BLMOVE in front of it did. An
+    error reply to `command` is raised once both replies are read (the connection stays in
+    step); a script Redis lost (a restart) is loaded and the script alone sent again."""
+    connection = client.connection
+    assert connection is not None
+    sha = SCRIPTS[name].sha
+    connection.send_packed_command(  # type: ignore[no-untyped-call]
+        # One buffer: one send, and Redis reads both commands at once.
+        [
+            hiredis.pack_command(command)
+            + hiredis.pack_command(("EVALSHA", sha, len(keys), *keys, *args))
+        ],
+        check_health=False,
+    )
+    first = _read_reply(connection)
+    second = _read_reply(connection)
+    if isinstance(first, redis.exceptions.ResponseError):
+        raise first
+    if isinstance(second, redis.exceptions.NoScriptError):
+        return first, call(client, name, keys, args)
+    if isinstance(second, redis.exceptions.ResponseError):
+        raise second
+    return first, second
+
+
+def _read_reply(connection: Any) -> Any:
+    try:
+        return connection.read_response()
+    except redis.exceptions.ResponseError as ex:  # an error reply; the socket is fine
+        return ex
+
+
 ScriptCall = tuple[str, list[str], list[Any]]
 
 

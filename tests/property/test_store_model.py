@@ -1,11 +1,11 @@
 """A model of the job state machine, checked against the real Lua scripts on a real Redis.
 
-Hypothesis interleaves enqueue (immediate and delayed), claim, BLMOVE + start, complete
-(current and stale leases), fail (retryable and permanent), cancel, retry, promote, reclaim,
-worker death + recover, release and delete. After every step each job must be in exactly the
-one place its status names, the status indexes must list exactly the jobs with that status,
-the in-flight gauge must equal the processing jobs per queue, and the counters must agree with
-what the model saw happen.
+Hypothesis interleaves enqueue (immediate and delayed), claim, BLMOVE + start (separate and
+pipelined), complete (current and stale leases), fail (retryable and permanent), cancel, retry,
+promote, reclaim, worker death + recover, release and delete. After every step each job must
+be in exactly the one place its status names, the status indexes must list exactly the jobs
+with that status, the in-flight gauge must equal the processing jobs per queue, and the
+counters must agree with what the model saw happen.
 """
 
 from __future__ import annotations
@@ -102,11 +102,15 @@ class JobStoreMachine(RuleBasedStateMachine):
             }
         )
         self.store = JobStore(self.client, settings)
+        # The fetcher's dedicated connection: take_and_start pipelines start behind BLMOVE.
+        self.fetcher_client: redis.Redis = self.server.client(single_connection_client=True)
+        self.fetcher_store = JobStore(self.fetcher_client, settings)
         self.keys = self.store.keys
         self.model = Model()
 
     def teardown(self) -> None:
         self.client.close()
+        self.fetcher_client.close()
 
     @initialize()
     def nothing_yet(self) -> None:
@@ -173,6 +177,19 @@ class JobStoreMachine(RuleBasedStateMachine):
             return
         assert handle is not None and handle.id == job.id
         self._started(worker, handle, moved=False)
+
+    @rule(worker=st.sampled_from(WORKERS), queue=st.sampled_from(QUEUES))
+    def take_and_start(self, worker: str, queue: str) -> None:
+        if self.model.processing[worker]:
+            return  # the fetcher blocks only when its worker holds nothing
+        handle = self.fetcher_store.take_and_start(worker, queue, 0.01)
+        ids = self.model.queues[queue]
+        if not ids:
+            assert handle is None
+            assert self.client.llen(self.keys.processing(worker)) == 0
+            return
+        assert handle is not None and handle.id == ids.pop()
+        self._started(worker, handle, moved=True)
 
     def _started(self, worker: str, handle: ClaimedJob, *, moved: bool) -> None:
         job = self.model.jobs[handle.id]
