@@ -4,35 +4,41 @@
 -- then 9 per job: id, type, queue, payload JSON, max_attempts, timeout_ms,
 --   delay_ms (-1: none), run_at_ms (-1: none), idempotency key ('' none)
 -- Returns {"ok", now ms, id1, status1, created1, id2, ...} | {"queue_full", queue}
+--
+-- The hot path of every submission: per job only plain arrays and the job's own commands,
+-- no per-job tables or closures (they cost Redis more than the commands at batch sizes).
 local capacity = tonumber(ARGV[2])
 local idem_ttl = tonumber(ARGV[3])
 local n = tonumber(ARGV[4])
 local now = now_ms()
+local job_prefix = P .. 'job:'
 
-local jobs, adding, seen_keys = {}, {}, {}
+-- Pass 1, reads only: which jobs are new (ids[i], fresh[i]) and how many each queue gains.
+local ids, fresh, replayed = {}, {}, {}
+local adding, seen_keys = {}, {}
 for i = 1, n do
   local b = 4 + (i - 1) * 9
-  local job = {id = ARGV[b + 1], type = ARGV[b + 2], queue = ARGV[b + 3], payload = ARGV[b + 4],
-    max_attempts = ARGV[b + 5], timeout_ms = ARGV[b + 6], delay_ms = tonumber(ARGV[b + 7]),
-    run_at = tonumber(ARGV[b + 8]), idem = ARGV[b + 9], created = true}
-  if job.idem ~= '' then
+  local id, idem = ARGV[b + 1], ARGV[b + 9]
+  local new = true
+  if idem ~= '' then
     -- A repeated key answers the original job (also within one batch), creating nothing.
-    local original = seen_keys[job.idem]
+    local original = seen_keys[idem]
     if not original then
-      local stored = redis.call('GET', P .. 'idem:' .. job.idem)
-      if stored and redis.call('EXISTS', P .. 'job:' .. stored) == 1 then original = stored end
+      local stored = redis.call('GET', P .. 'idem:' .. idem)
+      if stored and redis.call('EXISTS', job_prefix .. stored) == 1 then original = stored end
     end
-    if original then job.id, job.created = original, false end
+    if original then id, new = original, false end
   end
-  if job.created and redis.call('EXISTS', P .. 'job:' .. job.id) == 1 then
+  if new and redis.call('EXISTS', job_prefix .. id) == 1 then
     -- The same request sent again after a lost reply (a reconnect): it already took effect.
-    job.created, job.replayed = false, true
+    new, replayed[i] = false, true
   end
-  if job.created then
-    adding[job.queue] = (adding[job.queue] or 0) + 1
-    if job.idem ~= '' then seen_keys[job.idem] = job.id end
+  if new then
+    local queue = ARGV[b + 3]
+    adding[queue] = (adding[queue] or 0) + 1
+    if idem ~= '' then seen_keys[idem] = id end
   end
-  jobs[i] = job
+  ids[i], fresh[i] = id, new
 end
 
 -- Capacity counts pending and scheduled jobs; checked for the whole batch before any write.
@@ -41,60 +47,70 @@ for queue, extra in pairs(adding) do
   if depth + extra > capacity then return {'queue_full', queue} end
 end
 
--- Per job only its own hash (one HSET) and idempotency key; lists, indexes and counters are
--- written once per call with variadic commands.
+-- Pass 2, writes: per job its own hash (one HSET) and idempotency key; lists, indexes and
+-- counters once per call with variadic commands.
 local reply = {'ok', now}
-local pushes, schedules, indexes, stats = {}, {}, {}, {}
-local function append(t, name, ...)
-  local list = t[name]
-  if not list then list = {}; t[name] = list end
-  for _, value in ipairs({...}) do list[#list + 1] = value end
-end
-for _, job in ipairs(jobs) do
+local pushes, schedules = {}, {}  -- queue -> ids | {score, id, ...}
+local pending_index, scheduled_index, all_index = {}, {}, {}
+local created = {}  -- 'created|queue|type' -> count
+for i = 1, n do
+  local b = 4 + (i - 1) * 9
+  local id = ids[i]
   local status
-  if job.created then
-    local due = -1
-    if job.delay_ms >= 0 then due = now + job.delay_ms end
-    if job.run_at >= 0 then due = job.run_at end
-    local key = P .. 'job:' .. job.id
+  if fresh[i] then
+    local job_type, queue, idem = ARGV[b + 2], ARGV[b + 3], ARGV[b + 9]
+    local delay_ms, due = tonumber(ARGV[b + 7]), tonumber(ARGV[b + 8])
+    if delay_ms >= 0 and due < 0 then due = now + delay_ms end
     local timing
     if due > now then
       status, timing = ST.scheduled, 'run_at'
-      append(schedules, job.queue, due, job.id)
+      local list = schedules[queue]
+      if not list then list = {}; schedules[queue] = list end
+      list[#list + 1] = due
+      list[#list + 1] = id
+      scheduled_index[#scheduled_index + 1] = now
+      scheduled_index[#scheduled_index + 1] = id
     else
       status, timing, due = ST.pending, 'enqueued_at', now
-      append(pushes, job.queue, job.id)
+      local list = pushes[queue]
+      if not list then list = {}; pushes[queue] = list end
+      list[#list + 1] = id
+      pending_index[#pending_index + 1] = now
+      pending_index[#pending_index + 1] = id
     end
-    redis.call('HSET', key, 'id', job.id, 'type', job.type, 'queue', job.queue,
-      'payload', job.payload, 'attempts', 0, 'max_attempts', job.max_attempts,
-      'timeout_ms', job.timeout_ms, 'created_at', now, 'lease', 0, 'status', status,
+    local key = job_prefix .. id
+    redis.call('HSET', key, 'id', id, 'type', job_type, 'queue', queue,
+      'payload', ARGV[b + 4], 'attempts', 0, 'max_attempts', ARGV[b + 5],
+      'timeout_ms', ARGV[b + 6], 'created_at', now, 'lease', 0, 'status', status,
       timing, due)
-    if job.idem ~= '' then
-      redis.call('HSET', key, 'idempotency_key', job.idem)
-      redis.call('SET', P .. 'idem:' .. job.idem, job.id, 'EX', idem_ttl)
+    if idem ~= '' then
+      redis.call('HSET', key, 'idempotency_key', idem)
+      redis.call('SET', P .. 'idem:' .. idem, id, 'EX', idem_ttl)
     end
-    append(indexes, status, now, job.id)
-    append(indexes, '', now, job.id)
-    tally(stats, 'created|' .. job.queue .. '|' .. job.type, 1)
+    all_index[#all_index + 1] = now
+    all_index[#all_index + 1] = id
+    local field = 'created|' .. queue .. '|' .. job_type
+    created[field] = (created[field] or 0) + 1
   else
-    status = redis.call('HGET', P .. 'job:' .. job.id, 'status') or ST.pending
+    status = redis.call('HGET', job_prefix .. id, 'status') or ST.pending
   end
-  reply[#reply + 1] = job.id
-  reply[#reply + 1] = status
-  reply[#reply + 1] = (job.created or job.replayed) and 1 or 0
+  local r = #reply
+  reply[r + 1] = id
+  reply[r + 2] = status
+  reply[r + 3] = (fresh[i] or replayed[i]) and 1 or 0
 end
-for queue, ids in pairs(pushes) do
-  redis.call('LPUSH', P .. 'queue:' .. queue, unpack(ids))
+for queue, list in pairs(pushes) do
+  redis.call('LPUSH', P .. 'queue:' .. queue, unpack(list))
   redis.call('SADD', P .. 'queues', queue)
 end
-for queue, pairs_ in pairs(schedules) do
-  redis.call('ZADD', P .. 'scheduled:' .. queue, unpack(pairs_))
+for queue, list in pairs(schedules) do
+  redis.call('ZADD', P .. 'scheduled:' .. queue, unpack(list))
   redis.call('SADD', P .. 'queues', queue)
 end
-for status, pairs_ in pairs(indexes) do
-  -- '' collects the all-jobs index.
-  local index = status == '' and P .. 'jobs' or P .. 'status:' .. status
-  redis.call('ZADD', index, unpack(pairs_))
+if #pending_index > 0 then redis.call('ZADD', P .. 'status:' .. ST.pending, unpack(pending_index)) end
+if #scheduled_index > 0 then
+  redis.call('ZADD', P .. 'status:' .. ST.scheduled, unpack(scheduled_index))
 end
-flush_tally(P .. 'stats', stats)
+if #all_index > 0 then redis.call('ZADD', P .. 'jobs', unpack(all_index)) end
+flush_tally(P .. 'stats', created)
 return reply
