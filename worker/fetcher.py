@@ -3,7 +3,9 @@ finished and refills them, in strict queue priority, in one Lua call per batch.
 
 Under a backlog one call completes every finished job and claims as many new ones as slots
 are free. With nothing to claim and nothing running it blocks in BLMOVE (no polling: an idle
-worker makes one blocking call a second), rotating over the queues it serves.
+worker makes one blocking call a second), rotating over the queues it serves, with the start
+script pipelined behind it (one round trip). The fetcher is a role, not a thread (see
+worker.pool): the slot thread that holds it runs the job BLMOVE brought itself.
 
 A suspect job (recovered from a worker that died) is claimed only when no slot is busy and
 then runs alone: the fetcher claims nothing more until it is recorded.
@@ -22,7 +24,6 @@ import redis
 
 from common.errors import JobNotFoundError, StaleLeaseError
 from common.jobs import ClaimedJob
-from common.logs import worker_id_var
 from common.redis_conn import reopen_if_dropped
 from common.states import JobStatus
 from common.store import JobStore
@@ -61,10 +62,11 @@ class Fetcher:
         self._resync = False
         self._backlog = False  # the last claim got all it asked for: more is waiting
         self._alone: str | None = None  # a suspect job is running: claim nothing beside it
-        self.thread = threading.Thread(target=self._loop, name="fetcher", daemon=True)
+        self._own: ClaimedJob | None = None  # BLMOVE brought it: the role holder runs it
+        self.finished = threading.Event()  # closed, and every outcome recorded
 
-    def _loop(self) -> None:
-        worker_id_var.set(self.worker_id)
+    def hold(self) -> ClaimedJob | None:
+        """The fetcher loop, in the slot thread that holds the role (see worker.pool)."""
         delay = 0.05
         while not (self.closed.is_set() and self.pool.done.empty()):
             try:
@@ -81,6 +83,12 @@ class Fetcher:
             except Exception:
                 log.exception("fetcher.error")
                 self.closed.wait(1.0)
+            if self._own is not None:
+                job, self._own = self._own, None
+                self.pool.lend()
+                return job
+        self.finished.set()
+        return None
 
     def _step(self) -> None:
         done = self._collect()
@@ -160,7 +168,8 @@ class Fetcher:
         event = "job.failed" if status is JobStatus.FAILED else "job.retry_scheduled"
         log.info(event, extra={**_fields(job), "error": error, "status": status.value})
 
-    def _dispatch(self, jobs: list[ClaimedJob]) -> None:
+    def _dispatch(self, jobs: list[ClaimedJob], *, own: bool = False) -> None:
+        """To the slots; `own`: the one job for the role holder's thread to run itself."""
         debug = log.isEnabledFor(logging.DEBUG)
         for job in jobs:
             self.running.add(job.id)
@@ -169,7 +178,11 @@ class Fetcher:
                 log.info("job.started_alone", extra=_fields(job))
             elif debug:
                 log.debug("job.started", extra=_fields(job))
-        self.pool.submit(jobs)
+        if own:
+            (self._own,) = jobs
+            self.pool.busy += 1
+        else:
+            self.pool.submit(jobs)
         if self.pool.busy:
             self.idle.clear()
         else:
@@ -185,10 +198,9 @@ class Fetcher:
         self._rotation += 1
         block_s = BLOCK_S if len(active) == 1 else MULTI_QUEUE_BLOCK_S
         # A lost reply here raises into _loop, which then releases any orphaned id.
-        job_id = self.store.take_blocking(self.worker_id, queue_name, block_s)
-        job = None if job_id is None else self.store.start(self.worker_id, job_id, queue_name)
+        job = self.store.take_and_start(self.worker_id, queue_name, block_s)
         if job is not None:
-            self._dispatch([job])
+            self._dispatch([job], own=True)
 
     def _release_orphans(self) -> None:
         """After a lost reply: ids in our processing list that no slot runs go back."""

@@ -75,8 +75,7 @@ class Worker:
             "worker.started",
             extra={"queues": self.queues, "slots": self.pool.size, "handlers": registered_types()},
         )
-        self.pool.start()
-        self.fetcher.thread.start()
+        self.pool.start(self.fetcher)
         for duty in self.duties:
             duty.thread.start()
         while not self.shutdown_requested.wait(0.2):
@@ -116,7 +115,7 @@ class Worker:
         self._stopping.set()
         finished = self.fetcher.idle.wait(grace + BLOCK_S)
         self.fetcher.closed.set()
-        self.fetcher.thread.join(FINAL_FLUSH_S + BLOCK_S + 1)
+        self.fetcher.finished.wait(FINAL_FLUSH_S + BLOCK_S + 1)
         requeued = self._release()
         for duty in self.duties:
             duty.stop.set()

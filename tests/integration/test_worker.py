@@ -197,3 +197,24 @@ def _eventually(check: object, timeout_s: float = 10) -> bool:
             return True
         time.sleep(0.02)
     return False
+
+
+def test_a_long_job_on_an_idle_worker_does_not_hold_up_the_next_one(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    worker, store = _worker(redis_server, redis_client, WORKER_COUNT="2")
+    slow = store.enqueue(JobSpec(type="sleep", payload={"seconds": 3})).job_id
+    runner = threading.Thread(target=worker.run, kwargs={"until_idle": True}, daemon=True)
+    runner.start()
+    # The idle fetcher took the slow job and runs it in its own thread; another slot
+    # takes over fetching, so a job submitted meanwhile starts at once.
+    deadline = time.monotonic() + 10
+    while store.get_status(slow) is not JobStatus.PROCESSING and time.monotonic() < deadline:
+        time.sleep(0.01)
+    quick = store.enqueue(JobSpec(type="echo", payload={"n": 1})).job_id
+    while store.get_status(quick) is not JobStatus.COMPLETED and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store.get_status(quick) is JobStatus.COMPLETED
+    assert store.get_status(slow) is JobStatus.PROCESSING  # still running
+    runner.join(15)
+    assert store.get_status(slow) is JobStatus.COMPLETED
