@@ -3,8 +3,8 @@ one measurement of WorkStream, printed as one JSON line.
 
 SYSTEM is `workstream` (the Python producer API: JobStore.enqueue / enqueue_many) or
 `workstream-http` (submissions through a `workstream-api` process: POST /jobs, /jobs/batch).
-Workers are `workstream-worker` processes with WORKER_HANDLERS=bench.handlers, NAMESPACE=bench,
-WORKER_COUNT=10, LOG_LEVEL=warning.
+Workers: one `workstream-worker` command with WORKER_PROCESSES=procs, WORKER_COUNT=32 (10 for
+`workstream-10`), WORKER_HANDLERS=bench.handlers, NAMESPACE=bench, LOG_LEVEL=warning.
 """
 
 from __future__ import annotations
@@ -98,8 +98,9 @@ class WorkStreamSystem(System):
         self.latency_ids.append(self.store.enqueue(spec).job_id)
 
     def worker_commands(self, procs: int) -> list[tuple[list[str], dict[str, str]]]:
-        env = workstream_env(self.redis_url, self.slots)
-        return [([venv_bin("workstream-worker")], env) for _ in range(procs)]
+        # One command for all processes, as the peers run (huey -w, dramatiq --processes).
+        env = workstream_env(self.redis_url, self.slots) | {"WORKER_PROCESSES": str(procs)}
+        return [([venv_bin("workstream-worker")], env)]
 
     def workers_ready(self, r: redis.Redis, procs: int) -> bool | None:
         return int(r.zcard(WORKERS_KEY)) >= procs
