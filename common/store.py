@@ -22,6 +22,7 @@ from common.settings import Settings
 from common.states import JobStatus
 
 MAX_BATCH = 1000
+_STATUS_BY_VALUE = {status.value: status for status in JobStatus}  # faster than JobStatus(v)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,14 @@ class JobStore:
         self.settings = settings
         self.keys = Keys(settings.namespace)
         self._prefix = self.keys.prefix
+        # Computed once: enqueue is the producer's hot path.
+        self._enqueue_keys = [self.keys.stats]
+        self._enqueue_head = (
+            self._prefix,
+            settings.job_queue_capacity,
+            int(settings.idempotency_ttl.total_seconds()),
+        )
+        self._default_timeout_ms = round(settings.job_timeout.total_seconds() * 1000)
 
     # -- submission -------------------------------------------------------------------------
 
@@ -81,30 +90,27 @@ class JobStore:
         if not 1 <= len(specs) <= MAX_BATCH:
             raise ValueError(f"a batch holds 1 to {MAX_BATCH} jobs")
         ids = list(job_ids) if job_ids is not None else [new_job_id() for _ in specs]
-        args: list[Any] = [
-            self._prefix,
-            self.settings.job_queue_capacity,
-            int(self.settings.idempotency_ttl.total_seconds()),
-            len(specs),
-        ]
+        args: list[Any] = [*self._enqueue_head, len(specs)]
+        max_attempts, timeout_ms = self.settings.max_attempts, self._default_timeout_ms
         for job_id, spec in zip(ids, specs, strict=True):
             args += [
                 job_id,
                 spec.type,
                 spec.queue,
                 spec.payload_json(),
-                spec.max_attempts or self.settings.max_attempts,
-                round((spec.timeout or self.settings.job_timeout.total_seconds()) * 1000),
+                spec.max_attempts or max_attempts,
+                timeout_ms if spec.timeout is None else round(spec.timeout * 1000),
                 -1 if spec.delay is None else round(spec.delay * 1000),
                 -1 if spec.run_at_ms is None else spec.run_at_ms,
                 spec.idempotency_key or "",
             ]
-        reply = scripts.call(self.redis, "enqueue", [self.keys.stats], args)
+        reply = scripts.call(self.redis, "enqueue", self._enqueue_keys, args)
         if reply[0] == "queue_full":
             raise QueueFullError(str(reply[1]), self.settings.job_queue_capacity)
         now = int(reply[1])
+        status = _STATUS_BY_VALUE
         return [
-            EnqueueResult(str(reply[i]), JobStatus(reply[i + 1]), reply[i + 2] == 1, now)
+            EnqueueResult(str(reply[i]), status[reply[i + 1]], reply[i + 2] == 1, now)
             for i in range(2, len(reply), 3)
         ]
 
