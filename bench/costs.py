@@ -1,8 +1,8 @@
 """`python -m bench.costs`: what WorkStream costs per job and when idle, on a private Redis.
 
-- drain: N one-INCR jobs pre-enqueued, 2 worker processes started; prints jobs/s, worker and
-  Redis CPU per job (from /proc/<pid>/stat), Lua batch size and round trips per job (from
-  INFO commandstats / stats).
+- drain: N one-INCR jobs pre-enqueued, 2 worker processes started (one command,
+  WORKER_PROCESSES=2); prints jobs/s, worker and Redis CPU per job (from /proc/<pid>/stat),
+  Lua batch size and round trips per job (from INFO commandstats / stats).
 - idle: one worker with nothing to do for 20 s; prints its CPU use.
 
 Every process is started here and stopped by its pid; every wait is bounded.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.core import client, spawn, stop_all
@@ -32,6 +33,12 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def family_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its live children (a WORKER_PROCESSES supervisor)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return cpu_s(pid) + sum(cpu_s(int(child)) for child in children)
+
+
 def drain(url: str, redis_pid: int, n: int, slots: int) -> dict[str, Any]:
     r = client(url)
     r.flushall()
@@ -42,16 +49,16 @@ def drain(url: str, redis_pid: int, n: int, slots: int) -> dict[str, Any]:
     finally:
         producer.close()
     r.config_resetstat()
-    command = [venv_bin("workstream-worker")]
-    env = workstream_env(url, slots)
-    workers = [spawn(command, env, log_name="costs-worker") for _ in range(2)]
+    # As the benchmark runs them: one command, two worker processes (WORKER_PROCESSES).
+    env = workstream_env(url, slots) | {"WORKER_PROCESSES": "2"}
+    workers = [spawn([venv_bin("workstream-worker")], env, log_name="costs-worker")]
     try:
         redis_before, started = cpu_s(redis_pid), time.monotonic()
         while int(r.get(COUNTER_KEY) or 0) < n and time.monotonic() - started < DRAIN_TIMEOUT_S:
             time.sleep(0.01)
         elapsed = time.monotonic() - started
         done = int(r.get(COUNTER_KEY) or 0)
-        worker_cpu = sum(cpu_s(w.pid) for w in workers)
+        worker_cpu = family_cpu_s(workers[0].pid)
         redis_cpu = cpu_s(redis_pid) - redis_before
         commands = r.info("commandstats")
         reads = int(r.info("stats")["total_reads_processed"])
