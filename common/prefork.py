@@ -10,10 +10,12 @@ recovers a dead worker's jobs.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from types import FrameType
@@ -95,6 +97,7 @@ class Supervisor:
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
+                _terminate_with_parent()
                 code = self.serve()
             except BaseException:  # the child must never return into the parent's loop
                 self.log.exception(f"{self.component}.child_error")
@@ -118,3 +121,16 @@ class Supervisor:
                 os.kill(pid, signum)
             except ProcessLookupError:
                 pass
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _terminate_with_parent() -> None:
+    """A parent killed with SIGKILL cannot forward anything: the kernel sends the child
+    SIGTERM instead (Linux), so it drains and exits rather than living on as an orphan that
+    reconnects to whatever Redis later listens on the same address."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() == 1:  # the parent died before the call: nobody supervises us
+            os.kill(os.getpid(), signal.SIGTERM)

@@ -72,6 +72,14 @@ def test_the_parent_holds_no_redis_connection_and_no_thread(stack: Stack) -> Non
     assert not [fd for fd in fds.iterdir() if os.readlink(fd).startswith("socket:")]
 
 
+def test_children_stop_when_the_parent_is_killed_instead_of_living_on(stack: Stack) -> None:
+    api = stack.start_api()
+    parent = start_workers(stack, api)
+    orphans = children(parent)
+    os.kill(parent.pid, signal.SIGKILL)  # the parent this test started
+    assert wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in orphans), 15)
+
+
 def test_a_sigkilled_worker_process_is_replaced_and_every_job_still_completes(
     stack: Stack,
 ) -> None:
