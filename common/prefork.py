@@ -91,13 +91,14 @@ class Supervisor:
         self.log.log(level, f"{self.component}.{name}", extra=fields)
 
     def _fork(self) -> None:
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: default signal handling until serve() installs its own
             code = 1
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                _terminate_with_parent()
+                _terminate_with_parent(parent)
                 code = self.serve()
             except BaseException:  # the child must never return into the parent's loop
                 self.log.exception(f"{self.component}.child_error")
@@ -126,11 +127,11 @@ class Supervisor:
 PR_SET_PDEATHSIG = 1
 
 
-def _terminate_with_parent() -> None:
+def _terminate_with_parent(parent: int) -> None:
     """A parent killed with SIGKILL cannot forward anything: the kernel sends the child
     SIGTERM instead (Linux), so it drains and exits rather than living on as an orphan that
     reconnects to whatever Redis later listens on the same address."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() == 1:  # the parent died before the call: nobody supervises us
+        if os.getppid() != parent:  # it died before the call: we were adopted already
             os.kill(os.getpid(), signal.SIGTERM)

@@ -102,9 +102,9 @@ def call_behind(
 ) -> tuple[Any, Any]:
     """`command` and then the script, pipelined in one round trip on a dedicated client; both
     replies. Redis reads a blocked client's next command only once the blocking command has
-    been served, so the script sees what a BLMOVE in front of it did. An
-    error reply to `command` is raised once both replies are read (the connection stays in
-    step); a script Redis lost (a restart) is loaded and the script alone sent again."""
+    been served, so the script sees what a BLMOVE in front of it did. An error reply to
+    `command` is raised once both replies are read (the connection stays in step); a script
+    Redis lost (a restart) is loaded and the script alone sent again."""
     connection = client.connection
     assert connection is not None
     sha = SCRIPTS[name].sha

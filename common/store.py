@@ -91,15 +91,14 @@ class JobStore:
             raise ValueError(f"a batch holds 1 to {MAX_BATCH} jobs")
         ids = list(job_ids) if job_ids is not None else [new_job_id() for _ in specs]
         args: list[Any] = [*self._enqueue_head, len(specs)]
-        max_attempts, timeout_ms = self.settings.max_attempts, self._default_timeout_ms
         for job_id, spec in zip(ids, specs, strict=True):
             args += [
                 job_id,
                 spec.type,
                 spec.queue,
                 spec.payload_json(),
-                spec.max_attempts or max_attempts,
-                timeout_ms if spec.timeout is None else round(spec.timeout * 1000),
+                spec.max_attempts or self.settings.max_attempts,
+                self._timeout_ms(spec),
                 -1 if spec.delay is None else round(spec.delay * 1000),
                 -1 if spec.run_at_ms is None else spec.run_at_ms,
                 spec.idempotency_key or "",
@@ -113,6 +112,9 @@ class JobStore:
             EnqueueResult(str(reply[i]), status[reply[i + 1]], reply[i + 2] == 1, now)
             for i in range(2, len(reply), 3)
         ]
+
+    def _timeout_ms(self, spec: JobSpec) -> int:
+        return self._default_timeout_ms if spec.timeout is None else round(spec.timeout * 1000)
 
     def submit(self, spec: JobSpec) -> tuple[Job, bool]:
         """Enqueues one job and returns it with whether it was created; a new job is built
@@ -134,7 +136,7 @@ class JobStore:
             error=None,
             attempts=0,
             max_attempts=spec.max_attempts or self.settings.max_attempts,
-            timeout_ms=round((spec.timeout or self.settings.job_timeout.total_seconds()) * 1000),
+            timeout_ms=self._timeout_ms(spec),
             created_at=now,
             enqueued_at=None if scheduled else now,
             run_at=due if scheduled else None,

@@ -197,7 +197,7 @@ class Fetcher:
         queue_name = active[self._rotation % len(active)]
         self._rotation += 1
         block_s = BLOCK_S if len(active) == 1 else MULTI_QUEUE_BLOCK_S
-        # A lost reply here raises into _loop, which then releases any orphaned id.
+        # A lost reply here raises into hold(), which then releases any orphaned id.
         job = self.store.take_and_start(self.worker_id, queue_name, block_s)
         if job is not None:
             self._dispatch([job], own=True)

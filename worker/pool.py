@@ -33,7 +33,7 @@ from worker.registry import JobTimeoutError
 
 log = logging.getLogger("worker.pool")
 
-WATCHDOG_TICK_S = 0.02  # idle cost: 50 wake-ups a second, ~0.05 % of a core
+WATCHDOG_TICK_S = 0.02  # idle cost: 50 wake-ups a second (idle worker 0.3 % -> 0.6 % CPU)
 ROLE_LEND_S = 0.02
 ABANDON_AFTER_S = 2.0  # after the timeout was raised in the thread without effect
 
