@@ -10,9 +10,8 @@ import threading
 from types import FrameType
 from typing import Any
 
-from waitress.server import BaseWSGIServer, create_server
-
 from api.app import create_app
+from api.dispatch import InlineServer
 from api.prefork import listening_socket
 from common.logs import configure_logging
 from common.prefork import Supervisor
@@ -28,19 +27,18 @@ CHANNEL_TIMEOUT_S = 120
 
 
 def build_server(
-    settings: Settings, stopping: threading.Event, sock: socket.socket | None = None
-) -> BaseWSGIServer:
-    """`sock`: an already listening socket shared with sibling processes (API_PROCESSES)."""
+    settings: Settings, sock: socket.socket | None = None
+) -> tuple[InlineServer, threading.Event]:
+    """`sock`: an already listening socket shared with sibling processes (API_PROCESSES).
+    Returns the server and the event that ends every long-poll at once (shutdown)."""
     client = connect(settings, max_connections=settings.api_threads + 8)
     store = JobStore(client, settings)
+    stopping = threading.Event()
     app = create_app(settings, store, stopping=stopping)
-    # Falcon's and typeshed's spellings of start_response differ; both are plain WSGI.
-    wsgi_app: Any = app
-    where: dict[str, Any] = (
-        {"sockets": [sock]} if sock else {"host": settings.host, "port": settings.port}
-    )
-    server = create_server(
-        wsgi_app,
+    where: dict[str, Any] = {} if sock else {"host": settings.host, "port": settings.port}
+    server = InlineServer(
+        app,
+        sock,
         **where,
         threads=settings.api_threads,
         connection_limit=max(CONNECTION_LIMIT_MIN, settings.api_threads * 8),
@@ -51,8 +49,7 @@ def build_server(
         ident="workstream",
         clear_untrusted_proxy_headers=True,
     )
-    assert isinstance(server, BaseWSGIServer)
-    return server
+    return server, stopping
 
 
 def main() -> int:
@@ -76,14 +73,12 @@ def serve_shared(settings: Settings) -> int:
 
 def serve(settings: Settings, sock: socket.socket | None = None) -> int:
     """One waitress process until SIGTERM/SIGINT."""
-    stopping = threading.Event()
-    server = build_server(settings, stopping, sock)
+    server, stopping = build_server(settings, sock)
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        # Raised inside waitress's select loop, which catches SystemExit and shuts its
-        # task dispatcher down; long-polls end at once because `stopping` is set.
+        # Long-polls end at once; the loop ends now, or after the submission it is serving.
         stopping.set()
-        raise SystemExit(0)
+        server.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -91,13 +86,13 @@ def serve(settings: Settings, sock: socket.socket | None = None) -> int:
         "api.started",
         extra={
             "host": settings.host,
-            "port": getattr(server, "effective_port", settings.port),
+            "port": server.port or settings.port,
             "threads": settings.api_threads,
             "pid": os.getpid(),
         },
     )
     try:
-        server.run()
+        server.serve()
     except SystemExit:
         pass  # a signal outside the loop
     finally:

@@ -11,10 +11,9 @@ import falcon
 import falcon.testing
 import pytest
 import redis
-from waitress import wasyncore
-from waitress.server import create_server
 
 from api.app import create_app
+from api.dispatch import InlineServer
 from common.jobs import JobSpec
 from common.redis_conn import connect
 from common.settings import Settings
@@ -71,28 +70,30 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """waitress in a thread of this process, on a free loopback port."""
+    """The API's waitress server (api.dispatch) in a thread of this process, whose loop is
+    that thread, on a free loopback port."""
 
-    def __init__(self, app: App, threads: int) -> None:
-        wsgi: Any = app
-        server: Any = create_server(
-            wsgi, host="127.0.0.1", port=0, threads=threads, connection_limit=2000
+    def __init__(self, app: Any, threads: int) -> None:
+        self.inline = InlineServer(
+            app, host="127.0.0.1", port=0, threads=threads, connection_limit=2000
         )
-        self.server = server
-        self.url = f"http://127.0.0.1:{self.server.effective_port}"
-        self._thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = f"http://127.0.0.1:{self.inline.port}"
+        self._thread = threading.Thread(target=self.inline.serve, daemon=True)
+
+    @property
+    def loop_thread(self) -> int | None:
+        return self._thread.ident
 
     def __enter__(self) -> LiveServer:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        # Let the request threads finish first (they wake the loop through its trigger), then
-        # have the loop thread itself close every channel; it returns once its map is empty.
-        self.server.task_dispatcher.shutdown(timeout=10)
-        self.server.trigger.pull_trigger(lambda: wasyncore.close_all(self.server._map))
-        self._thread.join(timeout=10)
+        # The loop ends and waits for the pool's requests, then every channel is closed.
+        self.inline.stop_from_thread()
+        self._thread.join(timeout=15)
         assert not self._thread.is_alive(), "waitress did not stop"
+        self.inline.close()
 
 
 @pytest.fixture

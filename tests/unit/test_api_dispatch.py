@@ -1,0 +1,149 @@
+"""Which requests waitress's loop thread serves itself (api.dispatch), with fake channels."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import pytest
+
+from api.dispatch import (
+    COOL_DOWN_S,
+    INLINE_MAX_BACKLOG_BYTES,
+    INLINE_MAX_BODY_BYTES,
+    SLOW_INLINE_S,
+    InlineDispatcher,
+    InlineServer,
+)
+
+
+@dataclass
+class FakeRequest:
+    command: str = "POST"
+    path: str = "/jobs"
+    content_length: int = 40
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class FakeChannel:
+    request: FakeRequest = field(default_factory=FakeRequest)
+    total_outbufs_len: int = 0
+    served_for: float = 0.0  # seconds a service() takes on the fake clock
+    clock: FakeClock | None = None
+    served: int = 0
+
+    @property
+    def requests(self) -> list[FakeRequest]:
+        return [self.request]
+
+    def service(self) -> None:
+        self.served += 1
+        if self.clock is not None:
+            self.clock.now += self.served_for
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def dispatcher(clock: FakeClock) -> InlineDispatcher:
+    # No pool threads are started: a task handed to the pool stays in `queue` for inspection.
+    made = InlineDispatcher(clock=clock)
+    made.loop_thread = threading.get_ident()
+    return made
+
+
+def test_a_small_submission_read_by_the_loop_is_served_by_the_loop(
+    dispatcher: InlineDispatcher,
+) -> None:
+    channel = FakeChannel()
+    dispatcher.add_task(channel)
+    assert list(dispatcher.ready) == [channel] and not dispatcher.queue
+    dispatcher.run_ready()
+    assert channel.served == 1 and not dispatcher.ready
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        FakeRequest(command="GET", path="/jobs"),
+        FakeRequest(command="GET", path="/jobs/abc"),
+        FakeRequest(command="POST", path="/jobs/batch"),
+        FakeRequest(command="POST", path="/queues/default/pause"),
+        FakeRequest(content_length=INLINE_MAX_BODY_BYTES + 1),
+    ],
+    ids=["list", "read-or-long-poll", "batch", "operator-action", "large-body"],
+)
+def test_every_other_request_goes_to_the_thread_pool(
+    dispatcher: InlineDispatcher, request_: FakeRequest
+) -> None:
+    channel = FakeChannel(request=request_)
+    dispatcher.add_task(channel)
+    assert list(dispatcher.queue) == [channel] and not dispatcher.ready
+
+
+def test_a_submission_pipelined_behind_a_pool_request_stays_in_the_pool(
+    dispatcher: InlineDispatcher,
+) -> None:
+    # The pool thread that finished the previous request queues the next one itself.
+    dispatcher.loop_thread = -1
+    channel = FakeChannel()
+    dispatcher.add_task(channel)
+    assert list(dispatcher.queue) == [channel]
+
+
+def test_a_client_not_reading_its_replies_is_served_by_the_pool(
+    dispatcher: InlineDispatcher,
+) -> None:
+    channel = FakeChannel(total_outbufs_len=INLINE_MAX_BACKLOG_BYTES + 1)
+    dispatcher.add_task(channel)
+    assert list(dispatcher.queue) == [channel]
+
+
+def test_a_slow_inline_submission_sends_submissions_to_the_pool_for_a_cool_down(
+    dispatcher: InlineDispatcher, clock: FakeClock
+) -> None:
+    dispatcher.add_task(FakeChannel(served_for=SLOW_INLINE_S * 2, clock=clock))
+    dispatcher.run_ready()
+
+    during = FakeChannel()
+    dispatcher.add_task(during)
+    clock.now += COOL_DOWN_S
+    after = FakeChannel()
+    dispatcher.add_task(after)
+
+    assert list(dispatcher.queue) == [during]
+    assert list(dispatcher.ready) == [after]
+
+
+def test_fast_inline_submissions_keep_being_served_inline(
+    dispatcher: InlineDispatcher, clock: FakeClock
+) -> None:
+    for _ in range(3):
+        dispatcher.add_task(FakeChannel(served_for=SLOW_INLINE_S / 2, clock=clock))
+        dispatcher.run_ready()
+    assert not dispatcher.queue
+
+
+def test_stop_during_an_inline_submission_lets_the_loop_answer_it_first() -> None:
+    server = InlineServer(lambda environ, start: [], host="127.0.0.1", port=0, threads=1)
+    try:
+        server.dispatcher.running_inline = True
+        server.stop()  # no SystemExit: the loop ends after this request has been answered
+        assert server.stopping.is_set()
+        server.dispatcher.running_inline = False
+        with pytest.raises(SystemExit):
+            server.stop()
+    finally:
+        server.dispatcher.shutdown()
+        server.close()
