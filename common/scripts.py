@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -25,11 +26,39 @@ def _read(name: str) -> str:
     return resources.files("common").joinpath("scripts").joinpath(name).read_text(encoding="utf-8")
 
 
-def _preamble() -> str:
+# A top-level definition in the Lua library: `local function name(` or `local A, B =`.
+_DEFINITION = re.compile(r"^local (?:function )?([A-Za-z_]\w*(?:, [A-Za-z_]\w*)*)", re.MULTILINE)
+_WORD = re.compile(r"[A-Za-z_]\w*")
+
+
+def _library() -> list[tuple[frozenset[str], str]]:
+    """The shared preamble as top-level definitions in order, each with the names it defines
+    (the constants rendered from Python first: ST = status names, BUCKETS_MS = histogram
+    bounds). Text before the first definition is kept with it."""
     statuses = ", ".join(f"{status.name.lower()} = '{status.value}'" for status in JobStatus)
     buckets = ", ".join(str(bound) for bound in BUCKETS_MS)
-    library = "".join(_read(name) for name in ("_lib.lua", "_claim.lua"))
-    return f"local ST = {{{statuses}}}\nlocal BUCKETS_MS = {{{buckets}}}\n{library}\n"
+    text = f"local ST = {{{statuses}}}\nlocal BUCKETS_MS = {{{buckets}}}\n" + "".join(
+        _read(name) for name in ("_lib.lua", "_claim.lua")
+    )
+    matches = list(_DEFINITION.finditer(text))
+    ends = [match.start() for match in matches[1:]] + [len(text)]
+    return [
+        (frozenset(match.group(1).split(", ")), text[match.start() : end])
+        for match, end in zip(matches, ends, strict=True)
+    ]
+
+
+def _preamble(body: str) -> str:
+    """The library definitions `body` uses, directly or through each other, in library order.
+    Every definition in a script's preamble is run on each call (closures, tables), so a
+    script carries only the helpers it needs: ~5 us of Redis time less per call."""
+    library = _library()
+    defined = frozenset().union(*(names for names, _ in library))
+    wanted = set(_WORD.findall(body)) & defined | {"P"}
+    for names, chunk in reversed(library):  # a definition uses only those above it
+        if names & wanted:
+            wanted |= set(_WORD.findall(chunk)) & defined
+    return "".join(chunk for names, chunk in library if names & wanted) + "\n"
 
 
 @dataclass(frozen=True)
@@ -40,10 +69,10 @@ class Script:
 
 
 def _load_all() -> dict[str, Script]:
-    preamble = _preamble()
     scripts = {}
     for name in sorted(SCRIPT_NAMES):
-        source = preamble + _read(f"{name}.lua")
+        body = _read(f"{name}.lua")
+        source = _preamble(body) + body
         sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
         scripts[name] = Script(name, source, sha)
     return scripts
