@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from common.jobs import ClaimedJob
-from worker.pool import ROLE_LEND_S, Pool
+from worker import pool as pool_module
+from worker.pool import ROLE_LEND_S, WATCHDOG_TICK_S, Pool
 from worker.registry import handler
 
 HOLD_TIMEOUT_S = 5.0
@@ -97,3 +98,50 @@ def test_a_slow_job_has_the_fetcher_role_passed_to_another_thread_meanwhile(
     assert time.monotonic() - started < ROLE_LEND_S * 25  # before the slow job ended
     finished, outcome = pool.done.get(timeout=HOLD_TIMEOUT_S)
     assert finished.id == "slow" and outcome.ok
+
+
+@pytest.fixture
+def quick_to_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pool_module, "WATCHDOG_IDLE_AFTER_S", WATCHDOG_TICK_S * 3)
+
+
+@pytest.mark.parametrize("pool_and_fetcher", [[]], indirect=True)
+def test_an_idle_pools_watchdog_sleeps_instead_of_ticking(
+    quick_to_idle: None, pool_and_fetcher: tuple[Pool, ScriptedFetcher]
+) -> None:
+    pool, fetcher = pool_and_fetcher
+    fetcher.wait_holders(1)  # the fetcher waits for work; nothing runs, nothing is lent
+    time.sleep(WATCHDOG_TICK_S * 5)  # past WATCHDOG_IDLE_AFTER_S
+    ticks = pool.watchdog_ticks
+    time.sleep(WATCHDOG_TICK_S * 15)
+    assert pool.watchdog_ticks - ticks <= 1  # ticking, it would have woken ~15 times
+
+
+class IdleThenJobFetcher(ScriptedFetcher):
+    """Waits idle for a while (the watchdog goes to sleep), then hands out its one job."""
+
+    def hold(self) -> ClaimedJob | None:
+        if self.jobs:
+            time.sleep(WATCHDOG_TICK_S * 10)
+        return super().hold()
+
+
+def test_a_job_started_after_an_idle_spell_still_has_its_timeout_enforced(
+    quick_to_idle: None,
+) -> None:
+    stuck = ClaimedJob(
+        id="stuck", type="pool_role_sleep", queue="default", payload_json='{"seconds": 3}',
+        attempt=1, max_attempts=1, timeout_ms=100, lease="1", created_at=0, alone=False,
+    )  # fmt: skip
+    fetcher = IdleThenJobFetcher([stuck])
+    pool = Pool(NoRedisStore(), "w-test", 2)  # type: ignore[arg-type]
+    fetcher.pool = pool
+    for slot in pool.slots:
+        slot._client = lambda: None  # type: ignore[method-assign, assignment, return-value]
+    pool.start(fetcher)
+    try:
+        finished, outcome = pool.done.get(timeout=HOLD_TIMEOUT_S)
+    finally:
+        fetcher.closed.set()
+        pool.close()
+    assert finished.id == "stuck" and outcome.timed_out
