@@ -10,7 +10,9 @@ from ever stalling the loop for long:
 - a client that is not reading its replies is served by the pool (an inline reply must never
   wait on the loop for buffer space, which would deadlock it);
 - after a slow inline submission (Redis unreachable or overloaded) submissions go to the pool
-  for a cool-down, so one stalled Redis call holds the loop once, not once per request.
+  for a cool-down, so one stalled Redis call holds the loop once, not once per request; the
+  cool-down doubles while inline submissions keep being slow (a Redis that stays stalled holds
+  the loop at most once a minute) and starts over after a fast one.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ INLINE_MAX_BODY_BYTES = 64 * 1024
 INLINE_MAX_BACKLOG_BYTES = 256 * 1024
 SLOW_INLINE_S = 0.05
 COOL_DOWN_S = 1.0
+MAX_COOL_DOWN_S = 60.0
 
 
 class InlineDispatcher(ThreadedTaskDispatcher):
@@ -46,6 +49,7 @@ class InlineDispatcher(ThreadedTaskDispatcher):
         self.running_inline = False
         self._clock = clock
         self._pool_until = 0.0
+        self._cool_down_s = COOL_DOWN_S
 
     def add_task(self, task: Any) -> None:
         # `task` is an HTTPChannel whose requests[0] is complete. add_task is called with the
@@ -73,8 +77,12 @@ class InlineDispatcher(ThreadedTaskDispatcher):
                 channel = self.ready.popleft()
                 started = self._clock()
                 channel.service()
-                if self._clock() - started > SLOW_INLINE_S:
-                    self._pool_until = self._clock() + COOL_DOWN_S
+                finished = self._clock()
+                if finished - started <= SLOW_INLINE_S:
+                    self._cool_down_s = COOL_DOWN_S
+                    continue
+                self._pool_until = finished + self._cool_down_s
+                self._cool_down_s = min(self._cool_down_s * 2, MAX_COOL_DOWN_S)
         finally:
             self.running_inline = False
 

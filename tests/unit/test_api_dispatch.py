@@ -11,6 +11,7 @@ from api.dispatch import (
     COOL_DOWN_S,
     INLINE_MAX_BACKLOG_BYTES,
     INLINE_MAX_BODY_BYTES,
+    MAX_COOL_DOWN_S,
     SLOW_INLINE_S,
     InlineDispatcher,
     InlineServer,
@@ -124,6 +125,33 @@ def test_a_slow_inline_submission_sends_submissions_to_the_pool_for_a_cool_down(
 
     assert list(dispatcher.queue) == [during]
     assert list(dispatcher.ready) == [after]
+
+
+def pool_spell_after_slow_submission(dispatcher: InlineDispatcher, clock: FakeClock) -> float:
+    """Serves one slow submission inline; how long submissions then go to the pool."""
+    dispatcher.add_task(FakeChannel(served_for=SLOW_INLINE_S * 2, clock=clock))
+    dispatcher.run_ready()
+    slow_ended = clock.now
+    while not dispatcher.runs_inline(FakeChannel()):
+        clock.now += 0.25
+    return clock.now - slow_ended
+
+
+def test_the_cool_down_doubles_while_inline_submissions_stay_slow(
+    dispatcher: InlineDispatcher, clock: FakeClock
+) -> None:
+    spells = [pool_spell_after_slow_submission(dispatcher, clock) for _ in range(8)]
+    assert spells == pytest.approx([1, 2, 4, 8, 16, 32, MAX_COOL_DOWN_S, MAX_COOL_DOWN_S])
+
+
+def test_a_fast_inline_submission_resets_the_cool_down(
+    dispatcher: InlineDispatcher, clock: FakeClock
+) -> None:
+    pool_spell_after_slow_submission(dispatcher, clock)
+    pool_spell_after_slow_submission(dispatcher, clock)
+    dispatcher.add_task(FakeChannel(served_for=SLOW_INLINE_S / 2, clock=clock))
+    dispatcher.run_ready()
+    assert pool_spell_after_slow_submission(dispatcher, clock) == pytest.approx(COOL_DOWN_S)
 
 
 def test_fast_inline_submissions_keep_being_served_inline(
