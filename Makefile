@@ -40,6 +40,7 @@ chaos: $(STAMP_DEV)
 
 bench: $(STAMP_DEV)
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.paired
 
 bench-quick: $(STAMP_DEV)
 	$(BIN)/python -m bench --quick

@@ -95,7 +95,8 @@ class InlineServer:
         self.dispatcher.set_thread_count(adjustments.get("threads", 4))
         self.socket_map: dict[int, Any] = {}
         where: dict[str, Any] = {"sockets": [sock]} if sock else {}
-        # `_dispatcher` is waitress's documented seam for its own tests; pinned to waitress 3.
+        # `_dispatcher` is the hook waitress's own tests use to supply a dispatcher (a private
+        # parameter, hence waitress pinned below 4 and tests that fail if it stops working).
         server = create_server(
             app, map=self.socket_map, _dispatcher=self.dispatcher, **where, **adjustments
         )
