@@ -115,8 +115,8 @@ class InlineServer:
         idle_timeout = self.server.adj.asyncore_loop_timeout
         try:
             while self.socket_map and not self.stopping.is_set():
-                poll(0.0 if self.dispatcher.ready else idle_timeout, self.socket_map)
-                self.dispatcher.run_ready()
+                poll(idle_timeout, self.socket_map)
+                self.dispatcher.run_ready()  # leaves `ready` empty
         except (SystemExit, KeyboardInterrupt):
             pass
         finally:
@@ -135,5 +135,5 @@ class InlineServer:
         self.server.pull_trigger()
 
     def close(self) -> None:
+        """Closes every channel, the listening socket and the trigger (all in the map)."""
         wasyncore.close_all(self.socket_map)
-        self.server.close()
