@@ -12,12 +12,12 @@ from typing import Any
 
 from api.app import create_app
 from api.dispatch import InlineServer
+from api.group_commit import GroupCommitStore
 from api.prefork import listening_socket
 from common.logs import configure_logging
 from common.prefork import Supervisor
 from common.redis_conn import connect
 from common.settings import Settings, load_or_exit
-from common.store import JobStore
 
 log = logging.getLogger("api")
 
@@ -32,13 +32,14 @@ def build_server(
     """`sock`: an already listening socket shared with sibling processes (API_PROCESSES).
     Returns the server and the event that ends every long-poll at once (shutdown)."""
     client = connect(settings, max_connections=settings.api_threads + 8)
-    store = JobStore(client, settings)
+    store = GroupCommitStore(client, settings)
     stopping = threading.Event()
     app = create_app(settings, store, stopping=stopping)
     where: dict[str, Any] = {} if sock else {"host": settings.host, "port": settings.port}
     server = InlineServer(
         app,
         sock,
+        store.serve_together,
         **where,
         threads=settings.api_threads,
         connection_limit=max(CONNECTION_LIMIT_MIN, settings.api_threads * 8),

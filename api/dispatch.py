@@ -17,11 +17,14 @@ from ever stalling the loop for long:
 
 from __future__ import annotations
 
+import copy
 import socket
+import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from waitress import wasyncore
@@ -37,16 +40,26 @@ SLOW_INLINE_S = 0.05
 COOL_DOWN_S = 1.0
 MAX_COOL_DOWN_S = 60.0
 
+Task = Callable[[], None]
+
 
 class InlineDispatcher(ThreadedTaskDispatcher):
     """waitress's thread pool, except that small submissions read by the loop thread are
     queued in `ready` and served by that thread (`run_ready`) once its poll returns."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        serve_together: Callable[[Sequence[Task]], None] | None = None,
+    ) -> None:
         super().__init__()
         self.ready: deque[Any] = deque()
         self.loop_thread: int | None = None
         self.running_inline = False
+        # Set by InlineServer: the server's adjustments, except that replies are held until
+        # complete (see _serve).
+        self.holding_adj: Any = None
+        self._serve_together = serve_together or _one_after_another
         self._clock = clock
         self._pool_until = 0.0
         self._cool_down_s = COOL_DOWN_S
@@ -70,13 +83,15 @@ class InlineDispatcher(ThreadedTaskDispatcher):
         )
 
     def run_ready(self) -> None:
-        """Serves every queued channel (and requests pipelined behind them) in this thread."""
+        """Serves every queued channel (and requests pipelined behind them) in this thread:
+        what one poll made ready is served as one pass, together (see api.group_commit)."""
         self.running_inline = True
         try:
             while self.ready:
-                channel = self.ready.popleft()
+                channels = list(self.ready)
+                self.ready.clear()
                 started = self._clock()
-                channel.service()
+                self._serve_together([partial(self._serve, channel) for channel in channels])
                 finished = self._clock()
                 if finished - started <= SLOW_INLINE_S:
                     self._cool_down_s = COOL_DOWN_S
@@ -86,12 +101,37 @@ class InlineDispatcher(ThreadedTaskDispatcher):
         finally:
             self.running_inline = False
 
+    def _serve(self, channel: Any) -> None:
+        # waitress sends as soon as anything is written (send_bytes = 1): a reply's header and
+        # body in two sends, and two wake-ups of the client. Held until the request is done,
+        # the reply goes out in one send, right away rather than at the loop's next pass.
+        if self.holding_adj is not None:
+            served_adj, channel.adj = channel.adj, self.holding_adj
+        try:
+            channel.service()
+        finally:
+            if self.holding_adj is not None:
+                channel.adj = served_adj
+        if channel.connected:
+            channel.handle_write()
+
+
+def _one_after_another(tasks: Sequence[Task]) -> None:
+    for task in tasks:
+        task()
+
 
 class InlineServer:
     """A waitress server with an InlineDispatcher, and the loop that serves both."""
 
-    def __init__(self, app: Any, sock: socket.socket | None = None, **adjustments: Any) -> None:
-        self.dispatcher = InlineDispatcher()
+    def __init__(
+        self,
+        app: Any,
+        sock: socket.socket | None = None,
+        serve_together: Callable[[Sequence[Task]], None] | None = None,
+        **adjustments: Any,
+    ) -> None:
+        self.dispatcher = InlineDispatcher(serve_together=serve_together)
         self.dispatcher.set_thread_count(adjustments.get("threads", 4))
         self.socket_map: dict[int, Any] = {}
         where: dict[str, Any] = {"sockets": [sock]} if sock else {}
@@ -102,7 +142,18 @@ class InlineServer:
         )
         assert isinstance(server, BaseWSGIServer)
         self.server = server
+        self._wake_loop: Callable[[], None] = server.trigger.pull_trigger  # type: ignore[attr-defined]
+        self.dispatcher.holding_adj = copy.copy(server.adj)
+        self.dispatcher.holding_adj.send_bytes = sys.maxsize
+        server.pull_trigger = self._pull_trigger  # type: ignore[method-assign]
         self.stopping = threading.Event()
+
+    def _pull_trigger(self) -> None:
+        # waitress wakes its loop through a pipe after every request served. The loop thread
+        # itself polls again as soon as it has served what is ready (poll asks every channel
+        # whether it has output), so from there the pipe's write and read are wasted.
+        if threading.get_ident() != self.dispatcher.loop_thread:
+            self._wake_loop()
 
     @property
     def port(self) -> int:
@@ -132,7 +183,7 @@ class InlineServer:
     def stop_from_thread(self) -> None:
         """From another thread: the loop wakes through its trigger and sees `stopping`."""
         self.stopping.set()
-        self.server.pull_trigger()
+        self._wake_loop()
 
     def close(self) -> None:
         """Closes every channel, the listening socket and the trigger (all in the map)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import falcon
@@ -13,7 +13,8 @@ import pytest
 import redis
 
 from api.app import create_app
-from api.dispatch import InlineServer
+from api.dispatch import InlineServer, Task
+from api.group_commit import GroupCommitStore
 from common.jobs import JobSpec
 from common.redis_conn import connect
 from common.settings import Settings
@@ -73,9 +74,16 @@ class LiveServer:
     """The API's waitress server (api.dispatch) in a thread of this process, whose loop is
     that thread, on a free loopback port."""
 
-    def __init__(self, app: Any, threads: int) -> None:
+    def __init__(
+        self, app: Any, threads: int, serve_together: Callable[[Sequence[Task]], None] | None = None
+    ) -> None:
         self.inline = InlineServer(
-            app, host="127.0.0.1", port=0, threads=threads, connection_limit=2000
+            app,
+            serve_together=serve_together,
+            host="127.0.0.1",
+            port=0,
+            threads=threads,
+            connection_limit=2000,
         )
         self.url = f"http://127.0.0.1:{self.inline.port}"
         self._thread = threading.Thread(target=self.inline.serve, daemon=True)
@@ -101,9 +109,10 @@ def live_server(settings: Settings, redis_client: redis.Redis) -> Iterator[LiveS
     # Connected as workstream-api connects: a pool as large as the thread pool (redis-py's
     # default pool stops at 100 connections and then raises MaxConnectionsError).
     client = connect(settings, max_connections=settings.api_threads + 8)
-    store = JobStore(client, settings)
+    store = GroupCommitStore(client, settings)
+    app = create_app(settings, store)
     try:
-        with LiveServer(create_app(settings, store), threads=settings.api_threads) as server:
+        with LiveServer(app, settings.api_threads, store.serve_together) as server:
             yield server
     finally:
         client.close()

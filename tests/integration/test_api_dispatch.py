@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
+from waitress.channel import HTTPChannel
 
 from api.app import create_app
 from api.dispatch import INLINE_MAX_BODY_BYTES
@@ -87,3 +88,22 @@ def test_submissions_are_answered_while_every_pool_thread_holds_a_long_poll(
 
     assert status == 201 and isinstance(body, dict) and body["status"] == "pending"
     assert answered_s < 1.0  # not after the long-polls' 3 s
+
+
+def test_an_inline_reply_leaves_in_one_send(
+    settings: Settings, api_store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sends: list[bytes] = []
+    original = HTTPChannel.send
+
+    def recording_send(channel: HTTPChannel, data: bytes, do_close: bool = True) -> int:
+        sent: int = original(channel, data, do_close=do_close)
+        sends.append(bytes(data[:sent]))
+        return sent
+
+    monkeypatch.setattr(HTTPChannel, "send", recording_send)
+    with LiveServer(create_app(settings, api_store), threads=2) as server:
+        status, body = request(server.url, "POST", "/jobs", {"type": "echo"})
+    assert status == 201 and isinstance(body, dict)
+    (reply,) = sends  # waitress alone sends the header and the body separately
+    assert reply.startswith(b"HTTP/1.1 201") and body["id"].encode() in reply

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -15,6 +18,7 @@ from api.dispatch import (
     SLOW_INLINE_S,
     InlineDispatcher,
     InlineServer,
+    Task,
 )
 
 
@@ -40,6 +44,10 @@ class FakeChannel:
     served_for: float = 0.0  # seconds a service() takes on the fake clock
     clock: FakeClock | None = None
     served: int = 0
+    connected: bool = True
+    adj: Any = None
+    adj_while_served: Any = None
+    flushes: int = 0
 
     @property
     def requests(self) -> list[FakeRequest]:
@@ -47,8 +55,12 @@ class FakeChannel:
 
     def service(self) -> None:
         self.served += 1
+        self.adj_while_served = self.adj
         if self.clock is not None:
             self.clock.now += self.served_for
+
+    def handle_write(self) -> None:
+        self.flushes += 1
 
 
 @pytest.fixture
@@ -72,6 +84,42 @@ def test_a_small_submission_read_by_the_loop_is_served_by_the_loop(
     assert list(dispatcher.ready) == [channel] and not dispatcher.queue
     dispatcher.run_ready()
     assert channel.served == 1 and not dispatcher.ready
+
+
+def test_the_submissions_one_poll_made_ready_are_served_as_one_pass(clock: FakeClock) -> None:
+    passes: list[int] = []
+
+    def serve_together(tasks: Sequence[Task]) -> None:
+        passes.append(len(tasks))
+        for task in tasks:
+            task()
+
+    dispatcher = InlineDispatcher(clock=clock, serve_together=serve_together)
+    dispatcher.loop_thread = threading.get_ident()
+    channels = [FakeChannel() for _ in range(3)]
+    for channel in channels:
+        dispatcher.add_task(channel)
+    dispatcher.run_ready()
+    assert passes == [3] and [channel.served for channel in channels] == [1, 1, 1]
+
+
+def test_an_inline_reply_is_held_while_served_and_flushed_once_after(
+    dispatcher: InlineDispatcher,
+) -> None:
+    served_adj, holding_adj = SimpleNamespace(send_bytes=1), SimpleNamespace(send_bytes=1 << 62)
+    dispatcher.holding_adj = holding_adj
+    channel = FakeChannel(adj=served_adj)
+    dispatcher.add_task(channel)
+    dispatcher.run_ready()
+    assert channel.adj_while_served is holding_adj and channel.adj is served_adj
+    assert channel.flushes == 1
+
+
+def test_no_flush_is_tried_for_a_client_gone_while_served(dispatcher: InlineDispatcher) -> None:
+    channel = FakeChannel(connected=False)
+    dispatcher.add_task(channel)
+    dispatcher.run_ready()
+    assert channel.served == 1 and channel.flushes == 0
 
 
 @pytest.mark.parametrize(
