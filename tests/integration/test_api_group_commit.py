@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from api.app import create_app
-from api.group_commit import GroupCommitStore
+from api.group_commit import GROUP_MAX_JOBS, GroupCommitStore
 from common.errors import QueueFullError
 from common.jobs import EnqueueResult, JobSpec
 from common.keys import Keys
@@ -81,14 +81,15 @@ def test_a_full_queue_judges_each_enqueue_of_the_pass_alone(
     assert redis_client.llen(QUEUE) == 2
 
 
-def test_an_error_from_redis_is_raised_in_every_request_of_the_pass(settings: Settings) -> None:
+@pytest.mark.parametrize("count", [3, GROUP_MAX_JOBS + 1], ids=["one-call", "two-calls"])
+def test_an_error_from_redis_is_raised_in_every_request_of_the_pass(count: int) -> None:
     down = make_settings(f"redis://127.0.0.1:{free_port()}/0")
     client = connect(down, max_connections=8)
     store = GroupCommitStore(client, down)
     outcomes: list[Any] = []
-    store.serve_together([submitter(store, JobSpec(type="echo"), outcomes) for _ in range(3)])
+    store.serve_together([submitter(store, JobSpec(type="echo"), outcomes) for _ in range(count)])
     client.close()
-    assert len(outcomes) == 3
+    assert len(outcomes) == count
     assert all(isinstance(outcome, redis.exceptions.ConnectionError) for outcome in outcomes)
 
 
@@ -191,3 +192,17 @@ def test_submissions_ready_at_one_poll_are_written_to_redis_in_one_call(
     assert all(reply.startswith(b"HTTP/1.1 201") for reply in replies)
     assert script_calls(redis_client) == 1
     assert redis_client.llen(QUEUE) == 8
+
+
+def test_a_pass_larger_than_one_call_is_sent_in_calls_of_at_most_group_max_jobs(
+    grouped: GroupCommitStore, redis_client: redis.Redis
+) -> None:
+    outcomes: list[Any] = []
+    grouped.enqueue(JobSpec(type="warm-up"))
+    redis_client.config_resetstat()
+    count = GROUP_MAX_JOBS + GROUP_MAX_JOBS // 2
+    grouped.serve_together(
+        [submitter(grouped, JobSpec(type="echo"), outcomes) for _ in range(count)]
+    )
+    assert script_calls(redis_client) == 2
+    assert len(outcomes) == count and all(outcome.created for outcome in outcomes)
