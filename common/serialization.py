@@ -18,11 +18,22 @@ def loads(text: str | bytes) -> Any:
     return json.loads(text)
 
 
+# The last second formatted, as (epoch second, "YYYY-MM-DDTHH:MM:SS."): a job's timestamps and
+# those of the jobs submitted around it mostly share their second, and strftime is most of
+# the cost of a job's JSON (5 timestamps per job). Replaced whole, so threads need no lock.
+_last_second: tuple[int, str] = (0, "1970-01-01T00:00:00.")
+
+
 def ms_to_rfc3339(ms: int | None) -> str | None:
+    global _last_second
     if ms is None:
         return None
-    moment = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    second, millis = divmod(ms, 1000)
+    cached_second, prefix = _last_second
+    if second != cached_second:
+        prefix = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        _last_second = (second, prefix)
+    return f"{prefix}{millis:03d}Z"
 
 
 def rfc3339_to_ms(text: str) -> int:

@@ -61,3 +61,17 @@ def test_rfc3339_round_trips_through_milliseconds() -> None:
     ms = rfc3339_to_ms("2026-11-23T06:50:02.123Z")
     assert ms_to_rfc3339(ms) == "2026-11-23T06:50:02.123Z"
     assert rfc3339_to_ms("2026-11-23T08:50:02.123+02:00") == ms
+
+
+def test_rfc3339_is_right_across_second_boundaries_and_back() -> None:
+    base = rfc3339_to_ms("2026-11-23T06:50:02.000Z")
+    expected = {
+        base - 1: "2026-11-23T06:50:01.999Z",
+        base: "2026-11-23T06:50:02.000Z",
+        base + 999: "2026-11-23T06:50:02.999Z",
+        base + 1000: "2026-11-23T06:50:03.000Z",
+        0: "1970-01-01T00:00:00.000Z",
+        -1: "1969-12-31T23:59:59.999Z",
+    }
+    for ms in [base - 1, base, base + 999, base + 1000, base, 0, -1, base - 1]:
+        assert ms_to_rfc3339(ms) == expected[ms]
