@@ -9,10 +9,14 @@ from ever stalling the loop for long:
 - only submissions run there; long-polls, batches and reads keep the thread pool;
 - a client that is not reading its replies is served by the pool (an inline reply must never
   wait on the loop for buffer space, which would deadlock it);
-- after a slow inline submission (Redis unreachable or overloaded) submissions go to the pool
-  for a cool-down, so one stalled Redis call holds the loop once, not once per request; the
-  cool-down doubles while inline submissions keep being slow (a Redis that stays stalled holds
-  the loop at most once a minute) and starts over after a fast one.
+- after a slow inline pass (Redis unreachable or overloaded) submissions go to the pool for a
+  cool-down, so one stalled Redis call holds the loop once, not once per request; the
+  cool-down doubles while inline passes keep being slow (a Redis that stays stalled holds the
+  loop at most once a minute) and starts over after a fast one.
+
+The submissions one poll made ready are served as one pass, whose enqueues can share one Redis
+call (api.group_commit). An inline reply leaves in one send as soon as it is complete, and the
+loop does not wake itself through the trigger pipe.
 """
 
 from __future__ import annotations
