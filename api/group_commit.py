@@ -22,16 +22,16 @@ one thread: the requests of a pass never run at the same time, so no locking cha
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from greenlet import getcurrent, greenlet
 
+from api.dispatch import Task
 from common.errors import QueueFullError
 from common.jobs import EnqueueResult, JobSpec, new_job_id
 from common.store import JobStore
 
-Task = Callable[[], None]
 # Jobs per shared script call: a pass can hold up to connection_limit requests of up to 64 KiB
 # each; a call this size keeps Redis's time inside one script short (a few ms).
 GROUP_MAX_JOBS = 100
@@ -87,9 +87,8 @@ class GroupCommitStore(JobStore):
             raise failures[0]
 
     def _commit(self, paused: list[_Request]) -> None:
-        failed: Exception | None = (
-            None  # a stalled Redis costs the pass one stall, not one per call
-        )
+        # After an error the rest of the pass gets it too: a stalled Redis costs one stall.
+        failed: Exception | None = None
         for start in range(0, len(paused), GROUP_MAX_JOBS):
             chunk = paused[start : start + GROUP_MAX_JOBS]
             pending: list[tuple[JobSpec, str]] = []

@@ -103,6 +103,19 @@ def test_one_idempotency_key_twice_in_a_pass_answers_both_with_the_first_job(
     assert first.created and not second.created and second.job_id == first.job_id
 
 
+def test_a_repeated_key_submitted_in_one_pass_reads_the_first_job_back(
+    grouped: GroupCommitStore,
+) -> None:
+    # submit() reads the original job for a replayed key: a Redis call of its own, made from
+    # the request's greenlet after the shared call.
+    answers: list[tuple[Any, bool]] = []
+    spec = JobSpec(type="echo", payload={"order": 7}, idempotency_key="order-7")
+    grouped.serve_together([lambda: answers.append(grouped.submit(spec)) for _ in range(2)])
+    (first, first_created), (second, second_created) = answers
+    assert first_created and not second_created
+    assert second.id == first.id and second.payload == {"order": 7}
+
+
 def test_a_request_that_makes_no_enqueue_is_served_in_the_same_pass(
     grouped: GroupCommitStore,
 ) -> None:
