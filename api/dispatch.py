@@ -109,13 +109,12 @@ class InlineDispatcher(ThreadedTaskDispatcher):
         # waitress sends as soon as anything is written (send_bytes = 1): a reply's header and
         # body in two sends, and two wake-ups of the client. Held until the request is done,
         # the reply goes out in one send, right away rather than at the loop's next pass.
-        if self.holding_adj is not None:
-            served_adj, channel.adj = channel.adj, self.holding_adj
+        served_adj = channel.adj
+        channel.adj = self.holding_adj or served_adj
         try:
             channel.service()
         finally:
-            if self.holding_adj is not None:
-                channel.adj = served_adj
+            channel.adj = served_adj
         if channel.connected:
             channel.handle_write()
 
