@@ -17,6 +17,7 @@ from api.resources.openapi import OpenApi
 from api.resources.queues import QueueCollection, QueueItem
 from api.resources.workers import WorkerCollection
 from api.ui import register_ui
+from common.serialization import dumps_reply
 from common.settings import Settings
 from common.store import JobStore
 
@@ -41,6 +42,8 @@ def create_app(
     else:
         log.warning("api.auth_disabled", extra={"hint": "set API_TOKEN to require a bearer token"})
     app = falcon.App(middleware=middleware)
+    # Replies (resp.media) through orjson; request bodies are parsed by api.validation.
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(dumps=dumps_reply)
     register_error_handlers(app)
 
     capacity = waiters if waiters is not None else settings.api_threads - RESERVED_THREADS

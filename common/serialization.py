@@ -2,16 +2,63 @@
 
 from __future__ import annotations
 
+import enum
 import json
+import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+import orjson
+
+
+def _default(value: Any) -> Any:
+    """What the standard encoder makes of the types orjson writes natively, so that both paths
+    accept the same values."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default
+)
+# Values orjson would write differently from the standard encoder go to it instead:
+# datetimes, dataclasses and subclasses of builtins (orjson raises on them with these options).
+_ORJSON_OPTIONS = (
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+
+
+def _fast(value: Any) -> bytes | None:
+    """orjson's encoding (~10x faster on small payloads and replies), or None where it declines:
+    integers beyond 64 bits, non-string keys, subclasses, lone surrogates."""
+    try:
+        return orjson.dumps(value, option=_ORJSON_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError included
+        return None
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON; NaN/Infinity are rejected because other languages cannot read them."""
-    return _ENCODER.encode(value)
+    """Compact JSON; NaN/Infinity are rejected because other languages cannot read them.
+    orjson would write them as null, so output holding a null is the standard encoder's call.
+    Text that is not valid UTF-8 (a lone surrogate) raises ValueError here, not in Redis."""
+    out = _fast(value)
+    if out is None or b"null" in out:
+        text = _ENCODER.encode(value)
+        text.encode()
+        return text
+    return out.decode()
+
+
+def dumps_reply(value: Any) -> bytes:
+    """An HTTP reply body. Its payloads and results were written by dumps, so they hold no
+    NaN to reject, and the nulls every job carries need no second look."""
+    out = _fast(value)
+    return _ENCODER.encode(value).encode() if out is None else out
 
 
 def loads(text: str | bytes) -> Any:

@@ -1,0 +1,89 @@
+"""common.serialization: orjson where it writes what the standard encoder would, the standard
+encoder everywhere else, and the same values accepted and rejected on both paths."""
+
+import dataclasses
+import enum
+import json
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+
+from common.jobs import JobSpec
+from common.serialization import dumps, dumps_reply
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+class Level(enum.IntEnum):
+    HIGH = 3
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"v": float("nan")},
+        {"v": float("inf")},
+        [float("-inf")],
+        {"v": float("nan"), "beside": None},  # output with a null takes the standard encoder
+        {"v": float("nan"), "big": 2**70},  # orjson declines the big integer
+    ],
+)
+def test_non_finite_floats_are_rejected_on_every_path(value: object) -> None:
+    with pytest.raises(ValueError):
+        dumps(value)
+
+
+def test_nulls_are_written_as_null() -> None:
+    assert dumps({"a": None, "b": [None]}) == '{"a":null,"b":[null]}'
+
+
+def test_integers_beyond_64_bits_keep_every_digit() -> None:
+    assert json.loads(dumps({"id": 2**70 + 1})) == {"id": 2**70 + 1}
+
+
+def test_non_string_keys_become_strings_as_in_the_standard_library() -> None:
+    assert dumps({1: "a", 2.5: "b", None: "c"}) == '{"1":"a","2.5":"b","null":"c"}'
+
+
+@pytest.mark.parametrize("beside", [1, None])  # without a null: orjson; with one: the stdlib
+def test_uuids_and_enums_are_written_the_same_on_both_paths(beside: object) -> None:
+    job_ref = uuid.UUID(int=7)
+    value = {"ref": job_ref, "colour": Colour.RED, "level": Level.HIGH, "x": beside}
+    assert json.loads(dumps(value)) == {
+        "ref": str(job_ref),
+        "colour": "red",
+        "level": 3,
+        "x": beside,
+    }
+
+
+@dataclasses.dataclass
+class Point:
+    x: int
+
+
+@pytest.mark.parametrize("beside", [1, None])
+@pytest.mark.parametrize("odd", [datetime(2026, 1, 1, tzinfo=timezone.utc), Point(1), {1, 2}])
+def test_types_json_has_no_spelling_for_are_rejected_on_both_paths(
+    odd: object, beside: object
+) -> None:
+    with pytest.raises(TypeError):
+        dumps({"value": odd, "x": beside})
+
+
+def test_text_is_written_as_utf8_not_escaped() -> None:
+    assert dumps({"name": "Zoë ☃"}) == '{"name":"Zoë ☃"}'
+
+
+def test_a_lone_surrogate_is_refused_before_it_reaches_redis() -> None:
+    with pytest.raises(Exception, match="payload"):
+        JobSpec(type="x", payload={"s": "\ud800"}).payload_json()
+
+
+def test_a_reply_is_compact_utf8_json_with_its_nulls() -> None:
+    body = {"id": "a" * 32, "result": None, "name": "Zoë", "n": 2**70}
+    assert dumps_reply(body) == dumps(body).encode()
+    assert json.loads(dumps_reply(body)) == body
