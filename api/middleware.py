@@ -38,18 +38,19 @@ class RequestContext:
     def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
     ) -> None:
-        started = getattr(req.context, "started", None)
-        duration_ms = 0.0 if started is None else (time.perf_counter() - started) * 1000
-        log.info(
-            "http.request",
-            extra={
-                "method": req.method,
-                "path": req.path,
-                "status": int(resp.status_code),
-                "duration_ms": round(duration_ms, 2),
-                "pid": os.getpid(),  # which API process served it (API_PROCESSES > 1)
-            },
-        )
+        if log.isEnabledFor(logging.INFO):  # the fields cost more than the check
+            started = getattr(req.context, "started", None)
+            duration_ms = 0.0 if started is None else (time.perf_counter() - started) * 1000
+            log.info(
+                "http.request",
+                extra={
+                    "method": req.method,
+                    "path": req.path,
+                    "status": int(resp.status_code),
+                    "duration_ms": round(duration_ms, 2),
+                    "pid": os.getpid(),  # which API process served it (API_PROCESSES > 1)
+                },
+            )
         token = getattr(req.context, "log_token", None)
         if token is not None:
             request_id_var.reset(token)

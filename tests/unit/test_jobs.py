@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from common.errors import ValidationError
@@ -38,6 +40,14 @@ def test_invalid_submissions_name_the_field(body: dict[str, object], field: str)
     with pytest.raises(ValidationError) as caught:
         JobSpec.from_mapping(body)
     assert caught.value.field == field
+
+
+def test_a_spec_read_from_json_equals_one_built_directly_and_cannot_be_changed() -> None:
+    body = {"type": "t", "payload": [1], "queue": "q", "max_attempts": 2, "timeout": 3, "delay": 4}
+    spec = JobSpec.from_mapping(body)
+    assert spec == JobSpec(type="t", payload=[1], queue="q", max_attempts=2, timeout=3, delay=4)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.queue = "other"  # type: ignore[misc]
 
 
 def test_a_non_object_body_is_rejected() -> None:
