@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import sys
 import time
@@ -43,8 +44,9 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         try:
             return dumps(entry)
-        except (TypeError, ValueError):
-            return dumps({k: str(v) for k, v in entry.items()})
+        except (TypeError, ValueError):  # odd values or text that is not UTF-8: still one line
+            flat = {k: str(v) for k, v in entry.items()}
+            return json.dumps(flat, ensure_ascii=True, separators=(",", ":"))
 
 
 def configure_logging(level: str) -> None:
