@@ -44,6 +44,7 @@ bench: $(STAMP_DEV)
 
 bench-quick: $(STAMP_DEV)
 	$(BIN)/python -m bench --quick
+	$(BIN)/python -m bench.paired --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .data test-output

@@ -5,7 +5,7 @@ drifts (a shared VM) that compares two different machines. Here one long-lived p
 system (bench.producer) enqueues a burst of N jobs one at a time, every system in turn, and the
 round is repeated R times with the order rotated. Each round gives a WorkStream/peer ratio from
 bursts taken seconds apart; the report is the median ratio and in how many rounds WorkStream
-was ahead. Writes bench/results/paired-enqueue.{json,md}.
+was ahead. Writes bench/results/paired-enqueue.{json,md} (`--quick`: paired-enqueue-quick.*).
 
 Every process is started here and stopped by its pid; every wait is bounded.
 """
@@ -144,9 +144,11 @@ def markdown(summary: dict[str, Any], count: int, info: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--peers", default=",".join(PEERS))
+    parser.add_argument("--quick", action="store_true", help="3 rounds")
     parser.add_argument("--n", type=int, default=3000, help="jobs per burst")
-    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, help="rounds (8; quick: 3)")
     args = parser.parse_args()
+    args.rounds = args.rounds or (3 if args.quick else 8)
     ensure_peers_venv()
     systems = ["workstream", *[p for p in args.peers.split(",") if p]]
     with RedisServer() as server:
@@ -157,9 +159,10 @@ def main() -> None:
     print(text)
     out = REPO_ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "paired-enqueue.md").write_text(text)
+    stem = "paired-enqueue-quick" if args.quick else "paired-enqueue"
+    (out / f"{stem}.md").write_text(text)
     record = {"machine": info, "n": args.n, "rounds": args.rounds, **summary}
-    (out / "paired-enqueue.json").write_text(json.dumps(record, indent=2) + "\n")
+    (out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":
