@@ -97,6 +97,31 @@ def test_invalid_submission_names_the_field_and_writes_nothing(
     assert redis_client.dbsize() == 0
 
 
+@pytest.mark.parametrize(
+    "raw_payload",
+    [
+        '{"text": "\\ud800"}',  # a lone surrogate: not text Redis can store as UTF-8
+        '{"big": 1e400}',  # parses as infinity, which JSON cannot write back
+    ],
+)
+def test_a_payload_json_cannot_store_answers_400_and_writes_nothing(
+    client: TestClient, redis_client: redis.Redis, raw_payload: str
+) -> None:
+    body = '{"type": "echo", "payload": ' + raw_payload + "}"
+    resp = client.simulate_post("/jobs", body=body, headers=JSON)
+    assert_error(resp, 400, "validation_error")
+    assert resp.json["error"]["field"] == "payload"
+    assert redis_client.dbsize() == 0
+
+
+def test_a_payload_integer_beyond_64_bits_comes_back_exactly(client: TestClient) -> None:
+    body = '{"type": "echo", "payload": {"id": 123456789012345678901234567890, "x": null}}'
+    job = client.simulate_post("/jobs", body=body, headers=JSON).json
+    assert job["payload"] == {"id": 123456789012345678901234567890, "x": None}
+    stored = client.simulate_get(f"/jobs/{job['id']}").json
+    assert stored["payload"] == job["payload"]
+
+
 def test_unknown_route_answers_not_found(client: TestClient) -> None:
     assert_error(client.simulate_get("/nowhere"), 404, "not_found")
 
