@@ -24,6 +24,7 @@ def _default(value: Any) -> Any:
 _ENCODER = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_default
 )
+_ASCII_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=_default)
 # Values orjson would write differently from the standard encoder go to it instead:
 # datetimes, dataclasses and subclasses of builtins (orjson raises on them with these options).
 _ORJSON_OPTIONS = (
@@ -56,9 +57,11 @@ def dumps(value: Any) -> str:
 
 def dumps_reply(value: Any) -> bytes:
     """An HTTP reply body. Its payloads and results were written by dumps, so they hold no
-    NaN to reject, and the nulls every job carries need no second look."""
+    NaN to reject, and the nulls every job carries need no second look. What orjson declines
+    is written as ASCII: an error may quote a client's lone surrogate, which UTF-8 cannot hold
+    but a JSON escape can."""
     out = _fast(value)
-    return _ENCODER.encode(value).encode() if out is None else out
+    return _ASCII_ENCODER.encode(value).encode() if out is None else out
 
 
 def loads(text: str | bytes) -> Any:

@@ -114,6 +114,15 @@ def test_a_payload_json_cannot_store_answers_400_and_writes_nothing(
     assert redis_client.dbsize() == 0
 
 
+def test_an_unknown_field_named_by_a_lone_surrogate_is_named_in_a_json_error(
+    client: TestClient, redis_client: redis.Redis
+) -> None:
+    resp = client.simulate_post("/jobs", body='{"type": "echo", "\\ud800": 1}', headers=JSON)
+    assert_error(resp, 400, "validation_error")
+    assert resp.json["error"]["field"] == "\ud800"
+    assert redis_client.dbsize() == 0
+
+
 def test_a_payload_integer_beyond_64_bits_comes_back_exactly(client: TestClient) -> None:
     body = '{"type": "echo", "payload": {"id": 123456789012345678901234567890, "x": null}}'
     job = client.simulate_post("/jobs", body=body, headers=JSON).json
