@@ -50,7 +50,7 @@ def dumps(value: Any) -> str:
     out = _fast(value)
     if out is None or b"null" in out:
         text = _ENCODER.encode(value)
-        text.encode()
+        text.encode()  # raises UnicodeEncodeError (a ValueError) on a lone surrogate
         return text
     return out.decode()
 
