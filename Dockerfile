@@ -18,14 +18,17 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
-# The whole (dockerignored) context: pyproject.toml, README, and the api/worker/common/cli packages.
+# The whole (dockerignored) context: pyproject.toml, README, workstream/ and the api/worker/common/cli
+# folders its symlinks point to. The import check proves the one package installed and that
+# nothing generic ("api", "common", ...) reached site-packages.
 COPY . .
 RUN pip wheel --no-deps --wheel-dir /wheels . \
     && pip install /wheels/*.whl \
     && test -x /opt/venv/bin/workstream-api \
     && test -x /opt/venv/bin/workstream-worker \
     && test -x /opt/venv/bin/workstream \
-    && cd / && python -c "import api.__main__, worker.__main__, cli.__main__"
+    && cd / && python -c "import workstream.api.__main__, workstream.worker.__main__, workstream.cli.__main__" \
+    && python -c "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) for m in ('api', 'common', 'worker', 'cli')))"
 
 # ---- runtime: the venv only, no build context, no compilers, non-root ---------------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -10,14 +10,14 @@ import threading
 from types import FrameType
 from typing import Any
 
-from api.app import create_app
-from api.dispatch import InlineServer
-from api.group_commit import GroupCommitStore
-from api.prefork import listening_socket
-from common.logs import configure_logging
-from common.prefork import Supervisor
-from common.redis_conn import connect
-from common.settings import Settings, load_or_exit
+from workstream.api.app import create_app
+from workstream.api.dispatch import InlineServer
+from workstream.api.group_commit import GroupCommitStore
+from workstream.api.prefork import listening_socket
+from workstream.common.logs import configure_logging
+from workstream.common.prefork import Supervisor
+from workstream.common.redis_conn import connect
+from workstream.common.settings import Settings, load_or_exit
 
 log = logging.getLogger("api")
 

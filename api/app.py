@@ -7,19 +7,25 @@ import threading
 
 import falcon
 
-from api.errors import register_error_handlers
-from api.middleware import BearerAuth, RequestContext
-from api.resources.health import Health
-from api.resources.jobs import JobBatch, JobCollection, JobItem, LegacyResult, LegacyStatus
-from api.resources.longpoll import Waiter
-from api.resources.metrics import Metrics
-from api.resources.openapi import OpenApi
-from api.resources.queues import QueueCollection, QueueItem
-from api.resources.workers import WorkerCollection
-from api.ui import register_ui
-from common.serialization import dumps_reply
-from common.settings import Settings
-from common.store import JobStore
+from workstream.api.errors import register_error_handlers
+from workstream.api.middleware import BearerAuth, RequestContext
+from workstream.api.resources.health import Health
+from workstream.api.resources.jobs import (
+    JobBatch,
+    JobCollection,
+    JobItem,
+    LegacyResult,
+    LegacyStatus,
+)
+from workstream.api.resources.longpoll import Waiter
+from workstream.api.resources.metrics import Metrics
+from workstream.api.resources.openapi import OpenApi
+from workstream.api.resources.queues import QueueCollection, QueueItem
+from workstream.api.resources.workers import WorkerCollection
+from workstream.api.ui import register_ui
+from workstream.common.serialization import dumps_reply
+from workstream.common.settings import Settings
+from workstream.common.store import JobStore
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from typing import Any
 import falcon
 import redis
 
-from common.errors import (
+from workstream.common.errors import (
     InvalidTransitionError,
     JobNotFoundError,
     QueueFullError,

@@ -27,10 +27,10 @@ from typing import Any
 
 from greenlet import getcurrent, greenlet
 
-from api.dispatch import Task
-from common.errors import QueueFullError
-from common.jobs import EnqueueResult, JobSpec, new_job_id
-from common.store import JobStore
+from workstream.api.dispatch import Task
+from workstream.common.errors import QueueFullError
+from workstream.common.jobs import EnqueueResult, JobSpec, new_job_id
+from workstream.common.store import JobStore
 
 # Jobs per shared script call: a pass can hold up to connection_limit requests of up to 64 KiB
 # each; a call this size keeps Redis's time inside one script short (a few ms).

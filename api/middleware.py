@@ -12,8 +12,8 @@ from typing import Any
 
 import falcon
 
-from api.errors import ApiError
-from common.logs import request_id_var
+from workstream.api.errors import ApiError
+from workstream.common.logs import request_id_var
 
 log = logging.getLogger("api.access")
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from api.validation import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, MAX_WAIT_S
-from common.jobs import MAX_ATTEMPTS_LIMIT, MAX_DELAY_S, MAX_TIMEOUT_S
-from common.states import JobStatus
-from common.store import MAX_BATCH
+from workstream.api.validation import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, MAX_WAIT_S
+from workstream.common.jobs import MAX_ATTEMPTS_LIMIT, MAX_DELAY_S, MAX_TIMEOUT_S
+from workstream.common.states import JobStatus
+from workstream.common.store import MAX_BATCH
 
 JSON = "application/json"
 TYPE_RE = "^[A-Za-z0-9_.:-]{1,128}$"

@@ -10,11 +10,11 @@ from typing import Any
 
 import falcon
 
-from api.errors import ApiError, validation_error
-from common.errors import ValidationError
-from common.jobs import QUEUE_PATTERN, TYPE_PATTERN, JobSpec, is_job_id
-from common.states import JobStatus
-from common.store import MAX_BATCH
+from workstream.api.errors import ApiError, validation_error
+from workstream.common.errors import ValidationError
+from workstream.common.jobs import QUEUE_PATTERN, TYPE_PATTERN, JobSpec, is_job_id
+from workstream.common.states import JobStatus
+from workstream.common.store import MAX_BATCH
 
 MAX_WAIT_S = 60.0
 MAX_LIMIT = 500

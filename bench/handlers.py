@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.core import LATENCY_LUA
-from worker.registry import JobContext, handler
+from workstream.worker.registry import JobContext, handler
 
 _scripts: dict[int, Any] = {}
 

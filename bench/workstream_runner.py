@@ -70,9 +70,9 @@ class WorkStreamSystem(System):
 
     def __init__(self, redis_url: str) -> None:
         super().__init__(redis_url)
-        from common.redis_conn import connect
-        from common.settings import Settings
-        from common.store import JobStore
+        from workstream.common.redis_conn import connect
+        from workstream.common.settings import Settings
+        from workstream.common.store import JobStore
 
         settings = Settings.from_environ(workstream_env(redis_url))
         # One producer thread: a connection of its own, as the README advises, rather than
@@ -81,7 +81,7 @@ class WorkStreamSystem(System):
         self.latency_ids: list[str] = []
 
     def _spec(self, payload: dict[str, Any], job_type: str = "bench_incr") -> Any:
-        from common.jobs import JobSpec
+        from workstream.common.jobs import JobSpec
 
         return JobSpec(type=job_type, payload=payload, queue="default")
 

@@ -9,8 +9,8 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from cli.client import ApiError, Unreachable
-from cli.commands import UsageError, build_parser, context_from_args
+from workstream.cli.client import ApiError, Unreachable
+from workstream.cli.commands import UsageError, build_parser, context_from_args
 
 EXIT_API_ERROR = 1
 EXIT_USAGE = 2

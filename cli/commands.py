@@ -16,9 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TextIO
 
-from cli import tables
-from cli.client import DEFAULT_API_URL, MAX_SERVER_WAIT_S, ApiError, Client
-from cli.progress import ProgressBar
+from workstream.cli import tables
+from workstream.cli.client import DEFAULT_API_URL, MAX_SERVER_WAIT_S, ApiError, Client
+from workstream.cli.progress import ProgressBar
 
 BATCH_SIZE = 1000  # the API's per-request cap on POST /jobs/batch
 PAGE_SIZE = 500  # the API's cap on GET /jobs?limit=
@@ -267,7 +267,7 @@ def build_parser() -> Parser:
 
 
 def cmd_dev(args: argparse.Namespace, ctx: Context) -> int:
-    from cli.dev import run_dev  # only `dev` needs the process machinery
+    from workstream.cli.dev import run_dev  # only `dev` needs the process machinery
 
     return run_dev(workers=args.workers, port=args.port, environ=ctx.environ, out=ctx.out)
 

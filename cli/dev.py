@@ -25,9 +25,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from cli.client import ApiError, Client, Unreachable
-from common.errors import SettingsError
-from common.settings import Settings
+from workstream.cli.client import ApiError, Client, Unreachable
+from workstream.common.errors import SettingsError
+from workstream.common.settings import Settings
 
 REDIS_READY_TIMEOUT_S = 15.0
 API_READY_TIMEOUT_S = 30.0

@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from common.errors import ValidationError
-from common.serialization import dumps, loads, ms_to_rfc3339, rfc3339_to_ms
-from common.states import JobStatus
+from workstream.common.errors import ValidationError
+from workstream.common.serialization import dumps, loads, ms_to_rfc3339, rfc3339_to_ms
+from workstream.common.states import JobStatus
 
 TYPE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 QUEUE_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")

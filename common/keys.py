@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from common.states import JobStatus
+from workstream.common.states import JobStatus
 
 
 @dataclass(frozen=True)

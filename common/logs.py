@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from common.serialization import dumps
+from workstream.common.serialization import dumps
 
 worker_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "worker_id", default=None

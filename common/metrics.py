@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.scripts import BUCKETS_MS
-from common.store import JobStore, QueueInfo
+from workstream.common.scripts import BUCKETS_MS
+from workstream.common.store import JobStore, QueueInfo
 
 COUNTERS: tuple[str, ...] = ("created", "completed", "failed", "retried", "recovered", "cancelled")
 HISTOGRAMS: tuple[str, ...] = ("wait", "run")

@@ -11,7 +11,7 @@ from typing import Any
 import hiredis
 import redis
 
-from common.states import TRANSITIONS, JobStatus
+from workstream.common.states import TRANSITIONS, JobStatus
 
 # Histogram bucket upper bounds in ms for wait and run time, shared with Lua and /metrics.
 BUCKETS_MS: tuple[int, ...] = (
@@ -23,7 +23,12 @@ SCRIPT_NAMES = frozenset(TRANSITIONS) | MAINTENANCE_SCRIPTS
 
 
 def _read(name: str) -> str:
-    return resources.files("common").joinpath("scripts").joinpath(name).read_text(encoding="utf-8")
+    return (
+        resources.files("workstream.common")
+        .joinpath("scripts")
+        .joinpath(name)
+        .read_text(encoding="utf-8")
+    )
 
 
 # A top-level definition in the Lua library: `local function name(` or `local A, B =`.

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from common.durations import parse_duration
-from common.errors import SettingsError
+from workstream.common.durations import parse_duration
+from workstream.common.errors import SettingsError
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 LOG_LEVELS = ("debug", "info", "warning", "error")

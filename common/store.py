@@ -9,17 +9,17 @@ from typing import Any, cast
 
 import redis
 
-from common import scripts
-from common.errors import (
+from workstream.common import scripts
+from workstream.common.errors import (
     InvalidTransitionError,
     JobNotFoundError,
     QueueFullError,
     StaleLeaseError,
 )
-from common.jobs import CLAIM_FIELDS, ClaimedJob, EnqueueResult, Job, JobSpec, new_job_id
-from common.keys import Keys
-from common.settings import Settings
-from common.states import JobStatus
+from workstream.common.jobs import CLAIM_FIELDS, ClaimedJob, EnqueueResult, Job, JobSpec, new_job_id
+from workstream.common.keys import Keys
+from workstream.common.settings import Settings
+from workstream.common.states import JobStatus
 
 MAX_BATCH = 1000
 _STATUS_BY_VALUE = {status.value: status for status in JobStatus}  # faster than JobStatus(v)

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from common.settings import Settings
-from common.store import JobStore
 from tests.support.redis_server import RedisServer
+from workstream.common.settings import Settings
+from workstream.common.store import JobStore
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from worker.registry import JobContext, handler
+from workstream.worker.registry import JobContext, handler
 
 
 @handler("record_order")

@@ -10,12 +10,12 @@ from __future__ import annotations
 import signal
 import sys
 
-from common.logs import configure_logging
-from common.prefork import Supervisor
-from common.redis_conn import connect
-from common.settings import Settings, load_or_exit
-from common.store import JobStore
-from worker.worker import Worker
+from workstream.common.logs import configure_logging
+from workstream.common.prefork import Supervisor
+from workstream.common.redis_conn import connect
+from workstream.common.settings import Settings, load_or_exit
+from workstream.common.store import JobStore
+from workstream.worker.worker import Worker
 
 # The parent's SIGKILL comes this long after SHUTDOWN_GRACE, the margin compose's
 # stop_grace_period (35s) leaves over the default grace (25s): a draining child is not cut off.

@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 import redis
 
-from common.logs import worker_id_var
-from common.store import JobStore
-from worker.pool import Pool
+from workstream.common.logs import worker_id_var
+from workstream.common.store import JobStore
+from workstream.worker.pool import Pool
 
 log = logging.getLogger("worker.background")
 

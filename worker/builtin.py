@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from worker.registry import JobContext, PermanentError, handler
+from workstream.worker.registry import JobContext, PermanentError, handler
 
 SLEEP_STEP_S = 0.05
 

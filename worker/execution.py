@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import redis
 
-from common.jobs import ClaimedJob
-from common.serialization import dumps, loads
-from worker.registry import JobContext, JobTimeoutError, PermanentError, lookup
+from workstream.common.jobs import ClaimedJob
+from workstream.common.serialization import dumps, loads
+from workstream.worker.registry import JobContext, JobTimeoutError, PermanentError, lookup
 
 log = logging.getLogger("worker.job")
 

@@ -22,12 +22,12 @@ from typing import TypeVar
 
 import redis
 
-from common.errors import JobNotFoundError, StaleLeaseError
-from common.jobs import ClaimedJob
-from common.redis_conn import reopen_if_dropped
-from common.states import JobStatus
-from common.store import JobStore
-from worker.pool import Finished, Pool
+from workstream.common.errors import JobNotFoundError, StaleLeaseError
+from workstream.common.jobs import ClaimedJob
+from workstream.common.redis_conn import reopen_if_dropped
+from workstream.common.states import JobStatus
+from workstream.common.store import JobStore
+from workstream.worker.pool import Finished, Pool
 
 log = logging.getLogger("worker.fetcher")
 

@@ -24,12 +24,12 @@ from typing import Protocol, cast
 
 import redis
 
-from common.jobs import ClaimedJob
-from common.logs import worker_id_var
-from common.redis_conn import connect, reopen_if_dropped
-from common.store import JobStore
-from worker.execution import Outcome, run_job
-from worker.registry import JobTimeoutError
+from workstream.common.jobs import ClaimedJob
+from workstream.common.logs import worker_id_var
+from workstream.common.redis_conn import connect, reopen_if_dropped
+from workstream.common.store import JobStore
+from workstream.worker.execution import Outcome, run_job
+from workstream.worker.registry import JobTimeoutError
 
 log = logging.getLogger("worker.pool")
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import redis
 
-from common.errors import WorkStreamError
-from common.jobs import TYPE_PATTERN
+from workstream.common.errors import WorkStreamError
+from workstream.common.jobs import TYPE_PATTERN
 
 
 class PermanentError(Exception):
@@ -69,6 +69,6 @@ def registered_types() -> list[str]:
 
 def load_modules(modules: Iterable[str]) -> None:
     """Imports the built-ins and every module named in WORKER_HANDLERS (they register)."""
-    importlib.import_module("worker.builtin")
+    importlib.import_module("workstream.worker.builtin")
     for module in modules:
         importlib.import_module(module)

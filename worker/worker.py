@@ -17,14 +17,14 @@ from types import FrameType
 
 import redis
 
-from common.logs import worker_id_var
-from common.redis_conn import connect
-from common.settings import Settings
-from common.store import JobStore
-from worker.background import Periodic, heartbeat_step, scheduler_step, sweeper_step
-from worker.fetcher import BLOCK_S, FINAL_FLUSH_S, Fetcher
-from worker.pool import Pool
-from worker.registry import load_modules, registered_types
+from workstream.common.logs import worker_id_var
+from workstream.common.redis_conn import connect
+from workstream.common.settings import Settings
+from workstream.common.store import JobStore
+from workstream.worker.background import Periodic, heartbeat_step, scheduler_step, sweeper_step
+from workstream.worker.fetcher import BLOCK_S, FINAL_FLUSH_S, Fetcher
+from workstream.worker.pool import Pool
+from workstream.worker.registry import load_modules, registered_types
 
 log = logging.getLogger("worker.worker")
 

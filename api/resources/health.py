@@ -5,7 +5,7 @@ from __future__ import annotations
 import falcon
 import redis
 
-from common.store import JobStore
+from workstream.common.store import JobStore
 
 
 class Health:

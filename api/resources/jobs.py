@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import falcon
 
-from api import validation
-from api.errors import ApiError
-from api.resources.longpoll import Waiter
-from common.errors import JobNotFoundError
-from common.jobs import Job
-from common.store import JobStore
+from workstream.api import validation
+from workstream.api.errors import ApiError
+from workstream.api.resources.longpoll import Waiter
+from workstream.common.errors import JobNotFoundError
+from workstream.common.jobs import Job
+from workstream.common.store import JobStore
 
 
 def _get(store: JobStore, job_id: str) -> Job:

@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from common.store import JobStore
+from workstream.common.store import JobStore
 
 FIRST_INTERVAL_S = 0.02
 MAX_INTERVAL_S = 0.25

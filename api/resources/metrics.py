@@ -16,8 +16,8 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from common.metrics import COUNTERS, MetricsSnapshot, read_snapshot
-from common.store import JobStore
+from workstream.common.metrics import COUNTERS, MetricsSnapshot, read_snapshot
+from workstream.common.store import JobStore
 
 PREFIX = "workstream"
 DEPTHS = ("pending", "processing", "scheduled", "failed")

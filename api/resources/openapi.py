@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import falcon
 
-from api.openapi import build_document
-from common.serialization import dumps
+from workstream.api.openapi import build_document
+from workstream.common.serialization import dumps
 
 
 class OpenApi:

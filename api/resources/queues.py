@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import falcon
 
-from api import validation
-from common.store import JobStore
+from workstream.api import validation
+from workstream.common.store import JobStore
 
 
 class QueueCollection:

@@ -6,8 +6,8 @@ from typing import Any
 
 import falcon
 
-from common.serialization import ms_to_rfc3339
-from common.store import JobStore, WorkerInfo
+from workstream.common.serialization import ms_to_rfc3339
+from workstream.common.store import JobStore, WorkerInfo
 
 
 def worker_json(info: WorkerInfo, now_ms: int) -> dict[str, Any]:

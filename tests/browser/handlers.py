@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.registry import JobContext, PermanentError, handler
+from workstream.worker.registry import JobContext, PermanentError, handler
 
 RUNS_KEY = "browser-test:runs"
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import redis
 
-from common.serialization import rfc3339_to_ms
 from tests.support.stack import Api, Stack, wait_until
+from workstream.common.serialization import rfc3339_to_ms
 
 FAST_RECOVERY = {"WORKER_TTL": "1s", "SWEEPER_INTERVAL": "300ms"}
 

@@ -10,7 +10,7 @@ import os
 import time
 from typing import Any
 
-from worker.registry import JobContext, handler
+from workstream.worker.registry import JobContext, handler
 
 EXECUTIONS_KEY = "faults:executions"
 

@@ -12,11 +12,11 @@ from typing import Any
 
 import redis
 
-from common.jobs import JobSpec
-from common.redis_conn import connect
-from common.settings import Settings
-from common.store import JobStore
 from tests.faults.handlers import EXECUTIONS_KEY
+from workstream.common.jobs import JobSpec
+from workstream.common.redis_conn import connect
+from workstream.common.settings import Settings
+from workstream.common.store import JobStore
 
 REPO = Path(__file__).resolve().parents[2]
 HANDLERS = "tests.faults.handlers"

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from common.store import JobStore
 from tests.faults.conftest import RedisFactory, StackFactory
 from tests.faults.harness import (
     FAST_RECOVERY,
@@ -27,6 +26,7 @@ from tests.faults.harness import (
 from tests.faults.proxy import CuttingProxy
 from tests.faults.results import record
 from tests.support.stack import wait_until
+from workstream.common.store import JobStore
 
 WORKER_TTL_S = 2.0
 SWEEP_S = 1.0

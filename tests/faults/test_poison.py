@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import pytest
 import redis
 
-from common.jobs import JobSpec
 from tests.faults.conftest import RedisFactory, StackFactory
 from tests.faults.harness import FAST_RECOVERY, PREFIX, Stopwatch, enqueue_all, store_for
 from tests.faults.results import record
 from tests.support.stack import Stack
+from workstream.common.jobs import JobSpec
 
 MAX_ATTEMPTS = 3
 

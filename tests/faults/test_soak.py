@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from common.jobs import JobSpec
 from tests.faults.conftest import RedisFactory, StackFactory
 from tests.faults.harness import PREFIX, Stopwatch, enqueue_all, leftover_key_patterns, store_for
 from tests.faults.results import record
 from tests.support.stack import Process, wait_until
+from workstream.common.jobs import JobSpec
 
 RESULT_TTL_S = 5
 MEMORY_TOLERANCE_BYTES = 4 * 1024 * 1024  # dict tables shrink lazily; scripts stay cached

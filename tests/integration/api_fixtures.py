@@ -12,13 +12,13 @@ import falcon.testing
 import pytest
 import redis
 
-from api.app import create_app
-from api.dispatch import InlineServer, Task
-from api.group_commit import GroupCommitStore
-from common.jobs import JobSpec
-from common.redis_conn import connect
-from common.settings import Settings
-from common.store import JobStore
+from workstream.api.app import create_app
+from workstream.api.dispatch import InlineServer, Task
+from workstream.api.group_commit import GroupCommitStore
+from workstream.common.jobs import JobSpec
+from workstream.common.redis_conn import connect
+from workstream.common.settings import Settings
+from workstream.common.store import JobStore
 
 App = falcon.App[falcon.Request, falcon.Response]
 

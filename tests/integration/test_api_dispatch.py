@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from waitress.channel import HTTPChannel
 
-from api.app import create_app
-from api.dispatch import INLINE_MAX_BODY_BYTES
-from common.redis_conn import connect
-from common.settings import Settings
-from common.store import JobStore
 from tests.integration.api_fixtures import LiveServer, submit
 from tests.integration.test_api_longpoll import request
+from workstream.api.app import create_app
+from workstream.api.dispatch import INLINE_MAX_BODY_BYTES
+from workstream.common.redis_conn import connect
+from workstream.common.settings import Settings
+from workstream.common.store import JobStore
 
 StartResponse = Callable[..., Any]
 

@@ -10,13 +10,13 @@ import falcon.testing
 import pytest
 import redis
 
-from api.app import create_app
-from common.logs import JsonFormatter
-from common.redis_conn import connect
-from common.settings import Settings
-from common.store import JobStore
 from tests.integration import api_fixtures
 from tests.support.redis_server import free_port
+from workstream.api.app import create_app
+from workstream.common.logs import JsonFormatter
+from workstream.common.redis_conn import connect
+from workstream.common.settings import Settings
+from workstream.common.store import JobStore
 
 # The shared API fixtures, bound here so that pytest finds them for this module.
 app = api_fixtures.app

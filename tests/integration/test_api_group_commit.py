@@ -11,17 +11,17 @@ from typing import Any
 import pytest
 import redis
 
-from api.app import create_app
-from api.group_commit import GROUP_MAX_JOBS, GroupCommitStore
-from common.errors import QueueFullError
-from common.jobs import EnqueueResult, JobSpec
-from common.keys import Keys
-from common.redis_conn import connect
-from common.settings import Settings
-from common.states import JobStatus
 from tests.conftest import make_settings
 from tests.integration.api_fixtures import LiveServer, free_port
 from tests.support.redis_server import RedisServer
+from workstream.api.app import create_app
+from workstream.api.group_commit import GROUP_MAX_JOBS, GroupCommitStore
+from workstream.common.errors import QueueFullError
+from workstream.common.jobs import EnqueueResult, JobSpec
+from workstream.common.keys import Keys
+from workstream.common.redis_conn import connect
+from workstream.common.settings import Settings
+from workstream.common.states import JobStatus
 
 QUEUE = Keys("default").queue("default")
 

@@ -10,14 +10,14 @@ import falcon.testing
 import pytest
 import redis
 
-from common.jobs import is_job_id
-from common.store import JobStore
 from tests.integration import api_fixtures
 from tests.integration.api_fixtures import (
     make_completed,
     make_failed,
     submit,
 )
+from workstream.common.jobs import is_job_id
+from workstream.common.store import JobStore
 
 # The shared API fixtures, bound here so that pytest finds them for this module.
 app = api_fixtures.app

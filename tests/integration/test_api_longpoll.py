@@ -8,9 +8,9 @@ import threading
 import time
 from urllib.parse import urlparse
 
-from common.store import JobStore
 from tests.integration import api_fixtures
 from tests.integration.api_fixtures import LiveServer, submit
+from workstream.common.store import JobStore
 
 # The shared API fixtures, bound here so that pytest finds them for this module.
 live_server = api_fixtures.live_server

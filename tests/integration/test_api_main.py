@@ -42,7 +42,7 @@ def test_api_process_serves_and_exits_0_on_signal(
     port = free_port()
     env = {**os.environ, "REDIS_URL": redis_server.url, "PORT": str(port), "API_THREADS": "8"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "api"], cwd=ROOT, env=env, stderr=subprocess.PIPE
+        [sys.executable, "-m", "workstream.api"], cwd=ROOT, env=env, stderr=subprocess.PIPE
     )
     try:
         assert wait_healthy(port, process) == {"status": "ok", "redis": "ok"}
@@ -60,23 +60,23 @@ def test_api_process_serves_and_exits_0_on_signal(
 def test_api_process_refuses_invalid_settings() -> None:
     env = {**os.environ, "PORT": "eighty"}
     result = subprocess.run(
-        [sys.executable, "-m", "api"], cwd=ROOT, env=env, capture_output=True, timeout=30
+        [sys.executable, "-m", "workstream.api"], cwd=ROOT, env=env, capture_output=True, timeout=30
     )
     assert result.returncode != 0  # load_or_exit's SystemExit(message) exits 1; STYLE says 2
     assert b"PORT" in result.stderr
 
 
 def test_sigterm_ends_a_running_long_poll_and_exits_0(redis_server: RedisServer) -> None:
-    from common.settings import Settings
-    from common.store import JobStore
     from tests.integration.api_fixtures import submit
+    from workstream.common.settings import Settings
+    from workstream.common.store import JobStore
 
     settings = Settings.from_environ({"REDIS_URL": redis_server.url})
     job_id = submit(JobStore(redis_server.client(), settings))
     port = free_port()
     env = {**os.environ, "REDIS_URL": redis_server.url, "PORT": str(port), "API_THREADS": "8"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "api"], cwd=ROOT, env=env, stderr=subprocess.DEVNULL
+        [sys.executable, "-m", "workstream.api"], cwd=ROOT, env=env, stderr=subprocess.DEVNULL
     )
     try:
         wait_healthy(port, process)

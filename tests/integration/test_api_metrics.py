@@ -5,9 +5,9 @@ from __future__ import annotations
 import falcon.testing
 from prometheus_client.parser import text_string_to_metric_families
 
-from common.store import JobStore
 from tests.integration import api_fixtures
 from tests.integration.api_fixtures import make_completed, make_failed, submit
+from workstream.common.store import JobStore
 
 # The shared API fixtures, bound here so that pytest finds them for this module.
 app = api_fixtures.app
@@ -115,7 +115,7 @@ def test_metrics_json_histograms_have_cumulative_buckets(
 def test_metrics_are_global_not_per_app(
     client: TestClient, store: JobStore, settings: object
 ) -> None:
-    from api.app import create_app
+    from workstream.api.app import create_app
 
     submit(store)
     other = TestClient(create_app(store.settings, store))

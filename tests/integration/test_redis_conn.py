@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import redis
 
-from common.jobs import JobSpec
-from common.keys import Keys
-from common.redis_conn import connect, reopen_if_dropped
-from common.settings import Settings
-from common.store import JobStore
+from workstream.common.jobs import JobSpec
+from workstream.common.keys import Keys
+from workstream.common.redis_conn import connect, reopen_if_dropped
+from workstream.common.settings import Settings
+from workstream.common.store import JobStore
 
 
 def _cut(admin: redis.Redis, victim: redis.Redis) -> None:

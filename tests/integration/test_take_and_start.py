@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from common.jobs import ClaimedJob, JobSpec
-from common.redis_conn import connect
-from common.settings import Settings
-from common.states import JobStatus
-from common.store import JobStore
+from workstream.common.jobs import ClaimedJob, JobSpec
+from workstream.common.redis_conn import connect
+from workstream.common.settings import Settings
+from workstream.common.states import JobStatus
+from workstream.common.store import JobStore
 
 
 @pytest.fixture

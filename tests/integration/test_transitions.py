@@ -7,12 +7,12 @@ import time
 import pytest
 import redis
 
-from common.errors import InvalidTransitionError, QueueFullError, StaleLeaseError
-from common.jobs import JobSpec
-from common.settings import Settings
-from common.states import JobStatus
-from common.store import JobStore
 from tests.conftest import make_settings
+from workstream.common.errors import InvalidTransitionError, QueueFullError, StaleLeaseError
+from workstream.common.jobs import JobSpec
+from workstream.common.settings import Settings
+from workstream.common.states import JobStatus
+from workstream.common.store import JobStore
 
 
 def _store(client: redis.Redis, url: str, **env: str) -> JobStore:

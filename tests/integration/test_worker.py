@@ -8,12 +8,12 @@ import time
 
 import redis
 
-from common.jobs import JobSpec
-from common.states import JobStatus
-from common.store import JobStore
 from tests.conftest import make_settings
 from tests.support.redis_server import RedisServer
-from worker.worker import Worker
+from workstream.common.jobs import JobSpec
+from workstream.common.states import JobStatus
+from workstream.common.store import JobStore
+from workstream.worker.worker import Worker
 
 
 def _worker(server: RedisServer, client: redis.Redis, **env: str) -> tuple[Worker, JobStore]:

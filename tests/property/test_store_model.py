@@ -28,13 +28,13 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from common.errors import InvalidTransitionError, StaleLeaseError
-from common.jobs import ClaimedJob, JobSpec
-from common.settings import Settings
-from common.states import JobStatus
-from common.store import JobStore
 from tests.faults.results import record
 from tests.support.redis_server import RedisServer
+from workstream.common.errors import InvalidTransitionError, StaleLeaseError
+from workstream.common.jobs import ClaimedJob, JobSpec
+from workstream.common.settings import Settings
+from workstream.common.states import JobStatus
+from workstream.common.store import JobStore
 
 S = JobStatus
 QUEUES = ("high", "low")  # priority order for claims

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from api.dispatch import (
+from workstream.api.dispatch import (
     COOL_DOWN_S,
     INLINE_MAX_BACKLOG_BYTES,
     INLINE_MAX_BODY_BYTES,

@@ -10,12 +10,12 @@ import falcon
 import falcon.testing
 import pytest
 
-from api import validation
-from api.errors import ApiError, error_body
-from api.middleware import BearerAuth, is_public
-from api.openapi import build_document
-from common.metrics import BOUNDS_S, Histogram, parse_stats
-from common.states import JobStatus
+from workstream.api import validation
+from workstream.api.errors import ApiError, error_body
+from workstream.api.middleware import BearerAuth, is_public
+from workstream.api.openapi import build_document
+from workstream.common.metrics import BOUNDS_S, Histogram, parse_stats
+from workstream.common.states import JobStatus
 
 LIMIT = 100
 

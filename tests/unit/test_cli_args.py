@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from cli.__main__ import main
-from cli.client import Client, error_from_response
-from cli.commands import build_parser, context_from_args, job_body
-from cli.dev import connect_host, redacted
+from workstream.cli.__main__ import main
+from workstream.cli.client import Client, error_from_response
+from workstream.cli.commands import build_parser, context_from_args, job_body
+from workstream.cli.dev import connect_host, redacted
 
 
 def parse(*argv: str) -> argparse.Namespace:

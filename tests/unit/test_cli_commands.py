@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from cli.client import ApiError, Client
-from cli.commands import Context, list_pages, submit_batches, wait_for_job
+from workstream.cli.client import ApiError, Client
+from workstream.cli.commands import Context, list_pages, submit_batches, wait_for_job
 
 
 class FakeClient(Client):

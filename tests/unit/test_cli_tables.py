@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 
-from cli import tables
-from cli.progress import ProgressBar, render
+from workstream.cli import tables
+from workstream.cli.progress import ProgressBar, render
 
 
 def test_table_columns_are_padded_to_the_widest_cell() -> None:

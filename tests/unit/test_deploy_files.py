@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from common.durations import parse_duration
-from common.settings import SETTING_DOCS
+from workstream.common.durations import parse_duration
+from workstream.common.settings import SETTING_DOCS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -481,3 +481,15 @@ def test_dashboard_panels_use_the_datasource_variable() -> None:
 def test_dashboard_panel_ids_are_unique() -> None:
     ids = [panel["id"] for panel in walk_panels(dashboard()["panels"])]
     assert len(ids) == len(set(ids))
+
+
+def test_only_the_workstream_package_is_installed() -> None:
+    """Users get one package, `workstream`; api/, worker/, common/ and cli/ stay top-level
+    folders in the repository and install under it through workstream/'s symlinks."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["tool"]["setuptools"]["packages"]["find"]["include"] == ["workstream*"]
+    for folder in ("api", "worker", "common", "cli"):
+        link = ROOT / "workstream" / folder
+        assert link.is_symlink() and link.resolve() == (ROOT / folder).resolve()
+    scripts = project["project"]["scripts"].values()
+    assert all(target.startswith("workstream.") for target in scripts)

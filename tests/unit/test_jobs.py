@@ -2,9 +2,9 @@ import dataclasses
 
 import pytest
 
-from common.errors import ValidationError
-from common.jobs import JobSpec, is_job_id, new_job_id
-from common.serialization import ms_to_rfc3339, rfc3339_to_ms
+from workstream.common.errors import ValidationError
+from workstream.common.jobs import JobSpec, is_job_id, new_job_id
+from workstream.common.serialization import ms_to_rfc3339, rfc3339_to_ms
 
 
 def test_a_minimal_submission_defaults_to_the_default_queue() -> None:

@@ -1,7 +1,7 @@
 import json
 import logging
 
-from common.logs import JsonFormatter
+from workstream.common.logs import JsonFormatter
 
 
 def _record(**extra: object) -> logging.LogRecord:

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from common.jobs import ClaimedJob
-from worker import pool as pool_module
-from worker.pool import ROLE_LEND_S, WATCHDOG_TICK_S, Pool
-from worker.registry import handler
+from workstream.common.jobs import ClaimedJob
+from workstream.worker import pool as pool_module
+from workstream.worker.pool import ROLE_LEND_S, WATCHDOG_TICK_S, Pool
+from workstream.worker.registry import handler
 
 HOLD_TIMEOUT_S = 5.0
 

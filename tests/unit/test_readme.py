@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from common.keys import Keys
-from common.settings import SETTING_DOCS
-from common.states import JobStatus
+from workstream.common.keys import Keys
+from workstream.common.settings import SETTING_DOCS
+from workstream.common.states import JobStatus
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 

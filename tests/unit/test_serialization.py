@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from common.jobs import JobSpec
-from common.serialization import dumps, dumps_reply
+from workstream.common.jobs import JobSpec
+from workstream.common.serialization import dumps, dumps_reply
 
 
 class Colour(enum.Enum):

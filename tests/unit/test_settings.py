@@ -2,9 +2,9 @@ from datetime import timedelta
 
 import pytest
 
-from common.durations import format_duration, parse_duration
-from common.errors import SettingsError
-from common.settings import SETTING_DOCS, Settings, load_or_exit
+from workstream.common.durations import format_duration, parse_duration
+from workstream.common.errors import SettingsError
+from workstream.common.settings import SETTING_DOCS, Settings, load_or_exit
 
 
 def test_defaults_match_the_documented_table() -> None:

@@ -1,12 +1,12 @@
 from importlib import resources
 
-from common.keys import Keys
-from common.scripts import MAINTENANCE_SCRIPTS, SCRIPTS
-from common.states import TERMINAL, TRANSITIONS, JobStatus, allowed
+from workstream.common.keys import Keys
+from workstream.common.scripts import MAINTENANCE_SCRIPTS, SCRIPTS
+from workstream.common.states import TERMINAL, TRANSITIONS, JobStatus, allowed
 
 
 def _lua_stems() -> set[str]:
-    folder = resources.files("common").joinpath("scripts")
+    folder = resources.files("workstream.common").joinpath("scripts")
     return {
         entry.name.removesuffix(".lua")
         for entry in folder.iterdir()
@@ -20,7 +20,12 @@ def test_every_transition_has_one_lua_script_and_every_script_a_purpose() -> Non
 
 def test_every_script_opens_with_its_contract() -> None:
     for name in _lua_stems():
-        text = resources.files("common").joinpath("scripts").joinpath(f"{name}.lua").read_text()
+        text = (
+            resources.files("workstream.common")
+            .joinpath("scripts")
+            .joinpath(f"{name}.lua")
+            .read_text()
+        )
         assert text.startswith(f"-- {name}:"), name
         assert "KEYS[1]" in text and "ARGV[1] prefix" in text, name
 
