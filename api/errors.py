@@ -15,6 +15,7 @@ from workstream.common.errors import (
     QueueFullError,
     ValidationError,
 )
+from workstream.common.redis_conn import unavailable_reason
 
 log = logging.getLogger(__name__)
 
@@ -100,9 +101,23 @@ def _invalid_transition(req: falcon.Request, resp: falcon.Response, ex: Exceptio
 
 
 def _redis_down(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
-    log.warning("redis.unavailable", extra={"error": f"{type(ex).__name__}: {ex}"})
+    reason = unavailable_reason(ex) or "unreachable"
+    log.warning(
+        "redis.unavailable", extra={"reason": reason, "error": f"{type(ex).__name__}: {ex}"}
+    )
     headers = {"Retry-After": str(REDIS_RETRY_AFTER_S)}
-    raise ApiError(503, "redis_unavailable", "Redis is unavailable; retry later", headers=headers)
+    message = f"Redis is unavailable ({reason}); retry later"
+    raise ApiError(503, "redis_unavailable", message, headers=headers)
+
+
+def _redis_reply(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
+    """An error reply: OOM, BUSY, READONLY, ... (common.redis_conn.unavailable_reason) is Redis
+    refusing work for now, a 503; any other is a bug, a 500. A refused script wrote nothing:
+    each script checks before its first write, and Redis refuses a script's writes under OOM
+    only until its first one succeeded."""
+    if unavailable_reason(ex) is None:
+        _unexpected(req, resp, ex, params)
+    _redis_down(req, resp, ex, params)
 
 
 def _unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
@@ -121,3 +136,4 @@ def register_error_handlers(app: falcon.App[falcon.Request, falcon.Response]) ->
     app.add_error_handler(InvalidTransitionError, _invalid_transition)
     app.add_error_handler(redis.exceptions.ConnectionError, _redis_down)
     app.add_error_handler(redis.exceptions.TimeoutError, _redis_down)
+    app.add_error_handler(redis.exceptions.ResponseError, _redis_reply)

@@ -207,7 +207,13 @@ def _responses() -> Schema:
         "PayloadTooLarge": _json(error, "payload_too_large: body over MAX_PAYLOAD_BYTES."),
         "UnsupportedMediaType": _json(error, "unsupported_media_type: send application/json."),
         "QueueFull": _json(error, "queue_full: the queue is at capacity.", RETRY_AFTER),
-        "RedisUnavailable": _json(error, "redis_unavailable: retry later.", RETRY_AFTER),
+        "RedisUnavailable": _json(
+            error,
+            "redis_unavailable: Redis is unreachable or refuses work for now (OOM, BUSY, "
+            "LOADING, READONLY, MASTERDOWN, ...; the message names it). Nothing was written: "
+            "retry after Retry-After.",
+            RETRY_AFTER,
+        ),
     }
 
 
