@@ -13,7 +13,6 @@ import redis
 
 from workstream.common.logs import worker_id_var
 from workstream.common.store import JobStore
-from workstream.worker.pool import Pool
 
 log = logging.getLogger("worker.background")
 
@@ -39,7 +38,7 @@ class Periodic:
             try:
                 pause = self.step()
                 failures = 0
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as ex:
+            except redis.exceptions.RedisError as ex:  # an outage or a BUSY/OOM reply
                 failures += 1
                 pause = min(0.1 * 2**failures, 5.0)
                 log.warning(f"{self.name}.redis_unavailable", extra={"error": str(ex)})
@@ -51,13 +50,24 @@ class Periodic:
 
 
 def heartbeat_step(
-    store: JobStore, worker_id: str, queues: list[str], pool: Pool
+    store: JobStore,
+    worker_id: str,
+    queues: list[str],
+    slots: int,
+    busy: Callable[[], int],
+    broken: Callable[[], str | None],
 ) -> Callable[[], float]:
+    """Beats only while the worker makes progress: once `broken` names a reason the beat
+    stops, the worker exits and the sweeper recovers its jobs after WORKER_TTL."""
     host, pid = socket.gethostname(), os.getpid()
     interval = max(store.settings.worker_ttl.total_seconds() / 3, 0.05)
 
     def beat() -> float:
-        store.heartbeat(worker_id, host, pid, queues, pool.size, pool.busy)
+        reason = broken()
+        if reason is not None:
+            log.error("heartbeat.withheld", extra={"reason": reason})
+            return interval
+        store.heartbeat(worker_id, host, pid, queues, slots, busy())
         return interval
 
     return beat

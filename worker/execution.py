@@ -1,17 +1,34 @@
-"""Runs one job attempt: decode the payload, call the handler, classify the outcome."""
+"""One job attempt, from claimed job to an Outcome Redis can always store.
+
+The slot (worker.pool) calls the handler itself, between prepare() and finish(), so that it can
+bracket the call for the watchdog. Whatever the handler does, finish() yields an Outcome: a
+result that JSON cannot hold (a type, a cycle, nesting deep enough for RecursionError), any
+exception (SystemExit and KeyboardInterrupt included: in a slot thread they are the handler's
+own, never the worker's) and error text that is not valid UTF-8 all become a clear job error.
+Text is bounded and encodable, so recording it can never fail on the text itself.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
 from workstream.common.jobs import ClaimedJob
 from workstream.common.serialization import dumps, loads
-from workstream.worker.registry import JobContext, JobTimeoutError, PermanentError, lookup
+from workstream.worker.registry import (
+    Handler,
+    JobContext,
+    JobTimeoutError,
+    PermanentError,
+    lookup,
+)
 
 log = logging.getLogger("worker.job")
+
+MAX_ERROR_CHARS = 4000
 
 
 @dataclass(frozen=True)
@@ -25,14 +42,24 @@ class Outcome:
     timed_out: bool = False
 
 
-def run_job(job: ClaimedJob, worker_id: str, client: redis.Redis) -> Outcome:
+@dataclass(frozen=True)
+class Call:
+    """A handler call ready to make."""
+
+    fn: Handler
+    payload: Any
+    ctx: JobContext
+
+
+def prepare(job: ClaimedJob, worker_id: str, client: redis.Redis) -> Call | Outcome:
+    """The call to make, or the Outcome when there is nothing to call."""
     fn = lookup(job.type)
     if fn is None:
-        return Outcome(False, error=f"no handler registered for type {job.type!r}", permanent=True)
+        return failed(f"no handler registered for type {job.type!r}", permanent=True)
     try:
         payload = loads(job.payload_json)
     except ValueError as ex:
-        return Outcome(False, error=f"payload is not valid JSON: {ex}", permanent=True)
+        return failed(f"payload is not valid JSON: {_text(ex)}", permanent=True)
     ctx = JobContext(
         job_id=job.id,
         job_type=job.type,
@@ -44,15 +71,60 @@ def run_job(job: ClaimedJob, worker_id: str, client: redis.Redis) -> Outcome:
         redis=client,
         log=log,
     )
-    try:
-        result = fn(payload, ctx)
-    except JobTimeoutError:
-        return Outcome(False, error=f"timed out after {job.timeout_ms / 1000:g}s", timed_out=True)
-    except PermanentError as ex:
-        return Outcome(False, error=f"PermanentError: {ex}", permanent=True)
-    except Exception as ex:  # any handler error is the job's failure, never the worker's
-        return Outcome(False, error=f"{type(ex).__name__}: {ex}"[:4000])
+    return Call(fn, payload, ctx)
+
+
+def finish(job: ClaimedJob, result: Any, error: BaseException | None) -> Outcome:
+    """The Outcome of a handler that returned `result` or raised `error`."""
+    if isinstance(error, JobTimeoutError):
+        return timed_out(job)
+    if isinstance(error, PermanentError):
+        return failed(f"PermanentError: {_text(error)}", permanent=True)
+    if error is not None:  # any handler error is the job's failure, never the worker's
+        return failed(f"{type(error).__name__}: {_text(error)}")
     try:
         return Outcome(True, result_json=dumps(result))
-    except (TypeError, ValueError) as ex:
-        return Outcome(False, error=f"result is not JSON-serialisable: {ex}", permanent=True)
+    except Exception as ex:  # TypeError, ValueError, RecursionError: the result is the problem
+        return failed(
+            f"result is not JSON-serialisable: {type(ex).__name__}: {_text(ex)}", permanent=True
+        )
+
+
+def run_job(job: ClaimedJob, worker_id: str, client: redis.Redis) -> Outcome:
+    """One attempt without a watchdog (tools and tests)."""
+    call = prepare(job, worker_id, client)
+    if isinstance(call, Outcome):
+        return call
+    try:
+        return finish(job, call.fn(call.payload, call.ctx), None)
+    except BaseException as ex:
+        return finish(job, None, ex)
+
+
+def timed_out(job: ClaimedJob) -> Outcome:
+    return Outcome(False, error=f"timed out after {job.timeout_ms / 1000:g}s", timed_out=True)
+
+
+def failed(error: str, *, permanent: bool = False) -> Outcome:
+    return Outcome(False, error=_storable(error), permanent=permanent)
+
+
+def _text(ex: BaseException) -> str:
+    """str(ex), or its repr when __str__ itself fails (a handler's exception may be anything)."""
+    try:
+        return str(ex)
+    except Exception:
+        try:
+            return repr(ex)
+        except Exception:
+            return "<unprintable>"
+
+
+def _storable(text: str) -> str:
+    """Bounded, and valid UTF-8: a lone surrogate becomes its escape (\\udcff)."""
+    text = text[:MAX_ERROR_CHARS]
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode()[:MAX_ERROR_CHARS]
+    return text

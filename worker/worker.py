@@ -3,6 +3,11 @@
 SIGTERM/SIGINT: stop claiming, let running jobs finish within SHUTDOWN_GRACE, requeue what is
 left without using an attempt, deregister. A second signal exits at once; the sweeper then
 recovers the jobs this worker held.
+
+Liveness is progress: if a thread of the worker's own dies (fetcher, slot, watchdog, a duty)
+or the fetcher loop stops turning for FETCHER_STALL_S, the heartbeat stops and run() returns 1
+without releasing anything, so the process exits non-zero and the sweeper recovers its jobs
+(counting the attempt) rather than a zombie holding them while it looks alive.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ from workstream.worker.registry import load_modules, registered_types
 log = logging.getLogger("worker.worker")
 
 RELEASE_RETRY_S = 10.0
+# Longer than any one turn of a healthy fetcher loop: a blocking claim (BLOCK_S), a Redis call
+# up to its socket timeout (10 s), a retry backoff (2 s).
+FETCHER_STALL_S = 30.0
 
 
 def new_worker_id() -> str:
@@ -46,7 +54,14 @@ class Worker:
         self._signals = 0
         self.pool = Pool(store, self.worker_id, settings.worker_count)
         self.fetcher = Fetcher(store, self.pool, self.worker_id, self.queues, self._stopping)
-        beat = heartbeat_step(store, self.worker_id, self.queues, self.pool)
+        beat = heartbeat_step(
+            store,
+            self.worker_id,
+            self.queues,
+            self.pool.size,
+            lambda: self.fetcher.busy,
+            self.broken,
+        )
         self.duties = [
             Periodic("heartbeat", self.worker_id, beat),
             Periodic("scheduler", self.worker_id, scheduler_step(store)),
@@ -75,14 +90,36 @@ class Worker:
             "worker.started",
             extra={"queues": self.queues, "slots": self.pool.size, "handlers": registered_types()},
         )
-        self.pool.start(self.fetcher)
+        self.pool.start()
+        self.fetcher.start()
         for duty in self.duties:
             duty.thread.start()
         while not self.shutdown_requested.wait(0.2):
+            reason = self.broken()
+            if reason is not None:
+                log.error("worker.broken", extra={"reason": reason})
+                for duty in self.duties:
+                    duty.stop.set()
+                return 1
             if until_idle and self._drained():
                 break
         self._shutdown()
         return 0
+
+    def broken(self) -> str | None:
+        """Why this worker can no longer make progress, or None while it can."""
+        fetcher = self.fetcher
+        if fetcher.thread.ident is not None:  # started
+            if not fetcher.thread.is_alive():
+                if not fetcher.finished.is_set():
+                    return "fetcher thread died"
+            elif time.monotonic() - fetcher.ticked_at > FETCHER_STALL_S:
+                return "fetcher stalled"
+        for duty in self.duties:
+            if duty.thread.ident is not None and not duty.thread.is_alive():
+                if not duty.stop.is_set():
+                    return f"{duty.name} thread died"
+        return self.pool.broken()
 
     def _register(self) -> None:
         """The first heartbeat comes before any claim, so a crash is always noticed."""
@@ -91,7 +128,7 @@ class Worker:
             try:
                 self.duties[0].step()
                 return
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as ex:
+            except redis.exceptions.RedisError as ex:  # an outage, or BUSY/OOM/LOADING
                 if time.monotonic() > deadline or self.shutdown_requested.is_set():
                     raise
                 log.warning("redis.unavailable", extra={"error": str(ex)})
@@ -105,9 +142,12 @@ class Worker:
             return self.store
 
     def _drained(self) -> bool:
-        if self.pool.busy:
+        if self.fetcher.busy:
             return False
-        infos = self.store.queue_infos(self.queues)
+        try:
+            infos = self.store.queue_infos(self.queues)
+        except redis.exceptions.RedisError:
+            return False  # ask again on the next turn
         return all(i.pending == 0 and i.scheduled == 0 and i.processing == 0 for i in infos)
 
     def _shutdown(self) -> None:
@@ -130,7 +170,7 @@ class Worker:
         while True:
             try:
                 return self.store.release(self.worker_id)
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as ex:
+            except redis.exceptions.RedisError as ex:
                 if time.monotonic() > deadline:
                     log.error("worker.release_failed", extra={"error": str(ex)})
                     return 0  # the sweeper recovers our list once our heartbeat goes stale
