@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 import uuid
 from datetime import datetime, timezone
 from typing import Any
 
 import orjson
+
+# How deep a payload or a result may nest (containers inside containers). One limit for
+# what the API accepts and what dumps writes, well inside orjson's own (254) and Python's
+# recursion limit, so a value accepted on the way in can always be written and read back.
+MAX_NESTING = 64
 
 
 def _default(value: Any) -> Any:
@@ -43,13 +49,45 @@ def _fast(value: Any) -> bytes | None:
         return None
 
 
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether containers nest more than `limit` deep; stops at the first path that does, so
+    a value built to exhaust the stack costs `limit` steps."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth == limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _check_nesting(value: Any, out: bytes | None) -> None:
+    # Each container opens one bracket, so few brackets in orjson's output prove the value
+    # shallow without walking it (brackets inside strings only make the count safer).
+    if out is not None and out.count(b"[") + out.count(b"{") <= MAX_NESTING:
+        return
+    if _too_deep(value, MAX_NESTING):
+        raise ValueError(f"nested more than {MAX_NESTING} levels deep")
+
+
 def dumps(value: Any) -> str:
     """Compact JSON; NaN/Infinity are rejected because other languages cannot read them.
     orjson would write them as null, so output holding a null is the standard encoder's call.
-    Text that is not valid UTF-8 (a lone surrogate) raises ValueError here, not in Redis."""
+    Text that is not valid UTF-8 (a lone surrogate) and values nested deeper than MAX_NESTING
+    raise ValueError here, not in Redis or in a reader's RecursionError."""
     out = _fast(value)
+    _check_nesting(value, out)
     if out is None or b"null" in out:
-        text = _ENCODER.encode(value)
+        try:
+            text = _ENCODER.encode(value)
+        except RecursionError:  # a shallow value whose enum or subclass holds a deep one
+            raise ValueError(f"nested more than {MAX_NESTING} levels deep") from None
         text.encode()  # raises UnicodeEncodeError (a ValueError) on a lone surrogate
         return text
     return out.decode()
@@ -74,24 +112,41 @@ def loads(text: str | bytes) -> Any:
 _last_second: tuple[int, str] = (0, "1970-01-01T00:00:00.")
 
 
+# The span a four-digit year can spell, in ms since the epoch.
+FIRST_MS = -62135596800000  # 0001-01-01T00:00:00.000Z
+LAST_MS = 253402300799999  # 9999-12-31T23:59:59.999Z
+
+
 def ms_to_rfc3339(ms: int | None) -> str | None:
+    """A stored time as RFC 3339; one outside years 1-9999 (written by older code or by hand)
+    is clamped to the nearest time that can be spelled, so a record always renders."""
     global _last_second
     if ms is None:
         return None
     second, millis = divmod(ms, 1000)
     cached_second, prefix = _last_second
     if second != cached_second:
-        prefix = datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+        if not FIRST_MS <= ms <= LAST_MS:
+            return ms_to_rfc3339(min(max(ms, FIRST_MS), LAST_MS))
+        # isoformat, not strftime: glibc's %Y does not pad years before 1000 to four digits.
+        prefix = datetime.fromtimestamp(second, tz=timezone.utc).isoformat()[:19] + "."
         _last_second = (second, prefix)
     return f"{prefix}{millis:03d}Z"
+
+
+# RFC 3339's date-time (Python's fromisoformat alone also takes week dates and basic format).
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}"
+    r"(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 
 
 def rfc3339_to_ms(text: str) -> int:
     """Parses an RFC 3339 timestamp with an explicit offset; raises ValueError otherwise."""
     normalized = text.strip()
+    if not _RFC3339.fullmatch(normalized):
+        raise ValueError("expected a time such as 2030-01-01T09:30:00Z or +02:00 for the offset")
     if normalized.endswith(("Z", "z")):
         normalized = normalized[:-1] + "+00:00"
     moment = datetime.fromisoformat(normalized)
-    if moment.tzinfo is None:
-        raise ValueError("timestamp needs a timezone offset such as Z or +02:00")
     return round(moment.timestamp() * 1000)

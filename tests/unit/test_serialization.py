@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 import pytest
 
 from workstream.common.jobs import JobSpec
-from workstream.common.serialization import dumps, dumps_reply
+from workstream.common.serialization import MAX_NESTING, dumps, dumps_reply, ms_to_rfc3339
 
 
 class Colour(enum.Enum):
@@ -91,3 +91,48 @@ def test_a_reply_is_compact_utf8_json_with_its_nulls() -> None:
 @pytest.mark.parametrize("body", [{"n": 2**70, "x": None}, {"field": "\ud800"}])
 def test_a_reply_orjson_declines_is_still_json_of_the_same_value(body: dict[str, object]) -> None:
     assert json.loads(dumps_reply(body)) == body
+
+
+def nested(depth: int, leaf: object = 0) -> object:
+    value = leaf
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+    return value
+
+
+@pytest.mark.parametrize("leaf", [0, None, 2**70])  # orjson; the stdlib after a null; declined
+def test_a_value_nested_exactly_max_nesting_deep_is_written(leaf: object) -> None:
+    assert json.loads(dumps(nested(MAX_NESTING, leaf))) == nested(MAX_NESTING, leaf)
+
+
+@pytest.mark.parametrize("leaf", [0, None, 2**70])
+@pytest.mark.parametrize("depth", [MAX_NESTING + 1, 300, 5000])  # 300: past orjson's own limit
+def test_a_value_nested_deeper_than_max_nesting_is_a_value_error(leaf: object, depth: int) -> None:
+    with pytest.raises(ValueError, match="nest"):
+        dumps(nested(depth, leaf))
+
+
+def test_a_wide_value_with_many_brackets_in_its_strings_is_not_mistaken_for_deep() -> None:
+    value = {"text": "[" * 1000, "rows": [[i] for i in range(200)]}
+    assert json.loads(dumps(value)) == value
+
+
+def test_a_value_that_contains_itself_is_a_value_error() -> None:
+    loop: list[object] = []
+    loop.append(loop)
+    with pytest.raises(ValueError):
+        dumps(loop)
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [
+        (253402300800000, "9999-12-31T23:59:59.999Z"),
+        (10**30, "9999-12-31T23:59:59.999Z"),
+        (-62135596800001, "0001-01-01T00:00:00.000Z"),
+        (-(10**30), "0001-01-01T00:00:00.000Z"),
+        (253402300799999, "9999-12-31T23:59:59.999Z"),
+    ],
+)
+def test_a_time_outside_what_rfc3339_can_spell_is_written_clamped(ms: int, text: str) -> None:
+    assert ms_to_rfc3339(ms) == text
