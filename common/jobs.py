@@ -3,14 +3,23 @@ anyone reads back (Job)."""
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from workstream.common.errors import ValidationError
-from workstream.common.serialization import dumps, loads, ms_to_rfc3339, rfc3339_to_ms
+from workstream.common.serialization import (
+    MAX_NESTING,
+    dumps,
+    loads,
+    ms_to_rfc3339,
+    nests_too_deep,
+    rfc3339_to_ms,
+)
 from workstream.common.states import JobStatus
 
 TYPE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
@@ -19,9 +28,13 @@ JOB_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 MAX_ATTEMPTS_LIMIT = 100
 MAX_TIMEOUT_S = 7 * 86400.0
 MAX_DELAY_S = 366 * 86400.0
+# run_at is judged on this host's clock and scheduled on Redis's: a client aiming at the
+# cap on a clock a little ahead must not be refused. The cap only keeps times bounded.
+RUN_AT_SKEW_S = 300.0
 SPEC_FIELDS = frozenset(
     {"type", "payload", "queue", "max_attempts", "timeout", "delay", "run_at", "idempotency_key"}
 )
+_EMPTY_PAYLOAD = "{}"
 
 
 def new_job_id() -> str:
@@ -34,7 +47,9 @@ def is_job_id(text: str) -> bool:
 
 @dataclass(frozen=True)
 class JobSpec:
-    """A validated submission. None means "use the configured default"."""
+    """A validated submission whose payload is already encoded, so that anything that holds a
+    JobSpec can store it: a bad value fails while its own request is judged, never inside a
+    Redis call shared with other requests. None means "use the configured default"."""
 
     type: str
     payload: Any = None
@@ -44,48 +59,55 @@ class JobSpec:
     delay: float | None = None
     run_at_ms: int | None = None
     idempotency_key: str | None = None
+    _payload_json: str = field(default=_EMPTY_PAYLOAD, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _validate(self)
+        _check_name("type", self.type, TYPE_PATTERN)
+        _check_name("queue", self.queue, QUEUE_PATTERN)
+        if self.idempotency_key is not None:
+            _check_name("idempotency_key", self.idempotency_key, TYPE_PATTERN)
+        _optional_int("max_attempts", self.max_attempts, 1, MAX_ATTEMPTS_LIMIT)
+        _optional_number("timeout", self.timeout, 0.001, MAX_TIMEOUT_S)
+        _optional_number("delay", self.delay, 0, MAX_DELAY_S)
+        if self.run_at_ms is not None:
+            _optional_int("run_at_ms", self.run_at_ms, 0, _run_at_cap_ms())
+        _one_timing(self.delay, self.run_at_ms)
+        object.__setattr__(self, "_payload_json", _encode_payload(self.payload))
 
     @classmethod
     def from_mapping(cls, data: Any) -> JobSpec:
-        """Builds a spec from decoded JSON; unknown fields and wrong types name the field."""
+        """Builds a spec from decoded JSON; unknown fields, wrong types and values the store
+        cannot hold name the field."""
         if type(data) is not dict and not isinstance(data, Mapping):  # the ABC check is slow
             raise ValidationError("body", "expected a JSON object")
         if not SPEC_FIELDS.issuperset(data):  # the common case costs no set or sort
             raise ValidationError(sorted(set(data) - SPEC_FIELDS)[0], "unknown field")
         if "type" not in data:
             raise ValidationError("type", "required")
-        run_at = data.get("run_at")
-        run_at_ms = None
-        if run_at is not None:
-            if not isinstance(run_at, str):
-                raise ValidationError("run_at", "expected an RFC 3339 timestamp string")
-            try:
-                run_at_ms = rfc3339_to_ms(run_at)
-            except ValueError as ex:
-                raise ValidationError("run_at", f"expected an RFC 3339 timestamp: {ex}") from None
         # Filled in place: the frozen dataclass __init__ costs 1 us a job, and a batch holds
-        # 1,000. The same checks as __post_init__ run on the filled fields.
+        # 1,000. The checks are __post_init__'s, each value judged once.
         spec = object.__new__(cls)
         fields = spec.__dict__
-        fields["type"] = _require_str("type", data["type"])
-        fields["payload"] = data.get("payload")
-        fields["queue"] = _require_str("queue", data.get("queue", "default"))
-        fields["max_attempts"] = _optional_int("max_attempts", data.get("max_attempts"))
-        fields["timeout"] = _optional_number("timeout", data.get("timeout"))
-        fields["delay"] = _optional_number("delay", data.get("delay"))
-        fields["run_at_ms"] = run_at_ms
-        fields["idempotency_key"] = _optional_str("idempotency_key", data.get("idempotency_key"))
-        _validate(spec)
+        fields["type"] = _check_name("type", data["type"], TYPE_PATTERN)
+        fields["queue"] = _check_name("queue", data.get("queue", "default"), QUEUE_PATTERN)
+        fields["max_attempts"] = _optional_int(
+            "max_attempts", data.get("max_attempts"), 1, MAX_ATTEMPTS_LIMIT
+        )
+        fields["timeout"] = _optional_number("timeout", data.get("timeout"), 0.001, MAX_TIMEOUT_S)
+        fields["delay"] = delay = _optional_number("delay", data.get("delay"), 0, MAX_DELAY_S)
+        fields["run_at_ms"] = run_at_ms = _run_at_ms(data.get("run_at"))
+        idempotency_key = data.get("idempotency_key")
+        if idempotency_key is not None:
+            _check_name("idempotency_key", idempotency_key, TYPE_PATTERN)
+        fields["idempotency_key"] = idempotency_key
+        _one_timing(delay, run_at_ms)
+        fields["payload"] = payload = data.get("payload")
+        fields["_payload_json"] = _encode_payload(payload)
         return spec
 
     def payload_json(self) -> str:
-        try:
-            return dumps(self.payload if self.payload is not None else {})
-        except (TypeError, ValueError) as ex:
-            raise ValidationError("payload", f"not JSON-serialisable: {ex}") from None
+        """The payload as stored: encoded once, when the spec was made."""
+        return self._payload_json
 
 
 @dataclass(frozen=True)
@@ -154,27 +176,24 @@ class Job:
 
     @classmethod
     def from_hash(cls, data: Mapping[str, str]) -> Job:
-        def ms(name: str) -> int | None:
-            value = data.get(name)
-            return int(value) if value else None
-
-        result = data.get("result")
+        """A job as stored. Whatever older code or a hand edit left in a number or a JSON
+        field reads as a default or as its text, so one odd record never breaks a listing."""
         return cls(
             id=data["id"],
             type=data["type"],
             queue=data["queue"],
             status=JobStatus(data["status"]),
-            payload=loads(data["payload"]) if data.get("payload") else None,
-            result=loads(result) if result else None,
+            payload=_stored_json(data.get("payload")),
+            result=_stored_json(data.get("result")),
             error=data.get("error") or None,
-            attempts=int(data.get("attempts") or 0),
-            max_attempts=int(data.get("max_attempts") or 1),
-            timeout_ms=int(data.get("timeout_ms") or 0),
-            created_at=ms("created_at"),
-            enqueued_at=ms("enqueued_at"),
-            run_at=ms("run_at"),
-            started_at=ms("started_at"),
-            finished_at=ms("finished_at"),
+            attempts=_stored_int(data.get("attempts")) or 0,
+            max_attempts=_stored_int(data.get("max_attempts")) or 1,
+            timeout_ms=_stored_int(data.get("timeout_ms")) or 0,
+            created_at=_stored_int(data.get("created_at")),
+            enqueued_at=_stored_int(data.get("enqueued_at")),
+            run_at=_stored_int(data.get("run_at")),
+            started_at=_stored_int(data.get("started_at")),
+            finished_at=_stored_int(data.get("finished_at")),
             worker=data.get("worker") or None,
             idempotency_key=data.get("idempotency_key") or None,
         )
@@ -199,57 +218,88 @@ class Job:
         return body
 
 
-def _validate(spec: JobSpec) -> None:
-    _check_name("type", spec.type, TYPE_PATTERN, "[A-Za-z0-9_.:-]{1,128}")
-    _check_name("queue", spec.queue, QUEUE_PATTERN, "[A-Za-z0-9_.-]{1,64}")
-    if spec.idempotency_key is not None:
-        _check_name("idempotency_key", spec.idempotency_key, TYPE_PATTERN, "[A-Za-z0-9_.:-]{1,128}")
-    if spec.max_attempts is not None:
-        _check_int("max_attempts", spec.max_attempts, 1, MAX_ATTEMPTS_LIMIT)
-    if spec.timeout is not None:
-        _check_number("timeout", spec.timeout, 0.001, MAX_TIMEOUT_S)
-    if spec.delay is not None:
-        _check_number("delay", spec.delay, 0, MAX_DELAY_S)
-    if spec.delay is not None and spec.run_at_ms is not None:
+def _stored_int(text: str | None) -> int | None:
+    """Scripts write integers; Lua may spell a large one as a float ("1e+20")."""
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return int(number) if math.isfinite(number) else None
+
+
+def _stored_json(text: str | None) -> Any:
+    """A stored payload or result; text that is not JSON, or nests deeper than the encoder
+    writes today (older code stored such), is answered as the text itself."""
+    if not text:
+        return None
+    try:
+        value = loads(text)
+    except (ValueError, RecursionError):
+        return text
+    if text.count("[") + text.count("{") > MAX_NESTING and nests_too_deep(value):
+        return text
+    return value
+
+
+def _run_at_cap_ms() -> int:
+    return round((time.time() + MAX_DELAY_S + RUN_AT_SKEW_S) * 1000)
+
+
+def _run_at_ms(value: Any) -> int | None:
+    """run_at as ms since the epoch: at most MAX_DELAY_S ahead (as delay), and a time in the
+    past means now (0, so that no negative time reaches the script's -1 "none")."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError("run_at", "expected an RFC 3339 timestamp string")
+    try:
+        ms = rfc3339_to_ms(value)
+    except (ValueError, OverflowError) as ex:
+        raise ValidationError("run_at", f"expected an RFC 3339 timestamp: {ex}") from None
+    if ms > _run_at_cap_ms():
+        raise ValidationError("run_at", f"expected a time at most {MAX_DELAY_S:g} s from now")
+    return max(ms, 0)
+
+
+def _one_timing(delay: float | None, run_at_ms: int | None) -> None:
+    if delay is not None and run_at_ms is not None:
         raise ValidationError("run_at", "give either delay or run_at, not both")
 
 
-def _check_name(field: str, value: str, pattern: re.Pattern[str], spelled: str) -> None:
+def _encode_payload(payload: Any) -> str:
+    if payload is None:
+        return _EMPTY_PAYLOAD
+    try:
+        return dumps(payload)
+    except (TypeError, ValueError) as ex:
+        raise ValidationError("payload", f"cannot be stored as JSON: {ex}") from None
+
+
+def _check_name(field: str, value: Any, pattern: re.Pattern[str]) -> str:
     if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise ValidationError(field, f"expected {spelled}")
+        raise ValidationError(field, f"expected {pattern.pattern}")
+    return value
 
 
-def _check_int(field: str, value: int, low: int, high: int) -> None:
+def _optional_int(field: str, value: Any, low: int, high: int) -> int | None:
+    if value is None:
+        return None
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValidationError(field, f"expected an integer from {low} to {high}")
+    return value
 
 
-def _check_number(field: str, value: float, low: float, high: float) -> None:
+def _optional_number(field: str, value: Any, low: float, high: float) -> float | None:
+    """The range is checked before float(): an int compares exactly, so 10**400 is out of
+    range rather than an OverflowError; nan fails every comparison."""
+    if value is None:
+        return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
         raise ValidationError(field, f"expected a number from {low:g} to {high:g}")
-
-
-def _require_str(field: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValidationError(field, "expected a string")
-    return value
-
-
-def _optional_str(field: str, value: Any) -> str | None:
-    return None if value is None else _require_str(field, value)
-
-
-def _optional_int(field: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(field, "expected an integer")
-    return value
-
-
-def _optional_number(field: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValidationError(field, "expected a number")
     return float(value)

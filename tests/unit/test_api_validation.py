@@ -254,3 +254,18 @@ def test_openapi_document_declares_version_3_1_and_every_route() -> None:
     assert {"/jobs", "/jobs/batch", "/jobs/{job_id}", "/queues/{name}/failed/purge"} <= set(
         document["paths"]
     )
+
+
+@pytest.mark.parametrize(
+    ("job", "field"),
+    [
+        ({"type": "a", "payload": "\ud800"}, "jobs[1].payload"),
+        ({"type": "a", "delay": 10**400}, "jobs[1].delay"),
+        ({"type": "a", "timeout": 10**400}, "jobs[1].timeout"),
+        ({"type": "a", "run_at": "9999-12-31T23:59:59.9999Z"}, "jobs[1].run_at"),
+    ],
+)
+def test_batch_names_the_job_whose_value_cannot_be_stored(job: dict[str, Any], field: str) -> None:
+    with pytest.raises(ApiError) as excinfo:
+        validation.batch_specs({"jobs": [{"type": "a"}, job]})
+    assert code_of(excinfo) == (400, "validation_error", field)
