@@ -49,21 +49,24 @@ def _fast(value: Any) -> bytes | None:
         return None
 
 
-def _too_deep(value: Any, limit: int) -> bool:
-    """Whether containers nest more than `limit` deep; stops at the first path that does, so
-    a value built to exhaust the stack costs `limit` steps."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, (list, tuple)):
-            children = item
-        else:
-            continue
-        if depth == limit:
+_CONTAINERS = (dict, list, tuple)
+
+
+def nests_too_deep(value: Any, limit: int = MAX_NESTING) -> bool:
+    """Whether containers nest more than `limit` deep. Recursion is safe: it stops at
+    `limit`, so a value built to exhaust the stack (or one that contains itself) costs
+    `limit` calls."""
+    if isinstance(value, dict):
+        children: Any = value.values()
+    elif isinstance(value, (list, tuple)):
+        children = value
+    else:
+        return False
+    if limit == 0:
+        return True
+    for child in children:
+        if isinstance(child, _CONTAINERS) and nests_too_deep(child, limit - 1):
             return True
-        stack.extend((child, depth + 1) for child in children)
     return False
 
 
@@ -72,7 +75,7 @@ def _check_nesting(value: Any, out: bytes | None) -> None:
     # shallow without walking it (brackets inside strings only make the count safer).
     if out is not None and out.count(b"[") + out.count(b"{") <= MAX_NESTING:
         return
-    if _too_deep(value, MAX_NESTING):
+    if nests_too_deep(value):
         raise ValueError(f"nested more than {MAX_NESTING} levels deep")
 
 

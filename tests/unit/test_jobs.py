@@ -219,3 +219,7 @@ def test_a_stored_payload_no_reader_can_use_is_answered_as_its_text(raw: str) ->
 def test_a_stored_payload_with_many_brackets_but_shallow_is_read_as_json() -> None:
     raw = '{"rows":' + str([[i] for i in range(100)]) + ',"s":"[[[["}'
     assert Job.from_hash(stored(payload=raw)).payload["s"] == "[[[["
+
+
+def test_a_stored_string_full_of_brackets_is_read_as_the_string() -> None:
+    assert Job.from_hash(stored(payload='"' + "[" * 100 + '"')).payload == "[" * 100
