@@ -37,3 +37,12 @@ def count_runs(payload: Any, ctx: JobContext) -> int:
     if payload.get("sleep"):
         time.sleep(float(payload["sleep"]))
     return int(ctx.redis.hincrby("test:runs", ctx.job_id, 1))
+
+
+@handler("count_then_sleep")
+def count_then_sleep(payload: Any, ctx: JobContext) -> int:
+    """Counts the execution first (so a Redis refusing writes later cannot fail the job), then
+    sleeps `sleep` seconds."""
+    runs = int(ctx.redis.hincrby("test:runs", ctx.job_id, 1))
+    time.sleep(float(payload.get("sleep", 0)))
+    return runs

@@ -87,7 +87,7 @@ class Fetcher:
             self._loop()
         except BaseException:  # a bug, not Redis: the worker sees the thread gone and exits
             log.exception("fetcher.crashed")
-            raise
+            return
         self.finished.set()
 
     def _loop(self) -> None:
@@ -95,8 +95,8 @@ class Fetcher:
         flush_until: float | None = None
         while True:
             self.ticked_at = now = time.monotonic()
+            self._collect(wait=False)  # even while Redis refuses us: busy stays exact
             if self.closed.is_set():
-                self._collect(wait=False)
                 if not self.unrecorded:
                     return  # what still runs past the grace is released by the worker
                 flush_until = flush_until or now + FINAL_FLUSH_S

@@ -162,8 +162,9 @@ class Pool:
         """Why this pool can no longer run what it is given, or None."""
         if self.crashed.is_set():
             return "slot thread crashed"
-        if not self._stop.is_set() and not self._watchdog.is_alive():
-            return "watchdog died"
+        if self._watchdog.ident is not None and not self._stop.is_set():
+            if not self._watchdog.is_alive():
+                return "watchdog died"
         return None
 
     def close(self) -> None:

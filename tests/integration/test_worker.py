@@ -5,7 +5,10 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import pytest
 import redis
 
 from tests.conftest import make_settings
@@ -218,3 +221,118 @@ def test_a_long_job_on_an_idle_worker_does_not_hold_up_the_next_one(
     assert store.get_status(slow) is JobStatus.PROCESSING  # still running
     runner.join(15)
     assert store.get_status(slow) is JobStatus.COMPLETED
+
+
+# -- liveness: outcomes survive Redis error replies, broken machinery exits ----------------
+
+SPIN_LUA = """
+local t = redis.call('TIME')
+local start = t[1] * 1000000 + t[2]
+while true do
+  t = redis.call('TIME')
+  if t[1] * 1000000 + t[2] - start > tonumber(ARGV[1]) then return 1 end
+end
+"""
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server that answers BUSY 50 ms into a long script."""
+    server = RedisServer(directory=tmp_path, extra_args=("--busy-reply-threshold", "50")).start()
+    yield server
+    server.stop()
+
+
+def _start(worker: Worker) -> threading.Thread:
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _stop(worker: Worker, thread: threading.Thread) -> None:
+    worker.shutdown_requested.set()
+    thread.join(15)
+
+
+def _runs(client: redis.Redis) -> list[int]:
+    return sorted(int(n) for n in client.hvals("test:runs"))
+
+
+def _drive_through_refusal(
+    server: RedisServer,
+    refuse: Callable[[redis.Redis], None],
+    recover: Callable[[redis.Redis], None],
+) -> None:
+    """Four jobs run on four slots; Redis refuses to record their outcomes for a while, then
+    recovers: each job ran once and is recorded, no slot leaked, and the worker claims again."""
+    client = server.client()
+    worker, store = _worker(server, client, WORKER_COUNT="4")
+    ids = [
+        store.enqueue(JobSpec(type="count_then_sleep", payload={"sleep": 0.2})).job_id
+        for _ in range(4)
+    ]
+    thread = _start(worker)
+    try:
+        assert _eventually(lambda: len(client.hkeys("test:runs")) == 4)
+        refuse(client)
+        ok = _eventually(lambda: len(worker.fetcher.unrecorded) == 4)  # kept, not dropped
+        assert ok, (worker.fetcher.unrecorded, worker.fetcher.in_slots, worker.fetcher.busy)
+        recover(client)
+        assert _eventually(lambda: all(store.get_status(i) is JobStatus.COMPLETED for i in ids))
+        assert _eventually(lambda: worker.fetcher.busy == 0)
+        after = store.enqueue(JobSpec(type="count_then_sleep", payload={})).job_id
+        assert _eventually(lambda: store.get_status(after) is JobStatus.COMPLETED)
+        assert _runs(client) == [1] * 5
+    finally:
+        _stop(worker, thread)
+        client.close()
+
+
+def test_outcomes_survive_busy_replies_and_are_recorded_once_redis_recovers(
+    own_redis: RedisServer,
+) -> None:
+    spinner: list[threading.Thread] = []
+
+    def spin(client: redis.Redis) -> None:
+        # The script holds Redis 1.5 s: every other client gets BUSY meanwhile.
+        other = own_redis.client(socket_timeout=10)
+        thread = threading.Thread(target=other.eval, args=(SPIN_LUA, 0, 1_500_000))
+        thread.start()
+        spinner.append(thread)
+
+    def wait_spin(client: redis.Redis) -> None:
+        spinner[0].join(10)
+
+    _drive_through_refusal(own_redis, spin, wait_spin)
+
+
+def test_outcomes_survive_oom_replies_and_are_recorded_once_memory_is_back(
+    own_redis: RedisServer,
+) -> None:
+    def fill(client: redis.Redis) -> None:
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", 1)  # far below what is used: every write is refused
+
+    def free(client: redis.Redis) -> None:
+        client.config_set("maxmemory", 0)
+
+    _drive_through_refusal(own_redis, fill, free)
+
+
+def test_a_worker_whose_fetcher_thread_dies_exits_non_zero(
+    redis_server: RedisServer, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker, _ = _worker(redis_server, redis_client)
+
+    def bug() -> None:
+        raise RuntimeError("a bug in the fetcher")
+
+    monkeypatch.setattr(worker.fetcher, "_step", bug)
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(worker.run()), daemon=True)
+    thread.start()
+    thread.join(10)
+    if thread.is_alive():
+        worker.shutdown_requested.set()
+        thread.join(10)
+    assert codes == [1]
