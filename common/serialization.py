@@ -71,9 +71,11 @@ def nests_too_deep(value: Any, limit: int = MAX_NESTING) -> bool:
 
 
 def _check_nesting(value: Any, out: bytes | None) -> None:
-    # Each container opens one bracket, so few brackets in orjson's output prove the value
-    # shallow without walking it (brackets inside strings only make the count safer).
-    if out is not None and out.count(b"[") + out.count(b"{") <= MAX_NESTING:
+    # Each container writes two brackets, so short output proves the value shallow, and so do
+    # few opening brackets (those inside strings only make the count safer): no walk.
+    if out is not None and (
+        len(out) <= 2 * MAX_NESTING or out.count(b"[") + out.count(b"{") <= MAX_NESTING
+    ):
         return
     if nests_too_deep(value):
         raise ValueError(f"nested more than {MAX_NESTING} levels deep")
