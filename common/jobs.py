@@ -263,7 +263,7 @@ def _run_at_ms(value: Any) -> int | None:
     except (ValueError, OverflowError) as ex:
         raise ValidationError("run_at", f"expected an RFC 3339 timestamp: {ex}") from None
     if ms > _run_at_cap_ms():
-        raise ValidationError("run_at", f"expected a time at most {MAX_DELAY_S:g} s from now")
+        raise ValidationError("run_at", f"expected a time at most {_days(MAX_DELAY_S)} from now")
     return max(ms, 0)
 
 
@@ -301,5 +301,9 @@ def _optional_number(field: str, value: Any, low: float, high: float) -> float |
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-        raise ValidationError(field, f"expected a number from {low:g} to {high:g}")
+        raise ValidationError(field, f"expected a number from {low:g} to {high:.0f}")
     return float(value)
+
+
+def _days(seconds: float) -> str:
+    return f"{seconds / 86400:g} days"
