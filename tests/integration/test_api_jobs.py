@@ -17,6 +17,7 @@ from tests.integration.api_fixtures import (
     submit,
 )
 from workstream.common.jobs import is_job_id
+from workstream.common.serialization import ms_to_rfc3339
 from workstream.common.store import JobStore
 
 # The shared API fixtures, bound here so that pytest finds them for this module.
@@ -52,9 +53,15 @@ def test_post_jobs_with_delay_is_scheduled(client: TestClient) -> None:
 
 
 def test_post_jobs_with_run_at_in_the_future_is_scheduled(client: TestClient) -> None:
-    body = {"type": "echo", "run_at": "2999-01-01T00:00:00Z"}
+    run_at = ms_to_rfc3339(round((time.time() + 86400) * 1000))
+    job = client.simulate_post("/jobs", json={"type": "echo", "run_at": run_at}).json
+    assert job["status"] == "scheduled" and job["run_at"] == run_at
+
+
+def test_post_jobs_with_run_at_in_the_past_is_pending(client: TestClient) -> None:
+    body = {"type": "echo", "run_at": "1969-12-31T23:59:59.999Z"}  # -1 ms: the script's "none"
     job = client.simulate_post("/jobs", json=body).json
-    assert job["status"] == "scheduled" and job["run_at"] == "2999-01-01T00:00:00.000Z"
+    assert job["status"] == "pending" and job["run_at"] is None
 
 
 def test_repeated_idempotency_key_answers_200_with_the_original_job(
