@@ -7,6 +7,7 @@ Each records every execution it starts in the `executions` hash of the Redis it 
 from __future__ import annotations
 
 import os
+import re
 import time
 from typing import Any
 
@@ -36,3 +37,54 @@ def poison(payload: Any, ctx: JobContext) -> dict[str, Any]:
     if isinstance(payload, dict) and payload.get("poison"):
         os._exit(137)
     return {"ok": True}
+
+
+WORKERS_KEY = "faults:workers"  # worker id -> executions started there
+
+
+@handler("fault_tagged")
+def tagged(payload: Any, ctx: JobContext) -> dict[str, Any]:
+    """fault_work that also counts which worker ran it (one round trip for both counts)."""
+    pipe = ctx.redis.pipeline(transaction=False)
+    pipe.hincrby(EXECUTIONS_KEY, ctx.job_id, 1)
+    pipe.hincrby(WORKERS_KEY, ctx.worker_id, 1)
+    pipe.execute()
+    ms = int(payload.get("ms", 0)) if isinstance(payload, dict) else 0
+    if ms:
+        time.sleep(ms / 1000)
+    return {"ok": True}
+
+
+def _deep(depth: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@handler("fault_exit")
+def leave(payload: Any, ctx: JobContext) -> Any:
+    """Leaves the handler as `{"how": ...}` says: system_exit, keyboard_interrupt,
+    lone_surrogate (an error message Redis cannot store as UTF-8), deep_result (nested past any
+    encoder's limit) or unencodable (an object JSON has no form for)."""
+    _record(ctx)
+    how = payload["how"]
+    if how == "system_exit":
+        raise SystemExit(1)
+    if how == "keyboard_interrupt":
+        raise KeyboardInterrupt
+    if how == "lone_surrogate":
+        raise RuntimeError("bad \udcff")
+    if how == "deep_result":
+        return _deep(100_000)
+    if how == "unencodable":
+        return {"value": object()}
+    raise ValueError(f"unknown way out: {how!r}")
+
+
+@handler("fault_gil_regex")
+def gil_regex(payload: Any, ctx: JobContext) -> bool:
+    """A catastrophic regex: C code that never releases the GIL, so the whole process stops
+    (heartbeat and watchdog included) for longer than any test runs."""
+    _record(ctx)
+    return re.match(r"(a+)+$", "a" * 40 + "b") is not None
