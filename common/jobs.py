@@ -239,12 +239,11 @@ def _stored_json(text: str | None) -> Any:
     if not text:
         return None
     try:
-        value = loads(text)
+        if text.count("[") + text.count("{") > MAX_NESTING and nests_too_deep(text.encode()):
+            return text
+        return loads(text)
     except (ValueError, RecursionError):
         return text
-    if text.count("[") + text.count("{") > MAX_NESTING and nests_too_deep(value):
-        return text
-    return value
 
 
 def _run_at_cap_ms() -> int:

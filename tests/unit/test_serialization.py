@@ -136,3 +136,9 @@ def test_a_value_that_contains_itself_is_a_value_error() -> None:
 )
 def test_a_time_outside_what_rfc3339_can_spell_is_written_clamped(ms: int, text: str) -> None:
     assert ms_to_rfc3339(ms) == text
+
+
+@pytest.mark.parametrize("text", ['a"[[[[', "\\", '\\"{{{{', "]]]]"])
+def test_brackets_and_escaped_quotes_inside_strings_do_not_count_as_nesting(text: str) -> None:
+    value = nested(MAX_NESTING - 1, [text] * 40)
+    assert json.loads(dumps(value)) == value
