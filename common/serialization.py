@@ -55,17 +55,17 @@ _OBJECTS_AS_ARRAYS = bytes.maketrans(b"{}", b"[]")
 _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
 
 
-def nests_too_deep(text: bytes) -> bool:
-    """Whether JSON text nests containers more than MAX_NESTING deep, judged on the text at
+def nests_too_deep(text: bytes, limit: int = MAX_NESTING) -> bool:
+    """Whether JSON text nests containers more than `limit` deep, judged on the text at
     C speed (a walk over the value in Python costs ~0.5 us a container)."""
     # Each container writes two brackets, so short text is shallow, and so is text with few
     # opening brackets (those inside strings only make the count safer).
-    if len(text) <= 2 * MAX_NESTING or text.count(b"[") + text.count(b"{") <= MAX_NESTING:
+    if len(text) <= 2 * limit or text.count(b"[") + text.count(b"{") <= limit:
         return False
     # Brackets alone, objects spelled as arrays: each replace removes the innermost level
     # only (it does not rescan what it joined), so the passes needed are the depth.
     brackets = _STRING.sub(b"", text).translate(_OBJECTS_AS_ARRAYS, _NOT_BRACKETS)
-    for _ in range(MAX_NESTING):
+    for _ in range(limit):
         if not brackets:
             return False
         brackets = brackets.replace(b"[]", b"")

@@ -8,9 +8,17 @@ import uuid
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from workstream.common.jobs import JobSpec
-from workstream.common.serialization import MAX_NESTING, dumps, dumps_reply, ms_to_rfc3339
+from workstream.common.serialization import (
+    MAX_NESTING,
+    dumps,
+    dumps_reply,
+    ms_to_rfc3339,
+    nests_too_deep,
+)
 
 
 class Colour(enum.Enum):
@@ -142,3 +150,25 @@ def test_a_time_outside_what_rfc3339_can_spell_is_written_clamped(ms: int, text:
 def test_brackets_and_escaped_quotes_inside_strings_do_not_count_as_nesting(text: str) -> None:
     value = nested(MAX_NESTING - 1, [text] * 40)
     assert json.loads(dumps(value)) == value
+
+
+def depth_of(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(depth_of, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(depth_of, value), default=0)
+    return 0
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab,:'),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=json_values, limit=st.integers(0, 4))
+def test_nesting_judged_on_the_text_agrees_with_the_value(value: object, limit: int) -> None:
+    text = json.dumps(value, separators=(",", ":")).encode()
+    assert nests_too_deep(text, limit) == (depth_of(value) > limit)
