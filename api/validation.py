@@ -19,9 +19,10 @@ from workstream.common.store import MAX_BATCH
 MAX_WAIT_S = 60.0
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
-# "<created ms>-<entries read at that ms>", as JobStore.list_jobs returns; the bounds keep the
-# ZRANGE offset (work Redis does per page) small.
-CURSOR_PATTERN = re.compile(r"^[0-9]{1,16}-[0-9]{1,7}$")
+# "<created ms>-<entries read at that ms>", as JobStore.list_jobs returns. Redis skips
+# `offset` entries per page, so the offset is bounded by what one millisecond can hold
+# (a 1,000-job batch shares one; 99,999 is ~100x what Redis can create in a millisecond).
+CURSOR_PATTERN = re.compile(r"^[0-9]{1,16}-[0-9]{1,5}$")
 LIMIT_PATTERN = re.compile(r"[0-9]{1,4}")
 BATCH_FIELDS = frozenset({"jobs"})
 _CHUNK = 65536

@@ -269,3 +269,12 @@ def test_batch_names_the_job_whose_value_cannot_be_stored(job: dict[str, Any], f
     with pytest.raises(ApiError) as excinfo:
         validation.batch_specs({"jobs": [{"type": "a"}, job]})
     assert code_of(excinfo) == (400, "validation_error", field)
+
+
+def test_a_cursor_offset_no_millisecond_holds_is_rejected() -> None:
+    # Redis skips `offset` index entries for each page (O(offset)): a forged offset of
+    # millions would make one request walk the whole index.
+    with pytest.raises(ApiError) as excinfo:
+        validation.cursor(request(query="cursor=1764000000000-100000"))
+    assert code_of(excinfo) == (400, "validation_error", "cursor")
+    assert validation.cursor(request(query="cursor=1764000000000-99999")) == "1764000000000-99999"
