@@ -15,6 +15,7 @@ from workstream.api.errors import ApiError, error_body
 from workstream.api.middleware import BearerAuth, is_public
 from workstream.api.openapi import build_document
 from workstream.common.metrics import BOUNDS_S, Histogram, parse_stats
+from workstream.common.serialization import MAX_NESTING
 from workstream.common.states import JobStatus
 
 LIMIT = 100
@@ -256,10 +257,15 @@ def test_openapi_document_declares_version_3_1_and_every_route() -> None:
     )
 
 
+def deep(levels: int) -> Any:
+    return [deep(levels - 1)] if levels else 0
+
+
 @pytest.mark.parametrize(
     ("job", "field"),
     [
         ({"type": "a", "payload": "\ud800"}, "jobs[1].payload"),
+        ({"type": "a", "payload": [[[[]]]] * 2 + [deep(MAX_NESTING + 1)]}, "jobs[1].payload"),
         ({"type": "a", "delay": 10**400}, "jobs[1].delay"),
         ({"type": "a", "timeout": 10**400}, "jobs[1].timeout"),
         ({"type": "a", "run_at": "9999-12-31T23:59:59.9999Z"}, "jobs[1].run_at"),
