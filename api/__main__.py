@@ -8,10 +8,14 @@ import signal
 import socket
 import threading
 from types import FrameType
-from typing import Any
 
 from workstream.api.app import create_app
-from workstream.api.dispatch import InlineServer
+from workstream.api.dispatch import (
+    ApiServer,
+    adjustments,
+    connection_limit,
+    raise_open_files_limit,
+)
 from workstream.api.group_commit import GroupCommitStore
 from workstream.api.prefork import listening_socket
 from workstream.common.logs import configure_logging
@@ -21,36 +25,41 @@ from workstream.common.settings import Settings, load_or_exit
 
 log = logging.getLogger("api")
 
-CONNECTION_LIMIT_MIN = 2000
-# Longer than the longest long-poll (60 s), so waitress never drops a waiting client.
-CHANNEL_TIMEOUT_S = 120
+# Redis connections beyond one per request thread: the committer's and the health check's.
+EXTRA_REDIS_CONNECTIONS = 8
 
 
-def build_server(
-    settings: Settings, sock: socket.socket | None = None
-) -> tuple[InlineServer, threading.Event]:
-    """`sock`: an already listening socket shared with sibling processes (API_PROCESSES).
-    Returns the server and the event that ends every long-poll at once (shutdown)."""
-    client = connect(settings, max_connections=settings.api_threads + 8)
-    store = GroupCommitStore(client, settings)
-    stopping = threading.Event()
-    app = create_app(settings, store, stopping=stopping)
-    where: dict[str, Any] = {} if sock else {"host": settings.host, "port": settings.port}
-    server = InlineServer(
-        app,
-        sock,
-        store.serve_together,
-        **where,
-        threads=settings.api_threads,
-        connection_limit=max(CONNECTION_LIMIT_MIN, settings.api_threads * 8),
-        channel_timeout=CHANNEL_TIMEOUT_S,
-        # Bodies far past the limit are refused by waitress before they are buffered; those
-        # between the limit and this get the API's own JSON 413.
-        max_request_body_size=settings.max_payload_bytes * 2 + 65536,
-        ident="workstream",
-        clear_untrusted_proxy_headers=True,
-    )
-    return server, stopping
+class Api:
+    """One API process: its Redis pool, group committer, Falcon app and waitress server."""
+
+    def __init__(self, settings: Settings, sock: socket.socket) -> None:
+        redis_connections = settings.api_threads + EXTRA_REDIS_CONNECTIONS
+        open_files = raise_open_files_limit()
+        connections = connection_limit(open_files.soft, redis_connections)
+        log.info(
+            "api.open_files",
+            extra={**open_files._asdict(), "connection_limit": connections},
+        )
+        self.client = connect(settings, max_connections=redis_connections)
+        self.store = GroupCommitStore(self.client, settings)
+        # Set on SIGTERM/SIGINT: every long-poll answers at once.
+        self.stopping = threading.Event()
+        app = create_app(settings, self.store, stopping=self.stopping)
+        self.server = ApiServer(app, sock, **adjustments(settings, connections))
+
+    def stop(self) -> None:
+        """From a signal handler or another thread: long-polls end now, the loop after its
+        current pass; requests in flight are answered."""
+        self.stopping.set()
+        self.server.stop()
+
+    def serve(self) -> None:
+        try:
+            self.server.serve()
+        finally:
+            self.store.close()
+            self.server.close()
+            self.client.close()
 
 
 def main() -> int:
@@ -58,28 +67,24 @@ def main() -> int:
     configure_logging(settings.log_level)
     if settings.api_processes == 1:
         return serve(settings)
-    supervisor = Supervisor(settings.api_processes, lambda: serve_shared(settings), component="api")
+    supervisor = Supervisor(
+        settings.api_processes, lambda: serve(settings, shared=True), component="api"
+    )
     return supervisor.run()
 
 
-def serve_shared(settings: Settings) -> int:
-    """One of API_PROCESSES children: its own SO_REUSEPORT socket on the port."""
+def serve(settings: Settings, *, shared: bool = False) -> int:
+    """One waitress process until SIGTERM/SIGINT; `shared`: one of API_PROCESSES children,
+    each with its own SO_REUSEPORT socket on the port."""
     try:
-        sock = listening_socket(settings.host, settings.port)
+        sock = listening_socket(settings.host, settings.port, shared=shared)
     except OSError as ex:
         log.error("api.bind_failed", extra={"error": str(ex), "port": settings.port})
         return 1
-    return serve(settings, sock)
-
-
-def serve(settings: Settings, sock: socket.socket | None = None) -> int:
-    """One waitress process until SIGTERM/SIGINT."""
-    server, stopping = build_server(settings, sock)
+    api = Api(settings, sock)
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        # Long-polls end at once; the loop ends now, or after the submission it is serving.
-        stopping.set()
-        server.stop()
+        api.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -87,17 +92,12 @@ def serve(settings: Settings, sock: socket.socket | None = None) -> int:
         "api.started",
         extra={
             "host": settings.host,
-            "port": server.port or settings.port,
+            "port": api.server.port,
             "threads": settings.api_threads,
             "pid": os.getpid(),
         },
     )
-    try:
-        server.serve()
-    except SystemExit:
-        pass  # a signal outside the loop
-    finally:
-        server.close()
+    api.serve()
     log.info("api.stopped")
     return 0
 

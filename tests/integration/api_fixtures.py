@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import falcon
@@ -13,8 +13,9 @@ import pytest
 import redis
 
 from workstream.api.app import create_app
-from workstream.api.dispatch import InlineServer, Task
+from workstream.api.dispatch import ApiServer
 from workstream.api.group_commit import GroupCommitStore
+from workstream.api.prefork import listening_socket
 from workstream.common.jobs import JobSpec
 from workstream.common.redis_conn import connect
 from workstream.common.settings import Settings
@@ -74,19 +75,11 @@ class LiveServer:
     """The API's waitress server (api.dispatch) in a thread of this process, whose loop is
     that thread, on a free loopback port."""
 
-    def __init__(
-        self, app: Any, threads: int, serve_together: Callable[[Sequence[Task]], None] | None = None
-    ) -> None:
-        self.inline = InlineServer(
-            app,
-            serve_together=serve_together,
-            host="127.0.0.1",
-            port=0,
-            threads=threads,
-            connection_limit=2000,
-        )
-        self.url = f"http://127.0.0.1:{self.inline.port}"
-        self._thread = threading.Thread(target=self.inline.serve, daemon=True)
+    def __init__(self, app: Any, threads: int) -> None:
+        sock = listening_socket("127.0.0.1", 0)
+        self.server = ApiServer(app, sock, threads=threads, connection_limit=2000)
+        self.url = f"http://127.0.0.1:{self.server.port}"
+        self._thread = threading.Thread(target=self.server.serve, daemon=True)
 
     @property
     def loop_thread(self) -> int | None:
@@ -98,10 +91,10 @@ class LiveServer:
 
     def __exit__(self, *exc: object) -> None:
         # The loop ends and waits for the pool's requests, then every channel is closed.
-        self.inline.stop_from_thread()
+        self.server.stop()
         self._thread.join(timeout=15)
         assert not self._thread.is_alive(), "waitress did not stop"
-        self.inline.close()
+        self.server.close()
 
 
 @pytest.fixture
@@ -112,7 +105,8 @@ def live_server(settings: Settings, redis_client: redis.Redis) -> Iterator[LiveS
     store = GroupCommitStore(client, settings)
     app = create_app(settings, store)
     try:
-        with LiveServer(app, settings.api_threads, store.serve_together) as server:
+        with LiveServer(app, settings.api_threads) as server:
             yield server
     finally:
+        store.close()
         client.close()

@@ -1,221 +1,226 @@
-"""Submissions served in one loop pass share one Redis call (api.group_commit), real Redis."""
+"""Group commit (api.group_commit): enqueues waiting together share one call, and each request
+gets the answer it would have got alone. Real Redis."""
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 import redis
 
 from tests.conftest import make_settings
-from tests.integration.api_fixtures import LiveServer, free_port
+from tests.integration.api_fixtures import free_port
 from tests.support.redis_server import RedisServer
-from workstream.api.app import create_app
-from workstream.api.group_commit import GROUP_MAX_JOBS, GroupCommitStore
+from tests.support.stack import wait_until
+from workstream.api.group_commit import GROUP_MAX_JOBS, GroupCommitStore, GroupCommitter
 from workstream.common.errors import QueueFullError
-from workstream.common.jobs import EnqueueResult, JobSpec
+from workstream.common.jobs import EnqueueResult, JobSpec, new_job_id
 from workstream.common.keys import Keys
 from workstream.common.redis_conn import connect
 from workstream.common.settings import Settings
-from workstream.common.states import JobStatus
+from workstream.common.store import JobStore
 
 QUEUE = Keys("default").queue("default")
+Send = Callable[[Sequence[JobSpec], Sequence[str]], list[EnqueueResult]]
 
 
-def script_calls(client: redis.Redis) -> int:
-    return int(client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+class HeldSend:
+    """Wraps a send: records each call's size; the first call waits for `release`, so the
+    enqueues made meanwhile queue up behind it."""
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.sizes: list[int] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self, specs: Sequence[JobSpec], job_ids: Sequence[str]) -> list[EnqueueResult]:
+        self.sizes.append(len(specs))
+        if len(self.sizes) == 1:
+            self.entered.set()
+            self.release.wait(timeout=10)
+        return self.send(specs, job_ids)
 
 
 @pytest.fixture
-def grouped(settings: Settings) -> Iterator[GroupCommitStore]:
+def store(settings: Settings, redis_client: redis.Redis) -> Iterator[JobStore]:
     client = connect(settings, max_connections=8)
-    yield GroupCommitStore(client, settings)
+    yield JobStore(client, settings)
     client.close()
 
 
-def submitter(store: GroupCommitStore, spec: JobSpec, outcomes: list[Any]) -> Callable[[], None]:
-    """A task as a request would run it: one enqueue; records its result or its error."""
+def enqueue_together(
+    committer: GroupCommitter, held: HeldSend, specs: list[JobSpec]
+) -> list[EnqueueResult | Exception]:
+    """Enqueues a first job, then `specs` from one thread each while the first call is held;
+    returns each spec's outcome, in order."""
+    outcomes: list[EnqueueResult | Exception | None] = [None] * len(specs)
 
-    def task() -> None:
+    def one(index: int) -> None:
         try:
-            outcomes.append(store.enqueue(spec))
+            outcomes[index] = committer.enqueue(specs[index], new_job_id())
         except Exception as ex:
-            outcomes.append(ex)
+            outcomes[index] = ex
 
-    return task
+    def first_enqueue() -> None:
+        try:
+            committer.enqueue(JobSpec(type="first"), new_job_id())
+        except Exception:  # the same error as the rest, checked through them
+            pass
+
+    first = threading.Thread(target=first_enqueue)
+    first.start()
+    assert held.entered.wait(timeout=10)
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(specs))]
+    for thread in threads:
+        thread.start()
+    assert wait_until(lambda: committer.waiting() == len(specs), 10)
+    held.release.set()
+    for thread in [first, *threads]:
+        thread.join(timeout=10)
+    assert all(outcome is not None for outcome in outcomes)
+    return [outcome for outcome in outcomes if outcome is not None]
 
 
-def test_the_enqueues_of_one_pass_are_one_script_call_and_each_gets_its_job(
-    grouped: GroupCommitStore, redis_client: redis.Redis
+def test_enqueues_waiting_together_are_sent_as_one_call_and_each_gets_its_job(
+    store: JobStore,
 ) -> None:
-    outcomes: list[Any] = []
+    held = HeldSend(store.enqueue_many)
+    committer = GroupCommitter(held)
     specs = [JobSpec(type="echo", payload={"n": n}) for n in range(5)]
-    grouped.enqueue(JobSpec(type="warm-up"))  # the script loaded (a NOSCRIPT counts as a call)
-    redis_client.config_resetstat()
-    grouped.serve_together([submitter(grouped, spec, outcomes) for spec in specs])
-
-    assert script_calls(redis_client) == 1
+    try:
+        outcomes = enqueue_together(committer, held, specs)
+    finally:
+        committer.close()
+    assert held.sizes == [1, 5]
     assert all(isinstance(outcome, EnqueueResult) and outcome.created for outcome in outcomes)
-    payloads = [grouped.get_job(outcome.job_id).payload for outcome in outcomes]  # type: ignore[union-attr]
-    assert payloads == [{"n": n} for n in range(5)]
+    jobs = [store.get_job(outcome.job_id) for outcome in outcomes]  # type: ignore[union-attr]
+    assert [job.payload if job else None for job in jobs] == [{"n": n} for n in range(5)]
 
 
-def test_a_full_queue_judges_each_enqueue_of_the_pass_alone(
+def test_a_full_queue_judges_each_enqueue_of_a_group_alone(
     redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
-    settings = make_settings(redis_server.url, JOB_QUEUE_CAPACITY="2")
+    settings = make_settings(redis_server.url, JOB_QUEUE_CAPACITY="3")
     client = connect(settings, max_connections=8)
-    store = GroupCommitStore(client, settings)
-    outcomes: list[Any] = []
+    held = HeldSend(JobStore(client, settings).enqueue_many)
+    committer = GroupCommitter(held)
     try:
-        store.serve_together(
-            [submitter(store, JobSpec(type="echo", payload={"n": n}), outcomes) for n in range(3)]
-        )
+        specs = [JobSpec(type="echo", payload={"n": n}) for n in range(3)]
+        outcomes = enqueue_together(committer, held, specs)
     finally:
+        committer.close()
         client.close()
-    assert [type(outcome) for outcome in outcomes] == [EnqueueResult, EnqueueResult, QueueFullError]
-    assert redis_client.llen(QUEUE) == 2
+    # The first job took one place: of the three sent together two fit, each alone.
+    assert sorted(type(outcome).__name__ for outcome in outcomes) == [
+        "EnqueueResult",
+        "EnqueueResult",
+        "QueueFullError",
+    ]
+    assert redis_client.llen(QUEUE) == 3
 
 
-@pytest.mark.parametrize("count", [3, GROUP_MAX_JOBS + 1], ids=["one-call", "two-calls"])
-def test_an_error_from_redis_is_raised_in_every_request_of_the_pass(count: int) -> None:
+def test_one_enqueues_failure_does_not_change_the_answers_of_the_rest_of_its_group(
+    store: JobStore,
+) -> None:
+    def refuse_marked(specs: Sequence[JobSpec], job_ids: Sequence[str]) -> list[EnqueueResult]:
+        if any(spec.type == "refused" for spec in specs):
+            raise ValueError("this job cannot be stored")
+        return store.enqueue_many(specs, job_ids)
+
+    held = HeldSend(refuse_marked)
+    committer = GroupCommitter(held)
+    specs = [JobSpec(type="echo"), JobSpec(type="refused"), JobSpec(type="echo")]
+    try:
+        outcomes = enqueue_together(committer, held, specs)
+    finally:
+        committer.close()
+    assert isinstance(outcomes[0], EnqueueResult) and outcomes[0].created
+    assert isinstance(outcomes[1], ValueError)
+    assert isinstance(outcomes[2], EnqueueResult) and outcomes[2].created
+
+
+def test_redis_unavailable_is_the_answer_of_every_enqueue_of_the_group_in_one_call() -> None:
     down = make_settings(f"redis://127.0.0.1:{free_port()}/0")
     client = connect(down, max_connections=8)
-    store = GroupCommitStore(client, down)
-    outcomes: list[Any] = []
-    store.serve_together([submitter(store, JobSpec(type="echo"), outcomes) for _ in range(count)])
-    client.close()
-    assert len(outcomes) == count
+    held = HeldSend(JobStore(client, down).enqueue_many)
+    committer = GroupCommitter(held)
+    try:
+        outcomes = enqueue_together(committer, held, [JobSpec(type="echo") for _ in range(4)])
+    finally:
+        committer.close()
+        client.close()
     assert all(isinstance(outcome, redis.exceptions.ConnectionError) for outcome in outcomes)
+    assert held.sizes == [1, 4]  # one stall for the group, not one per request
 
 
-def test_one_idempotency_key_twice_in_a_pass_answers_both_with_the_first_job(
-    grouped: GroupCommitStore,
+def test_the_same_idempotency_key_twice_in_one_group_answers_both_with_the_first_job(
+    store: JobStore,
 ) -> None:
-    outcomes: list[Any] = []
+    held = HeldSend(store.enqueue_many)
+    committer = GroupCommitter(held)
     spec = JobSpec(type="echo", idempotency_key="order-7")
-    grouped.serve_together([submitter(grouped, spec, outcomes) for _ in range(2)])
-    first, second = outcomes
+    try:
+        outcomes = enqueue_together(committer, held, [spec, spec])
+    finally:
+        committer.close()
+    assert held.sizes == [1, 2]
+    first, second = sorted(outcomes, key=lambda o: not getattr(o, "created", False))
+    assert isinstance(first, EnqueueResult) and isinstance(second, EnqueueResult)
     assert first.created and not second.created and second.job_id == first.job_id
 
 
-def test_a_repeated_key_submitted_in_one_pass_reads_the_first_job_back(
-    grouped: GroupCommitStore,
+def test_a_group_holds_at_most_group_max_jobs(store: JobStore) -> None:
+    held = HeldSend(store.enqueue_many)
+    committer = GroupCommitter(held)
+    count = GROUP_MAX_JOBS + GROUP_MAX_JOBS // 2
+    try:
+        outcomes = enqueue_together(committer, held, [JobSpec(type="echo")] * count)
+    finally:
+        committer.close()
+    assert held.sizes == [1, GROUP_MAX_JOBS, GROUP_MAX_JOBS // 2]
+    assert all(isinstance(outcome, EnqueueResult) and outcome.created for outcome in outcomes)
+
+
+def test_a_store_enqueue_goes_through_its_committer_and_returns_the_job(
+    settings: Settings, redis_client: redis.Redis
 ) -> None:
-    # submit() reads the original job for a replayed key: a Redis call of its own, made from
-    # the request's greenlet after the shared call.
-    answers: list[tuple[Any, bool]] = []
-    spec = JobSpec(type="echo", payload={"order": 7}, idempotency_key="order-7")
-    grouped.serve_together([lambda: answers.append(grouped.submit(spec)) for _ in range(2)])
-    (first, first_created), (second, second_created) = answers
-    assert first_created and not second_created
-    assert second.id == first.id and second.payload == {"order": 7}
+    client = connect(settings, max_connections=8)
+    store = GroupCommitStore(client, settings)
+    try:
+        job, created = store.submit(JobSpec(type="echo", payload={"a": 1}))
+    finally:
+        store.close()
+        client.close()
+    assert created and job.payload == {"a": 1}
+    assert redis_client.lrange(QUEUE, 0, -1) == [job.id]
 
 
-def test_a_request_that_makes_no_enqueue_is_served_in_the_same_pass(
-    grouped: GroupCommitStore,
-) -> None:
-    outcomes: list[Any] = []
-    served: list[str] = []
-    tasks = [
-        submitter(grouped, JobSpec(type="echo"), outcomes),
-        lambda: served.append("error reply"),
-        submitter(grouped, JobSpec(type="echo"), outcomes),
-    ]
-    grouped.serve_together(tasks)
-    assert served == ["error reply"] and len(outcomes) == 2
+def test_an_enqueue_after_close_is_sent_alone(store: JobStore, redis_client: redis.Redis) -> None:
+    sizes: list[int] = []
 
+    def send(specs: Sequence[JobSpec], job_ids: Sequence[str]) -> list[EnqueueResult]:
+        sizes.append(len(specs))
+        return store.enqueue_many(specs, job_ids)
 
-def test_a_failing_request_is_reported_after_the_rest_of_the_pass_is_served(
-    grouped: GroupCommitStore,
-) -> None:
-    outcomes: list[Any] = []
-
-    def broken() -> None:
-        raise RuntimeError("bug in a handler")
-
-    tasks = [broken, submitter(grouped, JobSpec(type="echo"), outcomes)]
-    with pytest.raises(RuntimeError, match="bug in a handler"):
-        grouped.serve_together(tasks)
-    assert len(outcomes) == 1 and outcomes[0].status is JobStatus.PENDING
-
-
-def test_an_enqueue_outside_a_pass_is_a_plain_enqueue(
-    grouped: GroupCommitStore, redis_client: redis.Redis
-) -> None:
-    outcomes: list[Any] = []
-    thread = threading.Thread(target=submitter(grouped, JobSpec(type="echo"), outcomes))
-    thread.start()
-    thread.join(timeout=10)
-    assert len(outcomes) == 1 and outcomes[0].created
+    committer = GroupCommitter(send)
+    committer.close()
+    result = committer.enqueue(JobSpec(type="echo"), new_job_id())
+    assert result.created and sizes == [1]
     assert redis_client.llen(QUEUE) == 1
 
 
-# -- over HTTP ----------------------------------------------------------------------------------
-
-
-def post_request(port: int) -> bytes:
-    body = b'{"type": "echo"}'
-    return (
-        b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n\r\n%s" % (port, len(body), body)
-    )
-
-
-def read_reply(sock: socket.socket) -> bytes:
-    data = b""
-    deadline = time.monotonic() + 10
-    while b'"id"' not in data or not data.rstrip().endswith(b"}"):
-        assert time.monotonic() < deadline, f"no complete reply: {data[:200]!r}"
-        chunk = sock.recv(65536)
-        assert chunk, "server closed the connection"
-        data += chunk
-    return data
-
-
-def test_submissions_ready_at_one_poll_are_written_to_redis_in_one_call(
-    settings: Settings, grouped: GroupCommitStore, redis_client: redis.Redis
+def test_a_full_queue_alone_is_that_enqueues_answer(
+    redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
-    release = threading.Event()
-    app = create_app(settings, grouped)
-    with LiveServer(app, threads=4, serve_together=grouped.serve_together) as server:
-        port = int(server.url.rsplit(":", 1)[1])
-        socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(4)]
-        try:
-            for sock in socks:  # each connection accepted and served once
-                sock.sendall(post_request(port))
-                assert read_reply(sock).startswith(b"HTTP/1.1 201")
-            redis_client.config_resetstat()
-            # A trigger thunk runs in the loop thread: it holds the loop (not inside a request,
-            # so no cool-down) while the four requests reach the kernel.
-            server.inline.server.trigger.pull_trigger(lambda: release.wait(timeout=10))  # type: ignore[attr-defined]
-            time.sleep(0.2)
-            for sock in socks:
-                sock.sendall(post_request(port))
-            time.sleep(0.2)
-            release.set()
-            replies = [read_reply(sock) for sock in socks]
-        finally:
-            for sock in socks:
-                sock.close()
-    assert all(reply.startswith(b"HTTP/1.1 201") for reply in replies)
-    assert script_calls(redis_client) == 1
-    assert redis_client.llen(QUEUE) == 8
-
-
-def test_a_pass_larger_than_one_call_is_sent_in_calls_of_at_most_group_max_jobs(
-    grouped: GroupCommitStore, redis_client: redis.Redis
-) -> None:
-    outcomes: list[Any] = []
-    grouped.enqueue(JobSpec(type="warm-up"))
-    redis_client.config_resetstat()
-    count = GROUP_MAX_JOBS + GROUP_MAX_JOBS // 2
-    grouped.serve_together(
-        [submitter(grouped, JobSpec(type="echo"), outcomes) for _ in range(count)]
-    )
-    assert script_calls(redis_client) == 2
-    assert len(outcomes) == count and all(outcome.created for outcome in outcomes)
+    settings = make_settings(redis_server.url, JOB_QUEUE_CAPACITY="1")
+    client = connect(settings, max_connections=8)
+    committer = GroupCommitter(JobStore(client, settings).enqueue_many)
+    try:
+        committer.enqueue(JobSpec(type="echo"), new_job_id())
+        with pytest.raises(QueueFullError):
+            committer.enqueue(JobSpec(type="echo"), new_job_id())
+    finally:
+        committer.close()
+        client.close()
