@@ -71,6 +71,13 @@ local function leave_processing(job)
   redis.call('HINCRBY', P .. 'inflight', job.queue, -1)
 end
 
+-- An attempt ended by someone other than its holder (recover, reclaim, release): a new lease
+-- number voids the holder's, so its late complete or fail is stale. A fail the holder sent
+-- itself keeps the lease: that is how fail.lua knows a resend of that very call.
+local function revoke_lease(job)
+  redis.call('HINCRBY', P .. 'job:' .. job.id, 'lease', 1)
+end
+
 -- front = true puts the id where workers take next (recovered and released jobs go first).
 local function to_pending(job, now, front, ...)
   set_status(job, ST.pending, 'enqueued_at', now, 'worker', '', ...)

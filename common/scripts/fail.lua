@@ -11,7 +11,9 @@ if not job then
   return {'not_found'}
 end
 if job.status ~= ST.processing and job.lease == lease then
-  return {'ok', job.status, 0} -- this very call, sent again after a lost reply
+  -- This very call, sent again after a lost reply: an attempt ended by anyone else (recover,
+  -- reclaim, release) got a new lease number (revoke_lease), so it cannot match here.
+  return {'ok', job.status, 0}
 end
 if job.status ~= ST.processing or job.lease ~= lease then
   redis.call('HINCRBY', P .. 'stats', 'stale_completions', 1)

@@ -13,6 +13,7 @@ for i, id in ipairs(overdue) do
   local job = load(id)
   if job and job.status == ST.processing then
     leave_processing(job)
+    revoke_lease(job)
     local fraction = (tonumber(ARGV[6]) + i * 0.6180339887) % 1
     local delay = backoff_ms(job.attempts, tonumber(ARGV[4]), tonumber(ARGV[5]), fraction)
     retry_or_bury(job, now, 'timed out: still running past its deadline (reclaimed)', false,

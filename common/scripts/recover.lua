@@ -23,6 +23,7 @@ local err = 'worker ' .. worker .. ' died while running the job'
 local blamed = #started == 1
 for _, job in ipairs(started) do
   leave_processing(job)
+  revoke_lease(job)
   if not blamed then job.attempts = job.attempts - 1 end
   if job.attempts < job.max_attempts then
     count('recovered', job)

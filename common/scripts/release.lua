@@ -16,6 +16,7 @@ for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
     redis.call('LREM', KEYS[1], 1, id)
     if job and job.status == ST.processing and job.worker == worker then
       leave_processing(job)
+      revoke_lease(job)
       to_pending(job, now, true, 'attempts', math.max(job.attempts - 1, 0))
       requeued = requeued + 1
     elseif job and job.status == ST.pending then

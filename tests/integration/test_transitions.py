@@ -118,6 +118,47 @@ def test_a_late_completion_after_a_reclaim_is_rejected_and_counted(store: JobSto
     assert store.stats()["stale_completions"] == 1
 
 
+def test_a_late_failure_after_a_recover_is_rejected_and_counted(store: JobStore) -> None:
+    store.enqueue(JobSpec(type="echo"))
+    (old,) = store.claim("w1", 1, ["default"])
+    store.recover("w1")  # w1 presumed dead: the job goes back to pending, same attempt count
+    before = store.redis.hgetall(store.keys.job(old.id))
+    with pytest.raises(StaleLeaseError):
+        store.fail("w1", old, "late boom", permanent=True)
+    assert store.redis.hgetall(store.keys.job(old.id)) == before
+    assert store.stats()["stale_completions"] == 1
+
+
+def test_a_late_failure_after_a_reclaim_is_rejected_and_counted(store: JobStore) -> None:
+    store.enqueue(JobSpec(type="echo", max_attempts=1))
+    (old,) = store.claim("w1", 1, ["default"])
+    store.redis.zadd(store.keys.deadlines, {old.id: 0})  # long past its deadline
+    assert store.reclaim(margin_ms=0) == 1  # its last attempt: now failed (dead letter)
+    before = store.redis.hgetall(store.keys.job(old.id))
+    with pytest.raises(StaleLeaseError):
+        store.fail("w1", old, "late boom", permanent=False)
+    assert store.redis.hgetall(store.keys.job(old.id)) == before
+    assert store.stats()["stale_completions"] == 1
+
+
+def test_a_late_failure_after_a_shutdown_release_is_rejected_and_counted(store: JobStore) -> None:
+    store.enqueue(JobSpec(type="echo"))
+    (old,) = store.claim("w1", 1, ["default"])
+    store.release("w1", keep=[])  # the job was abandoned in a thread; requeued
+    with pytest.raises(StaleLeaseError):
+        store.fail("w1", old, "late boom", permanent=False)
+    assert store.stats()["stale_completions"] == 1
+
+
+def test_a_failure_sent_again_after_a_lost_reply_is_answered_ok_once(store: JobStore) -> None:
+    store.enqueue(JobSpec(type="echo", max_attempts=3))
+    (job,) = store.claim("w1", 1, ["default"])
+    assert store.fail("w1", job, "boom", permanent=False) is JobStatus.PENDING
+    assert store.fail("w1", job, "boom", permanent=False) is JobStatus.PENDING
+    assert store.stats().get("stale_completions", 0) == 0
+    assert sum(v for k, v in store.stats().items() if k.startswith("retried|")) == 1
+
+
 def test_a_failure_retries_until_attempts_run_out_then_dead_letters(store: JobStore) -> None:
     result = store.enqueue(JobSpec(type="echo", max_attempts=2))
     (job,) = store.claim("w1", 1, ["default"])

@@ -1,7 +1,8 @@
 """A model of the job state machine, checked against the real Lua scripts on a real Redis.
 
 Hypothesis interleaves enqueue (immediate and delayed), claim, BLMOVE + start (separate and
-pipelined), complete (current and stale leases), fail (retryable and permanent), cancel, retry,
+pipelined), complete and fail (current and stale leases, and each sent again after a lost
+reply; a late result after recover, reclaim or release is rejected and counted), cancel, retry,
 promote, reclaim, worker death + recover, release and delete. After every step each job must
 be in exactly the one place its status names, the status indexes must list exactly the jobs
 with that status, the in-flight gauge must equal the processing jobs per queue, and the
@@ -40,6 +41,9 @@ S = JobStatus
 QUEUES = ("high", "low")  # priority order for claims
 WORKERS = ("w1", "w2", "w3")
 TERMINAL = {S.COMPLETED, S.FAILED, S.CANCELLED}
+# What the holder of an attempt someone else ended sends late: nothing, a result, a failure
+# (retryable or, "fail!", permanent).
+LATE_OUTCOMES = st.sampled_from([None, "complete", "fail", "fail!"])
 
 
 @dataclass
@@ -52,6 +56,7 @@ class ModelJob:
     handle: ClaimedJob | None = None  # the current lease holder's view while processing
     worker: str | None = None  # whose processing list holds it
     suspect: bool = False  # recovered from a dead worker: starts only alone, in an idle worker
+    failed_by: ClaimedJob | None = None  # the holder whose own fail ended the latest attempt
 
 
 @dataclass
@@ -195,11 +200,12 @@ class JobStoreMachine(RuleBasedStateMachine):
         job = self.model.jobs[handle.id]
         assert job.status == S.PENDING
         assert handle.alone == job.suspect
-        job.status, job.attempts, job.handle, job.worker = (
+        job.status, job.attempts, job.handle, job.worker, job.failed_by = (
             S.PROCESSING,
             job.attempts + 1,
             handle,
             worker,
+            None,
         )
         assert handle.attempt == job.attempts
         if moved:
@@ -218,17 +224,22 @@ class JobStoreMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.model.stale)
     @rule(data=st.data())
     def complete_with_a_stale_lease(self, data: st.DataObject) -> None:
-        handle = data.draw(st.sampled_from(self.model.stale))
-        job = self.model.jobs.get(handle.id)
-        if job is None:
+        self._late_outcome(data.draw(st.sampled_from(self.model.stale)), "complete")
+
+    def _late_outcome(self, handle: ClaimedJob, outcome: str | None) -> None:
+        """The holder of a voided lease reports anyway: rejected, counted, nothing written."""
+        if outcome is None or handle.id not in self.model.jobs:
             return  # deleted since; not_found is covered by the scripts' own tests
         before = self.client.hgetall(self.keys.job(handle.id))
         with pytest.raises(StaleLeaseError):
-            self.store.complete("stale-worker", handle, '"late"')
+            if outcome == "complete":
+                self.store.complete("stale-worker", handle, '"late"')
+            else:
+                self.store.fail("stale-worker", handle, "late", permanent=outcome == "fail!")
         after = self.client.hgetall(self.keys.job(handle.id))
-        assert after == before, "a stale result must never be written"
+        assert after == before, f"a late {outcome} must never be written"
         self.model.counts["stale_completions"] += 1
-        self.totals["stale"] += 1
+        self.totals[f"late {outcome.rstrip('!')}"] += 1
 
     @precondition(lambda self: self.model.finished)
     @rule(data=st.data())
@@ -246,11 +257,31 @@ class JobStoreMachine(RuleBasedStateMachine):
     def fail(self, data: st.DataObject, permanent: bool) -> None:
         job = data.draw(st.sampled_from(self.model.with_status(S.PROCESSING)))
         assert job.handle is not None and job.worker is not None
-        status = self.store.fail(job.worker, job.handle, "boom", permanent=permanent)
+        handle = job.handle
+        status = self.store.fail(job.worker, handle, "boom", permanent=permanent)
         self.model.leave_processing(job, by_holder=True)
+        job.failed_by = handle
         retries = not permanent and job.attempts < job.max_attempts
         assert status in ({S.SCHEDULED, S.PENDING} if retries else {S.FAILED})
         self._after_failed_attempt(job, status)
+
+    @precondition(lambda self: self.model.stale)
+    @rule(data=st.data(), permanent=st.booleans())
+    def fail_with_a_stale_lease(self, data: st.DataObject, permanent: bool) -> None:
+        """The late failure of an attempt the sweeper (recover, reclaim) or a release ended:
+        rejected and counted exactly like a late completion."""
+        handle = data.draw(st.sampled_from(self.model.stale))
+        self._late_outcome(handle, "fail!" if permanent else "fail")
+
+    @precondition(lambda self: any(j.failed_by for j in self.model.jobs.values()))
+    @rule(data=st.data())
+    def fail_sent_again_after_a_lost_reply(self, data: st.DataObject) -> None:
+        job = data.draw(st.sampled_from([j for j in self.model.jobs.values() if j.failed_by]))
+        assert job.failed_by is not None
+        before = self.client.hgetall(self.keys.job(job.id))
+        status = self.store.fail("w1", job.failed_by, "again", permanent=False)
+        assert status == job.status  # answered ok with where the job is now, changes nothing
+        assert self.client.hgetall(self.keys.job(job.id)) == before
 
     def _after_failed_attempt(self, job: ModelJob, status: JobStatus) -> None:
         job.status = status
@@ -315,15 +346,18 @@ class JobStoreMachine(RuleBasedStateMachine):
     def reclaim_overdue(self, data: st.DataObject) -> None:
         job = data.draw(st.sampled_from(self.model.with_status(S.PROCESSING)))
         self.client.zadd(self.keys.deadlines, {job.id: 0})  # past its deadline
-        assert self.store.reclaim(margin_ms=0) == 1
+        handle = job.handle
+        assert handle is not None and self.store.reclaim(margin_ms=0) == 1
         self.model.leave_processing(job, by_holder=False)
         status = JobStatus(self.client.hget(self.keys.job(job.id), "status"))
         retries = job.attempts < job.max_attempts
         assert status in ({S.SCHEDULED, S.PENDING} if retries else {S.FAILED})
         self._after_failed_attempt(job, status)
+        # The overdue holder reports right away (later reports: the stale-lease rules).
+        self._late_outcome(handle, data.draw(LATE_OUTCOMES))
 
-    @rule(worker=st.sampled_from(WORKERS))
-    def worker_dies_and_is_recovered(self, worker: str) -> None:
+    @rule(worker=st.sampled_from(WORKERS), late=LATE_OUTCOMES)
+    def worker_dies_and_is_recovered(self, worker: str, late: str | None) -> None:
         self.store.heartbeat(worker, "host", 1, QUEUES, 1, 0)
         self.client.zadd(self.keys.workers, {worker: 0})  # its heartbeat went stale
         assert worker in self.store.dead_workers()
@@ -336,6 +370,7 @@ class JobStoreMachine(RuleBasedStateMachine):
         waiting = [
             self.model.jobs[i] for i in in_list_order if self.model.jobs[i].status == S.PENDING
         ]
+        voided = [job.handle for job in started if job.handle is not None]
         expect_requeued = expect_failed = 0
         for job in started:  # ran alone: it used its attempt; side by side: it gets it back
             self.model.leave_processing(job, by_holder=False)
@@ -357,6 +392,8 @@ class JobStoreMachine(RuleBasedStateMachine):
         self.model.processing[worker] = []
         assert (requeued, failed) == (expect_requeued, expect_failed)
         assert worker not in self.store.dead_workers()
+        for handle in voided:  # the presumed dead worker was only slow: its results come late
+            self._late_outcome(handle, late)
 
     @rule(worker=st.sampled_from(WORKERS))
     def release_on_shutdown(self, worker: str) -> None:
@@ -485,7 +522,10 @@ def test_store_transitions_keep_every_job_in_one_consistent_place(
             "model-based property test (Lua transitions)",
             "full" if chaos else "fast",
             jobs=totals["created"],
-            faults=f"{totals['deaths']} worker deaths, {totals['stale']} stale completions",
+            faults=(
+                f"{totals['deaths']} worker deaths, {totals['late complete']} late completions, "
+                f"{totals['late fail']} late failures (all rejected and counted)"
+            ),
             lost=0 if passed else 1,
             duplicates=None,
             wall_s=time.monotonic() - clock,
