@@ -13,6 +13,10 @@ from workstream.common.errors import (
     InvalidTransitionError,
     JobNotFoundError,
     QueueFullError,
+    QueueNotEmptyError,
+    QueueNotFoundError,
+    TooManyQueuesError,
+    TooManyTypesError,
     ValidationError,
 )
 from workstream.common.redis_conn import unavailable_reason
@@ -96,6 +100,22 @@ def _queue_full(req: falcon.Request, resp: falcon.Response, ex: Exception, param
     raise ApiError(429, "queue_full", str(ex), headers=headers)
 
 
+def _queue_not_found(req: falcon.Request, resp: falcon.Response, ex: Exception, _: Any) -> None:
+    raise ApiError(404, "queue_not_found", str(ex))
+
+
+def _queue_not_empty(req: falcon.Request, resp: falcon.Response, ex: Exception, _: Any) -> None:
+    raise ApiError(409, "queue_not_empty", str(ex))
+
+
+def _too_many_queues(req: falcon.Request, resp: falcon.Response, ex: Exception, _: Any) -> None:
+    raise ApiError(409, "too_many_queues", str(ex))
+
+
+def _too_many_types(req: falcon.Request, resp: falcon.Response, ex: Exception, _: Any) -> None:
+    raise ApiError(409, "too_many_types", str(ex))
+
+
 def _invalid_transition(req: falcon.Request, resp: falcon.Response, ex: Exception, _: Any) -> None:
     raise ApiError(409, "invalid_transition", str(ex))
 
@@ -134,6 +154,10 @@ def register_error_handlers(app: falcon.App[falcon.Request, falcon.Response]) ->
     app.add_error_handler(JobNotFoundError, _job_not_found)
     app.add_error_handler(QueueFullError, _queue_full)
     app.add_error_handler(InvalidTransitionError, _invalid_transition)
+    app.add_error_handler(QueueNotFoundError, _queue_not_found)
+    app.add_error_handler(QueueNotEmptyError, _queue_not_empty)
+    app.add_error_handler(TooManyQueuesError, _too_many_queues)
+    app.add_error_handler(TooManyTypesError, _too_many_types)
     app.add_error_handler(redis.exceptions.ConnectionError, _redis_down)
     app.add_error_handler(redis.exceptions.TimeoutError, _redis_down)
     app.add_error_handler(redis.exceptions.ResponseError, _redis_reply)

@@ -207,6 +207,15 @@ def _responses() -> Schema:
         "PayloadTooLarge": _json(error, "payload_too_large: body over MAX_PAYLOAD_BYTES."),
         "UnsupportedMediaType": _json(error, "unsupported_media_type: send application/json."),
         "QueueFull": _json(error, "queue_full: the queue is at capacity.", RETRY_AFTER),
+        "TooManyNames": _json(
+            error,
+            "too_many_queues: a new queue past MAX_QUEUES (delete an empty queue first), or "
+            "too_many_types: a new job type past MAX_TYPES in its queue. Nothing was written.",
+        ),
+        "QueueNotFound": _json(
+            error,
+            "queue_not_found: the queue is neither configured nor in use; nothing was created.",
+        ),
         "RedisUnavailable": _json(
             error,
             "redis_unavailable: Redis is unreachable or refuses work for now (OOM, BUSY, "
@@ -233,7 +242,8 @@ def _queue_param() -> Schema:
         "in": "path",
         "required": True,
         "schema": {"type": "string", "pattern": QUEUE_RE},
-        "description": "Malformed names answer 400 validation_error; unknown ones zero counts.",
+        "description": "Malformed names answer 400 validation_error; a queue neither configured "
+        "nor in use 404 queue_not_found.",
     }
 
 
@@ -264,6 +274,7 @@ def _jobs_paths(max_payload: int) -> Schema:
             "200": _json(job, "The original job: the idempotency key was seen before."),
             "201": _json(job, "Created.", location),
             **BODY_ERRORS,
+            "409": _error("TooManyNames"),
             "429": _error("QueueFull"),
         },
         requestBody=_body(_ref("JobSubmission")),
@@ -339,6 +350,7 @@ def _jobs_paths(max_payload: int) -> Schema:
                 {
                     "201": _json(batch_result, "Each job's id and status, in order."),
                     **BODY_ERRORS,
+                    "409": _error("TooManyNames"),
                     "429": _error("QueueFull"),
                 },
                 operationId="submitBatch",
@@ -416,7 +428,7 @@ def _jobs_paths(max_payload: int) -> Schema:
 
 def _queue_paths() -> Schema:
     queue = _json(_ref("Queue"), "The queue's figures.")
-    errors = {"400": _error("BadRequest"), "404": _error("NotFound")}
+    errors = {"400": _error("BadRequest"), "404": _error("QueueNotFound")}
 
     def action(summary: str, op_id: str, count: str | None = None) -> Schema:
         if count is None:
@@ -448,6 +460,19 @@ def _queue_paths() -> Schema:
         "/queues/{name}": {
             "parameters": [_queue_param()],
             "get": action("One queue's depths.", "getQueue"),
+            "delete": _op(
+                "Forget an empty queue: its name, paused flag and counters.",
+                {
+                    "204": {"description": "Deleted."},
+                    **errors,
+                    "409": _json(
+                        _ref("Error"),
+                        "queue_not_empty: it holds pending, scheduled, "
+                        "processing or failed jobs (the message says which).",
+                    ),
+                },
+                operationId="deleteQueue",
+            ),
         },
         "/queues/{name}/pause": {
             "parameters": [_queue_param()],

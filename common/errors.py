@@ -45,3 +45,38 @@ class StaleLeaseError(WorkStreamError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"lease on job {job_id} is no longer held")
         self.job_id = job_id
+
+
+class QueueNotFoundError(WorkStreamError):
+    def __init__(self, queue: str) -> None:
+        super().__init__(f"queue {queue!r} does not exist")
+        self.queue = queue
+
+
+class QueueNotEmptyError(WorkStreamError):
+    def __init__(self, queue: str, holding: str) -> None:
+        super().__init__(f"queue {queue!r} still holds jobs ({holding})")
+        self.queue = queue
+
+
+class TooManyQueuesError(WorkStreamError):
+    """A job for a new queue while MAX_QUEUES names are in use; nothing was written."""
+
+    def __init__(self, queue: str, limit: int) -> None:
+        super().__init__(
+            f"queue {queue!r} would exceed MAX_QUEUES ({limit}); delete an empty queue first"
+        )
+        self.queue = queue
+        self.limit = limit
+
+
+class TooManyTypesError(WorkStreamError):
+    """A job of a new type in a queue that has MAX_TYPES types; nothing was written."""
+
+    def __init__(self, queue: str, job_type: str, limit: int) -> None:
+        super().__init__(
+            f"job type {job_type!r} would exceed MAX_TYPES ({limit}) in queue {queue!r}"
+        )
+        self.queue = queue
+        self.job_type = job_type
+        self.limit = limit

@@ -37,6 +37,11 @@ class Keys:
     def status(self, status: JobStatus) -> str:
         return f"{self.prefix}status:{status.value}"
 
+    def types(self, queue: str) -> str:
+        """SET: the job types used in a queue (bounded by MAX_TYPES), so that deleting the
+        queue knows which stats fields are its own."""
+        return f"{self.prefix}types:{queue}"
+
     def idempotency(self, key: str) -> str:
         return f"{self.prefix}idem:{key}"
 

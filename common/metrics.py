@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from workstream.common.scripts import BUCKETS_MS
+from workstream.common.scripts import BUCKETS_MS, COUNTERS
 from workstream.common.store import JobStore, QueueInfo
 
-COUNTERS: tuple[str, ...] = ("created", "completed", "failed", "retried", "recovered", "cancelled")
+__all__ = ["COUNTERS", "HISTOGRAMS", "Histogram", "MetricsSnapshot", "read_snapshot"]
 HISTOGRAMS: tuple[str, ...] = ("wait", "run")
 BOUNDS_S: tuple[float, ...] = (*(bound / 1000 for bound in BUCKETS_MS), math.inf)
 

@@ -17,8 +17,10 @@ from workstream.common.states import TRANSITIONS, JobStatus
 BUCKETS_MS: tuple[int, ...] = (
     1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000,
 )  # fmt: skip
+# Counters the scripts keep per queue and type in the stats hash (`<counter>|<queue>|<type>`).
+COUNTERS: tuple[str, ...] = ("created", "completed", "failed", "retried", "recovered", "cancelled")
 # Scripts that keep the system running without changing a job's state.
-MAINTENANCE_SCRIPTS = frozenset({"heartbeat", "prune"})
+MAINTENANCE_SCRIPTS = frozenset({"heartbeat", "prune", "pause_queue", "delete_queue"})
 SCRIPT_NAMES = frozenset(TRANSITIONS) | MAINTENANCE_SCRIPTS
 
 

@@ -54,6 +54,17 @@ SETTING_DOCS: tuple[SettingDoc, ...] = (
     SettingDoc("API_PROCESSES", "1", "API processes sharing the port (pre-fork, SO_REUSEPORT)."),
     SettingDoc("IDEMPOTENCY_TTL", "24h", "How long an idempotency key maps to its job."),
     SettingDoc("DEAD_LETTER_MAX", "10000", "Failed jobs kept per queue; the oldest go first."),
+    SettingDoc(
+        "MAX_QUEUES",
+        "1000",
+        "Queue names in use before a job for a new queue answers 409 too_many_queues "
+        "(configured QUEUES always accepted; an empty queue can be deleted).",
+    ),
+    SettingDoc(
+        "MAX_TYPES",
+        "100",
+        "Job types per queue before a job of a new type answers 409 too_many_types.",
+    ),
 )
 _DEFAULTS = {doc.name: doc.default for doc in SETTING_DOCS}
 
@@ -84,6 +95,8 @@ class Settings:
     api_processes: int
     idempotency_ttl: timedelta
     dead_letter_max: int
+    max_queues: int
+    max_types: int
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -212,6 +225,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "API_PROCESSES": _positive_int,
     "IDEMPOTENCY_TTL": _duration,
     "DEAD_LETTER_MAX": _positive_int,
+    "MAX_QUEUES": _positive_int,
+    "MAX_TYPES": _positive_int,
 }
 assert set(_PARSERS) == set(_DEFAULTS), "every documented setting has exactly one parser"
 

@@ -14,7 +14,11 @@ from workstream.common.errors import (
     InvalidTransitionError,
     JobNotFoundError,
     QueueFullError,
+    QueueNotEmptyError,
+    QueueNotFoundError,
     StaleLeaseError,
+    TooManyQueuesError,
+    TooManyTypesError,
 )
 from workstream.common.jobs import CLAIM_FIELDS, ClaimedJob, EnqueueResult, Job, JobSpec, new_job_id
 from workstream.common.keys import Keys
@@ -71,10 +75,14 @@ class JobStore:
         self._prefix = self.keys.prefix
         # Computed once: enqueue is the producer's hot path.
         self._enqueue_keys = [self.keys.stats]
+        self._configured = ",".join(settings.queues)
         self._enqueue_head = (
             self._prefix,
             settings.job_queue_capacity,
             int(settings.idempotency_ttl.total_seconds()),
+            settings.max_queues,
+            settings.max_types,
+            self._configured,
         )
         self._default_timeout_ms = round(settings.job_timeout.total_seconds() * 1000)
 
@@ -104,14 +112,23 @@ class JobStore:
                 spec.idempotency_key or "",
             ]
         reply = scripts.call(self.redis, "enqueue", self._enqueue_keys, args)
-        if reply[0] == "queue_full":
-            raise QueueFullError(str(reply[1]), self.settings.job_queue_capacity)
+        if reply[0] != "ok":
+            self._refused(reply)
         now = int(reply[1])
         status = _STATUS_BY_VALUE
         return [
             EnqueueResult(str(reply[i]), status[reply[i + 1]], reply[i + 2] == 1, now)
             for i in range(2, len(reply), 3)
         ]
+
+    def _refused(self, reply: list[Any]) -> None:
+        if reply[0] == "queue_full":
+            raise QueueFullError(str(reply[1]), self.settings.job_queue_capacity)
+        if reply[0] == "too_many_queues":
+            raise TooManyQueuesError(str(reply[1]), self.settings.max_queues)
+        if reply[0] == "too_many_types":
+            raise TooManyTypesError(str(reply[1]), str(reply[2]), self.settings.max_types)
+        raise RuntimeError(f"enqueue answered {reply[0]!r}")
 
     def _timeout_ms(self, spec: JobSpec) -> int:
         return self._default_timeout_ms if spec.timeout is None else round(spec.timeout * 1000)
@@ -343,14 +360,42 @@ class JobStore:
         ]
         return sum(1 for reply in scripts.call_many(self.redis, calls) if reply[0] == "ok")
 
+    # -- queues: created by use, bounded by MAX_QUEUES, deleted when empty --------------------
+
+    def queue_exists(self, queue: str) -> bool:
+        """Configured (QUEUES) or in use: a job was submitted to it and it was not deleted."""
+        return queue in self.settings.queues or bool(self.redis.sismember(self.keys.queues, queue))
+
+    def require_queue(self, queue: str) -> None:
+        if not self.queue_exists(queue):
+            raise QueueNotFoundError(queue)
+
     def pause(self, queue: str) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.sadd(self.keys.paused, queue)
-        pipe.sadd(self.keys.queues, queue)
-        pipe.execute()
+        """Raises QueueNotFoundError for a queue that does not exist (and creates nothing)."""
+        keys = [self.keys.queues, self.keys.paused]
+        args = [self._prefix, queue, int(queue in self.settings.queues)]
+        if not scripts.call(self.redis, "pause_queue", keys, args):
+            raise QueueNotFoundError(queue)
 
     def resume(self, queue: str) -> None:
+        self.require_queue(queue)
         self.redis.srem(self.keys.paused, queue)
+
+    def delete_queue(self, queue: str) -> None:
+        """Forgets an empty queue: name, paused flag, types, stats and in-flight fields.
+        Raises QueueNotFoundError, or QueueNotEmptyError while it holds any job."""
+        k = self.keys
+        keys = [
+            k.queues, k.paused, k.stats, k.inflight,
+            k.queue(queue), k.scheduled(queue), k.dead(queue), k.types(queue),
+        ]  # fmt: skip
+        configured = int(queue in self.settings.queues)
+        args = [self._prefix, queue, configured, ",".join(scripts.COUNTERS)]
+        reply = scripts.call(self.redis, "delete_queue", keys, args)
+        if reply[0] == "not_found":
+            raise QueueNotFoundError(queue)
+        if reply[0] == "not_empty":
+            raise QueueNotEmptyError(queue, str(reply[1]))
 
     # -- reads -------------------------------------------------------------------------------
 

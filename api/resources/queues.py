@@ -1,4 +1,4 @@
-"""/queues: depths, pause/resume, and bounded bulk actions on a queue's failed jobs."""
+"""/queues: depths, pause/resume, delete, and bounded bulk actions on a queue's failed jobs."""
 
 from __future__ import annotations
 
@@ -17,14 +17,24 @@ class QueueCollection:
 
 
 class QueueItem:
-    """A well-formed queue name that was never used answers zero counts: queues are created by
-    use. A malformed name is a 400 validation_error naming `name`."""
+    """A queue exists when configured (QUEUES) or in use (a job was submitted to it and it was
+    not deleted). Any request naming one that does not exist is a 404 queue_not_found that
+    creates nothing; a malformed name is a 400 validation_error naming `name`."""
 
     def __init__(self, store: JobStore) -> None:
         self._store = store
 
+    def _existing(self, name: str) -> str:
+        self._store.require_queue(validation.queue_name(name))
+        return name
+
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        resp.media = self._store.queue_info(validation.queue_name(name)).to_json()
+        resp.media = self._store.queue_info(self._existing(name)).to_json()
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        """Only an empty queue (409 queue_not_empty otherwise): its name and counters go."""
+        self._store.delete_queue(validation.queue_name(name))
+        resp.status = falcon.HTTP_204
 
     def on_post_pause(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         self._store.pause(validation.queue_name(name))
@@ -35,9 +45,9 @@ class QueueItem:
         resp.media = self._store.queue_info(name).to_json()
 
     def on_post_retry_failed(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        retried = self._store.retry_failed(validation.queue_name(name))
+        retried = self._store.retry_failed(self._existing(name))
         resp.media = {"queue": name, "retried": retried}
 
     def on_post_purge_failed(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        purged = self._store.purge_failed(validation.queue_name(name))
+        purged = self._store.purge_failed(self._existing(name))
         resp.media = {"queue": name, "purged": purged}

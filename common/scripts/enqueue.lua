@@ -1,23 +1,34 @@
 -- enqueue: create N jobs atomically, all or nothing -> pending (or scheduled when delayed).
 -- KEYS[1] stats (routing)
--- ARGV[1] prefix  ARGV[2] capacity per queue  ARGV[3] idempotency ttl (s)  ARGV[4] N
+-- ARGV[1] prefix  ARGV[2] capacity per queue  ARGV[3] idempotency ttl (s)  ARGV[4] max queues
+-- ARGV[5] max types per queue  ARGV[6] configured queues (comma list, always accepted)  ARGV[7] N
 -- then 9 per job: id, type, queue, payload JSON, max_attempts, timeout_ms,
 --   delay_ms (-1: none), run_at_ms (-1: none), idempotency key ('' none)
 -- Returns {"ok", now ms, id1, status1, created1, id2, ...} | {"queue_full", queue}
+--   | {"too_many_queues", queue} | {"too_many_types", queue, type}
+--
+-- Every check comes before the first write, so a refusal writes nothing. That includes Redis
+-- refusing a write under OOM (maxmemory + noeviction): it refuses a script's writes only until
+-- its first write succeeded, so here it can only refuse the first, and nothing is half-written.
 --
 -- The hot path of every submission: per job only plain arrays and the job's own commands,
 -- no per-job tables or closures (they cost Redis more than the commands at batch sizes).
 local capacity = tonumber(ARGV[2])
 local idem_ttl = tonumber(ARGV[3])
-local n = tonumber(ARGV[4])
+local max_queues, max_types = tonumber(ARGV[4]), tonumber(ARGV[5])
+local n = tonumber(ARGV[7])
+local J = 7  -- ARGV index before the first job's fields
 local now = now_ms()
 local job_prefix = P .. 'job:'
 
--- Pass 1, reads only: which jobs are new (ids[i], fresh[i]) and how many each queue gains.
+-- Pass 1, reads only: which jobs are new (ids[i], fresh[i]), how many each queue gains, and
+-- which queue names and (queue, type) pairs are new (one SISMEMBER each per call).
 local ids, fresh, replayed = {}, {}, {}
 local adding, seen_keys = {}, {}
+local known_queue, known_type = {}, {}  -- queue -> bool; queue -> {type -> bool}
+local new_queues, new_types = {}, {}  -- {queue, ...}; queue -> {type, ...}
 for i = 1, n do
-  local b = 4 + (i - 1) * 9
+  local b = J + (i - 1) * 9
   local id, idem = ARGV[b + 1], ARGV[b + 9]
   local new = true
   if idem ~= '' then
@@ -34,11 +45,46 @@ for i = 1, n do
     new, replayed[i] = false, true
   end
   if new then
-    local queue = ARGV[b + 3]
+    local queue, job_type = ARGV[b + 3], ARGV[b + 2]
     adding[queue] = (adding[queue] or 0) + 1
     if idem ~= '' then seen_keys[idem] = id end
+    local types = known_type[queue]
+    if not types then
+      types = {}
+      known_type[queue] = types
+      known_queue[queue] = redis.call('SISMEMBER', P .. 'queues', queue) == 1
+      if not known_queue[queue] then new_queues[#new_queues + 1] = queue end
+    end
+    if types[job_type] == nil then
+      types[job_type] = redis.call('SISMEMBER', P .. 'types:' .. queue, job_type) == 1
+      if not types[job_type] then
+        local list = new_types[queue] or {}
+        new_types[queue] = list
+        list[#list + 1] = job_type
+      end
+    end
   end
   ids[i], fresh[i] = id, new
+end
+
+-- Names are bounded (MAX_QUEUES, MAX_TYPES) so that the queues set, the stats hash and
+-- /metrics stay small whatever names clients invent; a configured queue is always accepted.
+if #new_queues > 0 then
+  local configured, unconfigured = {}, 0
+  for name in string.gmatch(ARGV[6], '[^,]+') do configured[name] = true end
+  for _, queue in ipairs(new_queues) do
+    if not configured[queue] then
+      unconfigured = unconfigured + 1
+      if redis.call('SCARD', P .. 'queues') + unconfigured > max_queues then
+        return {'too_many_queues', queue}
+      end
+    end
+  end
+end
+for queue, list in pairs(new_types) do
+  if redis.call('SCARD', P .. 'types:' .. queue) + #list > max_types then
+    return {'too_many_types', queue, list[1]}
+  end
 end
 
 -- Capacity counts pending and scheduled jobs; checked for the whole batch before any write.
@@ -54,7 +100,7 @@ local pushes, schedules = {}, {}  -- queue -> ids | {score, id, ...}
 local pending_index, scheduled_index, all_index = {}, {}, {}
 local created = {}  -- 'created|queue|type' -> count
 for i = 1, n do
-  local b = 4 + (i - 1) * 9
+  local b = J + (i - 1) * 9
   local id = ids[i]
   local status
   if fresh[i] then
@@ -101,11 +147,13 @@ for i = 1, n do
 end
 for queue, list in pairs(pushes) do
   redis.call('LPUSH', P .. 'queue:' .. queue, unpack(list))
-  redis.call('SADD', P .. 'queues', queue)
 end
 for queue, list in pairs(schedules) do
   redis.call('ZADD', P .. 'scheduled:' .. queue, unpack(list))
-  redis.call('SADD', P .. 'queues', queue)
+end
+if #new_queues > 0 then redis.call('SADD', P .. 'queues', unpack(new_queues)) end
+for queue, list in pairs(new_types) do
+  redis.call('SADD', P .. 'types:' .. queue, unpack(list))
 end
 if #pending_index > 0 then redis.call('ZADD', P .. 'status:' .. ST.pending, unpack(pending_index)) end
 if #scheduled_index > 0 then

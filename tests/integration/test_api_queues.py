@@ -41,17 +41,70 @@ def test_get_queue_counts_processing_jobs(client: TestClient, store: JobStore) -
     assert client.simulate_get("/queues/default").json["processing"] == 1
 
 
-def test_get_unknown_well_formed_queue_answers_zero_counts(client: TestClient) -> None:
-    resp = client.simulate_get("/queues/never-used")
+def test_a_configured_queue_never_used_answers_zero_counts(client: TestClient) -> None:
+    resp = client.simulate_get("/queues/default")
     assert resp.status_code == 200
     assert resp.json == {
-        "name": "never-used",
+        "name": "default",
         "pending": 0,
         "processing": 0,
         "scheduled": 0,
         "failed": 0,
         "paused": False,
     }
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/queues/never-used"),
+        ("POST", "/queues/never-used/pause"),
+        ("POST", "/queues/never-used/resume"),
+        ("POST", "/queues/never-used/failed/retry"),
+        ("POST", "/queues/never-used/failed/purge"),
+        ("DELETE", "/queues/never-used"),
+    ],
+)
+def test_any_request_on_a_queue_that_does_not_exist_answers_404_and_creates_nothing(
+    client: TestClient, redis_client: redis.Redis, method: str, path: str
+) -> None:
+    resp = client.simulate_request(method, path)
+    assert resp.status_code == 404, resp.text
+    assert resp.json["error"]["code"] == "queue_not_found"
+    assert redis_client.dbsize() == 0
+
+
+def test_delete_forgets_an_empty_queue_its_name_flag_and_counters(
+    client: TestClient, store: JobStore, redis_client: redis.Redis
+) -> None:
+    submit(store, queue="mail", type="send")
+    (job,) = store.claim("w1", 1, ["mail"])
+    store.complete("w1", job, "{}")
+    client.simulate_post("/queues/mail/pause")
+    assert "mail" in store.queue_names()
+    resp = client.simulate_delete("/queues/mail")
+    assert resp.status_code == 204, resp.text
+    assert "mail" not in store.queue_names()
+    assert not [f for f in store.stats() if "mail" in f.split("|")]
+    assert "mail" not in store.inflight() and store.paused_queues() == set()
+    assert not redis_client.exists(store.keys.types("mail"))
+    assert client.simulate_get("/queues/mail").status_code == 404
+
+
+@pytest.mark.parametrize("holding", ["pending", "scheduled", "processing", "failed"])
+def test_delete_refuses_a_queue_that_holds_a_job(
+    client: TestClient, store: JobStore, holding: str
+) -> None:
+    if holding == "failed":
+        make_failed(store, queue="mail")
+    else:
+        submit(store, queue="mail", delay=60 if holding == "scheduled" else None)
+        if holding == "processing":
+            store.claim("w1", 1, ["mail"])
+    resp = client.simulate_delete("/queues/mail")
+    assert resp.status_code == 409
+    assert resp.json["error"]["code"] == "queue_not_empty" and holding in resp.text
+    assert "mail" in store.queue_names()
 
 
 @pytest.mark.parametrize(
@@ -80,6 +133,7 @@ def test_malformed_queue_name_in_path_answers_400_and_writes_nothing(
 def test_pause_marks_the_queue_paused_and_resume_clears_it(
     client: TestClient, store: JobStore
 ) -> None:
+    submit(store, queue="mail")
     paused = client.simulate_post("/queues/mail/pause")
     assert paused.status_code == 200 and paused.json["paused"] is True
     assert store.paused_queues() == {"mail"}
@@ -108,7 +162,8 @@ def test_purge_failed_answers_the_count_and_deletes_them(
 
 
 def test_retry_failed_on_an_empty_queue_answers_zero(client: TestClient) -> None:
-    assert client.simulate_post("/queues/none/failed/retry").json == {"queue": "none", "retried": 0}
+    resp = client.simulate_post("/queues/default/failed/retry")
+    assert resp.json == {"queue": "default", "retried": 0}
 
 
 def test_workers_lists_live_workers_with_slots_and_heartbeat_age(

@@ -364,6 +364,7 @@ def test_a_full_lifecycle_leaves_only_documented_keys_and_expires_them(
         store.keys.inflight,
         store.keys.queues,
         store.keys.stats,
+        store.keys.types("default"),
     ]
 
 
