@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-import hiredis
 import redis
 
 from workstream.common.states import TRANSITIONS, JobStatus
@@ -89,85 +88,43 @@ SCRIPTS: dict[str, Script] = _load_all()
 
 
 def call(client: redis.Redis, name: str, keys: list[str], args: list[Any]) -> Any:
-    """EVALSHA, loading the script first when Redis lost its cache (a restart)."""
+    """EVALSHA, loading the script first when Redis lost its cache (a restart). NOSCRIPT is
+    answered before the script runs, so sending it again runs it exactly once. redis-py's
+    public API only: no retries (see common.redis_conn), an error reply raises."""
     script = SCRIPTS[name]
-    send = _evalsha_pooled if client.connection is None else _evalsha_direct
     try:
-        return send(client, script.sha, keys, args)
+        return client.evalsha(script.sha, len(keys), *keys, *args)
     except redis.exceptions.NoScriptError:
         client.script_load(script.source)
-        return send(client, script.sha, keys, args)
+        return client.evalsha(script.sha, len(keys), *keys, *args)
 
 
-def _evalsha_pooled(client: redis.Redis, sha: str, keys: list[str], args: list[Any]) -> Any:
-    """EVALSHA on a connection checked out of the client's pool, packed by hiredis in one
-    call: redis-py's packer first copies every argument through a generator (~2 us per job
-    in a batch of 1,000). What redis-py does around it is kept: a socket error disconnects
-    (the next checkout reconnects) and raises, an error reply raises, and the connection
-    always goes back to the pool. No retries, as everywhere (see common.redis_conn)."""
-    pool = client.connection_pool
-    connection = pool.get_connection()
-    try:
-        connection.send_packed_command(  # type: ignore[no-untyped-call]
-            [hiredis.pack_command(("EVALSHA", sha, len(keys), *keys, *args))]
-        )
-        return connection.read_response()
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
-        connection.disconnect()  # type: ignore[no-untyped-call]
-        raise
-    finally:
-        pool.release(connection)
-
-
-def _evalsha_direct(client: redis.Redis, sha: str, keys: list[str], args: list[Any]) -> Any:
-    """On a dedicated (single-connection) client, owned by one thread: the command is packed
-    by hiredis and sent on the connection itself. redis-py's per-command machinery (retry
-    wrapper, lock, argument checks, observability hooks) costs ~20 us of CPU per call, a fifth
-    of a single enqueue; none of it applies here (no retries by design, one thread). Errors
-    behave as usual: a socket error disconnects and raises, an error reply raises."""
-    connection = client.connection
-    assert connection is not None
-    connection.send_packed_command(  # type: ignore[no-untyped-call]
-        [hiredis.pack_command(("EVALSHA", sha, len(keys), *keys, *args))], check_health=False
-    )
-    return connection.read_response()
-
-
-def call_behind(
-    client: redis.Redis, command: tuple[Any, ...], name: str, keys: list[str], args: list[Any]
-) -> tuple[Any, Any]:
-    """`command` and then the script, pipelined in one round trip on a dedicated client; both
-    replies. Redis reads a blocked client's next command only once the blocking command has
-    been served, so the script sees what a BLMOVE in front of it did. An error reply to
-    `command` is raised once both replies are read (the connection stays in step); a script
-    Redis lost (a restart) is loaded and the script alone sent again."""
-    connection = client.connection
-    assert connection is not None
-    sha = SCRIPTS[name].sha
-    connection.send_packed_command(  # type: ignore[no-untyped-call]
-        # One buffer: one send, and Redis reads both commands at once.
-        [
-            hiredis.pack_command(command)
-            + hiredis.pack_command(("EVALSHA", sha, len(keys), *keys, *args))
-        ],
-        check_health=False,
-    )
-    first = _read_reply(connection)
-    second = _read_reply(connection)
-    if isinstance(first, redis.exceptions.ResponseError):
-        raise first
-    if isinstance(second, redis.exceptions.NoScriptError):
-        return first, call(client, name, keys, args)
-    if isinstance(second, redis.exceptions.ResponseError):
-        raise second
-    return first, second
-
-
-def _read_reply(connection: Any) -> Any:
-    try:
-        return connection.read_response()
-    except redis.exceptions.ResponseError as ex:  # an error reply; the socket is fine
-        return ex
+def blmove_then(
+    client: redis.Redis,
+    source: str,
+    target: str,
+    timeout_s: float,
+    name: str,
+    keys: list[str],
+    args: list[Any],
+) -> Any:
+    """BLMOVE and then the script, pipelined in one round trip (a non-transactional
+    pipeline); the script's reply. Redis reads a blocked client's next command only once the
+    blocking command has been served, so the script sees what the BLMOVE did. An error reply
+    to BLMOVE raises once both replies are read; a script Redis lost (a restart) is loaded and
+    the script alone sent again (NOSCRIPT: it did not run)."""
+    pipe = client.pipeline(transaction=False)
+    # Redis takes decimal seconds; redis-py's stubs say int.
+    pipe.blmove(source, target, timeout_s, "RIGHT", "LEFT")  # type: ignore[arg-type]
+    pipe.evalsha(SCRIPTS[name].sha, len(keys), *keys, *args)
+    moved, reply = pipe.execute(raise_on_error=False)
+    if isinstance(moved, Exception):
+        raise moved
+    if isinstance(reply, redis.exceptions.NoScriptError):
+        return call(client, name, keys, args)
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
 
 
 ScriptCall = tuple[str, list[str], list[Any]]

@@ -188,16 +188,18 @@ class JobStore:
         return None if job_id is None else str(job_id)
 
     def take_and_start(self, worker_id: str, queue: str, timeout_s: float) -> ClaimedJob | None:
-        """take_blocking and start in one round trip (needs a dedicated client): start is
-        pipelined behind BLMOVE and starts the id BLMOVE moved. For a worker that runs nothing;
-        None when nothing came within `timeout_s` or the job was cancelled meanwhile."""
-        if self.redis.connection is None:
-            job_id = self.take_blocking(worker_id, queue, timeout_s)
-            return None if job_id is None else self.start(worker_id, job_id, queue)
+        """take_blocking and start in one round trip: start is pipelined behind BLMOVE and
+        starts the id BLMOVE moved. For a worker that runs nothing; None when nothing came
+        within `timeout_s` or the job was cancelled meanwhile."""
         processing = self.keys.processing(worker_id)
-        blmove = ("BLMOVE", self.keys.queue(queue), processing, "RIGHT", "LEFT", timeout_s)
-        _, reply = scripts.call_behind(
-            self.redis, blmove, "start", [processing], [self._prefix, worker_id, "", queue]
+        reply = scripts.blmove_then(
+            self.redis,
+            self.keys.queue(queue),
+            processing,
+            timeout_s,
+            "start",
+            [processing],
+            [self._prefix, worker_id, "", queue],
         )
         claimed = _claimed(reply)
         return claimed[0] if claimed else None
