@@ -16,21 +16,21 @@ from workstream.api.dispatch import (
     connection_limit,
     raise_open_files_limit,
 )
-from workstream.api.group_commit import GroupCommitStore
 from workstream.api.prefork import listening_socket
 from workstream.common.logs import configure_logging
 from workstream.common.prefork import Supervisor
 from workstream.common.redis_conn import connect
 from workstream.common.settings import Settings, load_or_exit
+from workstream.common.store import JobStore
 
 log = logging.getLogger("api")
 
-# Redis connections beyond one per request thread: the committer's and the health check's.
+# Redis connections beyond one per request thread: room for connections being replaced.
 EXTRA_REDIS_CONNECTIONS = 8
 
 
 class Api:
-    """One API process: its Redis pool, group committer, Falcon app and waitress server."""
+    """One API process: its Redis pool, Falcon app and waitress server."""
 
     def __init__(self, settings: Settings, sock: socket.socket) -> None:
         redis_connections = settings.api_threads + EXTRA_REDIS_CONNECTIONS
@@ -41,7 +41,7 @@ class Api:
             extra={**open_files._asdict(), "connection_limit": connections},
         )
         self.client = connect(settings, max_connections=redis_connections)
-        self.store = GroupCommitStore(self.client, settings)
+        self.store = JobStore(self.client, settings)
         # Set on SIGTERM/SIGINT: every long-poll answers at once.
         self.stopping = threading.Event()
         app = create_app(settings, self.store, stopping=self.stopping)
@@ -57,7 +57,6 @@ class Api:
         try:
             self.server.serve()
         finally:
-            self.store.close()
             self.server.close()
             self.client.close()
 

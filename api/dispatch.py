@@ -1,8 +1,15 @@
 """The API's HTTP server: plain waitress through its public API, every request in its pool.
 
-waitress's event-loop thread accepts connections and reads requests; each request is served by
-one of its `API_THREADS` pool threads, so no Redis call ever runs in the loop thread and a
-stalled Redis stalls only the requests that wait on it.
+waitress's event-loop thread accepts connections, reads requests and sends replies; each request
+is served by one of its `API_THREADS` pool threads, so no Redis call ever runs in the loop
+thread and a stalled Redis stalls only the requests that wait on it.
+
+A reply leaves in one send: with waitress's default `send_bytes = 1` the pool thread sends the
+header and the body separately as it writes them, which wakes the client twice and costs a
+third of the API's CPU per `POST /jobs` on 2 cores. With `send_bytes` above a usual reply the
+loop thread, woken anyway when the request is done, sends the whole reply at once (larger
+replies still leave as they are written). `send_bytes` is a public adjustment that waitress
+marks deprecated; waitress is pinned below 4, and a test fails if a reply takes two sends.
 
 Thousands of connections must not end the server:
 - the loop polls with poll(); select() cannot watch a descriptor numbered 1024 or more and
@@ -19,6 +26,7 @@ import logging
 import resource
 import socket
 import threading
+import time
 from typing import Any, NamedTuple
 
 from waitress import wasyncore
@@ -36,8 +44,13 @@ CONNECTION_LIMIT = 10_000
 FD_RESERVE = 64
 # Longer than the longest long-poll (60 s), so waitress never drops a waiting client.
 CHANNEL_TIMEOUT_S = 120
-# A stop lets requests in flight finish for this long (long-polls end at once: see app.py).
+# A stop lets requests in flight finish and their replies leave for this long (long-polls end
+# at once: see app.py).
 SHUTDOWN_TIMEOUT_S = 10
+# Reply bytes buffered before a pool thread sends them itself; below this the loop sends the
+# whole reply once the request is done.
+SEND_BYTES = 64 * 1024
+DRAIN_POLL_S = 0.05
 
 
 class OpenFiles(NamedTuple):
@@ -73,6 +86,7 @@ def adjustments(settings: Settings, connections: int) -> dict[str, Any]:
         "threads": settings.api_threads,
         "connection_limit": connections,
         "asyncore_use_poll": True,
+        "send_bytes": SEND_BYTES,
         "backlog": BACKLOG,
         "channel_timeout": CHANNEL_TIMEOUT_S,
         # Bodies far past the limit are refused by waitress before they are buffered; those
@@ -97,13 +111,32 @@ class ApiServer:
         self.stopping = threading.Event()
 
     def serve(self) -> None:
-        """Runs the loop until `stop()`; then requests in flight finish (bounded) and queued
-        ones are cancelled. Call `close()` afterwards."""
+        """Runs the loop until `stop()`, then drains. Call `close()` afterwards."""
         try:
             while self.socket_map and not self.stopping.is_set():
-                wasyncore.loop(self._poll_timeout_s, map=self.socket_map, use_poll=True, count=1)
+                self._poll(self._poll_timeout_s)
         finally:
-            self.server.task_dispatcher.shutdown(timeout=SHUTDOWN_TIMEOUT_S)
+            self._drain()
+
+    def _poll(self, timeout_s: float) -> None:
+        wasyncore.loop(timeout_s, map=self.socket_map, use_poll=True, count=1)
+
+    def _drain(self) -> None:
+        """Lets the requests in flight finish (queued ones are cancelled) and keeps the loop
+        running until their replies have left, all within SHUTDOWN_TIMEOUT_S."""
+        finishing = threading.Thread(
+            target=self.server.task_dispatcher.shutdown,
+            kwargs={"timeout": SHUTDOWN_TIMEOUT_S},
+            name="api-drain",
+        )
+        finishing.start()
+        deadline = time.monotonic() + SHUTDOWN_TIMEOUT_S + 1
+        while time.monotonic() < deadline and (finishing.is_alive() or self._unsent()):
+            self._poll(DRAIN_POLL_S)
+        finishing.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    def _unsent(self) -> bool:
+        return any(channel.writable() for channel in list(self.socket_map.values()))
 
     def stop(self) -> None:
         """Ends the loop after its current pass. Safe from a signal handler and from another

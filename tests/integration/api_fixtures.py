@@ -13,8 +13,7 @@ import pytest
 import redis
 
 from workstream.api.app import create_app
-from workstream.api.dispatch import ApiServer
-from workstream.api.group_commit import GroupCommitStore
+from workstream.api.dispatch import ApiServer, adjustments
 from workstream.api.prefork import listening_socket
 from workstream.common.jobs import JobSpec
 from workstream.common.redis_conn import connect
@@ -75,9 +74,10 @@ class LiveServer:
     """The API's waitress server (api.dispatch) in a thread of this process, whose loop is
     that thread, on a free loopback port."""
 
-    def __init__(self, app: Any, threads: int) -> None:
+    def __init__(self, app: Any, threads: int, **adjustments: Any) -> None:
         sock = listening_socket("127.0.0.1", 0)
-        self.server = ApiServer(app, sock, threads=threads, connection_limit=2000)
+        given = {"connection_limit": 2000, **adjustments, "threads": threads}
+        self.server = ApiServer(app, sock, **given)
         self.url = f"http://127.0.0.1:{self.server.port}"
         self._thread = threading.Thread(target=self.server.serve, daemon=True)
 
@@ -102,11 +102,11 @@ def live_server(settings: Settings, redis_client: redis.Redis) -> Iterator[LiveS
     # Connected as workstream-api connects: a pool as large as the thread pool (redis-py's
     # default pool stops at 100 connections and then raises MaxConnectionsError).
     client = connect(settings, max_connections=settings.api_threads + 8)
-    store = GroupCommitStore(client, settings)
+    store = JobStore(client, settings)
     app = create_app(settings, store)
     try:
-        with LiveServer(app, settings.api_threads) as server:
+        served = adjustments(settings, connections=2000)
+        with LiveServer(app, **served) as server:
             yield server
     finally:
-        store.close()
         client.close()
