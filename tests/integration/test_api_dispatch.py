@@ -98,9 +98,14 @@ def test_submissions_are_answered_while_long_polls_hold_every_waiter(
     assert answered_s < 1.0  # not after the long-polls' 3 s
 
 
-def test_stop_lets_the_request_in_flight_finish_and_answers_it() -> None:
+def served(settings: Settings, threads: int) -> dict[str, Any]:
+    """The adjustments workstream-api serves with, on `threads` threads."""
+    return {**adjustments(settings, connections=100), "threads": threads}
+
+
+def test_stop_lets_the_request_in_flight_finish_and_answers_it(settings: Settings) -> None:
     gate = Gate()
-    server = LiveServer(gate, threads=2)
+    server = LiveServer(gate, **served(settings, threads=2))
     answers: list[Any] = []
     with server:
         client = threading.Thread(target=lambda: answers.append(request(server.url, "GET", "/")))
@@ -127,8 +132,7 @@ def test_a_reply_leaves_in_one_send(
 
     monkeypatch.setattr(HTTPChannel, "send", recording_send)
     app = create_app(settings, api_store)
-    served = {**adjustments(settings, connections=100), "threads": 2}
-    with LiveServer(app, **served) as server:
+    with LiveServer(app, **served(settings, threads=2)) as server:
         status, body = request(server.url, "POST", "/jobs", {"type": "echo"})
     assert status == 201 and isinstance(body, dict)
     (reply,) = sends
