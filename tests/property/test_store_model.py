@@ -1,4 +1,5 @@
-"""A model of the job state machine, checked against the real Lua scripts on a real Redis.
+"""A model of the job state machine, checked against the Lua scripts on fakeredis (every run) and
+on a real redis-server (make chaos): a divergence between them is a failing test.
 
 Hypothesis interleaves enqueue (immediate and delayed), claim, BLMOVE + start (separate and
 pipelined), complete and fail (current and stale leases, and each sent again after a lost
@@ -16,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import fakeredis
 import hypothesis.strategies as st
 import pytest
 import redis
@@ -89,8 +91,22 @@ class Model:
         job.worker, job.handle = None, None
 
 
+class FakeRedisServer:
+    """fakeredis (with its Lua support, lupa) behind RedisServer's two members the model uses:
+    one in-process server per run, every client a connection to it."""
+
+    url = "redis://fakeredis.invalid/0"  # Settings wants a URL; the store gets clients directly
+
+    def __init__(self) -> None:
+        self._server = fakeredis.FakeServer()
+
+    def client(self, **kwargs: object) -> redis.Redis:
+        kwargs.pop("single_connection_client", None)  # one in-process server: no sockets
+        return fakeredis.FakeRedis(server=self._server, decode_responses=True, **kwargs)  # type: ignore[arg-type]
+
+
 class JobStoreMachine(RuleBasedStateMachine):
-    server: RedisServer  # set by the test before the machine runs
+    server: RedisServer | FakeRedisServer  # set by the test before the machine runs
     totals: ClassVar[Counter[str]] = Counter()  # over every example, for the results table
 
     def __init__(self) -> None:
@@ -493,13 +509,23 @@ class JobStoreMachine(RuleBasedStateMachine):
         assert totals["stale_completions"] == self.model.counts["stale_completions"]
 
 
-@pytest.mark.timeout(900)  # the full size (--run-chaos) takes about 5 minutes on 2 cores
+BACKENDS = ("fakeredis", "redis-server")
+
+
+@pytest.mark.timeout(900)  # the full size (--run-chaos) takes a few minutes per backend
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_store_transitions_keep_every_job_in_one_consistent_place(
-    redis_server: RedisServer, pytestconfig: pytest.Config
+    backend: str, pytestconfig: pytest.Config, request: pytest.FixtureRequest
 ) -> None:
+    """On fakeredis (its Lua runs on lupa) in every run; on a real redis-server too with
+    --run-chaos (make chaos), full size on both, so a divergence between the two fails."""
     chaos = bool(pytestconfig.getoption("--run-chaos"))
+    if backend == "redis-server" and not chaos:
+        pytest.skip("the real-server run is part of make chaos (--run-chaos)")
     examples, steps = (300, 60) if chaos else (50, 40)
-    JobStoreMachine.server = redis_server
+    JobStoreMachine.server = (
+        FakeRedisServer() if backend == "fakeredis" else request.getfixturevalue("redis_server")
+    )
     JobStoreMachine.totals = Counter()
     clock = time.monotonic()
     passed = False
@@ -519,7 +545,7 @@ def test_store_transitions_keep_every_job_in_one_consistent_place(
     finally:
         totals = JobStoreMachine.totals
         record(
-            "model-based property test (Lua transitions)",
+            f"model-based property test (Lua transitions, {backend})",
             "full" if chaos else "fast",
             jobs=totals["created"],
             faults=(
