@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import random
 import re
 import time
 from collections.abc import Sequence
@@ -29,7 +30,7 @@ class RequestContext:
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         given = req.get_header("X-Request-ID")
-        request_id = given if given and REQUEST_ID_PATTERN.fullmatch(given) else os.urandom(8).hex()
+        request_id = given if given and REQUEST_ID_PATTERN.fullmatch(given) else _new_request_id()
         req.context.request_id = request_id
         req.context.started = time.perf_counter()
         req.context.log_token = request_id_var.set(request_id)
@@ -82,6 +83,13 @@ class BearerAuth:
         for token in self._tokens:
             found |= hmac.compare_digest(given, token)
         return found
+
+
+def _new_request_id() -> str:
+    # A correlation id needs to be unlikely to repeat, not unpredictable. os.urandom is a
+    # syscall that lets another thread take the GIL mid-request; the Mersenne Twister is not,
+    # and CPython reseeds it in every forked API process.
+    return f"{random.getrandbits(64):016x}"
 
 
 def is_public(path: str) -> bool:
