@@ -27,6 +27,8 @@ log = logging.getLogger("api")
 
 # Redis connections beyond one per request thread: room for connections being replaced.
 EXTRA_REDIS_CONNECTIONS = 8
+# Below this many connections (a low open-files hard limit) the start is logged as a warning.
+FEW_CONNECTIONS = 2000
 
 
 class Api:
@@ -36,10 +38,11 @@ class Api:
         redis_connections = settings.api_threads + EXTRA_REDIS_CONNECTIONS
         open_files = raise_open_files_limit()
         connections = connection_limit(open_files.soft, redis_connections)
-        log.info(
-            "api.open_files",
-            extra={**open_files._asdict(), "connection_limit": connections},
-        )
+        fields: dict[str, object] = {**open_files._asdict(), "connection_limit": connections}
+        level = logging.INFO
+        if connections < FEW_CONNECTIONS:
+            level, fields["hint"] = logging.WARNING, "raise the open-files hard limit (ulimit -n)"
+        log.log(level, "api.open_files", extra=fields)
         self.client = connect(settings, max_connections=redis_connections)
         self.store = JobStore(self.client, settings)
         # Set on SIGTERM/SIGINT: every long-poll answers at once.
