@@ -10,6 +10,7 @@ from typing import Any
 
 import redis
 
+from workstream.common.keys import Keys
 from workstream.common.states import TRANSITIONS, JobStatus
 
 # Histogram bucket upper bounds in ms for wait and run time, shared with Lua and /metrics.
@@ -32,6 +33,28 @@ def _read(name: str) -> str:
     )
 
 
+# Keys a script can only name from what it finds (an id in a list, a job's queue or worker) or
+# from data in ARGV (a batch's queues) are built in Lua by key_<name>(arg), rendered below from
+# common/keys.py over the namespace's hash-tagged prefix P = ARGV[1]; every other key a script
+# touches is declared in its header and passed in KEYS (see keys_for), as redis-py's Lock does.
+BUILDERS: tuple[str, ...] = (
+    "job", "queue", "processing", "worker", "scheduled", "dead", "idempotency", "types",
+)  # fmt: skip
+_ARG = "\x00arg\x00"
+
+
+def _builders() -> str:
+    """`local function key_job(a) return P .. 'job:' .. a end`, ... from Keys itself."""
+    keys = Keys("ns")
+    lines = []
+    for name in BUILDERS:
+        key: str = getattr(keys, name)(_ARG)
+        head, _, tail = key.removeprefix(keys.prefix).partition(_ARG)
+        assert key.startswith(keys.prefix) and not tail, name
+        lines.append(f"local function key_{name}(a) return P .. '{head}' .. a end\n")
+    return "".join(lines)
+
+
 # A top-level definition in the Lua library: `local function name(` or `local A, B =`.
 _DEFINITION = re.compile(r"^local (?:function )?([A-Za-z_]\w*(?:, [A-Za-z_]\w*)*)", re.MULTILINE)
 _WORD = re.compile(r"[A-Za-z_]\w*")
@@ -40,11 +63,15 @@ _WORD = re.compile(r"[A-Za-z_]\w*")
 def _library() -> list[tuple[frozenset[str], str]]:
     """The shared preamble as top-level definitions in order, each with the names it defines
     (the constants rendered from Python first: ST = status names, BUCKETS_MS = histogram
-    bounds). Text before the first definition is kept with it."""
+    bounds, the key builders). Text before the first definition is kept with it."""
     statuses = ", ".join(f"{status.name.lower()} = '{status.value}'" for status in JobStatus)
     buckets = ", ".join(str(bound) for bound in BUCKETS_MS)
-    text = f"local ST = {{{statuses}}}\nlocal BUCKETS_MS = {{{buckets}}}\n" + "".join(
-        _read(name) for name in ("_lib.lua", "_claim.lua")
+    text = (
+        f"local ST = {{{statuses}}}\nlocal BUCKETS_MS = {{{buckets}}}\n"
+        # start_ids (claim, start, complete's piggybacked claim) starts what `start` may.
+        + f"local START_SOURCES = {_lua_set(TRANSITIONS['start'].sources)}\n"
+        + _builders()
+        + "".join(_read(name) for name in ("_lib.lua", "_claim.lua"))
     )
     matches = list(_DEFINITION.finditer(text))
     ends = [match.start() for match in matches[1:]] + [len(text)]
@@ -54,16 +81,82 @@ def _library() -> list[tuple[frozenset[str], str]]:
     ]
 
 
+def _words(lua: str) -> set[str]:
+    """Names used by Lua code, its comments left out."""
+    return set(_WORD.findall("\n".join(line.split("--", 1)[0] for line in lua.splitlines())))
+
+
 def _preamble(body: str, library: list[tuple[frozenset[str], str]]) -> str:
     """The library definitions `body` uses, directly or through each other, in library order.
     Every definition in a script's preamble is run on each call (closures, tables), so a
     script carries only the helpers it needs: ~5 us of Redis time less per call."""
     defined = frozenset().union(*(names for names, _ in library))
-    wanted = set(_WORD.findall(body)) & defined | {"P"}
+    wanted = _words(body) & defined
     for names, chunk in reversed(library):  # a definition uses only those above it
         if names & wanted:
-            wanted |= set(_WORD.findall(chunk)) & defined
+            wanted |= _words(chunk) & defined
     return "".join(chunk for names, chunk in library if names & wanted) + "\n"
+
+
+# The header's key contract: `KEYS[1] processing:<worker_id>  KEYS[2] stats  KEYS[3..8] status:*`.
+_KEY_SPEC = re.compile(r"KEYS\[(\d+)(?:\.\.(\d+))?\] ([a-z_]+(?::<[a-z_]+>|:\*)?)")
+ALL_STATUSES = "status:*"
+
+
+def key_specs(body: str) -> tuple[str, ...]:
+    """The keys a script declares in its header, in KEYS order (status:* spans six)."""
+    header = "".join(line for line in body.splitlines(keepends=True) if line.startswith("--"))
+    specs: list[str] = []
+    for match in _KEY_SPEC.finditer(header.split("-- ARGV", 1)[0]):
+        first, last, spec = int(match.group(1)), match.group(2), match.group(3)
+        width = len(JobStatus) if spec == ALL_STATUSES else 1
+        assert first == len(specs) + 1, f"KEYS[{first}] out of order"
+        assert int(last or first) == first + width - 1, f"{spec} spans {width} keys"
+        specs.append(spec)
+    return tuple(specs)
+
+
+def _lua_set(statuses: frozenset[JobStatus]) -> str:
+    members = ", ".join(f"{s.value} = true" for s in JobStatus if s in statuses)
+    return f"{{{members}}}"
+
+
+def _sources(name: str) -> str:
+    """SOURCES: the statuses this transition may start from, from common/states.py."""
+    if name not in TRANSITIONS:
+        return ""
+    return f"local SOURCES = {_lua_set(TRANSITIONS[name].sources)}\n"
+
+
+def _key_locals(specs: tuple[str, ...]) -> str:
+    """KEY_<name> = KEYS[i] for each declared key, STATUS_KEY[status] for the status indexes."""
+    lines, index = [], 1
+    for spec in specs:
+        if spec == ALL_STATUSES:
+            pairs = ", ".join(
+                f"{status.value} = KEYS[{index + i}]" for i, status in enumerate(JobStatus)
+            )
+            lines.append(f"local STATUS_KEY = {{{pairs}}}\n")
+            index += len(JobStatus)
+        else:
+            lines.append(f"local KEY_{spec.split(':')[0]} = KEYS[{index}]\n")
+            index += 1
+    return "".join(lines)
+
+
+def keys_for(spec_list: tuple[str, ...], keys: Keys, **params: str) -> list[str]:
+    """KEYS for a script, in its header's order, from common/keys.py: `job:<job_id>` is
+    keys.job(params["job_id"]), `stats` keys.stats, `status:*` every status index."""
+    built: list[str] = []
+    for spec in spec_list:
+        name, _, param = spec.partition(":")
+        if spec == ALL_STATUSES:
+            built.extend(keys.status(status) for status in JobStatus)
+        elif param:
+            built.append(getattr(keys, name)(params[param.strip("<>")]))
+        else:
+            built.append(getattr(keys, name))
+    return built
 
 
 @dataclass(frozen=True)
@@ -71,6 +164,7 @@ class Script:
     name: str
     source: str
     sha: str
+    keys: tuple[str, ...]  # the header's KEYS contract, see keys_for
 
 
 def _load_all() -> dict[str, Script]:
@@ -78,9 +172,16 @@ def _load_all() -> dict[str, Script]:
     scripts = {}
     for name in sorted(SCRIPT_NAMES):
         body = _read(f"{name}.lua")
-        source = _preamble(body, library) + body
+        specs = key_specs(body)
+        source = (
+            "local P = ARGV[1]\n"
+            + _key_locals(specs)
+            + _sources(name)
+            + _preamble(body, library)
+            + body
+        )
         sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
-        scripts[name] = Script(name, source, sha)
+        scripts[name] = Script(name, source, sha, specs)
     return scripts
 
 

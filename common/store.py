@@ -74,7 +74,8 @@ class JobStore:
         self.keys = Keys(settings.namespace)
         self._prefix = self.keys.prefix
         # Computed once: enqueue is the producer's hot path.
-        self._enqueue_keys = [self.keys.stats]
+        self._enqueue_keys = self._script_keys("enqueue")
+        self._own_keys: dict[tuple[str, str], list[str]] = {}
         self._configured = ",".join(settings.queues)
         self._enqueue_head = (
             self._prefix,
@@ -120,6 +121,20 @@ class JobStore:
             EnqueueResult(str(reply[i]), status[reply[i + 1]], reply[i + 2] == 1, now)
             for i in range(2, len(reply), 3)
         ]
+
+    def _script_keys(self, name: str, **params: str) -> list[str]:
+        """KEYS for a script, as its header declares them (common.scripts.keys_for)."""
+        return scripts.keys_for(scripts.SCRIPTS[name].keys, self.keys, **params)
+
+    def _worker_keys(self, name: str, worker_id: str) -> list[str]:
+        """The same, cached for a worker's hot path (claim, start, complete)."""
+        cached = self._own_keys.get((name, worker_id))
+        if cached is None:
+            if len(self._own_keys) > 64:  # a store serves one worker or a few: stay bounded
+                self._own_keys.clear()
+            cached = self._script_keys(name, worker_id=worker_id)
+            self._own_keys[(name, worker_id)] = cached
+        return cached
 
     def _refused(self, reply: list[Any]) -> None:
         if reply[0] == "queue_full":
@@ -175,7 +190,7 @@ class JobStore:
         reply = scripts.call(
             self.redis,
             "claim",
-            [self.keys.processing(worker_id)],
+            self._worker_keys("claim", worker_id),
             [self._prefix, worker_id, count, int(idle), *queues],
         )
         return _claimed(reply)
@@ -191,14 +206,13 @@ class JobStore:
         """take_blocking and start in one round trip: start is pipelined behind BLMOVE and
         starts the id BLMOVE moved. For a worker that runs nothing; None when nothing came
         within `timeout_s` or the job was cancelled meanwhile."""
-        processing = self.keys.processing(worker_id)
         reply = scripts.blmove_then(
             self.redis,
             self.keys.queue(queue),
-            processing,
+            self.keys.processing(worker_id),
             timeout_s,
             "start",
-            [processing],
+            self._script_keys("start", worker_id=worker_id, queue=queue),
             [self._prefix, worker_id, "", queue],
         )
         claimed = _claimed(reply)
@@ -208,7 +222,7 @@ class JobStore:
         reply = scripts.call(
             self.redis,
             "start",
-            [self.keys.processing(worker_id)],
+            self._script_keys("start", worker_id=worker_id, queue=queue),
             [self._prefix, worker_id, job_id, queue],
         )
         claimed = _claimed(reply)
@@ -236,7 +250,7 @@ class JobStore:
         for job, result_json in results:
             args += [job.id, job.lease, result_json]
         args += [claim, int(idle), *queues]
-        reply = scripts.call(self.redis, "complete", [self.keys.processing(worker_id)], args)
+        reply = scripts.call(self.redis, "complete", self._worker_keys("complete", worker_id), args)
         codes = [str(code) for code in reply[: len(results)]]
         return codes, _claimed(reply[len(results) :])
 
@@ -245,7 +259,7 @@ class JobStore:
         reply = scripts.call(
             self.redis,
             "fail",
-            [self.keys.job(job.id)],
+            self._script_keys("fail", job_id=job.id),
             [
                 self._prefix,
                 job.id,
@@ -270,12 +284,13 @@ class JobStore:
     ) -> int:
         ttl_ms = round(self.settings.worker_ttl.total_seconds() * 3000)
         args = [self._prefix, worker_id, ttl_ms, host, pid, ",".join(queues), total, busy]
-        return int(scripts.call(self.redis, "heartbeat", [self.keys.workers], args))
+        keys = self._script_keys("heartbeat", worker_id=worker_id)
+        return int(scripts.call(self.redis, "heartbeat", keys, args))
 
     def release(self, worker_id: str, *, keep: Sequence[str] | None = None) -> int:
         """Requeues what the worker holds but no longer runs, without using an attempt.
         With keep=None (shutdown) that is everything, and the worker deregisters."""
-        keys = [self.keys.processing(worker_id)]
+        keys = self._script_keys("release", worker_id=worker_id)
         args = [self._prefix, worker_id, 1 if keep is None else 0, *(keep or ())]
         return int(scripts.call(self.redis, "release", keys, args))
 
@@ -283,7 +298,8 @@ class JobStore:
 
     def promote(self, limit: int = 1000) -> tuple[int, int | None]:
         """Due scheduled jobs -> pending. Returns (promoted, next due time in ms or None)."""
-        reply = scripts.call(self.redis, "promote", [self.keys.queues], [self._prefix, limit])
+        keys = self._script_keys("promote")
+        reply = scripts.call(self.redis, "promote", keys, [self._prefix, limit])
         next_due = int(reply[1])
         return int(reply[0]), (None if next_due < 0 else next_due)
 
@@ -300,7 +316,7 @@ class JobStore:
 
     def recover(self, worker_id: str) -> tuple[int, int]:
         """Recovers a dead worker's list. Returns (requeued, failed)."""
-        keys = [self.keys.processing(worker_id)]
+        keys = self._script_keys("recover", worker_id=worker_id)
         args = [self._prefix, worker_id, self.settings.dead_letter_max]
         requeued, failed = scripts.call(self.redis, "recover", keys, args)
         return int(requeued), int(failed)
@@ -308,10 +324,11 @@ class JobStore:
     def reclaim(self, margin_ms: int, limit: int = 100) -> int:
         args = [self._prefix, margin_ms, limit, *self._backoff_args()]
         args.append(self.settings.dead_letter_max)
-        return int(scripts.call(self.redis, "reclaim", [self.keys.deadlines], args))
+        return int(scripts.call(self.redis, "reclaim", self._script_keys("reclaim"), args))
 
     def prune(self, limit: int = 1000) -> int:
-        return int(scripts.call(self.redis, "prune", [self.keys.expiries], [self._prefix, limit]))
+        keys = self._script_keys("prune")
+        return int(scripts.call(self.redis, "prune", keys, [self._prefix, limit]))
 
     def acquire_lock(self, key: str, token: str, ttl_ms: int) -> bool:
         return bool(self.redis.set(key, token, nx=True, px=ttl_ms))
@@ -331,7 +348,7 @@ class JobStore:
         self._transition("delete", job_id, [self._prefix, job_id])
 
     def _transition(self, name: str, job_id: str, args: list[Any]) -> None:
-        reply = scripts.call(self.redis, name, [self.keys.job(job_id)], args)
+        reply = scripts.call(self.redis, name, self._script_keys(name, job_id=job_id), args)
         if reply[0] == "not_found":
             raise JobNotFoundError(job_id)
         if reply[0] == "invalid_transition":
@@ -358,7 +375,7 @@ class JobStore:
         if not ids:
             return 0
         calls: list[scripts.ScriptCall] = [
-            (name, [self.keys.job(i)], [self._prefix, i]) for i in ids
+            (name, self._script_keys(name, job_id=i), [self._prefix, i]) for i in ids
         ]
         return sum(1 for reply in scripts.call_many(self.redis, calls) if reply[0] == "ok")
 
@@ -374,7 +391,7 @@ class JobStore:
 
     def pause(self, queue: str) -> None:
         """Raises QueueNotFoundError for a queue that does not exist (and creates nothing)."""
-        keys = [self.keys.queues, self.keys.paused]
+        keys = self._script_keys("pause_queue")
         args = [self._prefix, queue, int(queue in self.settings.queues)]
         if not scripts.call(self.redis, "pause_queue", keys, args):
             raise QueueNotFoundError(queue)
@@ -386,11 +403,7 @@ class JobStore:
     def delete_queue(self, queue: str) -> None:
         """Forgets an empty queue: name, paused flag, types, stats and in-flight fields.
         Raises QueueNotFoundError, or QueueNotEmptyError while it holds any job."""
-        k = self.keys
-        keys = [
-            k.queues, k.paused, k.stats, k.inflight,
-            k.queue(queue), k.scheduled(queue), k.dead(queue), k.types(queue),
-        ]  # fmt: skip
+        keys = self._script_keys("delete_queue", queue=queue)
         configured = int(queue in self.settings.queues)
         args = [self._prefix, queue, configured, ",".join(scripts.COUNTERS)]
         reply = scripts.call(self.redis, "delete_queue", keys, args)

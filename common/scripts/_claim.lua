@@ -16,7 +16,7 @@ local function put_back(processing, queue, ids, from)
     redis.call('LREM', processing, 1, ids[i])
     back[#back + 1] = ids[i]
   end
-  if #back > 0 then redis.call('RPUSH', P .. 'queue:' .. queue, unpack(back)) end
+  if #back > 0 then redis.call('RPUSH', key_queue(queue), unpack(back)) end
 end
 
 -- start_ids: pending -> processing for ids already in the worker's processing list, oldest
@@ -26,14 +26,14 @@ end
 -- queue, payload, attempt, max_attempts, timeout_ms, lease, created_at, alone (1|0). Ids no
 -- longer pending (cancelled meanwhile) are dropped.
 local function start_ids(worker, queue, ids, now, reply, claim)
-  local processing = P .. 'processing:' .. worker
+  local processing = KEY_processing
   local unindex, index, deadlines = {}, {}, {}
   local stats, inflight = {}, {}
   for i, id in ipairs(ids) do
-    local key = P .. 'job:' .. id
+    local key = key_job(id)
     local v = redis.call('HMGET', key, unpack(START_FIELDS))
     local alone = v[11] == '1'
-    if v[1] ~= ST.pending then
+    if not START_SOURCES[v[1]] then
       redis.call('LREM', processing, 1, id)
     elseif alone and not (claim.idle and claim.started == 0) then
       put_back(processing, queue, ids, i)
@@ -71,11 +71,11 @@ local function start_ids(worker, queue, ids, now, reply, claim)
     end
   end
   if #unindex > 0 then
-    redis.call('ZREM', P .. 'status:' .. ST.pending, unpack(unindex))
-    redis.call('ZADD', P .. 'status:' .. ST.processing, unpack(index))
-    redis.call('ZADD', P .. 'deadlines', unpack(deadlines))
-    flush_tally(P .. 'inflight', inflight)
-    flush_tally(P .. 'stats', stats)
+    redis.call('ZREM', STATUS_KEY[ST.pending], unpack(unindex))
+    redis.call('ZADD', STATUS_KEY[ST.processing], unpack(index))
+    redis.call('ZADD', KEY_deadlines, unpack(deadlines))
+    flush_tally(KEY_inflight, inflight)
+    flush_tally(KEY_stats, stats)
   end
 end
 
@@ -84,11 +84,11 @@ end
 -- idle: the worker runs nothing (see start_ids). Returns how many started.
 local function claim_into(worker, wanted, idle, first, now, reply)
   local claim = {started = 0, idle = idle, stop = false}
-  local processing = P .. 'processing:' .. worker
+  local processing = KEY_processing
   for q = first, #ARGV do
     if claim.started >= wanted or claim.stop then break end
-    local queue = P .. 'queue:' .. ARGV[q]
-    if redis.call('SISMEMBER', P .. 'paused', ARGV[q]) == 0 then
+    local queue = key_queue(ARGV[q])
+    if redis.call('SISMEMBER', KEY_paused, ARGV[q]) == 0 then
       -- Cancelled ids are dropped by start_ids, so loop until enough started or empty.
       while claim.started < wanted and not claim.stop do
         local want = wanted - claim.started

@@ -1,9 +1,9 @@
--- Shared helpers, prepended to every script after the constants rendered from Python
--- (ST = status names, BUCKETS_MS = histogram bounds).
--- Every script takes the namespace prefix "ws:{ns}:" as ARGV[1]. Keys derived from data (job
--- ids found in lists, a job's queue) are built from it; all share the hash tag, so a script
--- always stays inside one cluster slot. KEYS[1] names a key the script touches, for routing.
-local P = ARGV[1]
+-- Shared helpers, prepended to every script after what scripts.py renders from Python: ST
+-- (status names), BUCKETS_MS (histogram bounds), key_<name>(arg) builders from common/keys.py,
+-- and, from the script's own header, KEY_<name> = KEYS[i] for each key it declares and
+-- STATUS_KEY[status] for the status indexes. Every fixed key comes through KEYS. Keys known only
+-- inside a script (ids found in a list, a job's queue or worker) are built by key_<name> from
+-- the namespace's hash-tagged prefix P = ARGV[1], so a script stays inside one cluster slot.
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -15,7 +15,7 @@ local FIELDS = {'status', 'queue', 'type', 'attempts', 'max_attempts', 'timeout_
 
 -- The job's bookkeeping fields as a table, or nil when the hash is gone.
 local function load(id)
-  local values = redis.call('HMGET', P .. 'job:' .. id, unpack(FIELDS))
+  local values = redis.call('HMGET', key_job(id), unpack(FIELDS))
   if not values[1] then return nil end
   local job = {id = id}
   for i, name in ipairs(FIELDS) do job[name] = values[i] or false end
@@ -26,15 +26,15 @@ local function load(id)
 end
 
 local function set_status(job, status, ...)
-  redis.call('HSET', P .. 'job:' .. job.id, 'status', status, ...)
+  redis.call('HSET', key_job(job.id), 'status', status, ...)
   -- Status indexes are scored by creation time for newest-first listing.
-  redis.call('ZREM', P .. 'status:' .. job.status, job.id)
-  redis.call('ZADD', P .. 'status:' .. status, job.created_at, job.id)
+  redis.call('ZREM', STATUS_KEY[job.status], job.id)
+  redis.call('ZADD', STATUS_KEY[status], job.created_at, job.id)
   job.status = status
 end
 
 local function count(name, job, by)
-  redis.call('HINCRBY', P .. 'stats', name .. '|' .. job.queue .. '|' .. job.type, by or 1)
+  redis.call('HINCRBY', KEY_stats, name .. '|' .. job.queue .. '|' .. job.type, by or 1)
 end
 
 -- Accumulates HINCRBY amounts per field and writes them in one pass.
@@ -61,55 +61,57 @@ end
 local function observe(name, queue, ms)
   local stats = {}
   tally_latency(stats, name, queue, ms)
-  flush_tally(P .. 'stats', stats)
+  flush_tally(KEY_stats, stats)
 end
 
 -- Undo what start did: the worker list entry, the deadline and the in-flight gauge.
 local function leave_processing(job)
-  if job.worker and job.worker ~= '' then redis.call('LREM', P .. 'processing:' .. job.worker, 1, job.id) end
-  redis.call('ZREM', P .. 'deadlines', job.id)
-  redis.call('HINCRBY', P .. 'inflight', job.queue, -1)
+  if job.worker and job.worker ~= '' then
+    redis.call('LREM', key_processing(job.worker), 1, job.id)
+  end
+  redis.call('ZREM', KEY_deadlines, job.id)
+  redis.call('HINCRBY', KEY_inflight, job.queue, -1)
 end
 
 -- An attempt ended by someone other than its holder (recover, reclaim, release): a new lease
 -- number voids the holder's, so its late complete or fail is stale. A fail the holder sent
 -- itself keeps the lease: that is how fail.lua knows a resend of that very call.
 local function revoke_lease(job)
-  redis.call('HINCRBY', P .. 'job:' .. job.id, 'lease', 1)
+  redis.call('HINCRBY', key_job(job.id), 'lease', 1)
 end
 
 -- front = true puts the id where workers take next (recovered and released jobs go first).
 local function to_pending(job, now, front, ...)
   set_status(job, ST.pending, 'enqueued_at', now, 'worker', '', ...)
   if front then
-    redis.call('RPUSH', P .. 'queue:' .. job.queue, job.id)
+    redis.call('RPUSH', key_queue(job.queue), job.id)
   else
-    redis.call('LPUSH', P .. 'queue:' .. job.queue, job.id)
+    redis.call('LPUSH', key_queue(job.queue), job.id)
   end
 end
 
 local function to_scheduled(job, due, ...)
   set_status(job, ST.scheduled, 'run_at', due, 'worker', '', ...)
-  redis.call('ZADD', P .. 'scheduled:' .. job.queue, due, job.id)
+  redis.call('ZADD', key_scheduled(job.queue), due, job.id)
 end
 
 local function expire_terminal(job, now, ttl_ms)
-  redis.call('PEXPIRE', P .. 'job:' .. job.id, ttl_ms)
-  redis.call('ZADD', P .. 'expiries', now + ttl_ms, job.id)
+  redis.call('PEXPIRE', key_job(job.id), ttl_ms)
+  redis.call('ZADD', KEY_expiries, now + ttl_ms, job.id)
 end
 
 -- Removes a job's record and every index entry (a dead letter pushed out by the cap, a delete).
 local function purge(id, queue)
-  redis.call('DEL', P .. 'job:' .. id)
-  redis.call('ZREM', P .. 'jobs', id)
-  for _, status in pairs(ST) do redis.call('ZREM', P .. 'status:' .. status, id) end
-  redis.call('ZREM', P .. 'expiries', id)
-  if queue then redis.call('ZREM', P .. 'dead:' .. queue, id) end
+  redis.call('DEL', key_job(id))
+  redis.call('ZREM', KEY_jobs, id)
+  for _, key in pairs(STATUS_KEY) do redis.call('ZREM', key, id) end
+  redis.call('ZREM', KEY_expiries, id)
+  if queue then redis.call('ZREM', key_dead(queue), id) end
 end
 
 local function to_failed(job, now, err, dead_max)
   set_status(job, ST.failed, 'error', err, 'finished_at', now)
-  local dead = P .. 'dead:' .. job.queue
+  local dead = key_dead(job.queue)
   redis.call('ZADD', dead, now, job.id)
   count('failed', job)
   -- Dead letters are capped: the oldest records go first, a few per call (bounded work).

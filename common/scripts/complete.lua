@@ -1,7 +1,9 @@
 -- complete: processing -> completed for N jobs, each only for its current lease holder
 -- (fencing); then, as a piggyback, claim up to M next jobs for the same worker. One round
 -- trip finishes a batch and refills the slots it freed.
--- KEYS[1] processing:<worker>
+-- KEYS[1] processing:<worker_id>  KEYS[2] paused  KEYS[3] stats  KEYS[4] inflight
+-- KEYS[5] deadlines  KEYS[6] expiries  KEYS[7..12] status:*  (job hashes: key_job(id); queue
+-- lists of the piggybacked claim: key_queue(name), names in ARGV)
 -- ARGV[1] prefix  ARGV[2] worker id  ARGV[3] result ttl (ms)  ARGV[4] N
 -- then 3 per job: id, lease, result JSON; then M to claim (0: none), then idle (1|0: the worker
 -- runs nothing once these are recorded, see start_ids), then queue names
@@ -9,14 +11,14 @@
 -- 10 fields per started job (see start_ids).
 local worker, ttl_ms, n = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
-local processing = KEYS[1]
+local processing = KEY_processing
 local reply = {}
 local unindex, index, expiries = {}, {}, {}
 local stats, inflight = {}, {}
 for i = 1, n do
   local b = 4 + (i - 1) * 3
   local id, lease = ARGV[b + 1], ARGV[b + 2]
-  local key = P .. 'job:' .. id
+  local key = key_job(id)
   local v = redis.call('HMGET', key, 'status', 'lease', 'queue', 'type', 'started_at',
     'created_at')
   if not v[1] then
@@ -24,7 +26,7 @@ for i = 1, n do
     reply[i] = 'not_found'
   elseif v[1] == ST.completed and v[2] == lease then
     reply[i] = 'ok' -- this very call, sent again after a lost reply
-  elseif v[1] ~= ST.processing or v[2] ~= lease then
+  elseif not SOURCES[v[1]] or v[2] ~= lease then
     -- A late result from a worker that lost its claim: rejected and counted, never written.
     tally(stats, 'stale_completions', 1)
     redis.call('LREM', processing, 1, id)
@@ -46,13 +48,13 @@ for i = 1, n do
   end
 end
 if #unindex > 0 then
-  redis.call('ZREM', P .. 'deadlines', unpack(unindex))
-  redis.call('ZREM', P .. 'status:' .. ST.processing, unpack(unindex))
-  redis.call('ZADD', P .. 'status:' .. ST.completed, unpack(index))
-  redis.call('ZADD', P .. 'expiries', unpack(expiries))
-  flush_tally(P .. 'inflight', inflight)
+  redis.call('ZREM', KEY_deadlines, unpack(unindex))
+  redis.call('ZREM', STATUS_KEY[ST.processing], unpack(unindex))
+  redis.call('ZADD', STATUS_KEY[ST.completed], unpack(index))
+  redis.call('ZADD', KEY_expiries, unpack(expiries))
+  flush_tally(KEY_inflight, inflight)
 end
-flush_tally(P .. 'stats', stats)
+flush_tally(KEY_stats, stats)
 local wanted = tonumber(ARGV[5 + n * 3]) or 0
 if wanted > 0 then
   claim_into(worker, wanted, ARGV[6 + n * 3] == '1', 7 + n * 3, now, reply)

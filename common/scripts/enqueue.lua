@@ -1,5 +1,6 @@
 -- enqueue: create N jobs atomically, all or nothing -> pending (or scheduled when delayed).
--- KEYS[1] stats (routing)
+-- KEYS[1] stats  KEYS[2] queues  KEYS[3] jobs  KEYS[4..9] status:*  (per job and per queue, named
+-- by ARGV: key_job, key_idempotency, key_queue, key_scheduled, key_types)
 -- ARGV[1] prefix  ARGV[2] capacity per queue  ARGV[3] idempotency ttl (s)  ARGV[4] max queues
 -- ARGV[5] max types per queue  ARGV[6] configured queues (comma list, always accepted)  ARGV[7] N
 -- then 9 per job: id, type, queue, payload JSON, max_attempts, timeout_ms,
@@ -19,7 +20,6 @@ local max_queues, max_types = tonumber(ARGV[4]), tonumber(ARGV[5])
 local n = tonumber(ARGV[7])
 local J = 7  -- ARGV index before the first job's fields
 local now = now_ms()
-local job_prefix = P .. 'job:'
 
 -- Pass 1, reads only: which jobs are new (ids[i], fresh[i]), how many each queue gains, and
 -- which queue names and (queue, type) pairs are new (one SISMEMBER each per call).
@@ -35,12 +35,12 @@ for i = 1, n do
     -- A repeated key answers the original job (also within one batch), creating nothing.
     local original = seen_keys[idem]
     if not original then
-      local stored = redis.call('GET', P .. 'idem:' .. idem)
-      if stored and redis.call('EXISTS', job_prefix .. stored) == 1 then original = stored end
+      local stored = redis.call('GET', key_idempotency(idem))
+      if stored and redis.call('EXISTS', key_job(stored)) == 1 then original = stored end
     end
     if original then id, new = original, false end
   end
-  if new and redis.call('EXISTS', job_prefix .. id) == 1 then
+  if new and redis.call('EXISTS', key_job(id)) == 1 then
     -- The same request sent again after a lost reply (a reconnect): it already took effect.
     new, replayed[i] = false, true
   end
@@ -52,11 +52,11 @@ for i = 1, n do
     if not types then
       types = {}
       known_type[queue] = types
-      known_queue[queue] = redis.call('SISMEMBER', P .. 'queues', queue) == 1
+      known_queue[queue] = redis.call('SISMEMBER', KEY_queues, queue) == 1
       if not known_queue[queue] then new_queues[#new_queues + 1] = queue end
     end
     if types[job_type] == nil then
-      types[job_type] = redis.call('SISMEMBER', P .. 'types:' .. queue, job_type) == 1
+      types[job_type] = redis.call('SISMEMBER', key_types(queue), job_type) == 1
       if not types[job_type] then
         local list = new_types[queue] or {}
         new_types[queue] = list
@@ -75,21 +75,21 @@ if #new_queues > 0 then
   for _, queue in ipairs(new_queues) do
     if not configured[queue] then
       unconfigured = unconfigured + 1
-      if redis.call('SCARD', P .. 'queues') + unconfigured > max_queues then
+      if redis.call('SCARD', KEY_queues) + unconfigured > max_queues then
         return {'too_many_queues', queue}
       end
     end
   end
 end
 for queue, list in pairs(new_types) do
-  if redis.call('SCARD', P .. 'types:' .. queue) + #list > max_types then
+  if redis.call('SCARD', key_types(queue)) + #list > max_types then
     return {'too_many_types', queue, list[1]}
   end
 end
 
 -- Capacity counts pending and scheduled jobs; checked for the whole batch before any write.
 for queue, extra in pairs(adding) do
-  local depth = redis.call('LLEN', P .. 'queue:' .. queue) + redis.call('ZCARD', P .. 'scheduled:' .. queue)
+  local depth = redis.call('LLEN', key_queue(queue)) + redis.call('ZCARD', key_scheduled(queue))
   if depth + extra > capacity then return {'queue_full', queue} end
 end
 
@@ -124,21 +124,21 @@ for i = 1, n do
       pending_index[#pending_index + 1] = now
       pending_index[#pending_index + 1] = id
     end
-    local key = job_prefix .. id
+    local key = key_job(id)
     redis.call('HSET', key, 'id', id, 'type', job_type, 'queue', queue,
       'payload', ARGV[b + 4], 'attempts', 0, 'max_attempts', ARGV[b + 5],
       'timeout_ms', ARGV[b + 6], 'created_at', now, 'lease', 0, 'status', status,
       timing, due)
     if idem ~= '' then
       redis.call('HSET', key, 'idempotency_key', idem)
-      redis.call('SET', P .. 'idem:' .. idem, id, 'EX', idem_ttl)
+      redis.call('SET', key_idempotency(idem), id, 'EX', idem_ttl)
     end
     all_index[#all_index + 1] = now
     all_index[#all_index + 1] = id
     local field = 'created|' .. queue .. '|' .. job_type
     created[field] = (created[field] or 0) + 1
   else
-    status = redis.call('HGET', job_prefix .. id, 'status') or ST.pending
+    status = redis.call('HGET', key_job(id), 'status') or ST.pending
   end
   local r = #reply
   reply[r + 1] = id
@@ -146,19 +146,19 @@ for i = 1, n do
   reply[r + 3] = (fresh[i] or replayed[i]) and 1 or 0
 end
 for queue, list in pairs(pushes) do
-  redis.call('LPUSH', P .. 'queue:' .. queue, unpack(list))
+  redis.call('LPUSH', key_queue(queue), unpack(list))
 end
 for queue, list in pairs(schedules) do
-  redis.call('ZADD', P .. 'scheduled:' .. queue, unpack(list))
+  redis.call('ZADD', key_scheduled(queue), unpack(list))
 end
-if #new_queues > 0 then redis.call('SADD', P .. 'queues', unpack(new_queues)) end
+if #new_queues > 0 then redis.call('SADD', KEY_queues, unpack(new_queues)) end
 for queue, list in pairs(new_types) do
-  redis.call('SADD', P .. 'types:' .. queue, unpack(list))
+  redis.call('SADD', key_types(queue), unpack(list))
 end
-if #pending_index > 0 then redis.call('ZADD', P .. 'status:' .. ST.pending, unpack(pending_index)) end
+if #pending_index > 0 then redis.call('ZADD', STATUS_KEY[ST.pending], unpack(pending_index)) end
 if #scheduled_index > 0 then
-  redis.call('ZADD', P .. 'status:' .. ST.scheduled, unpack(scheduled_index))
+  redis.call('ZADD', STATUS_KEY[ST.scheduled], unpack(scheduled_index))
 end
-if #all_index > 0 then redis.call('ZADD', P .. 'jobs', unpack(all_index)) end
-flush_tally(P .. 'stats', created)
+if #all_index > 0 then redis.call('ZADD', KEY_jobs, unpack(all_index)) end
+flush_tally(KEY_stats, created)
 return reply

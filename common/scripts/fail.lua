@@ -1,5 +1,6 @@
 -- fail: processing -> scheduled (retry after backoff) | pending (no backoff) | failed (dead).
--- KEYS[1] job hash
+-- KEYS[1] job:<job_id>  KEYS[2] stats  KEYS[3] inflight  KEYS[4] deadlines  KEYS[5] jobs
+-- KEYS[6] expiries  KEYS[7..12] status:*  (lists of the job's queue and worker: key_<name>)
 -- ARGV[1] prefix  ARGV[2] job id  ARGV[3] lease  ARGV[4] error text  ARGV[5] permanent (0|1)
 -- ARGV[6] backoff base ms  ARGV[7] backoff cap ms  ARGV[8] jitter fraction [0,1)
 -- ARGV[9] dead-letter cap  ARGV[10] calling worker id
@@ -7,17 +8,17 @@
 local id, lease, err, worker = ARGV[2], ARGV[3], ARGV[4], ARGV[10]
 local job = load(id)
 if not job then
-  redis.call('LREM', P .. 'processing:' .. worker, 1, id)
+  redis.call('LREM', key_processing(worker), 1, id)
   return {'not_found'}
 end
-if job.status ~= ST.processing and job.lease == lease then
+if not SOURCES[job.status] and job.lease == lease then
   -- This very call, sent again after a lost reply: an attempt ended by anyone else (recover,
   -- reclaim, release) got a new lease number (revoke_lease), so it cannot match here.
   return {'ok', job.status, 0}
 end
-if job.status ~= ST.processing or job.lease ~= lease then
-  redis.call('HINCRBY', P .. 'stats', 'stale_completions', 1)
-  redis.call('LREM', P .. 'processing:' .. worker, 1, id)
+if not SOURCES[job.status] or job.lease ~= lease then
+  redis.call('HINCRBY', KEY_stats, 'stale_completions', 1)
+  redis.call('LREM', key_processing(worker), 1, id)
   return {'stale_lease', job.status}
 end
 local now = now_ms()

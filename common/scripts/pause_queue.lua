@@ -4,6 +4,6 @@
 -- Returns 1 | 0 (no such queue: nothing written)
 -- One script, not a check and then SADD: a delete_queue between the two would leave the flag
 -- of a queue that no longer exists.
-if ARGV[3] ~= '1' and redis.call('SISMEMBER', KEYS[1], ARGV[2]) == 0 then return 0 end
-redis.call('SADD', KEYS[2], ARGV[2])
+if ARGV[3] ~= '1' and redis.call('SISMEMBER', KEY_queues, ARGV[2]) == 0 then return 0 end
+redis.call('SADD', KEY_paused, ARGV[2])
 return 1

@@ -1,17 +1,18 @@
 -- reclaim: a job running past its deadline plus a margin in a worker that failed to stop it
 -- (the worker enforces timeouts itself first, so a healthy job is never reclaimed). It counts
 -- as a failed attempt; a late result from the old holder is rejected by the lease check.
--- KEYS[1] deadlines
+-- KEYS[1] deadlines  KEYS[2] stats  KEYS[3] inflight  KEYS[4] jobs  KEYS[5] expiries
+-- KEYS[6..11] status:*  (job hashes and their lists: key_<name>)
 -- ARGV[1] prefix  ARGV[2] margin ms  ARGV[3] most jobs per call  ARGV[4] backoff base ms
 -- ARGV[5] backoff cap ms  ARGV[6] jitter fraction [0,1)  ARGV[7] dead-letter cap
 -- Returns the number of jobs reclaimed
 local now = now_ms()
-local overdue = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]),
+local overdue = redis.call('ZRANGEBYSCORE', KEY_deadlines, '-inf', now - tonumber(ARGV[2]),
   'LIMIT', 0, tonumber(ARGV[3]))
 local reclaimed = 0
 for i, id in ipairs(overdue) do
   local job = load(id)
-  if job and job.status == ST.processing then
+  if job and SOURCES[job.status] then
     leave_processing(job)
     revoke_lease(job)
     local fraction = (tonumber(ARGV[6]) + i * 0.6180339887) % 1
@@ -20,7 +21,7 @@ for i, id in ipairs(overdue) do
       delay, tonumber(ARGV[7]))
     reclaimed = reclaimed + 1
   else
-    redis.call('ZREM', KEYS[1], id)
+    redis.call('ZREM', KEY_deadlines, id)
   end
 end
 return reclaimed

@@ -4,14 +4,16 @@
 -- instead of looping); jobs that ran side by side get it back, since any one of them (or none)
 -- may have killed the worker and the next run, alone, will tell. A job taken but never started
 -- did not use an attempt either.
--- KEYS[1] processing:<dead worker>
+-- KEYS[1] processing:<worker_id>  KEYS[2] workers  KEYS[3] worker:<worker_id>  KEYS[4] stats
+-- KEYS[5] inflight  KEYS[6] deadlines  KEYS[7] jobs  KEYS[8] expiries  KEYS[9..14] status:*
+-- (job hashes and their queues: key_<name>)
 -- ARGV[1] prefix  ARGV[2] dead worker id  ARGV[3] dead-letter cap
 -- Returns {requeued, failed}
 local worker = ARGV[2]
 local now = now_ms()
 local requeued, failed = 0, 0
 local started, waiting = {}, {}
-for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+for _, id in ipairs(redis.call('LRANGE', KEY_processing, 0, -1)) do
   local job = load(id)
   if job and job.status == ST.processing and job.worker == worker then
     started[#started + 1] = job
@@ -32,15 +34,15 @@ for _, job in ipairs(started) do
   else
     to_failed(job, now, err .. ' alone (last attempt)', tonumber(ARGV[3]))
     -- Still suspect should an operator retry it: it runs alone then too.
-    redis.call('HSET', P .. 'job:' .. job.id, 'suspect', 1)
+    redis.call('HSET', key_job(job.id), 'suspect', 1)
     failed = failed + 1
   end
 end
 for _, job in ipairs(waiting) do
-  redis.call('RPUSH', P .. 'queue:' .. job.queue, job.id)
+  redis.call('RPUSH', key_queue(job.queue), job.id)
   requeued = requeued + 1
 end
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', P .. 'workers', worker)
-redis.call('DEL', P .. 'worker:' .. worker)
+redis.call('DEL', KEY_processing)
+redis.call('ZREM', KEY_workers, worker)
+redis.call('DEL', KEY_worker)
 return {requeued, failed}

@@ -1,11 +1,11 @@
 -- retry: failed -> pending, by an operator; attempts start again from zero.
--- KEYS[1] job hash
+-- KEYS[1] job:<job_id>  KEYS[2..7] status:*  (the job's queue and dead letters: key_<name>)
 -- ARGV[1] prefix  ARGV[2] job id
 -- Returns {"ok"} | {"invalid_transition", status} | {"not_found"}
 local job = load(ARGV[2])
 if not job then return {'not_found'} end
-if job.status ~= ST.failed then return {'invalid_transition', job.status} end
-redis.call('ZREM', P .. 'dead:' .. job.queue, job.id)
-redis.call('HDEL', P .. 'job:' .. job.id, 'finished_at', 'started_at', 'result')
+if not SOURCES[job.status] then return {'invalid_transition', job.status} end
+redis.call('ZREM', key_dead(job.queue), job.id)
+redis.call('HDEL', KEY_job, 'finished_at', 'started_at', 'result')
 to_pending(job, now_ms(), false, 'attempts', 0, 'error', '')
 return {'ok'}

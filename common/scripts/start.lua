@@ -1,24 +1,25 @@
 -- start: pending -> processing for one id the worker already moved with BLMOVE. A worker
 -- blocks only when it runs nothing, so a suspect job may start here (alone).
--- KEYS[1] processing:<worker>
+-- KEYS[1] processing:<worker_id>  KEYS[2] queue:<queue>  KEYS[3] paused  KEYS[4] stats
+-- KEYS[5] inflight  KEYS[6] deadlines  KEYS[7..12] status:*  (the job hash: key_job(id))
 -- ARGV[1] prefix  ARGV[2] worker id  ARGV[3] job id, or '' for the id BLMOVE just put at the
 --   head of KEYS[1] (the call pipelined behind BLMOVE: one round trip)  ARGV[4] its queue
 -- Returns 10 fields (see start_ids), {} when the job is gone, cancelled or its queue paused,
 -- or, given '', when BLMOVE moved nothing from that queue.
 local worker, id, queue = ARGV[2], ARGV[3], ARGV[4]
 if id == '' then
-  id = redis.call('LINDEX', KEYS[1], 0)
+  id = redis.call('LINDEX', KEY_processing, 0)
   if not id then return {} end
   -- A running job, or one of another queue, at the head is not the id BLMOVE moved (it
   -- timed out): leave it to the release after a lost reply. A gone or cancelled job's id is
   -- dropped below, as with an id given.
-  local head = redis.call('HMGET', P .. 'job:' .. id, 'queue', 'status')
+  local head = redis.call('HMGET', key_job(id), 'queue', 'status')
   if head[2] == ST.processing or (head[1] and head[1] ~= queue) then return {} end
 end
-if redis.call('SISMEMBER', P .. 'paused', queue) == 1 then
+if redis.call('SISMEMBER', KEY_paused, queue) == 1 then
   -- Paused while we were blocked: hand the id back to the front of its queue.
-  if redis.call('LREM', KEYS[1], 1, id) > 0 then
-    redis.call('RPUSH', P .. 'queue:' .. queue, id)
+  if redis.call('LREM', KEY_processing, 1, id) > 0 then
+    redis.call('RPUSH', KEY_queue, id)
   end
   return {}
 end
