@@ -223,6 +223,9 @@ class Client:
     def queue(self, name: str) -> dict[str, Any]:
         return _object(self.request("GET", "/queues/" + _segment(name)))
 
+    def delete_queue(self, name: str) -> None:
+        self.request("DELETE", "/queues/" + _segment(name))
+
     def pause(self, name: str) -> dict[str, Any]:
         return _object(self.request("POST", f"/queues/{_segment(name)}/pause"))
 

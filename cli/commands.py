@@ -234,7 +234,16 @@ def build_parser() -> Parser:
     jobs.add_argument("--limit", type=positive_int, default=50, metavar="N")
     jobs.add_argument("--cursor", help="continue a listing (printed after a full page)")
 
-    command("queues", cmd_queues, "show every queue's counts")
+    queues = command("queues", cmd_queues, "show every queue's counts, or delete an empty one")
+    queue_commands = queues.add_subparsers(dest="queues_command", metavar="ACTION")
+    delete_queue = queue_commands.add_parser(
+        "delete",
+        parents=[common],
+        help="forget an empty queue: its name, paused flag and counters",
+        description="forget an empty queue: its name, paused flag and counters",
+    )
+    delete_queue.set_defaults(handler=cmd_queue_delete)
+    delete_queue.add_argument("queue", metavar="QUEUE")
     command("workers", cmd_workers, "show the live workers")
 
     failed = command("failed", cmd_failed_list, "list, retry or purge failed jobs")
@@ -419,6 +428,12 @@ def cmd_jobs(args: argparse.Namespace, ctx: Context) -> int:
 def cmd_queues(args: argparse.Namespace, ctx: Context) -> int:
     reply = ctx.client.queues()
     ctx.emit(reply, tables.queues_table(reply.get("queues") or []))
+    return 0
+
+
+def cmd_queue_delete(args: argparse.Namespace, ctx: Context) -> int:
+    ctx.client.delete_queue(args.queue)
+    ctx.emit({"queue": args.queue, "deleted": True}, f"deleted queue {args.queue}")
     return 0
 
 

@@ -162,3 +162,9 @@ def test_dev_reaches_a_wildcard_bound_api_on_loopback() -> None:
     assert connect_host("0.0.0.0") == "127.0.0.1"
     assert connect_host("::") == "::1"
     assert connect_host("10.0.0.5") == "10.0.0.5"
+
+
+def test_queues_alone_lists_and_queues_delete_names_one_queue() -> None:
+    listing, deleting = parse("queues"), parse("queues", "delete", "mail")
+    assert listing.handler.__name__ == "cmd_queues"
+    assert deleting.handler.__name__ == "cmd_queue_delete" and deleting.queue == "mail"
