@@ -71,11 +71,12 @@ class TooManyQueuesError(WorkStreamError):
 
 
 class TooManyTypesError(WorkStreamError):
-    """A job of a new type in a queue that has MAX_TYPES types; nothing was written."""
+    """A new (queue, type) pair while MAX_TYPES are in use; nothing was written."""
 
     def __init__(self, queue: str, job_type: str, limit: int) -> None:
         super().__init__(
-            f"job type {job_type!r} would exceed MAX_TYPES ({limit}) in queue {queue!r}"
+            f"job type {job_type!r} in queue {queue!r} would exceed MAX_TYPES ({limit} job "
+            "types in use, counted per queue); delete an empty queue first"
         )
         self.queue = queue
         self.job_type = job_type

@@ -62,8 +62,9 @@ SETTING_DOCS: tuple[SettingDoc, ...] = (
     ),
     SettingDoc(
         "MAX_TYPES",
-        "100",
-        "Job types per queue before a job of a new type answers 409 too_many_types.",
+        "1000",
+        "Job types in use, counted per queue, before a job of a new type answers 409 "
+        "too_many_types (counters are kept per queue and type).",
     ),
 )
 _DEFAULTS = {doc.name: doc.default for doc in SETTING_DOCS}

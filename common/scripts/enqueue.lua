@@ -2,7 +2,7 @@
 -- KEYS[1] stats  KEYS[2] queues  KEYS[3] jobs  KEYS[4..9] status:*  (per job and per queue, named
 -- by ARGV: key_job, key_idempotency, key_queue, key_scheduled, key_types)
 -- ARGV[1] prefix  ARGV[2] capacity per queue  ARGV[3] idempotency ttl (s)  ARGV[4] max queues
--- ARGV[5] max types per queue  ARGV[6] configured queues (comma list, always accepted)  ARGV[7] N
+-- ARGV[5] max (queue, type) pairs  ARGV[6] configured queues (comma list, always accepted)  ARGV[7] N
 -- then 9 per job: id, type, queue, payload JSON, max_attempts, timeout_ms,
 --   delay_ms (-1: none), run_at_ms (-1: none), idempotency key ('' none)
 -- Returns {"ok", now ms, id1, status1, created1, id2, ...} | {"queue_full", queue}
@@ -67,8 +67,9 @@ for i = 1, n do
   ids[i], fresh[i] = id, new
 end
 
--- Names are bounded (MAX_QUEUES, MAX_TYPES) so that the queues set, the stats hash and
--- /metrics stay small whatever names clients invent; a configured queue is always accepted.
+-- Names are bounded so that the queues set, the stats hash and /metrics stay small whatever
+-- names clients invent: MAX_QUEUES queue names (a configured queue is always accepted) and
+-- MAX_TYPES (queue, type) pairs in all, since counters are kept per queue and type.
 if #new_queues > 0 then
   local configured, unconfigured = {}, 0
   for name in string.gmatch(ARGV[6], '[^,]+') do configured[name] = true end
@@ -81,9 +82,14 @@ if #new_queues > 0 then
     end
   end
 end
-for queue, list in pairs(new_types) do
-  if redis.call('SCARD', key_types(queue)) + #list > max_types then
-    return {'too_many_types', queue, list[1]}
+if next(new_types) then  -- a new pair is rare: count the pairs in use only then
+  local pairs_in_use = 0
+  for _, queue in ipairs(redis.call('SMEMBERS', KEY_queues)) do
+    pairs_in_use = pairs_in_use + redis.call('SCARD', key_types(queue))
+  end
+  for queue, list in pairs(new_types) do
+    pairs_in_use = pairs_in_use + #list
+    if pairs_in_use > max_types then return {'too_many_types', queue, list[1]} end
   end
 end
 

@@ -15,5 +15,5 @@ from workstream.common.settings import Settings
 def test_twenty_thousand_queues_used_and_deleted_leave_no_names_or_counters(
     redis_client: redis.Redis, settings: Settings
 ) -> None:
-    store = capped_store(redis_client, settings, MAX_QUEUES="20000")
+    store = capped_store(redis_client, settings, MAX_QUEUES="20000", MAX_TYPES="20000")
     one_job_queues_used_and_deleted(store, redis_client, 20_000)

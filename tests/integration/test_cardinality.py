@@ -58,7 +58,9 @@ def test_a_job_of_a_type_past_max_types_is_refused_and_writes_nothing(
         store.enqueue_many([JobSpec(type="x", queue="a"), JobSpec(type="z", queue="a")])
     assert {key: redis_client.type(key) for key in redis_client.keys()} == before
     assert store.stats() == stats and store.queue_info("a").pending == 2
-    store.enqueue(JobSpec(type="z", queue="b"))  # the cap is per queue
+    with pytest.raises(TooManyTypesError):  # counted per queue: x in b is a third pair
+        store.enqueue(JobSpec(type="x", queue="b"))
+    store.enqueue(JobSpec(type="y", queue="a"))  # a pair in use still takes jobs
 
 
 def test_over_the_caps_the_api_answers_409_with_a_stable_code(
@@ -77,6 +79,19 @@ def _drain(store: JobStore, queues: list[str]) -> None:
     for name in queues:
         (job,) = store.claim("w1", 1, [name])
         store.complete("w1", job, "{}")
+
+
+def test_deleting_a_queue_frees_its_types_for_others(
+    redis_client: redis.Redis, settings: Settings
+) -> None:
+    store = capped_store(redis_client, settings, MAX_TYPES="1")
+    store.enqueue(JobSpec(type="x", queue="a"))
+    with pytest.raises(TooManyTypesError):
+        store.enqueue(JobSpec(type="y", queue="b"))
+    (job,) = store.claim("w1", 1, ["a"])
+    store.complete("w1", job, "{}")
+    store.delete_queue("a")
+    store.enqueue(JobSpec(type="y", queue="b"))
 
 
 def one_job_queues_used_and_deleted(store: JobStore, redis_client: redis.Redis, n: int) -> None:

@@ -57,6 +57,7 @@ def test_all_keys_share_the_namespace_hash_tag() -> None:
         keys.dead("q"),
         keys.status(JobStatus.PENDING),
         keys.idempotency("k"),
+        keys.types("q"),
         keys.workers,
         keys.queues,
         keys.paused,
