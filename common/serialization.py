@@ -50,21 +50,37 @@ def _fast(value: Any) -> bytes | None:
 
 
 _TOO_DEEP = f"nested more than {MAX_NESTING} levels deep"
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-_OBJECTS_AS_ARRAYS = bytes.maketrans(b"{}", b"[]")
-_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+# Structure only: brackets (objects spelled as arrays), quotes, and the separators that keep
+# two strings from touching once their text is gone.
+_STRUCTURE = bytes.maketrans(b"{}", b"[]")
+_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'[]{}",:')
+_STRING = re.compile(rb'"[^"]*"')
+
+
+def _brackets_outside_strings(text: bytes) -> bytes:
+    """The text's brackets outside its strings, every pass a C-speed scan (a regex over each
+    string costs ~0.25 us a string)."""
+    if b"\\" in text:
+        # Escapes are two characters: \\ pairs first (left to right), then \" pairs.
+        text = text.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # A string whose text held no bracket is now "" (never two strings: a separator parts
+    # them); what quotes remain wrap strings that did hold brackets, rare enough for a regex.
+    shape = text.translate(_STRUCTURE, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in shape:
+        shape = _STRING.sub(b"", shape)
+    return shape.translate(None, b",:")
 
 
 def nests_too_deep(text: bytes, limit: int = MAX_NESTING) -> bool:
-    """Whether JSON text nests containers more than `limit` deep, judged on the text at
-    C speed (a walk over the value in Python costs ~0.5 us a container)."""
+    """Whether JSON text nests containers more than `limit` deep, judged on the text (a walk
+    over the value in Python costs ~0.4 us a container)."""
     # Each container writes two brackets, so short text is shallow, and so is text with few
     # opening brackets (those inside strings only make the count safer).
     if len(text) <= 2 * limit or text.count(b"[") + text.count(b"{") <= limit:
         return False
-    # Brackets alone, objects spelled as arrays: each replace removes the innermost level
-    # only (it does not rescan what it joined), so the passes needed are the depth.
-    brackets = _STRING.sub(b"", text).translate(_OBJECTS_AS_ARRAYS, _NOT_BRACKETS)
+    # Each replace removes the innermost level only (it does not rescan what it joined), so
+    # the passes needed are the depth.
+    brackets = _brackets_outside_strings(text)
     for _ in range(limit):
         if not brackets:
             return False

@@ -161,14 +161,16 @@ def depth_of(value: object) -> int:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab,:'),
+    st.none() | st.booleans() | st.integers() | st.text(alphabet='[]{}"\\ab,:\né'),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner),
     max_leaves=30,
 )
 
 
-@settings(max_examples=200, deadline=None)
-@given(value=json_values, limit=st.integers(0, 4))
-def test_nesting_judged_on_the_text_agrees_with_the_value(value: object, limit: int) -> None:
-    text = json.dumps(value, separators=(",", ":")).encode()
+@settings(max_examples=300, deadline=None)
+@given(value=json_values, limit=st.integers(0, 4), ascii=st.booleans())
+def test_nesting_judged_on_the_text_agrees_with_the_value(
+    value: object, limit: int, ascii: bool
+) -> None:
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=ascii).encode()
     assert nests_too_deep(text, limit) == (depth_of(value) > limit)
