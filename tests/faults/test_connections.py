@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 
 from tests.faults.conftest import RedisFactory, StackFactory
+from tests.faults.harness import Stopwatch
+from tests.faults.results import record
 from tests.support.redis_server import free_port
 from tests.support.stack import Api, wait_until
 
@@ -102,18 +104,32 @@ def test_health_and_submissions_answer_while_2000_idle_connections_are_open(
     server = make_redis()
     stack = make_stack(server.url, LOG_LEVEL="warning", API_PROCESSES=str(processes))
     api = stack.start_api()
+    clock = Stopwatch()
     idle = open_idle(api.port, IDLE_CONNECTIONS)
     try:
         # Queued behind every idle connection: answered only once all were accepted.
-        assert ask_health(api.port) == b"HTTP/1.1 200 OK"
+        health = ask_health(api.port)
         status, body, _ = api.request("POST", "/jobs", {"type": "echo"}, timeout_s=30)
-        assert status == 201, body
         # The first idle connection still works too.
-        idle[0].sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
-        assert read_status_line(idle[0]) == b"HTTP/1.1 200 OK"
-        assert api.alive()
+        first = get_health_on(idle[0])
+        alive = api.alive()
     finally:
         close_all(idle)
+    record(
+        f"{IDLE_CONNECTIONS:,} idle connections, API_PROCESSES={processes}",
+        "fast",
+        jobs=1,
+        faults=f"{IDLE_CONNECTIONS:,} idle loopback connections",
+        lost=0 if status == 201 else 1,
+        duplicates=None,
+        wall_s=clock.elapsed,
+        passed=health == first == b"HTTP/1.1 200 OK" and status == 201 and alive,
+        notes=f"/health {health.decode()!r}, POST /jobs {status}, process alive: {alive}",
+    )
+    assert health == b"HTTP/1.1 200 OK"
+    assert status == 201, body
+    assert first == b"HTTP/1.1 200 OK"
+    assert alive
     assert wait_until(lambda: api.request("GET", "/health")[0] == 200, 10)
 
 
