@@ -79,9 +79,9 @@ def reopen_if_dropped(client: redis.Redis) -> None:
     connection, disconnect so the next command reconnects instead of failing. redis-py does
     this check only for pooled connections; about 1 us (one non-blocking read)."""
     connection = client.connection
-    if connection is None or getattr(connection, "_sock", None) is None:
+    if connection is None:
         return
-    try:
+    try:  # a connection never opened is opened here (public API only: no socket peeking)
         reusable = not connection.can_read(timeout=0)  # EOF, or bytes nobody asked for
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
         reusable = False
