@@ -110,8 +110,8 @@ def plan(args: argparse.Namespace) -> list[tuple[str, str, str, dict[str, Any], 
         if system == "workstream":
             steps.append(
                 (
-                    "workstream-10",
-                    "workstream-10",
+                    "workstream-32",
+                    "workstream-32",
                     "drain",
                     {"n": args.n, "procs": 2, **common},
                     budget,

@@ -193,14 +193,14 @@ def markdown(
                 "drain_status",
             ),
         ]
-        for label in [*labels[:1], "workstream-10", *labels[1:]]
+        for label in [*labels[:1], "workstream-32", *labels[1:]]
         if label in figs
     ]
     out += _table(["system", "jobs/s", "steady jobs/s", "start-up s", "drain s"], rows)
-    if "workstream-10" in figs:
+    if "workstream-32" in figs:
         out += [
-            "`workstream` runs WORKER_COUNT=32 slots per process (bigger batches under a "
-            "backlog); `workstream-10` is the same with the default WORKER_COUNT=10.",
+            "`workstream` runs at its defaults (WORKER_COUNT=10 slots per process), as every "
+            "peer runs at its own; `workstream-32` is the same with WORKER_COUNT=32.",
             "",
         ]
 

@@ -51,6 +51,9 @@ class Call:
     ctx: JobContext
 
 
+_NONE = Outcome(True, result_json="null")
+
+
 def prepare(job: ClaimedJob, worker_id: str, client: redis.Redis) -> Call | Outcome:
     """The call to make, or the Outcome when there is nothing to call."""
     fn = lookup(job.type)
@@ -82,6 +85,8 @@ def finish(job: ClaimedJob, result: Any, error: BaseException | None) -> Outcome
         return failed(f"PermanentError: {_text(error)}", permanent=True)
     if error is not None:  # any handler error is the job's failure, never the worker's
         return failed(f"{type(error).__name__}: {_text(error)}")
+    if result is None:
+        return _NONE  # most handlers return nothing: skip the encoder
     try:
         return Outcome(True, result_json=dumps(result))
     except Exception as ex:  # TypeError, ValueError, RecursionError: the result is the problem

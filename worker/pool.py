@@ -104,7 +104,8 @@ class Slot:
                         error = ex
                 with self.lock:
                     self.in_handler = False
-                    _raise_in_thread(threading.get_ident(), None)
+                    if self.timeout_raised_at is not None:  # it may still be pending: drop it
+                        _raise_in_thread(threading.get_ident(), None)
                     abandoned, self.job = self.abandoned, None
                 break
             except JobTimeoutError as ex:  # raised under the lock just as the handler left
