@@ -75,7 +75,7 @@ class JobStore:
         self._prefix = self.keys.prefix
         # Computed once: enqueue is the producer's hot path.
         self._enqueue_keys = self._script_keys("enqueue")
-        self._own_keys: dict[tuple[str, str], list[str]] = {}
+        self._own_keys: dict[tuple[str, str, str], list[str]] = {}
         self._configured = ",".join(settings.queues)
         self._enqueue_head = (
             self._prefix,
@@ -126,14 +126,14 @@ class JobStore:
         """KEYS for a script, as its header declares them (common.scripts.keys_for)."""
         return scripts.keys_for(scripts.SCRIPTS[name].keys, self.keys, **params)
 
-    def _worker_keys(self, name: str, worker_id: str) -> list[str]:
+    def _worker_keys(self, name: str, worker_id: str, queue: str = "") -> list[str]:
         """The same, cached for a worker's hot path (claim, start, complete)."""
-        cached = self._own_keys.get((name, worker_id))
+        cached = self._own_keys.get((name, worker_id, queue))
         if cached is None:
             if len(self._own_keys) > 64:  # a store serves one worker or a few: stay bounded
                 self._own_keys.clear()
-            cached = self._script_keys(name, worker_id=worker_id)
-            self._own_keys[(name, worker_id)] = cached
+            cached = self._script_keys(name, worker_id=worker_id, queue=queue)
+            self._own_keys[(name, worker_id, queue)] = cached
         return cached
 
     def _refused(self, reply: list[Any]) -> None:
@@ -212,7 +212,7 @@ class JobStore:
             self.keys.processing(worker_id),
             timeout_s,
             "start",
-            self._script_keys("start", worker_id=worker_id, queue=queue),
+            self._worker_keys("start", worker_id, queue),
             [self._prefix, worker_id, "", queue],
         )
         claimed = _claimed(reply)
@@ -222,7 +222,7 @@ class JobStore:
         reply = scripts.call(
             self.redis,
             "start",
-            self._script_keys("start", worker_id=worker_id, queue=queue),
+            self._worker_keys("start", worker_id, queue),
             [self._prefix, worker_id, job_id, queue],
         )
         claimed = _claimed(reply)
