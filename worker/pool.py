@@ -44,6 +44,7 @@ WATCHDOG_TICK_S = 0.02
 WATCHDOG_IDLE_AFTER_S = 1.0
 WATCHDOG_IDLE_S = 5.0  # a backstop only: starting a job wakes it
 ABANDON_AFTER_S = 2.0  # after the timeout was raised in the thread without effect
+RECHECK_IDLE_S = 1.0  # a handler connection idle this long is checked before the next job
 
 Finished = tuple[ClaimedJob, Outcome]
 
@@ -67,6 +68,7 @@ class Slot:
         self.timeout_raised_at: float | None = None
         self.abandoned = False  # the watchdog reported the job: this thread must not
         self._redis: redis.Redis | None = None
+        self._used_at = 0.0
         self.thread = threading.Thread(target=self._main, name=f"slot-{index}", daemon=True)
 
     def _main(self) -> None:
@@ -119,13 +121,15 @@ class Slot:
         """The handler's own connection (ctx.redis): dedicated to this slot's thread. One the
         network dropped since the last job is reopened, so the handler's first command does
         not fail for a cut that happened while it was idle."""
+        now = time.monotonic()
         if self._redis is None:
             try:
                 self._redis = connect(self.pool.store.settings, dedicated=True)
             except redis.exceptions.RedisError:
                 return self.pool.store.redis  # Redis is away: the shared pool reconnects
-        else:
+        elif now - self._used_at > RECHECK_IDLE_S:  # a busy slot's connection was just used
             reopen_if_dropped(self._redis)
+        self._used_at = now
         return self._redis
 
 
