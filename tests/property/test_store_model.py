@@ -59,6 +59,7 @@ class ModelJob:
     worker: str | None = None  # whose processing list holds it
     suspect: bool = False  # recovered from a dead worker: starts only alone, in an idle worker
     failed_by: ClaimedJob | None = None  # the holder whose own fail ended the latest attempt
+    completed_by: ClaimedJob | None = None  # the holder whose complete made it completed
 
 
 @dataclass
@@ -233,6 +234,7 @@ class JobStoreMachine(RuleBasedStateMachine):
         job = data.draw(st.sampled_from(self.model.with_status(S.PROCESSING)))
         assert job.handle is not None and job.worker is not None
         self.store.complete(job.worker, job.handle, '"done"')
+        job.completed_by = job.handle
         self.model.leave_processing(job, by_holder=True)
         job.status = S.COMPLETED
         self.model.counts["completed"] += 1
@@ -262,7 +264,9 @@ class JobStoreMachine(RuleBasedStateMachine):
     def complete_sent_again_after_a_lost_reply(self, data: st.DataObject) -> None:
         handle = data.draw(st.sampled_from(self.model.finished))
         job = self.model.jobs.get(handle.id)
-        if job is None or job.status != S.COMPLETED or job.attempts != handle.attempt:
+        # Only the attempt that completed it: after an operator retry, attempts start again
+        # from 0, so an earlier attempt's handle can have the same attempt number.
+        if job is None or job.status != S.COMPLETED or job.completed_by is not handle:
             return
         before = self.client.hgetall(self.keys.job(handle.id))
         self.store.complete(job.worker or "w1", handle, '"again"')  # answered ok, changes nothing
