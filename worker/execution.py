@@ -61,7 +61,7 @@ def prepare(job: ClaimedJob, worker_id: str, client: redis.Redis) -> Call | Outc
         return failed(f"no handler registered for type {job.type!r}", permanent=True)
     try:
         payload = loads(job.payload_json)
-    except ValueError as ex:
+    except (ValueError, RecursionError) as ex:  # not JSON, or nested past the parser
         return failed(f"payload is not valid JSON: {_text(ex)}", permanent=True)
     ctx = JobContext(
         job_id=job.id,
