@@ -55,3 +55,16 @@ def test_a_result_whose_encoding_recurses_too_deep_is_a_permanent_job_error(
     assert outcome.error == (
         "result is not JSON-serialisable: RecursionError: maximum recursion depth exceeded"
     )
+
+
+def test_a_payload_nested_past_the_parser_is_a_permanent_job_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    deep = ClaimedJob(
+        id="j", type="echo", queue="default", payload_json="[" * 100_000 + "]" * 100_000,
+        attempt=1, max_attempts=1, timeout_ms=1000, lease="1", created_at=0,
+    )  # fmt: skip
+    monkeypatch.setattr(execution, "lookup", lambda job_type: lambda payload, ctx: payload)
+    outcome = execution.prepare(deep, "w", None)  # type: ignore[arg-type]
+    assert isinstance(outcome, execution.Outcome) and outcome.permanent
+    assert outcome.error.startswith("payload is not valid JSON: ")
