@@ -209,8 +209,8 @@ def test_a_long_job_on_an_idle_worker_does_not_hold_up_the_next_one(
     slow = store.enqueue(JobSpec(type="sleep", payload={"seconds": 3})).job_id
     runner = threading.Thread(target=worker.run, kwargs={"until_idle": True}, daemon=True)
     runner.start()
-    # The idle fetcher took the slow job and runs it in its own thread; another slot
-    # takes over fetching, so a job submitted meanwhile starts at once.
+    # The slow job occupies one slot; the fetcher thread keeps claiming for the free one,
+    # so a job submitted meanwhile starts at once.
     deadline = time.monotonic() + 10
     while store.get_status(slow) is not JobStatus.PROCESSING and time.monotonic() < deadline:
         time.sleep(0.01)
