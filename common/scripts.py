@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -99,8 +100,10 @@ def _preamble(body: str, library: list[tuple[frozenset[str], str]]) -> str:
 
 
 # The header's key contract: `KEYS[1] processing:<worker_id>  KEYS[2] stats  KEYS[3..8] status:*`.
-_KEY_SPEC = re.compile(r"KEYS\[(\d+)(?:\.\.(\d+))?\] ([a-z_]+(?::<[a-z_]+>|:\*)?)")
+_KEY_SPEC = re.compile(r"KEYS\[(\d+)(?:\.\.(\d*))?\] ([a-z_]+(?::<[a-z_]+>|:\*)?)")
 ALL_STATUSES = "status:*"
+# `KEYS[n..] queue:<queues>`: the last keys, one list per queue name the script is given.
+EACH_QUEUE = "queue:<queues>"
 
 
 def key_specs(body: str) -> tuple[str, ...]:
@@ -110,8 +113,14 @@ def key_specs(body: str) -> tuple[str, ...]:
     for match in _KEY_SPEC.finditer(header.split("-- ARGV", 1)[0]):
         first, last, spec = int(match.group(1)), match.group(2), match.group(3)
         width = len(JobStatus) if spec == ALL_STATUSES else 1
-        assert first == len(specs) + 1, f"KEYS[{first}] out of order"
-        assert int(last or first) == first + width - 1, f"{spec} spans {width} keys"
+        assert first == len(specs) + 1 + (len(JobStatus) - 1) * specs.count(ALL_STATUSES), (
+            f"KEYS[{first}] out of order"
+        )
+        if spec == EACH_QUEUE:
+            assert last == "", f"{spec} is KEYS[{first}..]: one per queue, the last keys"
+        else:
+            assert int(last or first) == first + width - 1, f"{spec} spans {width} keys"
+        assert EACH_QUEUE not in specs, f"{EACH_QUEUE} must come last"
         specs.append(spec)
     return tuple(specs)
 
@@ -132,7 +141,9 @@ def _key_locals(specs: tuple[str, ...]) -> str:
     """KEY_<name> = KEYS[i] for each declared key, STATUS_KEY[status] for the status indexes."""
     lines, index = [], 1
     for spec in specs:
-        if spec == ALL_STATUSES:
+        if spec == EACH_QUEUE:
+            lines.append(f"local QUEUE_KEYS_FROM = {index}\n")
+        elif spec == ALL_STATUSES:
             pairs = ", ".join(
                 f"{status.value} = KEYS[{index + i}]" for i, status in enumerate(JobStatus)
             )
@@ -144,13 +155,18 @@ def _key_locals(specs: tuple[str, ...]) -> str:
     return "".join(lines)
 
 
-def keys_for(spec_list: tuple[str, ...], keys: Keys, **params: str) -> list[str]:
+def keys_for(
+    spec_list: tuple[str, ...], keys: Keys, queues: Sequence[str] = (), **params: str
+) -> list[str]:
     """KEYS for a script, in its header's order, from common/keys.py: `job:<job_id>` is
-    keys.job(params["job_id"]), `stats` keys.stats, `status:*` every status index."""
+    keys.job(params["job_id"]), `stats` keys.stats, `status:*` every status index,
+    `queue:<queues>` keys.queue(name) for each of `queues`."""
     built: list[str] = []
     for spec in spec_list:
         name, _, param = spec.partition(":")
-        if spec == ALL_STATUSES:
+        if spec == EACH_QUEUE:
+            built.extend(keys.queue(queue) for queue in queues)
+        elif spec == ALL_STATUSES:
             built.extend(keys.status(status) for status in JobStatus)
         elif param:
             built.append(getattr(keys, name)(params[param.strip("<>")]))

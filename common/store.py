@@ -75,7 +75,7 @@ class JobStore:
         self._prefix = self.keys.prefix
         # Computed once: enqueue is the producer's hot path.
         self._enqueue_keys = self._script_keys("enqueue")
-        self._own_keys: dict[tuple[str, str, str], list[str]] = {}
+        self._own_keys: dict[tuple[str, str, str, tuple[str, ...]], list[str]] = {}
         self._configured = ",".join(settings.queues)
         self._enqueue_head = (
             self._prefix,
@@ -126,14 +126,18 @@ class JobStore:
         """KEYS for a script, as its header declares them (common.scripts.keys_for)."""
         return scripts.keys_for(scripts.SCRIPTS[name].keys, self.keys, **params)
 
-    def _worker_keys(self, name: str, worker_id: str, queue: str = "") -> list[str]:
+    def _worker_keys(
+        self, name: str, worker_id: str, queue: str = "", queues: Sequence[str] = ()
+    ) -> list[str]:
         """The same, cached for a worker's hot path (claim, start, complete)."""
-        cached = self._own_keys.get((name, worker_id, queue))
+        key = (name, worker_id, queue, tuple(queues))
+        cached = self._own_keys.get(key)
         if cached is None:
             if len(self._own_keys) > 64:  # a store serves one worker or a few: stay bounded
                 self._own_keys.clear()
-            cached = self._script_keys(name, worker_id=worker_id, queue=queue)
-            self._own_keys[(name, worker_id, queue)] = cached
+            spec = scripts.SCRIPTS[name].keys
+            cached = scripts.keys_for(spec, self.keys, queues, worker_id=worker_id, queue=queue)
+            self._own_keys[key] = cached
         return cached
 
     def _refused(self, reply: list[Any]) -> None:
@@ -190,7 +194,7 @@ class JobStore:
         reply = scripts.call(
             self.redis,
             "claim",
-            self._worker_keys("claim", worker_id),
+            self._worker_keys("claim", worker_id, queues=queues),
             [self._prefix, worker_id, count, int(idle), *queues],
         )
         return _claimed(reply)
@@ -250,7 +254,8 @@ class JobStore:
         for job, result_json in results:
             args += [job.id, job.lease, result_json]
         args += [claim, int(idle), *queues]
-        reply = scripts.call(self.redis, "complete", self._worker_keys("complete", worker_id), args)
+        keys = self._worker_keys("complete", worker_id, queues=queues)
+        reply = scripts.call(self.redis, "complete", keys, args)
         codes = [str(code) for code in reply[: len(results)]]
         return codes, _claimed(reply[len(results) :])
 

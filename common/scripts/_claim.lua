@@ -9,14 +9,14 @@
 local START_FIELDS = {'status', 'queue', 'type', 'attempts', 'max_attempts', 'timeout_ms',
   'created_at', 'enqueued_at', 'lease', 'payload', 'suspect'}
 
--- Puts ids[from..] (oldest first) back at the front of `queue` in their order.
-local function put_back(processing, queue, ids, from)
+-- Puts ids[from..] (oldest first) back at the front of the queue list in their order.
+local function put_back(processing, queue_key, ids, from)
   local back = {}
   for i = #ids, from, -1 do
     redis.call('LREM', processing, 1, ids[i])
     back[#back + 1] = ids[i]
   end
-  if #back > 0 then redis.call('RPUSH', key_queue(queue), unpack(back)) end
+  if #back > 0 then redis.call('RPUSH', queue_key, unpack(back)) end
 end
 
 -- start_ids: pending -> processing for ids already in the worker's processing list, oldest
@@ -25,7 +25,7 @@ end
 -- when a suspect job ends the claim. Appends 10 fields per started job to reply: id, type,
 -- queue, payload, attempt, max_attempts, timeout_ms, lease, created_at, alone (1|0). Ids no
 -- longer pending (cancelled meanwhile) are dropped.
-local function start_ids(worker, queue, ids, now, reply, claim)
+local function start_ids(worker, queue, queue_key, ids, now, reply, claim)
   local processing = KEY_processing
   local unindex, index, deadlines = {}, {}, {}
   local stats, inflight = {}, {}
@@ -36,7 +36,7 @@ local function start_ids(worker, queue, ids, now, reply, claim)
     if not START_SOURCES[v[1]] then
       redis.call('LREM', processing, 1, id)
     elseif alone and not (claim.idle and claim.started == 0) then
-      put_back(processing, queue, ids, i)
+      put_back(processing, queue_key, ids, i)
       claim.stop = true
       break
     else
@@ -64,7 +64,7 @@ local function start_ids(worker, queue, ids, now, reply, claim)
       reply[n + 9] = v[7]
       reply[n + 10] = alone and 1 or 0
       if alone then
-        put_back(processing, queue, ids, i + 1)
+        put_back(processing, queue_key, ids, i + 1)
         claim.stop = true
         break
       end
@@ -81,13 +81,14 @@ end
 
 -- claim_into: moves up to `wanted` ids from the queues named in ARGV[first..] (priority
 -- order, paused ones skipped) into the worker's list and starts them. Oldest ids first.
+-- Their lists arrive in KEYS from QUEUE_KEYS_FROM on, one per name, in the same order.
 -- idle: the worker runs nothing (see start_ids). Returns how many started.
 local function claim_into(worker, wanted, idle, first, now, reply)
   local claim = {started = 0, idle = idle, stop = false}
   local processing = KEY_processing
   for q = first, #ARGV do
     if claim.started >= wanted or claim.stop then break end
-    local queue = key_queue(ARGV[q])
+    local queue = KEYS[QUEUE_KEYS_FROM + q - first]
     if redis.call('SISMEMBER', KEY_paused, ARGV[q]) == 0 then
       -- Cancelled ids are dropped by start_ids, so loop until enough started or empty.
       while claim.started < wanted and not claim.stop do
@@ -99,7 +100,7 @@ local function claim_into(worker, wanted, idle, first, now, reply)
         for i = #taken, 1, -1 do ids[#ids + 1] = taken[i] end
         -- Newest taken leftmost, as BLMOVE leaves it: recovery then restores the queue order.
         redis.call('LPUSH', processing, unpack(ids))
-        start_ids(worker, ARGV[q], ids, now, reply, claim)
+        start_ids(worker, ARGV[q], queue, ids, now, reply, claim)
       end
     end
   end

@@ -2,8 +2,8 @@
 -- (fencing); then, as a piggyback, claim up to M next jobs for the same worker. One round
 -- trip finishes a batch and refills the slots it freed.
 -- KEYS[1] processing:<worker_id>  KEYS[2] paused  KEYS[3] stats  KEYS[4] inflight
--- KEYS[5] deadlines  KEYS[6] expiries  KEYS[7..12] status:*  (job hashes: key_job(id); queue
--- lists of the piggybacked claim: key_queue(name), names in ARGV)
+-- KEYS[5] deadlines  KEYS[6] expiries  KEYS[7..12] status:*  KEYS[13..] queue:<queues> (one per
+-- queue name of the piggybacked claim, in ARGV after the results)  (job hashes: key_job(id))
 -- ARGV[1] prefix  ARGV[2] worker id  ARGV[3] result ttl (ms)  ARGV[4] N
 -- then 3 per job: id, lease, result JSON; then M to claim (0: none), then idle (1|0: the worker
 -- runs nothing once these are recorded, see start_ids), then queue names

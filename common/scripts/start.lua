@@ -24,5 +24,6 @@ if redis.call('SISMEMBER', KEY_paused, queue) == 1 then
   return {}
 end
 local reply = {}
-start_ids(worker, queue, {id}, now_ms(), reply, {started = 0, idle = true, stop = false})
+start_ids(worker, queue, KEY_queue, {id}, now_ms(), reply,
+  {started = 0, idle = true, stop = false})
 return reply

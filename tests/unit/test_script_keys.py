@@ -13,6 +13,7 @@ from workstream.common.keys import Keys
 from workstream.common.scripts import (
     ALL_STATUSES,
     BUILDERS,
+    EACH_QUEUE,
     SCRIPT_NAMES,
     SCRIPTS,
     key_specs,
@@ -55,18 +56,18 @@ def test_every_key_a_script_uses_is_declared_in_its_header(name: str) -> None:
         assert ALL_STATUSES in script.keys, name
     builders = set(re.findall(r"\bkey_([a-z_]+)\(", rendered))
     assert builders <= set(BUILDERS)
+    if "QUEUE_KEYS_FROM +" in rendered:  # claim_into: the queue lists come in KEYS
+        assert EACH_QUEUE in script.keys, name
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPT_NAMES))
 def test_every_declared_key_is_built_by_common_keys(name: str) -> None:
     keys = Keys("ns")
-    built = keys_for(SCRIPTS[name].keys, keys, job_id="J", worker_id="W", queue="Q")
+    queues = ("high", "low")
+    built = keys_for(SCRIPTS[name].keys, keys, queues, job_id="J", worker_id="W", queue="Q")
     assert all(key.startswith(keys.prefix) for key in built)
-    assert (
-        len(built)
-        == len(set(built))
-        == sum(len(JobStatus) if spec == ALL_STATUSES else 1 for spec in SCRIPTS[name].keys)
-    )
+    widths = {ALL_STATUSES: len(JobStatus), EACH_QUEUE: len(queues)}
+    assert len(built) == len(set(built)) == sum(widths.get(s, 1) for s in SCRIPTS[name].keys)
     assert f"local KEY_{SCRIPTS[name].keys[0].split(':')[0]} = KEYS[1]" in SCRIPTS[name].source
 
 
