@@ -37,6 +37,7 @@ def test_the_key_table_lists_every_key_the_code_builds() -> None:
         keys.worker("<worker>"),
         keys.scheduled("<name>"),
         keys.dead("<name>"),
+        keys.types("<name>"),
         keys.idempotency("<key>"),
         keys.status(JobStatus.PENDING).replace("pending", "<status>"),
         keys.workers,
