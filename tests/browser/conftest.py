@@ -69,6 +69,8 @@ def live(redis_server: RedisServer, request: pytest.FixtureRequest) -> Iterator[
             "LOG_LEVEL": "info",
             "RETRY_BACKOFF": "0s",
             "SHUTDOWN_GRACE": "2s",
+            # Configured queues always exist, so a test may pause one before it holds a job.
+            "QUEUES": ",".join(queues),
         },
     )
     try:
