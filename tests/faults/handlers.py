@@ -11,6 +11,7 @@ import re
 import time
 from typing import Any
 
+from tests.support.faults import nested
 from workstream.worker.registry import JobContext, handler
 
 EXECUTIONS_KEY = "faults:executions"
@@ -55,13 +56,6 @@ def tagged(payload: Any, ctx: JobContext) -> dict[str, Any]:
     return {"ok": True}
 
 
-def _deep(depth: int) -> list[Any]:
-    value: list[Any] = []
-    for _ in range(depth):
-        value = [value]
-    return value
-
-
 @handler("fault_exit")
 def leave(payload: Any, ctx: JobContext) -> Any:
     """Leaves the handler as `{"how": ...}` says: system_exit, keyboard_interrupt,
@@ -76,7 +70,7 @@ def leave(payload: Any, ctx: JobContext) -> Any:
     if how == "lone_surrogate":
         raise RuntimeError("bad \udcff")
     if how == "deep_result":
-        return _deep(100_000)
+        return nested(100_000)
     if how == "unencodable":
         return {"value": object()}
     raise ValueError(f"unknown way out: {how!r}")

@@ -32,17 +32,9 @@ from tests.faults.harness import (
     worker_ids_by_pid,
 )
 from tests.faults.results import record
+from tests.support.faults import keep_busy
 from tests.support.stack import wait_until
 from workstream.common.jobs import JobSpec
-
-SPIN_LUA = """
-local t = redis.call('TIME')
-local start = t[1] * 1000000 + t[2]
-while true do
-  t = redis.call('TIME')
-  if t[1] * 1000000 + t[2] - start > tonumber(ARGV[1]) then return 1 end
-end
-"""
 
 # Longer than any refusal below, so no worker is presumed dead meanwhile.
 ENV = {
@@ -75,7 +67,7 @@ def _busy_for(url: str, seconds: float) -> None:
     """Holds Redis in a script for `seconds`: everyone else is answered BUSY."""
     client = redis.Redis.from_url(url, socket_timeout=seconds + 10)
     try:
-        client.eval(SPIN_LUA, 0, round(seconds * 1_000_000))
+        keep_busy(client, seconds)
     finally:
         client.close()
 

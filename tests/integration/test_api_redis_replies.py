@@ -13,6 +13,7 @@ import pytest
 import redis
 from redis._parsers import _RESP2Parser
 
+from tests.support.faults import keep_busy
 from tests.support.redis_server import RedisServer, free_port
 from workstream.api.app import create_app
 from workstream.common.redis_conn import connect, unavailable_reason
@@ -82,13 +83,7 @@ def test_a_request_while_a_script_keeps_redis_busy_answers_503(
     def spin() -> None:
         with private_redis.client() as spinner:
             started.set()
-            # About 1.5 s of Lua without writes: no SCRIPT KILL needed, it ends by itself.
-            spinner.eval(
-                "local t = redis.call('TIME'); local stop = t[1] * 1e6 + t[2] + 1500000 "
-                "while true do t = redis.call('TIME') "
-                "if t[1] * 1e6 + t[2] > stop then return 1 end end",
-                0,
-            )
+            keep_busy(spinner, 1.5)
 
     thread = threading.Thread(target=spin, daemon=True)
     thread.start()

@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from tests.conftest import make_settings
+from tests.support.faults import keep_busy
 from tests.support.redis_server import RedisServer
 from workstream.common.jobs import JobSpec
 from workstream.common.states import JobStatus
@@ -225,15 +226,6 @@ def test_a_long_job_on_an_idle_worker_does_not_hold_up_the_next_one(
 
 # -- liveness: outcomes survive Redis error replies, broken machinery exits ----------------
 
-SPIN_LUA = """
-local t = redis.call('TIME')
-local start = t[1] * 1000000 + t[2]
-while true do
-  t = redis.call('TIME')
-  if t[1] * 1000000 + t[2] - start > tonumber(ARGV[1]) then return 1 end
-end
-"""
-
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
@@ -296,7 +288,7 @@ def test_outcomes_survive_busy_replies_and_are_recorded_once_redis_recovers(
     def spin(client: redis.Redis) -> None:
         # The script holds Redis 1.5 s: every other client gets BUSY meanwhile.
         other = own_redis.client(socket_timeout=10)
-        thread = threading.Thread(target=other.eval, args=(SPIN_LUA, 0, 1_500_000))
+        thread = threading.Thread(target=keep_busy, args=(other, 1.5))
         thread.start()
         spinner.append(thread)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.faults import nested
 from workstream.common.jobs import ClaimedJob
 from workstream.worker import pool as pool_module
 from workstream.worker.pool import ABANDON_AFTER_S, WATCHDOG_TICK_S, Finished, Pool, Slot
@@ -35,13 +36,6 @@ def pool_gated(payload: Any, ctx: JobContext) -> str:
     return "returned"
 
 
-def _deep(depth: int) -> list[Any]:
-    value: list[Any] = []
-    for _ in range(depth):
-        value = [value]
-    return value
-
-
 @handler("pool_leave")
 def pool_leave(payload: Any, ctx: JobContext) -> Any:
     how = payload["how"]
@@ -52,7 +46,7 @@ def pool_leave(payload: Any, ctx: JobContext) -> Any:
     if how == "lone_surrogate":
         raise RuntimeError("bad \udcff")
     if how == "deep_result":
-        return _deep(100_000)
+        return nested(100_000)
     raise AssertionError(how)
 
 
