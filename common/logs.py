@@ -1,15 +1,19 @@
-"""Structured logs: one JSON object per line, message = stable event name, data = fields."""
+"""Structured logs: message = stable event name, data = fields; one JSON object per line for
+machines (LOG_FORMAT=json) or one readable line with the same fields for people (text)."""
 
 from __future__ import annotations
 
 import contextvars
 import json
 import logging
+import os
 import sys
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TextIO
 
 from workstream.common.serialization import dumps
+from workstream.common.settings import Settings
 
 worker_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "worker_id", default=None
@@ -21,6 +25,25 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 # Attributes every LogRecord has; anything else was passed through `extra=` and is data.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
+# One line per request or per successful job: LOG_ROUTINE=debug files them under debug.
+ROUTINE_EVENTS = frozenset({"http.request", "job.completed"})
+ACCESS_LOGGER = "api.access"  # logs only http.request
+
+
+def _fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The record's data: context ids first, then whatever came through `extra=`."""
+    fields: dict[str, Any] = {}
+    worker_id = worker_id_var.get()
+    if worker_id is not None:
+        fields["worker_id"] = worker_id
+    request_id = request_id_var.get()
+    if request_id is not None:
+        fields["request_id"] = request_id
+    for key, value in vars(record).items():
+        if key not in _STANDARD and not key.startswith("_"):
+            fields[key] = value
+    return fields
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -31,15 +54,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
-        worker_id = worker_id_var.get()
-        if worker_id is not None:
-            entry["worker_id"] = worker_id
-        request_id = request_id_var.get()
-        if request_id is not None:
-            entry["request_id"] = request_id
-        for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
+        entry.update(_fields(record))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         try:
@@ -49,11 +64,86 @@ class JsonFormatter(logging.Formatter):
             return json.dumps(flat, ensure_ascii=True, separators=(",", ":"))
 
 
-def configure_logging(level: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+class TextFormatter(logging.Formatter):
+    """`12:00:01.234 info  worker.fetcher job.completed job_id=... job_type=echo`: the JSON
+    line's fields as key=value (quoted when they hold spaces), a traceback on its own lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
+        parts = [
+            f"{stamp}.{int(record.msecs):03d}",
+            f"{record.levelname.lower():<7}",
+            record.name,
+            record.getMessage(),
+        ]
+        for key, value in _fields(record).items():
+            text = value if isinstance(value, str) else _compact(value)
+            if not text or any(c.isspace() or c in '"=' for c in text):
+                text = json.dumps(text, ensure_ascii=False)
+            parts.append(f"{key}={text}")
+        line = " ".join(parts)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def _compact(value: Any) -> str:
+    try:
+        return dumps(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+class RoutineFilter(logging.Filter):
+    """Files the per-request and per-job lines under debug: shown only at LOG_LEVEL=debug."""
+
+    def __init__(self, shown: bool) -> None:
+        super().__init__()
+        self._shown = shown
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.INFO or record.msg not in ROUTINE_EVENTS:
+            return True
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return self._shown
+
+
+def chosen_format(log_format: str, stream: TextIO) -> str:
+    """An explicit LOG_FORMAT wins; otherwise people at a terminal read text, pipes get JSON."""
+    if log_format:
+        return log_format
+    try:
+        return "text" if stream.isatty() else "json"
+    except (AttributeError, ValueError):  # a replaced or closed stream
+        return "json"
+
+
+def configure_logging(
+    config: Settings | str, environ: Mapping[str, str] | None = None, stream: TextIO | None = None
+) -> None:
+    """From Settings (LOG_LEVEL, LOG_FORMAT, LOG_ROUTINE). A bare level is the older call: the
+    other two are then read from `environ` (default os.environ), as Settings would."""
+    if isinstance(config, Settings):
+        level, log_format, routine = config.log_level, config.log_format, config.log_routine
+    else:
+        env = os.environ if environ is None else environ
+        level = config
+        log_format = env.get("LOG_FORMAT", "").strip().lower()
+        routine = env.get("LOG_ROUTINE", "info").strip().lower()
+    out = stream if stream is not None else sys.stderr
+    handler = logging.StreamHandler(out)
+    text = chosen_format(log_format, out) == "text"
+    handler.setFormatter(TextFormatter() if text else JsonFormatter())
     root = logging.getLogger()
-    root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    debug = root.level <= logging.DEBUG
+    access = logging.getLogger(ACCESS_LOGGER)
+    if routine == "debug":
+        handler.addFilter(RoutineFilter(shown=debug))
+        # Not even built when hidden: the access line's fields cost CPU on every request.
+        access.setLevel(logging.NOTSET if debug else logging.WARNING)
+    else:
+        access.setLevel(logging.NOTSET)
+    root.handlers[:] = [handler]
     # waitress logs its own text lines; keep only its warnings, in our format.
     logging.getLogger("waitress").setLevel(logging.WARNING)

@@ -15,6 +15,8 @@ from workstream.common.errors import SettingsError
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
+ROUTINE_LEVELS = ("debug", "info")
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,17 @@ SETTING_DOCS: tuple[SettingDoc, ...] = (
     SettingDoc("MAX_PAYLOAD_BYTES", "1048576", "Largest accepted request body."),
     SettingDoc("WORKER_HANDLERS", "", "Modules to import for handlers, comma-separated."),
     SettingDoc("LOG_LEVEL", "info", "debug, info, warning or error."),
+    SettingDoc(
+        "LOG_FORMAT",
+        "",
+        "text or json; empty: text when stderr is a terminal, else json (same fields in both).",
+    ),
+    SettingDoc(
+        "LOG_ROUTINE",
+        "info",
+        "Level of the per-request (http.request) and per-job (job.completed) lines: info or "
+        "debug (`workstream dev` sets debug).",
+    ),
     SettingDoc("API_TOKEN", "", "Bearer tokens (comma-separated); empty disables auth."),
     SettingDoc("API_THREADS", "256", "API request threads (long-polls hold one each)."),
     SettingDoc("API_PROCESSES", "1", "API processes sharing the port (pre-fork, SO_REUSEPORT)."),
@@ -91,6 +104,8 @@ class Settings:
     max_payload_bytes: int
     worker_handlers: tuple[str, ...]
     log_level: str
+    log_format: str  # "text", "json" or "" (decided by whether stderr is a terminal)
+    log_routine: str
     api_tokens: tuple[str, ...] = field(repr=False)
     api_threads: int
     api_processes: int
@@ -183,6 +198,20 @@ def _log_level(raw: str) -> str:
     return value
 
 
+def _log_format(raw: str) -> str:
+    value = raw.strip().lower()
+    if value and value not in LOG_FORMATS:
+        raise ValueError(f"expected text or json (or empty: by terminal), got {raw!r}")
+    return value
+
+
+def _routine_level(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in ROUTINE_LEVELS:
+        raise ValueError(f"expected debug or info, got {raw!r}")
+    return value
+
+
 def _redis_url(raw: str) -> str:
     value = raw.strip()
     if not value.startswith(("redis://", "rediss://", "unix://")):
@@ -221,6 +250,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "MAX_PAYLOAD_BYTES": _positive_int,
     "WORKER_HANDLERS": _modules,
     "LOG_LEVEL": _log_level,
+    "LOG_FORMAT": _log_format,
+    "LOG_ROUTINE": _routine_level,
     "API_TOKEN": _tokens,
     "API_THREADS": _positive_int,
     "API_PROCESSES": _positive_int,
