@@ -21,6 +21,7 @@ from workstream.api.resources.longpoll import Waiter
 from workstream.api.resources.metrics import Metrics
 from workstream.api.resources.openapi import OpenApi
 from workstream.api.resources.queues import QueueCollection, QueueItem
+from workstream.api.resources.timeline import Timeline
 from workstream.api.resources.workers import WorkerCollection
 from workstream.api.ui import register_ui
 from workstream.common.serialization import dumps_reply
@@ -72,6 +73,10 @@ def create_app(
     app.add_route("/queues/{name}/failed/purge", queue, suffix="purge_failed")
     app.add_route("/workers", WorkerCollection(store))
     app.add_route("/metrics", Metrics(store))
+    timeline = Timeline(store)
+    app.add_route("/stats/timeline", timeline)
+    if stopping is not None:  # a serving process, not a test client: keep the timeline filled
+        timeline.start_sampler(stopping)
     app.add_route("/health", Health(store))
     app.add_route("/openapi.json", OpenApi(settings.max_payload_bytes))
     register_ui(app)

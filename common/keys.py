@@ -45,6 +45,11 @@ class Keys:
     def idempotency(self, key: str) -> str:
         return f"{self.prefix}idem:{key}"
 
+    def timeline(self, minute: int) -> str:
+        """STRING: the cumulative stats as they stood early in a minute (epoch minutes, Redis
+        server time), for the dashboard's charts; expires after an hour."""
+        return f"{self.prefix}timeline:{minute}"
+
     @property
     def workers(self) -> str:
         return f"{self.prefix}workers"
