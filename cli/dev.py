@@ -4,7 +4,11 @@ A private Redis (only when REDIS_URL is unset; data in ./.data/redis, AOF on) on
 loopback port, one workstream-api and N workstream-worker processes. Each child gets its own
 session, so a Ctrl-C in the terminal reaches only this process, which then stops the children
 in order: workers and API first (they need Redis to requeue and deregister), Redis last.
-Every child is started and signalled by pid; nothing else is touched."""
+Every child is started and signalled by pid; nothing else is touched.
+
+Once the stack is up, a worker or the API that dies (a crash, `kill -9`) is started again
+after a backoff that grows while it keeps dying young; the rest of the stack stays up. Only
+Redis dying stops the stack: the others cannot work without it."""
 
 from __future__ import annotations
 
@@ -34,6 +38,9 @@ API_READY_TIMEOUT_S = 30.0
 EXTRA_STOP_S = 10.0  # on top of SHUTDOWN_GRACE before SIGKILL
 REDIS_STOP_TIMEOUT_S = 10.0
 POLL_S = 0.2
+RESTART_BACKOFF_S = 0.5  # doubled per death in quick succession, up to RESTART_BACKOFF_MAX_S
+RESTART_BACKOFF_MAX_S = 10.0
+STEADY_S = 30.0  # a child that lived this long died of something new: the backoff starts over
 PORT_ATTEMPTS = 3
 DEFAULT_REDIS_PORT = 6379
 DATA_DIR = Path(".data") / "redis"
@@ -47,6 +54,9 @@ class StartupError(Exception):
 class Child:
     role: str  # "redis", "api" or "worker"
     popen: subprocess.Popen[bytes]
+    started: float = 0.0  # time.monotonic() at spawn
+    deaths: int = 0  # deaths in quick succession of this slot before this process
+    restart_at: float | None = None  # when a dead child's replacement is due
 
     @property
     def pid(self) -> int:
@@ -177,7 +187,7 @@ class DevStack:
             start_new_session=True,
             preexec_fn=preexec,
         )
-        child = Child(role, popen)
+        child = Child(role, popen, started=time.monotonic())
         self.children.append(child)
         return child
 
@@ -188,7 +198,17 @@ class DevStack:
         return [sys.executable, "-m", module]
 
     def child_env(self) -> dict[str, str]:
-        return {**self.environ, "REDIS_URL": self.redis_url, "PYTHONUNBUFFERED": "1"}
+        # The directory `make run` runs in comes first on the children's import path, so
+        # `WORKER_HANDLERS=myapp.jobs make run` finds ./myapp/jobs.py; per-request and per-job
+        # lines go to debug so the banner is not scrolled away (LOG_ROUTINE, set = kept).
+        path = os.pathsep.join(p for p in (str(Path.cwd()), self.environ.get("PYTHONPATH")) if p)
+        return {
+            "LOG_ROUTINE": "debug",
+            **self.environ,
+            "REDIS_URL": self.redis_url,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": path,
+        }
 
     def start_redis(self) -> None:
         binary = redis_server_binary()
@@ -246,12 +266,38 @@ class DevStack:
         self.say(f"started api pid={child.pid} port={self.settings.port}")
         return child
 
+    def start_worker(self) -> Child:
+        child = self.spawn("worker", self.program("workstream-worker", "worker"), self.child_env())
+        self.say(f"started worker pid={child.pid}")
+        return child
+
     def start_workers(self) -> None:
         for _ in range(self.worker_count):
-            child = self.spawn(
-                "worker", self.program("workstream-worker", "worker"), self.child_env()
-            )
-            self.say(f"started worker pid={child.pid}")
+            self.start_worker()
+
+    # -- supervising ----------------------------------------------------------------------
+
+    def supervise(self) -> Child | None:
+        """One pass: schedules a restart for each newly dead worker or API and starts those
+        that are due. Returns a dead Redis (the stack cannot go on), else None."""
+        now = time.monotonic()
+        for child in list(self.children):
+            if child.alive():
+                continue
+            if child.role == "redis":
+                return child
+            if child.restart_at is None:
+                quick = now - child.started < STEADY_S
+                child.deaths = child.deaths + 1 if quick else 1
+                delay = min(RESTART_BACKOFF_S * 2 ** (child.deaths - 1), RESTART_BACKOFF_MAX_S)
+                child.restart_at = now + delay
+                self.warn(f"{self.death_message(child)}; restarting it in {delay:g}s")
+            elif now >= child.restart_at:
+                self.children.remove(child)
+                fresh = self.start_api() if child.role == "api" else self.start_worker()
+                fresh.deaths = child.deaths
+                self.warn(f"restarted {child.role}: pid={fresh.pid} replaces pid={child.pid}")
+        return None
 
     @property
     def api_url(self) -> str:
@@ -314,24 +360,42 @@ class DevStack:
 
     # -- the whole run --------------------------------------------------------------------
 
+    def cli_command(self) -> tuple[str, str | None]:
+        """How to call `workstream` from another shell, and a hint when it is not on PATH."""
+        script = self.bin_dir / "workstream"
+        if not script.exists():
+            return f"{shlex.quote(sys.executable)} -m workstream.cli", None
+        found = shutil.which("workstream")
+        if found and Path(found).resolve() == script.resolve():
+            return "workstream", None
+        hint = f'export PATH="{self.bin_dir}:$PATH"   # to type just `workstream`'
+        return shlex.quote(str(script)), hint
+
     def banner(self) -> None:
         url = self.api_url
         auth = " -H 'Authorization: Bearer $API_TOKEN'" if self.settings.api_tokens else ""
         body = shlex.quote('{"type": "echo", "payload": {"hello": "world"}}')
         where = f" (data in {self.data_dir})" if self.owns_redis else ""
+        cli, path_hint = self.cli_command()
+        redis_env = shlex.quote(redacted(self.redis_url))
+        handlers = ",".join(self.settings.worker_handlers) or "built-ins only (WORKER_HANDLERS)"
         lines = [
             f"ready url={url} redis={redacted(self.redis_url)}",
             "",
             "WorkStream is running.",
-            f"  API:     {url}",
-            f"  Redis:   {redacted(self.redis_url)}{where}",
-            f"  Workers: {self.worker_count}",
+            f"  API:      {url}",
+            f"  Redis:    {redacted(self.redis_url)}{where}",
+            f"  Workers:  {self.worker_count} (restarted if they die)",
+            f"  Handlers: {handlers}",
+            f"  CLI:      {cli}",
             "",
-            "Try:",
+            "In another shell:",
+            f'  export REDIS_URL={redis_env}   # for redis-cli -u "$REDIS_URL"',
+            *([f"  {path_hint}"] if path_hint else []),
             f"  curl -s -X POST {url}/jobs -H 'Content-Type: application/json'{auth} -d {body}",
             f"  curl -s{auth} '{url}/jobs/<id>?wait=10'",
             f"  curl -s{auth} {url}/queues",
-            f'  workstream --api-url {url} submit echo --payload \'{{"hello": "world"}}\'',
+            f'  {cli} --api-url {url} submit echo --payload \'{{"hello": "world"}}\'',
             f"  open {url}/ui",
             "",
             "Press Ctrl-C to stop.",
@@ -381,7 +445,7 @@ class DevStack:
             return 0 if self.signals else 1
         self.banner()
         while not self.signals:
-            dead = self.dead_child()
+            dead = self.supervise()
             if dead is not None:
                 self.warn(f"error: {self.death_message(dead)}; stopping the stack")
                 return 1

@@ -1,6 +1,6 @@
 """`workstream dev` as a subprocess: its own Redis (REDIS_URL unset, data under the working
 directory), one API and two workers; SIGINT stops it with 0 and leaves none of its children
-behind; a child dying makes it stop the rest and exit 1."""
+behind; a dead worker or API is started again, a dead Redis stops the rest with exit 1."""
 
 from __future__ import annotations
 
@@ -67,10 +67,11 @@ def alive(pid: int) -> bool:
     return True
 
 
-def start_dev(tmp_path: Path) -> Dev:
+def start_dev(tmp_path: Path, **extra_env: str) -> Dev:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "API_TOKEN", "PORT")}
     env.update({"SHUTDOWN_GRACE": "5s", "LOG_LEVEL": "warning", "PYTHONUNBUFFERED": "1"})
+    env.update(extra_env)
     stderr_path = tmp_path / "dev.stderr"
     with open(stderr_path, "wb") as stderr:  # a file, so chatty children never block on a pipe
         popen = subprocess.Popen(
@@ -123,7 +124,7 @@ def dev(tmp_path: Path) -> Iterator[Dev]:
 
 
 def test_dev_prints_the_api_url_and_health_answers(dev: Dev) -> None:
-    assert any(line.startswith(f"  API:     {dev.api.url}") for line in dev.lines), dev.lines
+    assert any(line.startswith(f"  API:      {dev.api.url}") for line in dev.lines), dev.lines
     status, body, _ = dev.api.request("GET", "/health")
     assert (status, body) == (200, {"status": "ok", "redis": "ok"})
 
@@ -159,12 +160,76 @@ def test_signal_stops_dev_with_0_and_every_child_is_gone(dev: Dev, signum: int) 
     assert wait_until(lambda: not any(alive(pid) for pid in pids), 10)
 
 
-def test_a_dying_child_stops_the_stack_with_exit_1(dev: Dev) -> None:
-    pids = dev.children()
+def test_a_killed_worker_is_replaced_and_jobs_still_complete(dev: Dev) -> None:
+    killed = dev.children("worker")[0]
+    os.kill(killed, signal.SIGKILL)
+    assert dev.wait_line("started worker pid=", 30), dev.stderr_tail()
+    assert f"replaces pid={killed}" in dev.stderr_tail()
+    status, job, _ = dev.api.request("POST", "/jobs", {"type": "echo", "payload": 1})
+    assert status == 201, job
+    _, done, _ = dev.api.request("GET", f"/jobs/{job['id']}?wait=20", timeout_s=30)
+    assert done["status"] == "completed"
+    assert dev.popen.poll() is None  # the stack stayed up
+
+
+def test_a_killed_api_is_replaced_and_answers_again(dev: Dev) -> None:
+    os.kill(dev.children("api")[0], signal.SIGKILL)
+    assert dev.wait_line("started api pid=", 30), dev.stderr_tail()
+
+    def healthy() -> bool:
+        try:
+            return dev.api.request("GET", "/health")[0] == 200
+        except OSError:  # refused until the new API listens
+            return False
+
+    assert wait_until(healthy, 30)
+
+
+def test_a_stack_that_replaced_a_worker_still_stops_cleanly(dev: Dev) -> None:
     os.kill(dev.children("worker")[0], signal.SIGKILL)
-    assert dev.popen.wait(STOP_TIMEOUT_S) == 1
-    assert "exited unexpectedly" in dev.stderr_tail()
+    assert dev.wait_line("started worker pid=", 30), dev.stderr_tail()
+    pids = dev.children()
+    dev.popen.send_signal(signal.SIGINT)
+    assert dev.popen.wait(STOP_TIMEOUT_S) == 0, dev.stderr_tail()
     assert wait_until(lambda: not any(alive(pid) for pid in pids), 10)
+
+
+def test_a_dead_redis_stops_the_stack_with_exit_1(dev: Dev) -> None:
+    pids = dev.children()
+    os.kill(dev.children("redis")[0], signal.SIGKILL)
+    assert dev.popen.wait(STOP_TIMEOUT_S) == 1
+    stderr = dev.stderr_path.read_text(errors="replace")
+    assert re.search(r"error: redis pid=\d+ exited unexpectedly .*; stopping the stack", stderr)
+    assert wait_until(lambda: not any(alive(pid) for pid in pids), 10)
+
+
+def test_the_banner_shows_the_redis_url_to_export_and_the_cli_path(dev: Dev) -> None:
+    ready = next(line for line in dev.lines if line.startswith("ready url="))
+    redis_url = ready.split(" redis=", 1)[1]
+    assert f'  export REDIS_URL={redis_url}   # for redis-cli -u "$REDIS_URL"' in dev.lines
+    cli = next(line for line in dev.lines if line.startswith("  CLI:"))
+    command = cli.split(None, 1)[1]
+    assert command == "workstream" or command == str(BIN / "workstream"), cli
+
+
+def test_dev_loads_handlers_from_a_module_in_the_working_directory(tmp_path: Path) -> None:
+    (tmp_path / "myapp").mkdir()
+    (tmp_path / "myapp" / "__init__.py").write_text("")
+    (tmp_path / "myapp" / "jobs.py").write_text(
+        "from workstream import handler\n\n\n"
+        '@handler("double")\n'
+        "def double(payload, ctx):\n"
+        "    return payload * 2\n"
+    )
+    running = start_dev(tmp_path, WORKER_HANDLERS="myapp.jobs")
+    try:
+        assert running.wait_line("ready url=", READY_TIMEOUT_S), running.stderr_tail()
+        assert "  Handlers: myapp.jobs" in running.lines
+        _, job, _ = running.api.request("POST", "/jobs", {"type": "double", "payload": 21})
+        _, done, _ = running.api.request("GET", f"/jobs/{job['id']}?wait=20", timeout_s=30)
+        assert (done["status"], done["result"]) == ("completed", 42), done
+    finally:
+        stop_dev(running)
 
 
 def test_dev_refuses_a_port_in_use_with_exit_1(tmp_path: Path) -> None:
