@@ -16,9 +16,28 @@ from typing import Any
 from workstream.common.scripts import BUCKETS_MS, COUNTERS
 from workstream.common.store import JobStore, QueueInfo
 
-__all__ = ["COUNTERS", "HISTOGRAMS", "Histogram", "MetricsSnapshot", "read_snapshot"]
+__all__ = [
+    "COUNTERS",
+    "HISTOGRAMS",
+    "JSON_ALIASES",
+    "Histogram",
+    "MetricsSnapshot",
+    "read_snapshot",
+]
 HISTOGRAMS: tuple[str, ...] = ("wait", "run")
 BOUNDS_S: tuple[float, ...] = (*(bound / 1000 for bound in BUCKETS_MS), math.inf)
+# The JSON view's names from before they followed the Prometheus names, kept for old readers:
+# alias -> name (and `histograms.wait_seconds` / `.run_seconds` for `job_wait_seconds` / ...).
+JSON_ALIASES: dict[str, str] = {
+    "total_jobs_created": "jobs_created_total",
+    "jobs_completed": "jobs_completed_total",
+    "jobs_failed": "jobs_failed_total",
+    "jobs_retried": "jobs_retried_total",
+    "jobs_recovered": "jobs_recovered_total",
+    "jobs_cancelled": "jobs_cancelled_total",
+    "jobs_in_progress": "queue_processing",
+    "stale_completions": "stale_completions_total",
+}
 
 
 @dataclass(frozen=True)
@@ -77,22 +96,22 @@ class MetricsSnapshot:
         return merged
 
     def to_json(self) -> dict[str, Any]:
-        """The original WorkStream's keys, kept, beside the per-queue figures."""
-        return {
-            "total_jobs_created": self.total("created"),
-            "jobs_completed": self.total("completed"),
-            "jobs_failed": self.total("failed"),
-            "jobs_retried": self.total("retried"),
-            "jobs_recovered": self.total("recovered"),
-            "jobs_cancelled": self.total("cancelled"),
-            "jobs_in_progress": sum(q.processing for q in self.queues),
-            "stale_completions": self.stale_completions,
-            "workers_live": self.workers_live,
-            "queues": {
-                q.name: {k: v for k, v in q.to_json().items() if k != "name"} for q in self.queues
-            },
-            "histograms": {f"{name}_seconds": self.overall(name).to_json() for name in HISTOGRAMS},
+        """One style: each figure under its Prometheus name less `workstream_`, summed over
+        labels; the first WorkStream's names follow as aliases (JSON_ALIASES)."""
+        body: dict[str, Any] = {f"jobs_{name}_total": self.total(name) for name in COUNTERS}
+        body["stale_completions_total"] = self.stale_completions
+        for depth in ("pending", "processing", "scheduled", "failed"):
+            body[f"queue_{depth}"] = sum(getattr(q, depth) for q in self.queues)
+        body["workers_live"] = self.workers_live
+        body["queues"] = {
+            q.name: {k: v for k, v in q.to_json().items() if k != "name"} for q in self.queues
         }
+        for name in HISTOGRAMS:
+            body[f"job_{name}_seconds"] = self.overall(name).to_json()
+        for alias, name in JSON_ALIASES.items():
+            body[alias] = body[name]
+        body["histograms"] = {f"{name}_seconds": body[f"job_{name}_seconds"] for name in HISTOGRAMS}
+        return body
 
 
 def parse_stats(

@@ -7,6 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration import api_fixtures
 from tests.integration.api_fixtures import make_completed, make_failed, submit
+from workstream.common.metrics import COUNTERS, JSON_ALIASES
 from workstream.common.store import JobStore
 
 # The shared API fixtures, bound here so that pytest finds them for this module.
@@ -130,3 +131,51 @@ def test_metrics_are_global_not_per_app(
 def test_openapi_json_is_served(client: TestClient) -> None:
     resp = client.simulate_get("/openapi.json")
     assert resp.status_code == 200 and resp.json["openapi"] == "3.1.0"
+
+
+def test_metrics_json_names_are_the_prometheus_names_less_the_prefix_summed_over_labels(
+    client: TestClient, store: JobStore
+) -> None:
+    seed(store)
+    make_completed(store)
+    text = client.simulate_get("/metrics").text
+    body = client.simulate_get("/metrics", headers={"Accept": "application/json"}).json
+    totals: dict[str, float] = {}
+    for (name, _), value in samples(text).items():
+        totals[name] = totals.get(name, 0) + value
+    scalars = {k: v for k, v in body.items() if isinstance(v, int) and k not in JSON_ALIASES}
+
+    assert set(scalars) == {
+        *(f"jobs_{c}_total" for c in COUNTERS),
+        "stale_completions_total",
+        "queue_pending",
+        "queue_processing",
+        "queue_scheduled",
+        "queue_failed",
+        "workers_live",
+    }
+    families = {
+        f.name + ("_total" if f.type == "counter" else "")
+        for f in text_string_to_metric_families(text)
+    }
+    assert {f"workstream_{k}" for k in scalars} <= families
+    assert {k: totals.get(f"workstream_{k}", 0) for k in scalars} == scalars
+    for name in ("job_wait_seconds", "job_run_seconds"):
+        assert body[name]["count"] == totals[f"workstream_{name}_count"]
+    assert body["jobs_completed_total"] == 2 and body["queue_failed"] == 1
+
+
+def test_metrics_json_keeps_each_old_name_as_an_alias_of_its_new_name(
+    client: TestClient, store: JobStore
+) -> None:
+    seed(store)
+    body = client.simulate_get("/metrics", headers={"Accept": "application/json"}).json
+
+    assert {alias: body[alias] for alias in JSON_ALIASES} == {
+        alias: body[name] for alias, name in JSON_ALIASES.items()
+    }
+    assert body["total_jobs_created"] == body["jobs_created_total"] == 4
+    assert body["histograms"] == {
+        "wait_seconds": body["job_wait_seconds"],
+        "run_seconds": body["job_run_seconds"],
+    }
