@@ -7,6 +7,7 @@ import threading
 
 import falcon
 
+from workstream.api.drain import DrainRate
 from workstream.api.errors import register_error_handlers
 from workstream.api.middleware import BearerAuth, RequestContext
 from workstream.api.resources.health import Health
@@ -51,7 +52,7 @@ def create_app(
     app = falcon.App(middleware=middleware)
     # Replies (resp.media) through orjson; request bodies are parsed by api.validation.
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(dumps=dumps_reply)
-    register_error_handlers(app)
+    register_error_handlers(app, DrainRate(store.stats))
 
     capacity = waiters if waiters is not None else settings.api_threads - RESERVED_THREADS
     jobs = JobCollection(store)
@@ -80,4 +81,12 @@ def create_app(
     app.add_route("/health", Health(store))
     app.add_route("/openapi.json", OpenApi(settings.max_payload_bytes))
     register_ui(app)
+    app.add_route("/", Home())
     return app
+
+
+class Home:
+    """`GET /` in a browser (the URL the dev banner prints) lands on the dashboard."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        raise falcon.HTTPFound("/ui")

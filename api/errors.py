@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 import falcon
 import redis
 
+from workstream.api.drain import UNKNOWN_RETRY_AFTER_S, DrainRate
 from workstream.common.errors import (
     InvalidTransitionError,
     JobNotFoundError,
@@ -23,7 +25,6 @@ from workstream.common.redis_conn import unavailable_reason
 
 log = logging.getLogger(__name__)
 
-QUEUE_FULL_RETRY_AFTER_S = 1
 REDIS_RETRY_AFTER_S = 5
 
 # Codes for HTTPErrors Falcon raises itself (routing, unsupported methods).
@@ -95,9 +96,15 @@ def _job_not_found(req: falcon.Request, resp: falcon.Response, ex: Exception, pa
     raise ApiError(404, "job_not_found", str(ex))
 
 
-def _queue_full(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
-    headers = {"Retry-After": str(QUEUE_FULL_RETRY_AFTER_S)}
-    raise ApiError(429, "queue_full", str(ex), headers=headers)
+def _queue_full(
+    drain: DrainRate | None, req: falcon.Request, resp: falcon.Response, ex: Exception, _: Any
+) -> None:
+    """Retry-After: how long the queue takes, at its recent pace, to drain what was asked for
+    (the responder leaves `queue_demand`, jobs per queue; one job when it does not)."""
+    assert isinstance(ex, QueueFullError)
+    needed = (getattr(req.context, "queue_demand", None) or {}).get(ex.queue, 1)
+    seconds = UNKNOWN_RETRY_AFTER_S if drain is None else drain.retry_after(ex.queue, needed)
+    raise ApiError(429, "queue_full", str(ex), headers={"Retry-After": str(seconds)})
 
 
 def _queue_not_found(req: falcon.Request, resp: falcon.Response, ex: Exception, _: Any) -> None:
@@ -145,14 +152,16 @@ def _unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, param
     raise ApiError(500, "internal_error", "internal error; see the server log")
 
 
-def register_error_handlers(app: falcon.App[falcon.Request, falcon.Response]) -> None:
+def register_error_handlers(
+    app: falcon.App[falcon.Request, falcon.Response], drain: DrainRate | None = None
+) -> None:
     """Falcon picks the most specific handler along the exception's MRO, so the catch-all
     Exception handler never shadows HTTPError or the domain errors."""
     app.set_error_serializer(serialize_error)
     app.add_error_handler(Exception, _unexpected)
     app.add_error_handler(ValidationError, _validation)
     app.add_error_handler(JobNotFoundError, _job_not_found)
-    app.add_error_handler(QueueFullError, _queue_full)
+    app.add_error_handler(QueueFullError, partial(_queue_full, drain))
     app.add_error_handler(InvalidTransitionError, _invalid_transition)
     app.add_error_handler(QueueNotFoundError, _queue_not_found)
     app.add_error_handler(QueueNotEmptyError, _queue_not_empty)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import falcon
 
 from workstream.api import validation
@@ -53,6 +55,8 @@ class JobBatch:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         specs = validation.batch_specs(validation.read_json(req, self._limit))
+        req.context.queue_demand = demand = Counter(spec.queue for spec in specs)
+        self._refuse_what_never_fits(demand)
         results = self._store.enqueue_many(specs)
         resp.status = falcon.HTTP_201
         resp.media = {
@@ -60,6 +64,20 @@ class JobBatch:
                 {"id": r.job_id, "status": r.status.value, "created": r.created} for r in results
             ]
         }
+
+    def _refuse_what_never_fits(self, demand: Counter[str]) -> None:
+        """A batch bigger than a queue's whole capacity would get 429s forever: a 400 that no
+        retry can change, so clients split it instead of waiting."""
+        capacity = self._store.settings.job_queue_capacity
+        queue, count = demand.most_common(1)[0]
+        if count > capacity:
+            raise ApiError(
+                400,
+                "batch_exceeds_capacity",
+                f"the batch puts {count} jobs in queue {queue!r}, more than it can ever hold"
+                f" ({capacity}, JOB_QUEUE_CAPACITY); send at most {capacity} per request",
+                field="jobs",
+            )
 
 
 class JobItem:
