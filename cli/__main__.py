@@ -1,7 +1,9 @@
 """`workstream` entry point: parse, run one command, map failures to exit codes.
 
-Exit codes: 0 success, 1 API error (`error: <code>: <message>`), 2 usage error, 3 API
-unreachable (`error: cannot reach API at URL: ...`), 130 interrupted."""
+Exit codes (commands.EXIT_*; also in `workstream --help` and the README): 0 success, 1 API
+error (`error: <code>: <message>`), 2 usage error or a destructive command refused without
+--yes, 3 API unreachable (`error: cannot reach API at URL: ...`); with --wait: 0 completed,
+4 failed, 5 cancelled, 6 still unfinished; 130 interrupted."""
 
 from __future__ import annotations
 
@@ -9,13 +11,16 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from workstream.cli.client import ApiError, Unreachable
-from workstream.cli.commands import UsageError, build_parser, context_from_args
-
-EXIT_API_ERROR = 1
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3
-EXIT_INTERRUPTED = 130
+from workstream.cli.commands import (
+    EXIT_API_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    UsageError,
+    build_parser,
+    context_from_args,
+)
+from workstream.client.errors import ApiError, TransportError
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -29,7 +34,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except ApiError as ex:
         ctx.err.write(f"error: {ex.code}: {ex.message}\n")
         return EXIT_API_ERROR
-    except Unreachable as ex:
+    except TransportError as ex:
         ctx.err.write(f"error: {ex}\n")
         return EXIT_UNREACHABLE
     except UsageError as ex:

@@ -1,8 +1,8 @@
 """The `workstream` command line: argument parsing and one function per subcommand.
 
 Each command takes the parsed arguments and a Context (client, streams, output mode) and
-returns the exit status; API failures surface as client.ApiError / client.Unreachable and are
-turned into exit codes by __main__."""
+returns the exit status; API failures surface as workstream.client errors and are turned into
+exit codes by __main__."""
 
 from __future__ import annotations
 
@@ -14,24 +14,50 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from importlib import metadata
 from typing import Any, NoReturn, TextIO
 
 from workstream.cli import tables
-from workstream.cli.client import DEFAULT_API_URL, MAX_SERVER_WAIT_S, ApiError, Client
 from workstream.cli.progress import ProgressBar
+from workstream.client import Client, ClientError, JobRequest, QueueFull, RetryPolicy
+from workstream.client.calls import DEFAULT_URL, MAX_BATCH, MAX_PAGE
+from workstream.client.errors import ApiError, TransportError
+from workstream.client.models import Job
 
-BATCH_SIZE = 1000  # the API's per-request cap on POST /jobs/batch
-PAGE_SIZE = 500  # the API's cap on GET /jobs?limit=
+# Exit statuses (documented in the README and `workstream --help`; scripts rely on them).
+EXIT_OK = 0
+EXIT_API_ERROR = 1
+EXIT_USAGE = 2  # also: a destructive command refused without --yes and without a terminal
+EXIT_UNREACHABLE = 3
+EXIT_JOB_FAILED = 4
+EXIT_JOB_CANCELLED = 5
+EXIT_JOB_UNFINISHED = 6  # --wait ran out with the job still scheduled, pending or processing
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES_HELP = """\
+exit status:
+  0    success; with --wait: the job completed
+  1    the API answered with an error (printed as `error: <code>: <message>`), or a
+       confirmation was declined, or `health` found Redis unavailable
+  2    usage error, or a destructive command without --yes and without a terminal
+  3    the API could not be reached
+  4    with --wait: the job failed
+  5    with --wait: the job was cancelled
+  6    with --wait: the job was still unfinished when the wait ended
+  130  interrupted (Ctrl-C), except `top`, which Ctrl-C ends normally (0)
+"""
+
 MAX_LIST = 100_000
 MAX_COUNT = 10_000_000
 DEFAULT_WAIT_S = 30.0
 QUEUE_FULL_RETRIES = 30
 QUEUE_FULL_PAUSE_MAX_S = 10.0
-# A long-poll that comes back early and unfinished (the API ran out of waiting slots) is
-# repeated after this pause rather than at once.
-EARLY_ANSWER_PAUSE_S = 0.5
+DEFAULT_TOP_INTERVAL_S = 2.0
 STATUSES = ("scheduled", "pending", "processing", "completed", "failed", "cancelled")
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
+# Fewer, shorter retries than the library's default: a person or a script is waiting.
+CLI_RETRY = RetryPolicy(attempts=3, backoff=0.25, max_pause=5.0)
+CLEAR_SCREEN = "\x1b[H\x1b[2J"
 
 Handler = Callable[[argparse.Namespace, "Context"], int]
 
@@ -64,7 +90,7 @@ class Context:
     def client(self) -> Client:
         if self._client is None:
             try:
-                self._client = Client(self.api_url, self.token)
+                self._client = Client(self.api_url, token=self.token, retry_policy=CLI_RETRY)
             except ValueError as ex:
                 raise UsageError(f"--api-url: {ex}") from None
         return self._client
@@ -81,6 +107,20 @@ class Context:
         elif human:
             self.out.write(human + "\n")
 
+    def confirm(self, yes: bool, question: str, refusal: str) -> bool:
+        """True to go ahead: --yes, or "y" typed at the terminal. Without a terminal nobody
+        can answer, so the command refuses (exit 2) rather than guess."""
+        if yes:
+            return True
+        if not self.stdin.isatty():
+            raise UsageError(f"{refusal}; stdin is not a terminal, add --yes to confirm")
+        self.err.write(f"{question} [y/N] ")
+        self.err.flush()
+        if self.stdin.readline().strip().lower() in ("y", "yes"):
+            return True
+        self.err.write("nothing deleted\n")
+        return False
+
 
 def context_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Context:
     token = getattr(args, "token", None)
@@ -88,7 +128,7 @@ def context_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> C
         # API_TOKEN may list several accepted tokens (the server's format); any one works.
         token = next((t.strip() for t in environ.get("API_TOKEN", "").split(",") if t.strip()), "")
     return Context(
-        api_url=getattr(args, "api_url", None) or environ.get("API_URL") or DEFAULT_API_URL,
+        api_url=getattr(args, "api_url", None) or environ.get("API_URL") or DEFAULT_URL,
         token=token or None,
         json=bool(getattr(args, "json", False)),
         progress=bool(getattr(args, "progress", False)),
@@ -144,11 +184,42 @@ def seconds(raw: str) -> float:
     return value
 
 
+def positive_seconds(raw: str) -> float:
+    value = seconds(raw)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {raw!r}")
+    return value
+
+
+def zoned_time(raw: str) -> str:
+    """RFC 3339 with its zone (`2026-12-03T15:00:00Z`, `...+01:00`): a time without one would
+    mean a different instant depending on where it is read."""
+    text = raw.strip()
+    try:
+        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "Zz" else text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an RFC 3339 time such as 2026-12-03T15:00:00Z, got {raw!r}"
+        ) from None
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"give the zone, e.g. {text}Z for UTC or {text}+01:00, got {raw!r}"
+        )
+    return text
+
+
 def port(raw: str) -> int:
     value = positive_int(raw)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"expected a port 1-65535, got {raw!r}")
     return value
+
+
+def version() -> str:
+    try:
+        return metadata.version("workstream")
+    except metadata.PackageNotFoundError:  # running from a checkout that was never installed
+        return "unknown"
 
 
 # -- parser ----------------------------------------------------------------------------------
@@ -166,7 +237,7 @@ def _global_options() -> Parser:
         "--api-url",
         metavar="URL",
         default=argparse.SUPPRESS,
-        help=f"API base URL (env API_URL, default {DEFAULT_API_URL})",
+        help=f"API base URL (env API_URL, default {DEFAULT_URL})",
     )
     group.add_argument("--token", default=argparse.SUPPRESS, help="bearer token (env API_TOKEN)")
     group.add_argument(
@@ -178,18 +249,46 @@ def _global_options() -> Parser:
     return options
 
 
+def _wait_option(parser: Parser, what: str) -> None:
+    parser.add_argument(
+        "--wait",
+        type=seconds,
+        nargs="?",
+        const=DEFAULT_WAIT_S,
+        metavar="SECONDS",
+        help=f"{what}, at most SECONDS (default {DEFAULT_WAIT_S:g}); the exit status then "
+        "tells the outcome: 0 completed, 4 failed, 5 cancelled, 6 still unfinished",
+    )
+
+
+def _yes_option(parser: Parser) -> None:
+    parser.add_argument(
+        "--yes", action="store_true", help="do not ask (required when stdin is not a terminal)"
+    )
+
+
 def build_parser() -> Parser:
     common = _global_options()
     parser = Parser(
         prog="workstream",
-        description="Operate a WorkStream job queue through its REST API.",
+        description="Operate a WorkStream job queue through its REST API. "
+        "Times are shown in UTC, marked as such.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
     )
+    parser.add_argument("--version", action="version", version=f"workstream {version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    def command(name: str, handler: Handler, help_text: str) -> Parser:
+    def command(name: str, handler: Handler, help_text: str, **extra: Any) -> Parser:
         sub: Parser = commands.add_parser(
-            name, parents=[common], help=help_text, description=help_text
+            name,
+            parents=[common],
+            help=help_text,
+            description=help_text,
+            epilog=EXIT_CODES_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            **extra,
         )
         sub.set_defaults(handler=handler)
         return sub
@@ -198,34 +297,21 @@ def build_parser() -> Parser:
     dev.add_argument("--workers", type=nonnegative_int, default=2, help="worker processes (2)")
     dev.add_argument("--port", type=port, help="API port (env PORT, default 8080)")
 
-    submit = command("submit", cmd_submit, "submit a job, or --count copies of it")
-    submit.add_argument("type", metavar="TYPE", help="handler name, e.g. echo")
-    submit.add_argument(
-        "--payload",
-        type=json_value,
-        default={},
-        metavar="JSON",
-        help="job payload as JSON, or @file (default {})",
-    )
-    submit.add_argument("--queue", metavar="Q", help="queue name (API default: default)")
-    submit.add_argument(
-        "--count", type=positive_int, default=1, metavar="N", help="submit N copies in batches"
-    )
-    submit.add_argument("--delay", type=seconds, metavar="S", help="run after S seconds")
-    submit.add_argument(
-        "--max-attempts", type=positive_int, metavar="N", help="attempts before the job fails"
-    )
+    _submit_parser(command("submit", cmd_submit, "submit a job, or --count copies of it"))
 
-    status = command("status", cmd_status, "show one job")
+    status = command("status", cmd_status, "show one job and its attempts", aliases=["show"])
     status.add_argument("id", metavar="ID")
-    status.add_argument(
-        "--wait",
-        type=seconds,
-        nargs="?",
-        const=DEFAULT_WAIT_S,
-        metavar="SECONDS",
-        help=f"wait until the job finishes, at most SECONDS (default {DEFAULT_WAIT_S:g})",
-    )
+    _wait_option(status, "wait until the job finishes")
+
+    for name, handler, help_text in (
+        ("cancel", cmd_cancel, "cancel a pending or scheduled job"),
+        ("retry", cmd_retry, "run a failed job again (attempts start over)"),
+    ):
+        action = command(name, handler, help_text)
+        action.add_argument("id", metavar="ID")
+    delete = command("delete", cmd_delete, "delete a finished job's record")
+    delete.add_argument("id", metavar="ID")
+    _yes_option(delete)
 
     jobs = command("jobs", cmd_jobs, "list jobs, newest first")
     jobs.add_argument("--status", choices=STATUSES)
@@ -244,7 +330,24 @@ def build_parser() -> Parser:
     )
     delete_queue.set_defaults(handler=cmd_queue_delete)
     delete_queue.add_argument("queue", metavar="QUEUE")
-    command("workers", cmd_workers, "show the live workers")
+    _yes_option(delete_queue)
+    command("workers", cmd_workers, "show the live workers and the job types they handle")
+    command("health", cmd_health, "check the API and its Redis (exit 0 ok, 1 degraded)")
+
+    top = command("top", cmd_top, "a live view of queues and workers, redrawn until Ctrl-C")
+    top.add_argument(
+        "--interval",
+        type=positive_seconds,
+        default=DEFAULT_TOP_INTERVAL_S,
+        metavar="S",
+        help=f"seconds between refreshes (default {DEFAULT_TOP_INTERVAL_S:g})",
+    )
+    top.add_argument(
+        "--iterations",
+        type=positive_int,
+        metavar="N",
+        help="stop after N refreshes (default: until Ctrl-C on a terminal, else 1)",
+    )
 
     failed = command("failed", cmd_failed_list, "list, retry or purge failed jobs")
     failed_commands = failed.add_subparsers(dest="failed_command", metavar="ACTION", required=True)
@@ -263,13 +366,49 @@ def build_parser() -> Parser:
     failed_retry.add_argument("--queue", metavar="Q", required=True)
     failed_purge = failed_action("purge", cmd_failed_purge, "delete a queue's failed jobs")
     failed_purge.add_argument("--queue", metavar="Q", required=True)
-    failed_purge.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    _yes_option(failed_purge)
 
     pause = command("pause", cmd_pause, "stop workers taking jobs from a queue")
     pause.add_argument("queue", metavar="QUEUE")
     resume = command("resume", cmd_resume, "let workers take jobs from a queue again")
     resume.add_argument("queue", metavar="QUEUE")
     return parser
+
+
+def _submit_parser(submit: Parser) -> None:
+    submit.add_argument("type", metavar="TYPE", help="handler name, e.g. echo")
+    submit.add_argument(
+        "--payload",
+        type=json_value,
+        default={},
+        metavar="JSON",
+        help="job payload as JSON, or @file (default {})",
+    )
+    submit.add_argument("--queue", metavar="Q", help="queue name (API default: default)")
+    submit.add_argument(
+        "--count", type=positive_int, default=1, metavar="N", help="submit N copies in batches"
+    )
+    when = submit.add_mutually_exclusive_group()
+    when.add_argument("--delay", type=seconds, metavar="S", help="run after S seconds")
+    when.add_argument(
+        "--run-at",
+        type=zoned_time,
+        metavar="TIME",
+        help="run at an RFC 3339 time with its zone, e.g. 2026-12-03T15:00:00Z",
+    )
+    submit.add_argument(
+        "--max-attempts", type=positive_int, metavar="N", help="attempts before the job fails"
+    )
+    submit.add_argument(
+        "--timeout", type=positive_seconds, metavar="S", help="seconds one attempt may run"
+    )
+    submit.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        help="submitting the same KEY again returns the first job instead of a new one "
+        "(without it the CLI makes one up, so its own retries never submit twice)",
+    )
+    _wait_option(submit, "after submitting one job, wait until it finishes")
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -281,103 +420,139 @@ def cmd_dev(args: argparse.Namespace, ctx: Context) -> int:
     return run_dev(workers=args.workers, port=args.port, environ=ctx.environ, out=ctx.out)
 
 
-def job_body(args: argparse.Namespace) -> dict[str, Any]:
-    body: dict[str, Any] = {"type": args.type, "payload": args.payload}
-    if args.queue is not None:
-        body["queue"] = args.queue
-    if args.delay is not None:
-        body["delay"] = args.delay
-    if args.max_attempts is not None:
-        body["max_attempts"] = args.max_attempts
-    return body
+def job_request(args: argparse.Namespace) -> JobRequest:
+    return JobRequest(
+        type=args.type,
+        payload=args.payload,
+        queue=args.queue,
+        max_attempts=args.max_attempts,
+        timeout=args.timeout,
+        delay=args.delay,
+        run_at=args.run_at,
+        idempotency_key=args.idempotency_key,
+    )
 
 
 def cmd_submit(args: argparse.Namespace, ctx: Context) -> int:
     if args.count > MAX_COUNT:
         raise UsageError(f"--count: at most {MAX_COUNT}")
-    body = job_body(args)
-    if args.count == 1:
-        job = ctx.client.submit(body)
-        ctx.emit(job, tables.job_detail(job))
-        return 0
-    return submit_batches(body, args.count, ctx)
+    if args.count > 1 and args.idempotency_key is not None:
+        raise UsageError("--idempotency-key names one job; it cannot go with --count")
+    if args.count > 1 and args.wait is not None:
+        raise UsageError("--wait follows one job; it cannot go with --count")
+    request = job_request(args)
+    if args.count > 1:
+        return submit_batches(request, args.count, ctx)
+    job = ctx.client.submit(
+        request.type,
+        request.payload,
+        queue=request.queue,
+        max_attempts=request.max_attempts,
+        timeout=request.timeout,
+        delay=request.delay,
+        run_at=request.run_at,
+        idempotency_key=request.idempotency_key,
+    )
+    if args.wait is None:
+        ctx.emit(dict(job.raw), tables.job_detail(job.raw))
+        return EXIT_OK
+    return show_waited(ctx, job.id, args.wait)
 
 
-def submit_batches(body: Mapping[str, Any], count: int, ctx: Context) -> int:
+def submit_batches(request: JobRequest, count: int, ctx: Context) -> int:
     bar = ProgressBar(count, ctx.err, enabled=ctx.progress or ctx.err.isatty())
     started = time.monotonic()
     accepted: list[dict[str, Any]] = []
     bar.update(0)
     try:
         while len(accepted) < count:
-            size = min(BATCH_SIZE, count - len(accepted))
-            reply = _submit_chunk([dict(body) for _ in range(size)], ctx)
-            accepted.extend(reply.get("jobs") or [])
+            size = min(MAX_BATCH, count - len(accepted))
+            accepted.extend(_submit_chunk([request] * size, ctx))
             bar.update(len(accepted))
-    except ApiError as ex:
+    except (ApiError, TransportError) as ex:
         if accepted:
-            ex.message += f" ({len(accepted)} of {count} jobs were accepted before this)"
+            note = f" ({len(accepted)} of {count} jobs were accepted before this)"
+            if isinstance(ex, ApiError):
+                ex.message += note
+            else:
+                ex.reason += note
+                ex.args = (f"cannot reach API at {ex.url}: {ex.reason}",)
         raise
     finally:
         bar.finish()
     elapsed = time.monotonic() - started
     created = sum(1 for job in accepted if job.get("created"))
     human = (
-        f"submitted {len(accepted)} {body['type']} jobs to queue {body.get('queue', 'default')}"
+        f"submitted {len(accepted)} {request.type} jobs to queue {request.queue or 'default'}"
         f" ({created} created, {len(accepted) - created} already existed)"
         f" in {elapsed:.2f}s ({len(accepted) / max(elapsed, 1e-9):.0f} jobs/s)"
     )
     if accepted:
         human += f"\nfirst {accepted[0].get('id')}\nlast  {accepted[-1].get('id')}"
     ctx.emit({"jobs": accepted}, human)
-    return 0
+    return EXIT_OK
 
 
-def _submit_chunk(jobs: list[dict[str, Any]], ctx: Context) -> dict[str, Any]:
+def _submit_chunk(jobs: list[JobRequest], ctx: Context) -> list[dict[str, Any]]:
     """One all-or-nothing batch; a full queue (429) is waited out for a bounded number of
-    tries, as Retry-After asks."""
+    tries, as Retry-After asks. Each job gets an idempotency key (made up by the client), so
+    the client's own retries of a batch cannot create a job twice."""
     for attempt in range(QUEUE_FULL_RETRIES + 1):
         try:
-            return ctx.client.submit_batch(jobs)
-        except ApiError as ex:
-            if ex.code != "queue_full" or attempt == QUEUE_FULL_RETRIES:
+            answer = ctx.client.submit_many(jobs)
+            return [{"id": s.id, "status": s.status, "created": s.created} for s in answer]
+        except QueueFull as ex:
+            if attempt == QUEUE_FULL_RETRIES:
                 raise
-            ctx.sleep(min(ex.retry_after_s or 1.0, QUEUE_FULL_PAUSE_MAX_S))
+            ctx.sleep(min(ex.retry_after or 1.0, QUEUE_FULL_PAUSE_MAX_S))
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def wait_exit_code(job: Job) -> int:
+    if job.status == "completed":
+        return EXIT_OK
+    if job.status == "failed":
+        return EXIT_JOB_FAILED
+    if job.status == "cancelled":
+        return EXIT_JOB_CANCELLED
+    return EXIT_JOB_UNFINISHED
+
+
+def show_waited(ctx: Context, job_id: str, wait_s: float) -> int:
+    job = ctx.client.wait(job_id, timeout=wait_s)
+    ctx.emit(dict(job.raw), tables.job_detail(job.raw))
+    code = wait_exit_code(job)
+    if code == EXIT_JOB_UNFINISHED:
+        ctx.err.write(f"job {job.id} is still {job.status} after waiting {wait_s:g}s\n")
+    return code
+
+
 def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
-    if args.wait is None or args.wait <= 0:
-        job = ctx.client.get_job(args.id)
-    else:
-        job = wait_for_job(ctx.client, args.id, args.wait, ctx.sleep)
-    ctx.emit(job, tables.job_detail(job))
-    return 0
+    if args.wait is not None:
+        return show_waited(ctx, args.id, args.wait)
+    job = ctx.client.get(args.id)
+    ctx.emit(dict(job.raw), tables.job_detail(job.raw))
+    return EXIT_OK
 
 
-def wait_for_job(
-    client: Client,
-    job_id: str,
-    wait_s: float,
-    sleep: Callable[[float], None],
-    clock: Callable[[], float] = time.monotonic,
-) -> dict[str, Any]:
-    """Long-polls in steps the API accepts (<= 60 s) until the job is terminal or wait_s
-    passes."""
-    deadline = clock() + wait_s
-    # Each round either waits its whole step or pauses EARLY_ANSWER_PAUSE_S.
-    rounds = math.ceil(wait_s / EARLY_ANSWER_PAUSE_S) + 1
-    job = client.get_job(job_id, min(wait_s, MAX_SERVER_WAIT_S))
-    for _ in range(rounds):
-        left = deadline - clock()
-        if job.get("status") in TERMINAL or left <= 0:
-            break
-        step = min(left, MAX_SERVER_WAIT_S)
-        asked_at = clock()
-        job = client.get_job(job_id, step)
-        if job.get("status") not in TERMINAL and clock() - asked_at < step - 1:
-            sleep(min(EARLY_ANSWER_PAUSE_S, max(deadline - clock(), 0)))
-    return job
+def cmd_cancel(args: argparse.Namespace, ctx: Context) -> int:
+    job = ctx.client.cancel(args.id)
+    ctx.emit(dict(job.raw), f"cancelled job {job.id}")
+    return EXIT_OK
+
+
+def cmd_retry(args: argparse.Namespace, ctx: Context) -> int:
+    job = ctx.client.retry(args.id)
+    ctx.emit(dict(job.raw), f"job {job.id} is {job.status} again")
+    return EXIT_OK
+
+
+def cmd_delete(args: argparse.Namespace, ctx: Context) -> int:
+    if not ctx.confirm(args.yes, f"delete job {args.id}?", f"delete removes job {args.id}"):
+        return EXIT_API_ERROR
+    ctx.client.delete(args.id)
+    ctx.emit({"id": args.id, "deleted": True}, f"deleted job {args.id}")
+    return EXIT_OK
 
 
 def list_pages(
@@ -391,18 +566,17 @@ def list_pages(
 ) -> tuple[list[dict[str, Any]], str | None]:
     """Up to `limit` jobs over as many pages as needed; returns them and the next cursor."""
     jobs: list[dict[str, Any]] = []
-    for _ in range(math.ceil(limit / PAGE_SIZE)):
+    for _ in range(math.ceil(limit / MAX_PAGE)):
         page = client.list_jobs(
             status=status,
             queue=queue,
-            job_type=job_type,
-            limit=min(limit - len(jobs), PAGE_SIZE),
+            type=job_type,
+            limit=min(limit - len(jobs), MAX_PAGE),
             cursor=cursor,
         )
-        got = page.get("jobs") or []
-        jobs.extend(got)
-        cursor = page.get("next_cursor")
-        if not cursor or not got or len(jobs) >= limit:
+        jobs.extend(dict(job.raw) for job in page.jobs)
+        cursor = page.next_cursor
+        if not cursor or not page.jobs or len(jobs) >= limit:
             break
     return jobs, cursor
 
@@ -422,25 +596,73 @@ def cmd_jobs(args: argparse.Namespace, ctx: Context) -> int:
     if cursor:
         human += f"\nmore: --cursor {cursor}"
     ctx.emit({"jobs": jobs, "next_cursor": cursor}, human)
-    return 0
+    return EXIT_OK
 
 
 def cmd_queues(args: argparse.Namespace, ctx: Context) -> int:
-    reply = ctx.client.queues()
-    ctx.emit(reply, tables.queues_table(reply.get("queues") or []))
-    return 0
+    queues = [dict(queue.raw) for queue in ctx.client.queues()]
+    ctx.emit({"queues": queues}, tables.queues_table(queues))
+    return EXIT_OK
 
 
 def cmd_queue_delete(args: argparse.Namespace, ctx: Context) -> int:
+    question = f"forget queue {args.queue}?"
+    if not ctx.confirm(args.yes, question, f"queues delete forgets queue {args.queue}"):
+        return EXIT_API_ERROR
     ctx.client.delete_queue(args.queue)
     ctx.emit({"queue": args.queue, "deleted": True}, f"deleted queue {args.queue}")
-    return 0
+    return EXIT_OK
 
 
 def cmd_workers(args: argparse.Namespace, ctx: Context) -> int:
-    reply = ctx.client.workers()
-    ctx.emit(reply, tables.workers_table(reply.get("workers") or []))
-    return 0
+    workers = [dict(worker.raw) for worker in ctx.client.workers()]
+    ctx.emit({"workers": workers}, tables.workers_table(workers))
+    return EXIT_OK
+
+
+def cmd_health(args: argparse.Namespace, ctx: Context) -> int:
+    health = ctx.client.health()
+    human = tables.render_record(
+        [("api", "ok"), ("status", health.status), ("redis", health.redis)]
+    )
+    ctx.emit(dict(health.raw), human)
+    return EXIT_OK if health.ok else EXIT_API_ERROR
+
+
+def cmd_top(args: argparse.Namespace, ctx: Context) -> int:
+    """Redraws queues and workers every --interval seconds: in place on a terminal, one frame
+    after another otherwise (one JSON object per line with --json). A failed refresh is shown
+    in the frame and the view goes on; the exit status is that of the last refresh."""
+    live = ctx.out.isatty()
+    iterations = args.iterations or (None if live else 1)
+    frame = 0
+    failure: ClientError | None = None
+    try:
+        while iterations is None or frame < iterations:
+            if frame:
+                ctx.sleep(args.interval)
+            frame += 1
+            try:
+                queues = [dict(q.raw) for q in ctx.client.queues()]
+                workers = [dict(w.raw) for w in ctx.client.workers()]
+                failure = None
+                text = tables.top_frame(ctx.api_url, queues, workers)
+                data: dict[str, Any] = {"queues": queues, "workers": workers}
+            except ClientError as ex:
+                failure = ex
+                text = f"{ctx.api_url}  {tables.now_utc()}\nerror: {ex}"
+                data = {"error": str(ex)}
+            if live and not ctx.json:
+                ctx.out.write(CLEAR_SCREEN)
+            elif frame > 1 and not ctx.json:
+                ctx.out.write("\n")
+            ctx.emit({"at": tables.now_utc(), **data}, text)
+            ctx.out.flush()
+    except KeyboardInterrupt:
+        return EXIT_OK  # Ctrl-C is how a live view ends
+    if failure is not None:
+        raise failure
+    return EXIT_OK
 
 
 def cmd_failed_list(args: argparse.Namespace, ctx: Context) -> int:
@@ -448,37 +670,42 @@ def cmd_failed_list(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError(f"--limit: at most {MAX_LIST}")
     jobs, cursor = list_pages(ctx.client, args.limit, status="failed", queue=args.queue)
     ctx.emit({"jobs": jobs, "next_cursor": cursor}, tables.failed_table(jobs))
-    return 0
+    return EXIT_OK
 
 
 def cmd_failed_retry(args: argparse.Namespace, ctx: Context) -> int:
-    reply = ctx.client.retry_failed(args.queue)
-    ctx.emit(reply, f"retried {reply.get('retried')} failed jobs of queue {args.queue}")
-    return 0
+    retried = ctx.client.retry_failed(args.queue)
+    ctx.emit(
+        {"queue": args.queue, "retried": retried},
+        f"retried {retried} failed jobs of queue {args.queue}",
+    )
+    return EXIT_OK
 
 
 def cmd_failed_purge(args: argparse.Namespace, ctx: Context) -> int:
-    if not args.yes:
-        if not ctx.stdin.isatty():
-            raise UsageError("failed purge deletes jobs; add --yes to confirm")
-        failed = ctx.client.queue(args.queue).get("failed")
-        ctx.err.write(f"delete {failed} failed jobs of queue {args.queue}? [y/N] ")
-        ctx.err.flush()
-        if ctx.stdin.readline().strip().lower() not in ("y", "yes"):
-            ctx.err.write("nothing deleted\n")
-            return 1
-    reply = ctx.client.purge_failed(args.queue)
-    ctx.emit(reply, f"purged {reply.get('purged')} failed jobs of queue {args.queue}")
-    return 0
+    refusal = f"failed purge deletes the failed jobs of queue {args.queue}"
+    if not args.yes and ctx.stdin.isatty():
+        failed = ctx.client.queue(args.queue).failed
+        question = f"delete {failed} failed jobs of queue {args.queue}?"
+    else:
+        question = ""
+    if not ctx.confirm(args.yes, question, refusal):
+        return EXIT_API_ERROR
+    purged = ctx.client.purge_failed(args.queue)
+    ctx.emit(
+        {"queue": args.queue, "purged": purged},
+        f"purged {purged} failed jobs of queue {args.queue}",
+    )
+    return EXIT_OK
 
 
 def cmd_pause(args: argparse.Namespace, ctx: Context) -> int:
     queue = ctx.client.pause(args.queue)
-    ctx.emit(queue, tables.queues_table([queue]))
-    return 0
+    ctx.emit(dict(queue.raw), tables.queues_table([queue.raw]))
+    return EXIT_OK
 
 
 def cmd_resume(args: argparse.Namespace, ctx: Context) -> int:
     queue = ctx.client.resume(args.queue)
-    ctx.emit(queue, tables.queues_table([queue]))
-    return 0
+    ctx.emit(dict(queue.raw), tables.queues_table([queue.raw]))
+    return EXIT_OK

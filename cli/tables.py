@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 MISSING = "-"
 ERROR_WIDTH = 60
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# Multi-line text (tracebacks) keeps its newlines; other control characters still go.
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]+")
 _TIMESTAMP = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.\d+)?Z$")
 
 
@@ -40,12 +43,17 @@ def truncate(text: str, width: int) -> str:
 
 
 def timestamp(value: Any) -> str:
-    """RFC 3339 UTC as 'YYYY-MM-DD HH:MM:SS' (UTC); other values as cell() shows them."""
+    """RFC 3339 UTC as 'YYYY-MM-DD HH:MM:SS UTC' (the zone always shown: a bare time is read
+    as local time by whoever reads it); other values as cell() shows them."""
     if isinstance(value, str):
         match = _TIMESTAMP.match(value)
         if match:
-            return f"{match.group(1)} {match.group(2)}"
+            return f"{match.group(1)} {match.group(2)} UTC"
     return cell(value)
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def age(seconds: Any) -> str:
@@ -114,9 +122,40 @@ JOB_TIMES = ("created_at", "enqueued_at", "run_at", "started_at", "finished_at")
 
 
 def job_detail(job: Mapping[str, Any]) -> str:
+    """The job's fields, then its attempt history (oldest first) with each traceback, when
+    the server records history."""
     pairs: list[tuple[str, Any]] = [(name, job.get(name)) for name in JOB_FIELDS]
     pairs += [(name, timestamp(job.get(name))) for name in JOB_TIMES]
-    return render_record(pairs)
+    text = render_record(pairs)
+    history = job.get("history")
+    if isinstance(history, list):
+        text += "\n\n" + history_text([a for a in history if isinstance(a, Mapping)])
+    return text
+
+
+def history_text(history: Sequence[Mapping[str, Any]]) -> str:
+    if not history:
+        return "history: no attempts yet"
+    headers = ("ATTEMPT", "WORKER", "STARTED", "ENDED", "OUTCOME", "ERROR")
+    rows = [
+        (
+            attempt.get("attempt"),
+            attempt.get("worker"),
+            timestamp(attempt.get("started_at")),
+            timestamp(attempt.get("ended_at")),
+            attempt.get("outcome"),
+            truncate(cell(attempt.get("error")), ERROR_WIDTH),
+        )
+        for attempt in history
+    ]
+    parts = [f"history (oldest first)\n{render_table(headers, rows)}"]
+    for attempt in history:
+        trace = attempt.get("traceback")
+        if isinstance(trace, str) and trace.strip():
+            body = _CONTROL_BUT_NEWLINE.sub(" ", trace.rstrip())
+            indented = "\n".join("    " + line for line in body.splitlines())
+            parts.append(f"traceback of attempt {cell(attempt.get('attempt'))}:\n{indented}")
+    return "\n\n".join(parts)
 
 
 def jobs_table(jobs: Sequence[Mapping[str, Any]]) -> str:
@@ -153,38 +192,96 @@ def failed_table(jobs: Sequence[Mapping[str, Any]]) -> str:
 
 
 def queues_table(queues: Sequence[Mapping[str, Any]]) -> str:
-    headers = ("QUEUE", "PENDING", "PROCESSING", "SCHEDULED", "FAILED", "PAUSED")
-    rows = [
-        (
+    """Counts per queue; a WORKERS column and warnings below the table when the server says
+    how many workers serve each queue and which job types none of them handles."""
+    headers: tuple[str, ...] = ("QUEUE", "PENDING", "PROCESSING", "SCHEDULED", "FAILED", "PAUSED")
+    with_workers = any("workers" in queue for queue in queues)
+    if with_workers:
+        headers += ("WORKERS",)
+    rows = []
+    for queue in queues:
+        row = [
             queue.get("name"),
             queue.get("pending"),
             queue.get("processing"),
             queue.get("scheduled"),
             queue.get("failed"),
             queue.get("paused"),
-        )
-        for queue in queues
-    ]
-    return render_table(headers, rows, empty="no queues")
+        ]
+        if with_workers:
+            row.append(queue.get("workers"))
+        rows.append(row)
+    text = render_table(headers, rows, empty="no queues")
+    warnings = queue_warnings(queues)
+    return "\n".join([text, "", *warnings]) if warnings else text
+
+
+def queue_warnings(queues: Sequence[Mapping[str, Any]]) -> list[str]:
+    lines = []
+    for queue in queues:
+        name = cell(queue.get("name"))
+        if queue.get("unserved") is True:
+            lines.append(
+                f"warning: queue {name} has {cell(queue.get('pending'))} pending jobs"
+                " and no live worker serving it"
+            )
+        unhandled = queue.get("unhandled_types")
+        if isinstance(unhandled, list) and unhandled:
+            types = ", ".join(cell(t) for t in unhandled)
+            lines.append(f"warning: queue {name}: no live worker handles type {types}")
+    return lines
 
 
 def workers_table(workers: Sequence[Mapping[str, Any]]) -> str:
-    headers = ("WORKER", "HOST", "PID", "QUEUES", "BUSY", "STARTED", "HEARTBEAT")
+    headers: tuple[str, ...] = ("WORKER", "HOST", "PID", "QUEUES", "BUSY", "STARTED", "HEARTBEAT")
+    with_handlers = any("handlers" in worker for worker in workers)
+    if with_handlers:
+        headers += ("HANDLERS",)
     rows = []
     for worker in workers:
-        queues = worker.get("queues")
-        rows.append(
-            (
-                worker.get("id"),
-                worker.get("host"),
-                worker.get("pid"),
-                ",".join(str(q) for q in queues) if isinstance(queues, list) else queues,
-                f"{cell(worker.get('slots_busy'))}/{cell(worker.get('slots_total'))}",
-                timestamp(worker.get("started_at")),
-                _ago(worker.get("heartbeat_age_s")),
-            )
-        )
+        row = [
+            worker.get("id"),
+            worker.get("host"),
+            worker.get("pid"),
+            _names(worker.get("queues")),
+            f"{cell(worker.get('slots_busy'))}/{cell(worker.get('slots_total'))}",
+            timestamp(worker.get("started_at")),
+            _ago(worker.get("heartbeat_age_s")),
+        ]
+        if with_handlers:
+            row.append(_names(worker.get("handlers")))
+        rows.append(row)
     return render_table(headers, rows, empty="no live workers")
+
+
+def _names(value: Any) -> Any:
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value) if value else None
+    return value
+
+
+def top_frame(
+    api_url: str, queues: Sequence[Mapping[str, Any]], workers: Sequence[Mapping[str, Any]]
+) -> str:
+    """One screen of `workstream top`: totals, then the queues and workers tables."""
+    totals = {
+        name: sum(q.get(name, 0) for q in queues if _is_number(q.get(name, 0)))
+        for name in ("pending", "processing", "scheduled", "failed")
+    }
+    busy = sum(w.get("slots_busy", 0) for w in workers if _is_number(w.get("slots_busy", 0)))
+    slots = sum(w.get("slots_total", 0) for w in workers if _is_number(w.get("slots_total", 0)))
+    summary = ", ".join(f"{count} {name}" for name, count in totals.items())
+    return "\n".join(
+        [
+            f"{api_url}  {now_utc()}",
+            f"jobs: {summary}",
+            f"workers: {len(workers)} live, {busy}/{slots} slots busy",
+            "",
+            queues_table(queues),
+            "",
+            workers_table(workers),
+        ]
+    )
 
 
 def _ago(seconds: Any) -> str:

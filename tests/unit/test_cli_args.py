@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 from pathlib import Path
 
 import pytest
 
 from workstream.cli.__main__ import main
-from workstream.cli.client import Client, error_from_response
-from workstream.cli.commands import build_parser, context_from_args, job_body
+from workstream.cli.commands import build_parser, context_from_args, job_request
 from workstream.cli.dev import connect_host, redacted
+from workstream.client import Client, JobRequest
+from workstream.client.calls import error_from
+from workstream.client.errors import NotFound, ServerError
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -49,23 +50,78 @@ def test_api_url_defaults_to_local_port_8080() -> None:
     assert context_from_args(parse("queues"), {}).api_url == "http://127.0.0.1:8080"
 
 
-def test_submit_builds_the_job_body_from_flags() -> None:
+def test_submit_builds_the_job_request_from_flags() -> None:
     args = parse(
         "submit", "email_send", "--payload", '{"to": "a@b"}', "--queue", "mail",
-        "--delay", "1.5", "--max-attempts", "5",
+        "--delay", "1.5", "--max-attempts", "5", "--timeout", "30", "--idempotency-key", "k-1",
     )  # fmt: skip
-    assert job_body(args) == {
-        "type": "email_send",
-        "payload": {"to": "a@b"},
-        "queue": "mail",
-        "delay": 1.5,
-        "max_attempts": 5,
-    }
+    assert job_request(args) == JobRequest(
+        type="email_send",
+        payload={"to": "a@b"},
+        queue="mail",
+        max_attempts=5,
+        timeout=30.0,
+        delay=1.5,
+        idempotency_key="k-1",
+    )
     assert args.count == 1
 
 
 def test_submit_payload_defaults_to_an_empty_object() -> None:
-    assert job_body(parse("submit", "echo")) == {"type": "echo", "payload": {}}
+    assert job_request(parse("submit", "echo")) == JobRequest("echo", {})
+
+
+def test_submit_run_at_keeps_a_time_with_its_zone() -> None:
+    assert parse("submit", "echo", "--run-at", "2026-12-03T15:00:00Z").run_at == (
+        "2026-12-03T15:00:00Z"
+    )
+    assert parse("submit", "echo", "--run-at", "2026-12-03T15:00:00+01:00").run_at
+
+
+def test_submit_run_at_without_a_zone_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        parse("submit", "echo", "--run-at", "2026-12-03T15:00:00")
+    assert caught.value.code == 2
+    assert "give the zone" in capsys.readouterr().err
+
+
+def test_submit_delay_and_run_at_exclude_each_other() -> None:
+    with pytest.raises(SystemExit) as caught:
+        parse("submit", "echo", "--delay", "5", "--run-at", "2026-12-03T15:00:00Z")
+    assert caught.value.code == 2
+
+
+def test_submit_idempotency_key_cannot_go_with_count(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["submit", "echo", "--count", "2", "--idempotency-key", "k"],
+        {"API_URL": "http://127.0.0.1:1"},
+    )
+    assert code == 2
+    assert "--idempotency-key" in capsys.readouterr().err
+
+
+def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        parse("--version")
+    assert caught.value.code == 0
+    assert capsys.readouterr().out.startswith("workstream 0.")
+
+
+def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse("status", "--help")
+    out = capsys.readouterr().out
+    for line in ("4    with --wait: the job failed", "6    with --wait: the job was still"):
+        assert line in out
+
+
+def test_show_is_status_by_another_name() -> None:
+    assert parse("show", "abc").handler.__name__ == "cmd_status"
+
+
+def test_top_runs_until_interrupted_unless_given_iterations() -> None:
+    assert parse("top").iterations is None
+    assert (parse("top", "--iterations", "3", "--interval", "0.5").iterations) == 3
 
 
 def test_submit_payload_can_be_read_from_a_file(tmp_path: Path) -> None:
@@ -122,14 +178,18 @@ def test_dev_defaults_to_two_workers() -> None:
     assert parse("dev", "--workers", "4", "--port", "9000").port == 9000
 
 
-def test_purge_without_yes_and_without_a_terminal_exits_2(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    "argv",
+    [["failed", "purge", "--queue", "q"], ["delete", "f" * 32], ["queues", "delete", "q"]],
+)
+def test_destructive_command_without_yes_and_without_a_terminal_exits_2(
+    argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO(""))
     # An unroutable URL: the command must refuse before any request is made.
-    code = main(["failed", "purge", "--queue", "q"], {"API_URL": "http://127.0.0.1:1"})
+    code = main(argv, {"API_URL": "http://127.0.0.1:1"})
     assert code == 2
-    assert "--yes" in capsys.readouterr().err
+    assert "stdin is not a terminal, add --yes" in capsys.readouterr().err
 
 
 def test_bad_api_url_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -142,15 +202,17 @@ def test_client_rejects_non_http_urls() -> None:
         Client("localhost:8080")
 
 
-def test_api_error_envelope_gives_code_and_message() -> None:
-    body = json.dumps({"error": {"code": "job_not_found", "message": "job x not found"}})
-    error = error_from_response(404, body.encode(), {})
+def test_api_error_envelope_gives_class_code_and_message() -> None:
+    body = {"error": {"code": "job_not_found", "message": "job x not found"}}
+    error = error_from(404, body, "", {})
+    assert isinstance(error, NotFound)
     assert (error.code, error.message) == ("job_not_found", "job x not found")
 
 
 def test_non_json_error_gets_a_code_from_the_status() -> None:
-    error = error_from_response(502, b"Bad Gateway", {"retry-after": "3"})
-    assert (error.code, error.message, error.retry_after_s) == ("http_502", "Bad Gateway", 3.0)
+    error = error_from(502, None, "Bad Gateway", {"Retry-After": "3"})
+    assert isinstance(error, ServerError)
+    assert (error.code, error.message, error.retry_after) == ("http_502", "Bad Gateway", 3.0)
 
 
 def test_dev_redacts_passwords_in_redis_urls() -> None:

@@ -50,8 +50,8 @@ def test_long_errors_are_truncated_in_the_failed_table() -> None:
     assert row.endswith("x" * (tables.ERROR_WIDTH - 1) + "…")
 
 
-def test_timestamps_show_date_and_time_without_fraction() -> None:
-    assert tables.timestamp("2026-11-23T06:50:02.123Z") == "2026-11-23 06:50:02"
+def test_timestamps_show_date_time_and_zone_without_fraction() -> None:
+    assert tables.timestamp("2026-11-23T06:50:02.123Z") == "2026-11-23 06:50:02 UTC"
     assert tables.timestamp(None) == "-"
 
 
@@ -83,7 +83,7 @@ def test_workers_table_shows_busy_slots_and_heartbeat_age() -> None:
     }
     row = tables.workers_table([worker]).splitlines()[1].split()
     assert row[:5] == ["host-1-abc", "host", "1", "default,mail", "2/10"]
-    assert row[5:] == ["2026-11-23", "06:50:02", "1.5s", "ago"]
+    assert row[5:] == ["2026-11-23", "06:50:02", "UTC", "1.5s", "ago"]
 
 
 def test_job_detail_lists_fields_with_aligned_keys() -> None:
@@ -120,3 +120,49 @@ def test_progress_bar_redraws_in_place_and_always_draws_the_end() -> None:
     assert drawn.count("\r") == 2
     assert " 2/10" not in drawn
     assert drawn.endswith("10/10 100% 20/s\n")
+
+
+def test_workers_table_shows_handlers_when_the_server_reports_them() -> None:
+    worker = {"id": "w", "queues": ["default"], "handlers": ["echo", "sleep"]}
+    lines = tables.workers_table([worker]).splitlines()
+    assert lines[0].split()[-1] == "HANDLERS"
+    assert lines[1].split()[-1] == "echo,sleep"
+
+
+def test_queues_table_warns_about_unserved_queues_and_unhandled_types() -> None:
+    queues = [
+        {"name": "mail", "pending": 4, "processing": 0, "scheduled": 0, "failed": 0,
+         "paused": False, "workers": 0, "unserved": True, "unhandled_types": ["email_send"]},
+    ]  # fmt: skip
+    lines = tables.queues_table(queues).splitlines()
+    assert lines[0].split()[-1] == "WORKERS"
+    assert "warning: queue mail has 4 pending jobs and no live worker serving it" in lines
+    assert "warning: queue mail: no live worker handles type email_send" in lines
+
+
+def test_job_detail_shows_each_attempt_and_its_traceback() -> None:
+    job = {
+        "id": "f" * 32,
+        "status": "failed",
+        "history": [
+            {"attempt": 1, "worker": "w-1", "started_at": "2026-11-23T06:50:02.123Z",
+             "ended_at": "2026-11-23T06:50:03.000Z", "outcome": "failed",
+             "error": "boom", "traceback": "Traceback (most recent call last):\n  x\x1b[31m"},
+            {"attempt": 2, "worker": "w-2", "started_at": None, "ended_at": None,
+             "outcome": "lost", "error": None, "traceback": None},
+        ],
+    }  # fmt: skip
+    text = tables.job_detail(job)
+    lines = text.splitlines()
+    assert "history (oldest first)" in lines
+    assert lines[lines.index("history (oldest first)") + 1].split() == [
+        "ATTEMPT", "WORKER", "STARTED", "ENDED", "OUTCOME", "ERROR",
+    ]  # fmt: skip
+    assert "traceback of attempt 1:" in lines
+    assert "    Traceback (most recent call last):" in lines
+    assert "\x1b" not in text  # an escape sequence in a traceback cannot drive the terminal
+    assert "traceback of attempt 2:" not in lines
+
+
+def test_job_detail_without_history_from_an_older_server_shows_none() -> None:
+    assert "history" not in tables.job_detail({"id": "a", "status": "pending"})

@@ -1,0 +1,214 @@
+"""The asyncio client: the same methods as Client (workstream.client.sync), as coroutines.
+
+async with AsyncClient("http://127.0.0.1:8080") as client:
+    job = await client.submit("echo", {"n": 1})
+    job = await client.wait(job.id, timeout=30)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from workstream.client import calls
+from workstream.client.calls import Call, JobRequest, RetryPolicy
+from workstream.client.errors import ApiError
+from workstream.client.models import Health, Job, JobPage, Queue, Submitted, Worker
+
+T = TypeVar("T")
+
+
+class AsyncClient:
+    """The asyncio WorkStream API client: one connection pool, an optional bearer token,
+    bounded retries.
+
+    `timeout` is seconds for connecting and for each read (a long-poll gets its wait on top).
+    `retry_policy` bounds the retries of 503 answers (nothing was written) and of connection
+    failures; `RetryPolicy(attempts=1)` turns them off."""
+
+    def __init__(
+        self,
+        url: str = calls.DEFAULT_URL,
+        *,
+        token: str | None = None,
+        timeout: float = calls.DEFAULT_TIMEOUT_S,
+        retry_policy: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.url = url.strip().rstrip("/")
+        try:
+            parts = httpx.URL(self.url)
+        except httpx.InvalidURL as ex:
+            raise ValueError(f"bad URL {url!r}: {ex}") from None
+        if parts.scheme not in ("http", "https") or not parts.host:
+            raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
+        self.retry_policy = retry_policy or RetryPolicy()
+        headers = {"Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.AsyncClient(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
+        self._timeout = timeout
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, ex: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def _run(self, call: Call[T]) -> T:
+        for attempt in range(1, self.retry_policy.attempts + 1):
+            try:
+                response = await self._http.request(
+                    call.method,
+                    call.path,
+                    params=call.params,
+                    json=call.body,
+                    timeout=self._timeout if call.timeout is None else call.timeout,
+                )
+                return calls.decode(call, response)
+            except (ApiError, httpx.TransportError) as ex:
+                if attempt == self.retry_policy.attempts or not calls.retryable(call, ex):
+                    if isinstance(ex, httpx.TransportError):
+                        raise calls.transport_error(self.url, ex) from None
+                    raise
+                retry_after = ex.retry_after if isinstance(ex, ApiError) else None
+                await asyncio.sleep(self.retry_policy.pause(attempt, retry_after))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        type: str,
+        payload: Any = None,
+        *,
+        queue: str | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        delay: float | None = None,
+        run_at: datetime | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Submits one job and returns it. Without an idempotency key one is made up, so
+        the client's own retries can never create two jobs; give your own to make retries
+        across processes safe too (the same key returns the original job)."""
+        request = JobRequest(
+            type, payload, queue, max_attempts, timeout, delay, run_at, idempotency_key
+        )
+        return await self._run(calls.submit_call(request))
+
+    async def submit_many(self, jobs: Iterable[JobRequest | Mapping[str, Any]]) -> list[Submitted]:
+        """Submits 1 to 1,000 jobs all or nothing; each entry says whether it was created."""
+        return await self._run(calls.submit_many_call(jobs))
+
+    async def get(self, job_id: str) -> Job:
+        return await self._run(calls.get_call(job_id))
+
+    async def wait(self, job_id: str, timeout: float = 60.0) -> Job:
+        """Long-polls until the job is finished or `timeout` seconds pass; returns the job as
+        last seen (check `job.finished`)."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        job = await self._run(calls.get_call(job_id, timeout, self._timeout))
+        # Each round either waits its whole step or pauses EARLY_ANSWER_PAUSE_S.
+        for _ in range(math.ceil(max(timeout, 0.0) / calls.EARLY_ANSWER_PAUSE_S)):
+            left = deadline - time.monotonic()
+            if job.finished or left <= 0:
+                break
+            asked_at = time.monotonic()
+            job = await self._run(calls.get_call(job_id, left, self._timeout))
+            if not job.finished and time.monotonic() - asked_at < min(left, 60) - 1:
+                await asyncio.sleep(
+                    min(calls.EARLY_ANSWER_PAUSE_S, max(deadline - time.monotonic(), 0))
+                )
+        return job
+
+    async def cancel(self, job_id: str) -> Job:
+        """pending or scheduled -> cancelled; Conflict (invalid_transition) otherwise."""
+        return await self._run(calls.job_action_call(job_id, "cancel"))
+
+    async def retry(self, job_id: str) -> Job:
+        """failed -> pending with attempts reset; Conflict otherwise."""
+        return await self._run(calls.job_action_call(job_id, "retry"))
+
+    async def delete(self, job_id: str) -> None:
+        """Deletes a finished job's record; Conflict while it is not finished."""
+        await self._run(calls.delete_call(job_id))
+
+    async def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        queue: str | None = None,
+        type: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> JobPage:
+        """One page, newest first (limit 1 to 500); pass `page.next_cursor` for the next."""
+        return await self._run(calls.list_call(status, queue, type, limit, cursor))
+
+    async def iter_jobs(
+        self,
+        *,
+        status: str | None = None,
+        queue: str | None = None,
+        type: str | None = None,
+        page_size: int = calls.MAX_PAGE,
+    ) -> AsyncIterator[Job]:
+        """Every matching job, newest first, fetched a page at a time as you iterate."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_jobs(
+                status=status, queue=queue, type=type, limit=page_size, cursor=cursor
+            )
+            for job in page.jobs:
+                yield job
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    # -- queues, workers, health -----------------------------------------------------------
+
+    async def queues(self) -> list[Queue]:
+        return await self._run(calls.QUEUES)
+
+    async def queue(self, name: str) -> Queue:
+        return await self._run(calls.queue_call("GET", name))
+
+    async def pause(self, name: str) -> Queue:
+        return await self._run(calls.queue_call("POST", name, "/pause"))
+
+    async def resume(self, name: str) -> Queue:
+        return await self._run(calls.queue_call("POST", name, "/resume"))
+
+    async def retry_failed(self, name: str) -> int:
+        """Requeues every failed job of a queue; returns how many."""
+        return await self._run(calls.failed_call(name, "retry"))
+
+    async def purge_failed(self, name: str) -> int:
+        """Deletes every failed job of a queue; returns how many."""
+        return await self._run(calls.failed_call(name, "purge"))
+
+    async def delete_queue(self, name: str) -> None:
+        """Forgets an empty queue; Conflict (queue_not_empty) otherwise."""
+        await self._run(calls.delete_queue_call(name))
+
+    async def workers(self) -> list[Worker]:
+        return await self._run(calls.WORKERS)
+
+    async def health(self) -> Health:
+        """Never raises for a 503: `health().ok` is False when Redis does not answer."""
+        return await self._run(calls.HEALTH)

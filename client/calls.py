@@ -1,0 +1,291 @@
+"""What Client and AsyncClient share: each endpoint as a `Call` (request + how to read the
+answer + whether it may be sent twice), the retry policy, and turning answers into models or
+errors. The two clients only differ in how they send and sleep."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Generic, TypeVar
+
+import httpx
+
+from workstream.client.errors import ApiError, TransportError, error_class
+from workstream.client.models import Health, Job, JobPage, Queue, Submitted, Worker
+
+T = TypeVar("T")
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_TIMEOUT_S = 30.0
+MAX_BATCH = 1000  # the API's cap on POST /jobs/batch
+MAX_PAGE = 500  # the API's cap on GET /jobs?limit=
+MAX_SERVER_WAIT_S = 60.0  # the API's cap on GET /jobs/{id}?wait=
+# The socket must outlive the server's long-poll.
+WAIT_SLACK_S = 15.0
+# A long-poll answered early and unfinished (the API had no free waiting slot) is repeated
+# after this pause rather than at once.
+EARLY_ANSWER_PAUSE_S = 0.5
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries for answers that promise nothing was written (503) and for connection
+    failures. `attempts` counts every try, the first included; a pause is the server's
+    Retry-After when it gave one, else `backoff` doubling per try, never over `max_pause`."""
+
+    attempts: int = 4
+    backoff: float = 0.5
+    max_pause: float = 30.0
+
+    def pause(self, retry: int, retry_after: float | None) -> float:
+        wanted = retry_after if retry_after is not None else self.backoff * 2 ** (retry - 1)
+        return min(max(wanted, 0.0), self.max_pause)
+
+
+NO_RETRY = RetryPolicy(attempts=1)
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    method: str
+    path: str
+    parse: Callable[[Any], T]
+    params: Mapping[str, str] = field(default_factory=dict)
+    body: Any = None
+    # Safe to send again when we cannot know whether the server acted (the connection broke
+    # after the request went out): reads, and submits, which always carry an idempotency key.
+    replayable: bool = True
+    timeout: float | None = None  # overrides the client's read timeout (long-poll)
+    accept: frozenset[int] = frozenset()  # error statuses that carry an answer, not an error
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One job to submit (`Client.submit_many`). Give `delay` (seconds) or `run_at` (an aware
+    datetime or RFC 3339 text), not both; None leaves the server's default."""
+
+    type: str
+    payload: Any = None
+    queue: str | None = None
+    max_attempts: int | None = None
+    timeout: float | None = None
+    delay: float | None = None
+    run_at: datetime | str | None = None
+    idempotency_key: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The request body; an idempotency key is made up when none was given, so a retried
+        submit can never create a second job."""
+        body: dict[str, Any] = {"type": self.type, "payload": self.payload}
+        for name in ("queue", "max_attempts", "timeout", "delay"):
+            value = getattr(self, name)
+            if value is not None:
+                body[name] = value
+        if self.run_at is not None:
+            body["run_at"] = format_time(self.run_at)
+        body["idempotency_key"] = self.idempotency_key or new_idempotency_key()
+        return body
+
+
+def new_idempotency_key() -> str:
+    return f"ws-{uuid.uuid4().hex}"
+
+
+def format_time(value: datetime | str) -> str:
+    if isinstance(value, str):
+        return value
+    if value.tzinfo is None:
+        # A naive time means a different instant on every machine: refuse rather than guess.
+        raise ValueError("run_at must be timezone-aware (e.g. datetime.now(timezone.utc))")
+    utc = value.astimezone(timezone.utc)
+    return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# -- answers ---------------------------------------------------------------------------------
+
+
+def _object(data: Any) -> Mapping[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ApiError(200, "invalid_response", "expected a JSON object from the API")
+    return data
+
+
+def _list(data: Any, key: str) -> list[Mapping[str, Any]]:
+    items = _object(data).get(key)
+    if not isinstance(items, list):
+        raise ApiError(200, "invalid_response", f"expected {key!r} to be a list")
+    return [item for item in items if isinstance(item, Mapping)]
+
+
+def job(data: Any) -> Job:
+    return Job.from_json(_object(data))
+
+
+def page(data: Any) -> JobPage:
+    cursor = _object(data).get("next_cursor")
+    jobs = tuple(Job.from_json(item) for item in _list(data, "jobs"))
+    return JobPage(jobs, cursor if isinstance(cursor, str) and cursor else None)
+
+
+def submitted(data: Any) -> list[Submitted]:
+    return [Submitted.from_json(item) for item in _list(data, "jobs")]
+
+
+def queue(data: Any) -> Queue:
+    return Queue.from_json(_object(data))
+
+
+def queues(data: Any) -> list[Queue]:
+    return [Queue.from_json(item) for item in _list(data, "queues")]
+
+
+def workers(data: Any) -> list[Worker]:
+    return [Worker.from_json(item) for item in _list(data, "workers")]
+
+
+def health(data: Any) -> Health:
+    return Health.from_json(_object(data))
+
+
+def nothing(data: Any) -> None:
+    return None
+
+
+def count(key: str) -> Callable[[Any], int]:
+    def read(data: Any) -> int:
+        value = _object(data).get(key)
+        return value if isinstance(value, int) else 0
+
+    return read
+
+
+def decode(call: Call[T], response: httpx.Response) -> T:
+    """The parsed answer, or the ApiError subclass for the error's code."""
+    status = response.status_code
+    try:
+        data = json.loads(response.content) if response.content else None
+    except ValueError:
+        data = None
+        if status < 400:
+            raise ApiError(status, "invalid_response", "the API answered with non-JSON") from None
+    if status >= 400 and status not in call.accept:
+        raise error_from(status, data, response.text, response.headers)
+    return call.parse(data)
+
+
+def error_from(status: int, data: Any, text: str, headers: Mapping[str, str]) -> ApiError:
+    code, message, field_name = f"http_{status}", text.strip()[:200], None
+    error = data.get("error") if isinstance(data, Mapping) else None
+    if isinstance(error, Mapping):
+        code = str(error.get("code") or code)
+        message = str(error.get("message") or message)
+        field_name = error.get("field") if isinstance(error.get("field"), str) else None
+    cls = error_class(status, code)
+    return cls(status, code, message or f"HTTP {status}", field=field_name, headers=headers)
+
+
+def transport_error(url: str, ex: httpx.TransportError) -> TransportError:
+    if isinstance(ex, httpx.TimeoutException):
+        reason = "timed out"
+    elif isinstance(ex, httpx.ConnectError) and "refused" in str(ex).lower():
+        reason = "connection refused"
+    else:
+        reason = str(ex).strip() or type(ex).__name__
+    return TransportError(url, reason)
+
+
+def unsent(ex: httpx.TransportError) -> bool:
+    """The request never reached the server, so sending it again cannot do anything twice."""
+    return isinstance(ex, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+
+
+def retryable(call: Call[Any], failure: Exception) -> bool:
+    if isinstance(failure, ApiError):
+        return failure.status == 503
+    if isinstance(failure, httpx.TransportError):
+        return call.replayable or unsent(failure)
+    return False
+
+
+# -- endpoints -------------------------------------------------------------------------------
+
+
+def _segment(value: str) -> str:
+    if not value:
+        raise ValueError("an id or name must not be empty")
+    return urllib.parse.quote(value, safe="")
+
+
+def _seconds(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.3f}"
+
+
+def submit_call(request: JobRequest) -> Call[Job]:
+    return Call("POST", "/jobs", job, body=request.to_json())
+
+
+def submit_many_call(requests: Iterable[JobRequest | Mapping[str, Any]]) -> Call[list[Submitted]]:
+    bodies = []
+    for item in requests:
+        if isinstance(item, JobRequest):
+            bodies.append(item.to_json())
+        else:
+            body = dict(item)
+            body.setdefault("idempotency_key", None)
+            body["idempotency_key"] = body["idempotency_key"] or new_idempotency_key()
+            bodies.append(body)
+    if not 1 <= len(bodies) <= MAX_BATCH:
+        raise ValueError(f"submit_many takes 1 to {MAX_BATCH} jobs, got {len(bodies)}")
+    return Call("POST", "/jobs/batch", submitted, body={"jobs": bodies})
+
+
+def get_call(job_id: str, wait: float = 0.0, timeout: float | None = None) -> Call[Job]:
+    if wait <= 0:
+        return Call("GET", "/jobs/" + _segment(job_id), job)
+    wait = min(wait, MAX_SERVER_WAIT_S)
+    read_timeout = max(timeout or 0.0, wait + WAIT_SLACK_S)
+    params = {"wait": _seconds(wait)}
+    return Call("GET", "/jobs/" + _segment(job_id), job, params=params, timeout=read_timeout)
+
+
+def job_action_call(job_id: str, action: str) -> Call[Job]:
+    # Not replayable: a cancel or retry that went through would answer 409 the second time.
+    return Call("POST", f"/jobs/{_segment(job_id)}/{action}", job, replayable=False)
+
+
+def delete_call(job_id: str) -> Call[None]:
+    return Call("DELETE", "/jobs/" + _segment(job_id), nothing, replayable=False)
+
+
+def list_call(
+    status: str | None, queue: str | None, job_type: str | None, limit: int, cursor: str | None
+) -> Call[JobPage]:
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be 1 to {MAX_PAGE}, got {limit}")
+    query = {"status": status, "queue": queue, "type": job_type, "cursor": cursor}
+    params = {k: v for k, v in query.items() if v is not None}
+    params["limit"] = str(limit)
+    return Call("GET", "/jobs", page, params=params)
+
+
+def queue_call(method: str, name: str, suffix: str = "") -> Call[Queue]:
+    return Call(method, f"/queues/{_segment(name)}{suffix}", queue)
+
+
+def failed_call(name: str, action: str) -> Call[int]:
+    key = "retried" if action == "retry" else "purged"
+    return Call("POST", f"/queues/{_segment(name)}/failed/{action}", count(key), replayable=False)
+
+
+def delete_queue_call(name: str) -> Call[None]:
+    return Call("DELETE", "/queues/" + _segment(name), nothing, replayable=False)
+
+
+QUEUES: Call[list[Queue]] = Call("GET", "/queues", queues)
+WORKERS: Call[list[Worker]] = Call("GET", "/workers", workers)
+# /health answers 503 with a body when Redis is down: an answer, not an error.
+HEALTH: Call[Health] = Call("GET", "/health", health, accept=frozenset({503}))

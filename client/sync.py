@@ -1,0 +1,205 @@
+"""The blocking client. AsyncClient (workstream.client.aio) has the same methods as
+coroutines."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from workstream.client import calls
+from workstream.client.calls import Call, JobRequest, RetryPolicy
+from workstream.client.errors import ApiError
+from workstream.client.models import Health, Job, JobPage, Queue, Submitted, Worker
+
+T = TypeVar("T")
+
+
+class Client:
+    """A WorkStream API client: one connection pool, an optional bearer token, bounded retries.
+
+    `timeout` is seconds for connecting and for each read (a long-poll gets its wait on top).
+    `retry_policy` bounds the retries of 503 answers (nothing was written) and of connection
+    failures; `RetryPolicy(attempts=1)` turns them off."""
+
+    def __init__(
+        self,
+        url: str = calls.DEFAULT_URL,
+        *,
+        token: str | None = None,
+        timeout: float = calls.DEFAULT_TIMEOUT_S,
+        retry_policy: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = url.strip().rstrip("/")
+        try:
+            parts = httpx.URL(self.url)
+        except httpx.InvalidURL as ex:
+            raise ValueError(f"bad URL {url!r}: {ex}") from None
+        if parts.scheme not in ("http", "https") or not parts.host:
+            raise ValueError(f"expected an http:// or https:// URL, got {url!r}")
+        self.retry_policy = retry_policy or RetryPolicy()
+        headers = {"Accept": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=timeout, transport=transport
+        )
+        self._timeout = timeout
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, ex: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _run(self, call: Call[T]) -> T:
+        for attempt in range(1, self.retry_policy.attempts + 1):
+            try:
+                response = self._http.request(
+                    call.method,
+                    call.path,
+                    params=call.params,
+                    json=call.body,
+                    timeout=self._timeout if call.timeout is None else call.timeout,
+                )
+                return calls.decode(call, response)
+            except (ApiError, httpx.TransportError) as ex:
+                if attempt == self.retry_policy.attempts or not calls.retryable(call, ex):
+                    if isinstance(ex, httpx.TransportError):
+                        raise calls.transport_error(self.url, ex) from None
+                    raise
+                retry_after = ex.retry_after if isinstance(ex, ApiError) else None
+                time.sleep(self.retry_policy.pause(attempt, retry_after))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        type: str,
+        payload: Any = None,
+        *,
+        queue: str | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,
+        delay: float | None = None,
+        run_at: datetime | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Job:
+        """Submits one job and returns it. Without an idempotency key one is made up, so
+        the client's own retries can never create two jobs; give your own to make retries
+        across processes safe too (the same key returns the original job)."""
+        request = JobRequest(
+            type, payload, queue, max_attempts, timeout, delay, run_at, idempotency_key
+        )
+        return self._run(calls.submit_call(request))
+
+    def submit_many(self, jobs: Iterable[JobRequest | Mapping[str, Any]]) -> list[Submitted]:
+        """Submits 1 to 1,000 jobs all or nothing; each entry says whether it was created."""
+        return self._run(calls.submit_many_call(jobs))
+
+    def get(self, job_id: str) -> Job:
+        return self._run(calls.get_call(job_id))
+
+    def wait(self, job_id: str, timeout: float = 60.0) -> Job:
+        """Long-polls until the job is finished or `timeout` seconds pass; returns the job as
+        last seen (check `job.finished`)."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        job = self._run(calls.get_call(job_id, timeout, self._timeout))
+        # Each round either waits its whole step or pauses EARLY_ANSWER_PAUSE_S.
+        for _ in range(math.ceil(max(timeout, 0.0) / calls.EARLY_ANSWER_PAUSE_S)):
+            left = deadline - time.monotonic()
+            if job.finished or left <= 0:
+                break
+            asked_at = time.monotonic()
+            job = self._run(calls.get_call(job_id, left, self._timeout))
+            if not job.finished and time.monotonic() - asked_at < min(left, 60) - 1:
+                time.sleep(min(calls.EARLY_ANSWER_PAUSE_S, max(deadline - time.monotonic(), 0)))
+        return job
+
+    def cancel(self, job_id: str) -> Job:
+        """pending or scheduled -> cancelled; Conflict (invalid_transition) otherwise."""
+        return self._run(calls.job_action_call(job_id, "cancel"))
+
+    def retry(self, job_id: str) -> Job:
+        """failed -> pending with attempts reset; Conflict otherwise."""
+        return self._run(calls.job_action_call(job_id, "retry"))
+
+    def delete(self, job_id: str) -> None:
+        """Deletes a finished job's record; Conflict while it is not finished."""
+        self._run(calls.delete_call(job_id))
+
+    def list_jobs(
+        self,
+        *,
+        status: str | None = None,
+        queue: str | None = None,
+        type: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> JobPage:
+        """One page, newest first (limit 1 to 500); pass `page.next_cursor` for the next."""
+        return self._run(calls.list_call(status, queue, type, limit, cursor))
+
+    def iter_jobs(
+        self,
+        *,
+        status: str | None = None,
+        queue: str | None = None,
+        type: str | None = None,
+        page_size: int = calls.MAX_PAGE,
+    ) -> Iterator[Job]:
+        """Every matching job, newest first, fetched a page at a time as you iterate."""
+        cursor: str | None = None
+        while True:
+            page = self.list_jobs(
+                status=status, queue=queue, type=type, limit=page_size, cursor=cursor
+            )
+            yield from page.jobs
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    # -- queues, workers, health -----------------------------------------------------------
+
+    def queues(self) -> list[Queue]:
+        return self._run(calls.QUEUES)
+
+    def queue(self, name: str) -> Queue:
+        return self._run(calls.queue_call("GET", name))
+
+    def pause(self, name: str) -> Queue:
+        return self._run(calls.queue_call("POST", name, "/pause"))
+
+    def resume(self, name: str) -> Queue:
+        return self._run(calls.queue_call("POST", name, "/resume"))
+
+    def retry_failed(self, name: str) -> int:
+        """Requeues every failed job of a queue; returns how many."""
+        return self._run(calls.failed_call(name, "retry"))
+
+    def purge_failed(self, name: str) -> int:
+        """Deletes every failed job of a queue; returns how many."""
+        return self._run(calls.failed_call(name, "purge"))
+
+    def delete_queue(self, name: str) -> None:
+        """Forgets an empty queue; Conflict (queue_not_empty) otherwise."""
+        self._run(calls.delete_queue_call(name))
+
+    def workers(self) -> list[Worker]:
+        return self._run(calls.WORKERS)
+
+    def health(self) -> Health:
+        """Never raises for a 503: `health().ok` is False when Redis does not answer."""
+        return self._run(calls.HEALTH)
