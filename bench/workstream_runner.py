@@ -13,6 +13,7 @@ import argparse
 import http.client
 import json
 import multiprocessing
+import os
 import re
 import socket
 import statistics
@@ -36,6 +37,7 @@ from bench.redis_server import free_port
 
 NAMESPACE = "bench"
 WORKERS_KEY = f"ws:{{{NAMESPACE}}}:workers"
+QUEUE_KEY = f"ws:{{{NAMESPACE}}}:queue:default"
 BATCH = 1000
 API_READY_TIMEOUT_S = 30.0
 HTTP_TIMEOUT_S = 30.0
@@ -210,10 +212,11 @@ class WorkStreamHttpSystem(WorkStreamSystem):
 
 
 class KeepAliveClient:
-    """A minimal HTTP/1.1 load generator on one keep-alive socket: the request bytes are built
-    once and replies are framed by Content-Length (waitress always sends it). http.client
-    spends ~115 us of CPU per request parsing headers, which on 2 cores is CPU taken from the
-    server being measured; this costs a fraction of that."""
+    """A minimal HTTP/1.1 load generator on one keep-alive socket, as wrk is: the request bytes
+    are built once and replies are framed by Content-Length (waitress always sends it).
+    http.client spends ~115 us of CPU per request parsing headers, which on 2 cores is CPU
+    taken from the server being measured; this costs a fraction of that. Each reply is still
+    checked: its status and the job id in its body (see post_jobs_concurrently)."""
 
     def __init__(self, port: int, path: str, body: Any) -> None:
         data = json.dumps(body).encode()
@@ -231,8 +234,8 @@ class KeepAliveClient:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
 
-    def send(self) -> int:
-        """One request; returns the reply's status code."""
+    def send(self) -> tuple[int, bytes]:
+        """One request; returns the reply's status code and body."""
         self.sock.sendall(self.request)
         while True:
             end = self.buffer.find(b"\r\n\r\n")
@@ -243,8 +246,9 @@ class KeepAliveClient:
                     raise RuntimeError(f"reply without Content-Length: {head[:200]!r}")
                 total = end + 4 + int(match.group(1))
                 if len(self.buffer) >= total:
+                    body = self.buffer[end + 4 : total]
                     self.buffer = self.buffer[total:]
-                    return int(head[9:12])
+                    return int(head[9:12]), body
             chunk = self.sock.recv(65536)
             if not chunk:
                 raise ConnectionError("server closed the connection")
@@ -260,28 +264,70 @@ class KeepAliveClient:
 
 
 CONTENT_LENGTH = re.compile(rb"(?i)\r\ncontent-length:\s*(\d+)")
+# The id at the head of a created job's JSON (Job.to_json puts it first).
+JOB_ID_FIELD = re.compile(rb'"id":"([0-9a-f]{32})"')
 
 
 def _client_process(port: int, count: int, barrier: Any, results: Any) -> None:
-    """One client process: its own keep-alive connection, `count` sequential POST /jobs."""
+    """One client process: its own keep-alive connection, `count` sequential POST /jobs. Sends
+    back the job ids it was given, its failures, its time and its own CPU seconds."""
     client = KeepAliveClient(port, "/jobs", {"type": "bench_incr", "payload": {"key": COUNTER_KEY}})
+    ids: list[bytes] = []
     errors = 0
     barrier.wait(timeout=60)
+    cpu = time.process_time()
     start = time.monotonic()
     for _ in range(count):
         try:
-            if client.send() != 201:
-                errors += 1
+            status, body = client.send()
         except (OSError, RuntimeError):
             errors += 1
             client.reconnect()
-    results.put((count - errors, errors, time.monotonic() - start))
+            continue
+        found = JOB_ID_FIELD.search(body) if status == 201 else None
+        if found is None:
+            errors += 1
+        else:
+            ids.append(found.group(1))
+    results.put((ids, errors, time.monotonic() - start, time.process_time() - cpu))
     client.close()
 
 
-def post_jobs_concurrently(api: Api, n: int, clients: int) -> dict[str, Any]:
+def _cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far (from /proc; 0 for one gone)."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime in clock ticks
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _process_tree(pid: int) -> list[int]:
+    """pid and its descendants (the API's supervisor and its children)."""
+    pids = [pid]
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as children:
+            for child in children.read().split():
+                pids += _process_tree(int(child))
+    except OSError:
+        pass
+    return pids
+
+
+def post_jobs_concurrently(
+    api: Api, n: int, clients: int, r: redis.Redis | None = None
+) -> dict[str, Any]:
     """n POST /jobs split over `clients` client processes (one process each, so the client
-    side is not held back by one interpreter's GIL); timed from a shared start barrier."""
+    side is not held back by one interpreter's GIL); timed from a shared start barrier.
+
+    A request counts as done only if it answered 201 with a job id, the ids are distinct, and
+    (given `r`, after a FLUSHALL) that many jobs wait in the queue. CPU microseconds per job are
+    reported for the API processes, redis-server (when its pid is on this host) and the
+    clients: on a small machine the three share the cores, so a figure reads with them."""
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(clients + 1)
     results = ctx.Queue()
@@ -292,33 +338,54 @@ def post_jobs_concurrently(api: Api, n: int, clients: int) -> dict[str, Any]:
     ]
     for proc in procs:
         proc.start()
+    api_pids = _process_tree(api.proc.pid)
+    redis_pids = [int(r.info("server")["process_id"])] if r is not None else []
     try:
         barrier.wait(timeout=60)
+        api_cpu, redis_cpu = _cpu_s(api_pids), _cpu_s(redis_pids)
         start = time.monotonic()
         replies = [results.get(timeout=CLIENT_TIMEOUT_S) for _ in procs]
         elapsed = time.monotonic() - start
+        api_cpu, redis_cpu = _cpu_s(api_pids) - api_cpu, _cpu_s(redis_pids) - redis_cpu
     finally:
         for proc in procs:
             proc.join(timeout=10)
             if proc.is_alive():
                 proc.kill()
                 proc.join(timeout=5)
-    ok = sum(reply[0] for reply in replies)
-    errors = sum(reply[1] for reply in replies)
-    return {
+    ids = {job_id for reply in replies for job_id in reply[0]}
+    ok = len(ids)
+    if r is not None:
+        ok = min(ok, int(r.llen(QUEUE_KEY)))
+    per_job = 1e6 / max(1, ok)
+    figure: dict[str, Any] = {
         "clients": clients,
         "n": n,
         "ok": ok,
-        "errors": errors,
+        "errors": n - ok,
         "elapsed_s": elapsed,
         "jobs_per_s": ok / elapsed,
+        "api_cpu_us_per_job": api_cpu * per_job,
+        "client_cpu_us_per_job": sum(reply[3] for reply in replies) * per_job,
     }
+    if redis_pids and os.path.exists(f"/proc/{redis_pids[0]}"):
+        figure["redis_cpu_us_per_job"] = redis_cpu * per_job
+    return figure
 
 
 # API_PROCESSES for the 8-client figure beyond one process: one per core, and one per client
 # connection (SO_REUSEPORT spreads connections at random, so more processes than cores keep
 # both cores busy when the split is uneven).
 API_PROCESS_COUNTS = (2, 8)
+CPU_FIELDS = ("api_cpu_us_per_job", "redis_cpu_us_per_job", "client_cpu_us_per_job")
+
+
+def _record(out: dict[str, Any], prefix: str, figure: dict[str, Any]) -> None:
+    out[f"{prefix}_jobs_per_s"] = figure["jobs_per_s"]
+    out[f"{prefix}_errors"] = figure["errors"]
+    for field in CPU_FIELDS:
+        if field in figure:
+            out[f"{prefix}_{field}"] = figure[field]
 
 
 def http_enqueue(args: argparse.Namespace) -> dict[str, Any]:
@@ -331,9 +398,8 @@ def http_enqueue(args: argparse.Namespace) -> dict[str, Any]:
         try:
             for clients in (1, 8):
                 r.flushall()
-                figure = post_jobs_concurrently(api, args.n, clients)
-                out[f"post_jobs_{clients}_clients_jobs_per_s"] = figure["jobs_per_s"]
-                out[f"post_jobs_{clients}_clients_errors"] = figure["errors"]
+                figure = post_jobs_concurrently(api, args.n, clients, r)
+                _record(out, f"post_jobs_{clients}_clients", figure)
             r.flushall()
             out["post_jobs_batch_jobs_per_s"] = post_batches(api, args.n)
         finally:
@@ -342,9 +408,8 @@ def http_enqueue(args: argparse.Namespace) -> dict[str, Any]:
             api = Api(args.redis_url, processes=processes)
             try:
                 r.flushall()
-                figure = post_jobs_concurrently(api, args.n, 8)
-                out[f"post_jobs_8_clients_{processes}_procs_jobs_per_s"] = figure["jobs_per_s"]
-                out[f"post_jobs_8_clients_{processes}_procs_errors"] = figure["errors"]
+                figure = post_jobs_concurrently(api, args.n, 8, r)
+                _record(out, f"post_jobs_8_clients_{processes}_procs", figure)
             finally:
                 api.stop()
         if any(value for key, value in out.items() if key.endswith("_errors")):
