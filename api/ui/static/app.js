@@ -4,7 +4,12 @@
  * Routes (URL hash):
  *   #/overview                                   queues, throughput/latency charts, workers
  *   #/jobs?status=&queue=&type=&limit=&cursor=   job list with filters and cursor pagination
- *   #/jobs/<id>                                  one job: payload, result, error, timestamps
+ *   #/jobs/<id>                                  one job: payload, result, error, timestamps,
+ *                                                every attempt (worker, outcome, traceback)
+ *
+ * Charts: the last 15 minutes come from GET /stats/timeline (one point a minute, recorded by
+ * the server whether or not a page was open), continued by the page's own 2.5 s samples of
+ * GET /metrics from the moment it opened.
  *
  * Auth: any 401 opens the token prompt; the token lives in sessionStorage ("workstream.token")
  * and goes out as `Authorization: Bearer <token>` on every fetch. No cookies (credentials: omit).
@@ -16,19 +21,27 @@
  *              confirm-ok (#confirm-ok), confirm-cancel (#confirm-cancel)
  *   Token:     token-prompt, token-form, token-input (#token-input),
  *              token-submit (#token-submit), token-error
- *   Overview:  overview, stat-workers, stat-in-progress, stat-created, stat-completed,
- *              stat-failed, stat-retried,
- *              throughput-chart (figure), throughput-canvas, throughput-completed,
- *              throughput-failed (current rates, "1.5/s"),
+ *   Overview:  overview, alerts (hidden when all is well), alert-unserved-<name>,
+ *              alert-unhandled-<name>,
+ *              stat-workers, stat-busy ("busy / slots" over live workers), stat-in-progress,
+ *              stat-created, stat-completed, stat-failed, stat-retried,
+ *              throughput-chart (figure; data-state="data|empty", data-history-points = points
+ *              from the server's timeline), throughput-canvas, throughput-completed,
+ *              throughput-failed (current rates, "1.5/s"), throughput-total-completed,
+ *              throughput-total-failed (jobs in the last 15 minutes),
  *              latency-chart (panel holding both figures), wait-chart, run-chart,
  *              wait-p50, wait-p95, wait-p99, run-p50, run-p95, run-p99 (current values),
  *              queues-table, queue-row-<name>, queue-pending-<name>, queue-processing-<name>,
  *              queue-scheduled-<name>, queue-failed-<name>,
  *              queue-paused-<name> (text "paused"/"active", attribute data-paused="true|false"),
+ *              queue-workers-<name> (live workers serving it), queue-unserved-<name> (shown
+ *              while it has pending jobs and no live worker), queue-unhandled-<name> (shown
+ *              while it holds types no live worker serving it handles),
  *              pause-<name> (shown while active), resume-<name> (shown while paused),
  *              retry-failed-<name>, purge-failed-<name>, queue-jobs-<name> (link to its jobs),
  *              queues-empty, workers-table, worker-row-<wid>, worker-age-<wid>,
- *              worker-slots-<wid>, workers-empty
+ *              worker-slots-<wid> ("busy / slots", data-busy = jobs running now),
+ *              worker-handlers-<wid>, workers-empty
  *   Jobs list: jobs-view, jobs-filters, filter-status (<select>), filter-queue (<input>),
  *              filter-type (<input>), filter-limit (<select>), filter-apply (submit),
  *              filter-reset, jobs-refresh, jobs-table, job-row-<id>, job-link-<id>,
@@ -36,6 +49,9 @@
  *   Job page:  job-view, job-id, job-status, job-type, job-queue, job-attempts, job-timeout,
  *              job-worker, job-idempotency-key, job-created-at, job-enqueued-at, job-run-at,
  *              job-started-at, job-finished-at, job-payload, job-result, job-error,
+ *              job-history (table), job-history-empty, history-row-<n> (n = 1 for the oldest
+ *              attempt shown), history-worker-<n>, history-outcome-<n>, history-error-<n>,
+ *              history-traceback-<n> (a <details> holding the traceback),
  *              job-retry, job-cancel, job-delete, job-back, job-not-found
  *   Other:     route-not-found (unknown hash route)
  */
@@ -45,6 +61,7 @@
   const TOKEN_KEY = "workstream.token";
   const POLL_MS = 2500;
   const JOB_POLL_MS = 3000;
+  const TIMELINE_MS = 60000; // the server records a point a minute: no use asking more often
   const WINDOW_MS = 15 * 60 * 1000;
   const GAP_MS = 15000; // a longer hole between samples breaks the chart line
   const STATUSES = ["scheduled", "pending", "processing", "completed", "failed", "cancelled"];
@@ -392,12 +409,31 @@
 
   // ---------------------------------------------------------------- metrics history
 
-  /** Samples of the cumulative counters; points are rates/percentiles between two samples. */
+  /**
+   * Points are {t (end, ms), span (ms covered), completed, failed (per second), completedCount,
+   * failedCount, wait: {p50,p95,p99}, run: {...}}. `history` holds the server's record, one a
+   * minute; `points` the page's own samples of the cumulative counters since it opened.
+   */
   const metrics = {
     prev: null,
-    points: [], // {t, completed, failed, wait: {p50,p95,p99}, run: {...}}
+    points: [],
     latest: null,
+    history: [],
+    historyTotals: null, // {completed, failed, at} over the timeline's window, once loaded
+    historyAt: 0, // when the timeline was last asked for (client time)
   };
+
+  /** A figure under its current JSON name, else under the name an older API gave it. */
+  function metric(data, name, alias) {
+    const value = num(data[name]);
+    return value !== null ? value : num(data[alias]);
+  }
+
+  function histogramOf(data, name) {
+    if (data[name]) return data[name];
+    const old = data.histograms || {};
+    return old[name.replace(/^job_/, "")];
+  }
 
   function bucketsOf(hist) {
     if (!hist || !Array.isArray(hist.buckets)) return null;
@@ -461,30 +497,90 @@
 
   function recordMetrics(data) {
     const now = Date.now();
-    const hists = data && data.histograms ? data.histograms : {};
     const sample = {
       t: now,
-      completed: num(data.jobs_completed),
-      failed: num(data.jobs_failed),
-      wait: bucketsOf(hists.wait_seconds),
-      run: bucketsOf(hists.run_seconds),
+      completed: metric(data, "jobs_completed_total", "jobs_completed"),
+      failed: metric(data, "jobs_failed_total", "jobs_failed"),
+      wait: bucketsOf(histogramOf(data, "job_wait_seconds")),
+      run: bucketsOf(histogramOf(data, "job_run_seconds")),
     };
     const prev = metrics.prev;
     metrics.prev = sample;
     metrics.latest = data;
     if (prev && now > prev.t) {
       const dt = (now - prev.t) / 1000;
-      const rate = (a, b) => (a === null || b === null || a < b ? null : (a - b) / dt);
+      const count = (a, b) => (a === null || b === null || a < b ? null : a - b);
+      const completedCount = count(sample.completed, prev.completed);
+      const failedCount = count(sample.failed, prev.failed);
       metrics.points.push({
         t: now,
-        completed: rate(sample.completed, prev.completed),
-        failed: rate(sample.failed, prev.failed),
+        span: now - prev.t,
+        completed: completedCount === null ? null : completedCount / dt,
+        failed: failedCount === null ? null : failedCount / dt,
+        completedCount,
+        failedCount,
         wait: percentiles(histogramDelta(sample.wait, prev.wait)),
         run: percentiles(histogramDelta(sample.run, prev.run)),
       });
     }
     const cutoff = now - WINDOW_MS - POLL_MS * 2;
     while (metrics.points.length && metrics.points[0].t < cutoff) metrics.points.shift();
+  }
+
+  function quantilesOf(summary) {
+    const q = summary && typeof summary === "object" ? summary : {};
+    return { p50: num(q.p50 ?? NaN), p95: num(q.p95 ?? NaN), p99: num(q.p99 ?? NaN) };
+  }
+
+  /** The server's per-minute record of the last 15 minutes, on the browser's clock. */
+  async function loadTimeline() {
+    metrics.historyAt = Date.now();
+    const data = await api("GET", "/stats/timeline?minutes=15");
+    const serverNow = Date.parse(data && data.now);
+    const skew = isNaN(serverNow) ? 0 : Date.now() - serverNow;
+    const history = [];
+    let completed = 0;
+    let failed = 0;
+    for (const p of data && Array.isArray(data.points) ? data.points : []) {
+      const start = Date.parse(p.start);
+      const end = Date.parse(p.end);
+      if (isNaN(start) || isNaN(end) || end <= start) continue;
+      history.push({
+        t: end + skew,
+        span: end - start,
+        completed: num(p.completed_per_s),
+        failed: num(p.failed_per_s),
+        completedCount: num(p.completed),
+        failedCount: num(p.failed),
+        wait: quantilesOf(p.wait_seconds),
+        run: quantilesOf(p.run_seconds),
+      });
+      completed += num(p.completed) || 0;
+      failed += num(p.failed) || 0;
+    }
+    metrics.history = history;
+    metrics.historyTotals = { completed, failed, at: history.length ? history[history.length - 1].t : 0 };
+  }
+
+  /** The record up to the page's first own sample, then the page's samples. */
+  function chartPoints() {
+    const live = metrics.points;
+    const liveStart = live.length ? live[0].t - live[0].span : Infinity;
+    return metrics.history.filter((p) => p.t <= liveStart + POLL_MS).concat(live);
+  }
+
+  /** Jobs completed and failed over the window: the record plus the page's samples since. */
+  function windowTotals() {
+    const totals = metrics.historyTotals;
+    if (!totals) return null;
+    let completed = totals.completed;
+    let failed = totals.failed;
+    for (const p of metrics.points) {
+      if (p.t <= totals.at) continue;
+      completed += p.completedCount || 0;
+      failed += p.failedCount || 0;
+    }
+    return { completed, failed };
   }
 
   // ---------------------------------------------------------------- charts (canvas)
@@ -505,7 +601,8 @@
 
   /**
    * Draws line series over the last 15 minutes.
-   * series: [{color, values: [[t, v|null], ...]}]; format: y-axis label formatter.
+   * series: [{color, values: [[t, v|null, span], ...]}] (span: the ms a point sums up; a point
+   * joins the previous one when no more than GAP_MS lies between them); format: y-axis labels.
    */
   function drawChart(canvas, series, format) {
     if (!canvas || !canvas.isConnected) return;
@@ -594,30 +691,21 @@
       ctx.beginPath();
       let drawing = false;
       let lastT = 0;
-      let runLength = 0;
-      let lone = null;
-      for (const [t, v] of s.values) {
+      for (const [t, v, span] of s.values) {
         if (v === null || !isFinite(v) || t < start - GAP_MS) {
-          if (runLength === 1 && lone) ctx.fillRect(lone[0] - 1.5, lone[1] - 1.5, 3, 3);
           drawing = false;
-          runLength = 0;
           continue;
         }
-        const px = x(t);
+        // A point is an average over its span: a flat step from its start to its end (at
+        // least 2 px, so that a lone short point still shows).
+        const from = x(t - (span || 0));
         const py = y(v);
-        if (drawing && t - lastT <= GAP_MS) {
-          ctx.lineTo(px, py);
-          runLength += 1;
-        } else {
-          if (runLength === 1 && lone) ctx.fillRect(lone[0] - 1.5, lone[1] - 1.5, 3, 3);
-          ctx.moveTo(px, py);
-          runLength = 1;
-          lone = [px, py];
-        }
+        if (drawing && t - (span || 0) - lastT <= GAP_MS) ctx.lineTo(from, py);
+        else ctx.moveTo(from, py);
+        ctx.lineTo(Math.max(x(t), from + 2), py);
         drawing = true;
         lastT = t;
       }
-      if (runLength === 1 && lone) ctx.fillRect(lone[0] - 1.5, lone[1] - 1.5, 3, 3);
       ctx.stroke();
     }
     ctx.restore();
@@ -625,7 +713,7 @@
 
   /** Rates: the newest point (null after a counter reset). Latency: the newest window with jobs. */
   function latestValue(key, sub) {
-    const pts = metrics.points;
+    const pts = chartPoints();
     if (!pts.length) return null;
     if (!sub) return pts[pts.length - 1][key];
     for (let i = pts.length - 1; i >= 0; i--) {
@@ -637,17 +725,23 @@
 
   function drawCharts() {
     if (!overviewDom) return;
-    const pts = metrics.points;
+    const pts = chartPoints();
+    const figure = overviewDom.throughputFigure;
+    figure.dataset.state = pts.some((p) => p.completed !== null) ? "data" : "empty";
+    figure.dataset.historyPoints = String(metrics.history.length);
     drawChart(overviewDom.throughputCanvas, [
-      { color: cssVar("--c-completed", "#1d8a4a"), values: pts.map((p) => [p.t, p.completed]) },
-      { color: cssVar("--c-failed", "#c8322a"), values: pts.map((p) => [p.t, p.failed]) },
+      { color: cssVar("--c-completed", "#1d8a4a"), values: pts.map((p) => [p.t, p.completed, p.span]) },
+      { color: cssVar("--c-failed", "#c8322a"), values: pts.map((p) => [p.t, p.failed, p.span]) },
     ], fmtAxis);
     for (const kind of ["wait", "run"]) {
       drawChart(overviewDom[kind + "Canvas"], ["p50", "p95", "p99"].map((p) => ({
         color: cssVar("--c-" + p, "#2d5bd7"),
-        values: pts.map((point) => [point.t, point[kind][p]]),
+        values: pts.map((point) => [point.t, point[kind][p], point.span]),
       })), fmtSeconds);
     }
+    const totals = windowTotals();
+    setText(overviewDom.totals.completed, totals ? fmtInt(totals.completed) : "–");
+    setText(overviewDom.totals.failed, totals ? fmtInt(totals.failed) : "–");
     setText(overviewDom.values.completed, fmtRate(latestValue("completed")));
     setText(overviewDom.values.failed, fmtRate(latestValue("failed")));
     for (const kind of ["wait", "run"]) {
@@ -700,6 +794,7 @@
   function renderOverview(view) {
     const stats = {
       workers: statCard("Workers live", "stat-workers"),
+      busy: statCard("Busy slots", "stat-busy"),
       inProgress: statCard("In progress", "stat-in-progress"),
       created: statCard("Jobs created", "stat-created"),
       completed: statCard("Completed", "stat-completed"),
@@ -731,18 +826,27 @@
     const workersBody = h("tbody");
     const queuesEmpty = h("p", { class: "empty", testid: "queues-empty", hidden: true },
       "No queues yet.");
+    const alerts = h("ul", { class: "alerts", testid: "alerts", role: "status", hidden: true });
+    const totals = {
+      completed: h("span", { class: "legend-value", testid: "throughput-total-completed" }, "–"),
+      failed: h("span", { class: "legend-value", testid: "throughput-total-failed" }, "–"),
+    };
+    const throughputFigure = h("figure", {
+      class: "chart-figure", testid: "throughput-chart", "data-state": "empty",
+    }, throughputCanvas,
+    h("figcaption", { class: "legend" }, tpCompleted.el, tpFailed.el));
     const workersEmpty = h("p", { class: "empty", testid: "workers-empty", hidden: true },
       "No live workers.");
 
     view.appendChild(h("div", { testid: "overview" },
+      alerts,
       h("div", { class: "cards" }, Object.values(stats).map((s) => s.el)),
       h("div", { class: "charts" },
         h("section", { class: "panel" },
           h("div", { class: "panel-head" }, h("h2", null, "Throughput"),
-            h("span", { class: "muted" }, "jobs per second, last 15 min")),
-          h("figure", { class: "chart-figure", testid: "throughput-chart" },
-            throughputCanvas,
-            h("figcaption", { class: "legend" }, tpCompleted.el, tpFailed.el))),
+            h("span", { class: "muted" }, "jobs per second, last 15 min: ",
+              totals.completed, " completed, ", totals.failed, " failed")),
+          throughputFigure),
         h("section", { class: "panel", testid: "latency-chart" },
           h("div", { class: "panel-head" }, h("h2", null, "Latency"),
             h("span", { class: "muted" }, "p50 / p95 / p99, last 15 min")),
@@ -760,8 +864,8 @@
           h("thead", null, h("tr", null,
             h("th", null, "Queue"), h("th", { class: "num" }, "Pending"),
             h("th", { class: "num" }, "Processing"), h("th", { class: "num" }, "Scheduled"),
-            h("th", { class: "num" }, "Failed"), h("th", null, "State"),
-            h("th", null, "Actions"))),
+            h("th", { class: "num" }, "Failed"), h("th", { class: "num" }, "Workers"),
+            h("th", null, "State"), h("th", null, "Actions"))),
           queuesBody)),
         queuesEmpty),
       h("section", { class: "panel" },
@@ -769,17 +873,20 @@
         tableWrap(h("table", { testid: "workers-table" },
           h("thead", null, h("tr", null,
             h("th", null, "Worker"), h("th", null, "Host"), h("th", { class: "num" }, "PID"),
-            h("th", null, "Queues"), h("th", { class: "num" }, "Busy / slots"),
+            h("th", null, "Queues"), h("th", null, "Handles"),
+            h("th", { class: "num" }, "Busy / slots"),
             h("th", { class: "num" }, "Heartbeat age"), h("th", null, "Started"))),
           workersBody)),
         workersEmpty)));
 
     overviewDom = {
-      stats, values, throughputCanvas, waitCanvas, runCanvas,
+      stats, values, totals, alerts, throughputFigure, throughputCanvas, waitCanvas, runCanvas,
       queuesBody, workersBody, queuesEmpty, workersEmpty,
     };
     updateStats();
     drawCharts();
+    if (lastQueues) renderQueues(lastQueues);
+    if (lastWorkers) renderWorkers(lastWorkers);
   }
 
   function updateStats() {
@@ -787,11 +894,11 @@
     if (!overviewDom || !data) return;
     const s = overviewDom.stats;
     setText(s.workers.value, fmtInt(num(data.workers_live)));
-    setText(s.inProgress.value, fmtInt(num(data.jobs_in_progress)));
-    setText(s.created.value, fmtInt(num(data.total_jobs_created)));
-    setText(s.completed.value, fmtInt(num(data.jobs_completed)));
-    setText(s.failed.value, fmtInt(num(data.jobs_failed)));
-    setText(s.retried.value, fmtInt(num(data.jobs_retried)));
+    setText(s.inProgress.value, fmtInt(metric(data, "queue_processing", "jobs_in_progress")));
+    setText(s.created.value, fmtInt(metric(data, "jobs_created_total", "total_jobs_created")));
+    setText(s.completed.value, fmtInt(metric(data, "jobs_completed_total", "jobs_completed")));
+    setText(s.failed.value, fmtInt(metric(data, "jobs_failed_total", "jobs_failed")));
+    setText(s.retried.value, fmtInt(metric(data, "jobs_retried_total", "jobs_retried")));
   }
 
   function createQueueRow(queue) {
@@ -801,7 +908,13 @@
       processing: h("td", { class: "num", testid: "queue-processing-" + name }),
       scheduled: h("td", { class: "num", testid: "queue-scheduled-" + name }),
       failed: h("td", { class: "num", testid: "queue-failed-" + name }),
+      workers: h("td", { class: "num", testid: "queue-workers-" + name }),
       state: h("span", { class: "badge", testid: "queue-paused-" + name }),
+      unserved: h("span", {
+        class: "badge flag", testid: "queue-unserved-" + name, hidden: true,
+        title: "Jobs are pending and no live worker serves this queue",
+      }, "no worker"),
+      unhandled: h("span", { class: "badge flag", testid: "queue-unhandled-" + name, hidden: true }),
     };
     const pause = h("button", {
       type: "button", class: "btn btn-small", testid: "pause-" + name,
@@ -825,8 +938,8 @@
       h("td", null, h("a", {
         href: "#/jobs?queue=" + enc(name), testid: "queue-jobs-" + name, title: "Jobs of " + name,
       }, name)),
-      cells.pending, cells.processing, cells.scheduled, cells.failed,
-      h("td", null, cells.state),
+      cells.pending, cells.processing, cells.scheduled, cells.failed, cells.workers,
+      h("td", null, h("div", { class: "badges" }, cells.state, cells.unserved, cells.unhandled)),
       h("td", null, h("div", { class: "actions" }, pause, resume, retry, purge)));
     row._ws = { cells, pause, resume, retry, purge };
     return row;
@@ -848,14 +961,60 @@
     retry.disabled = noFailed;
     purge.disabled = noFailed;
     row.dataset.failed = String(queue.failed);
+    const health = queueHealth(queue);
+    setText(cells.workers, health.workers === null ? "–" : fmtInt(health.workers));
+    cells.unserved.hidden = !health.unserved;
+    setText(cells.unhandled, "no handler: " + health.unhandled.join(", "));
+    cells.unhandled.hidden = health.unhandled.length === 0;
+    row.classList.toggle("row-alert", health.unserved || health.unhandled.length > 0);
   }
 
+  /**
+   * Who serves a queue: the API's own answer (`workers`, `unserved`, `unhandled_types`), else,
+   * from an API without them, what the live workers' queue lists say (no handler check then).
+   */
+  function queueHealth(queue) {
+    let workers = num(queue.workers ?? NaN);
+    if (workers === null && lastWorkers) {
+      workers = lastWorkers.filter((w) => Array.isArray(w.queues) && w.queues.includes(queue.name)).length;
+    }
+    const unserved = typeof queue.unserved === "boolean"
+      ? queue.unserved : workers !== null && workers === 0 && queue.pending > 0;
+    const unhandled = Array.isArray(queue.unhandled_types) ? queue.unhandled_types.map(String) : [];
+    return { workers, unserved, unhandled };
+  }
+
+  function renderAlerts(queues) {
+    if (!overviewDom) return;
+    const items = [];
+    for (const queue of queues) {
+      const health = queueHealth(queue);
+      if (health.unserved) {
+        items.push(h("li", { class: "alert", testid: "alert-unserved-" + queue.name },
+          "Queue “" + queue.name + "” has " + fmtInt(queue.pending)
+          + " pending job(s) and no live worker serves it."));
+      }
+      if (health.unhandled.length) {
+        items.push(h("li", { class: "alert", testid: "alert-unhandled-" + queue.name },
+          "Queue “" + queue.name + "” holds jobs of type " + health.unhandled.join(", ")
+          + " that no live worker serving it can run."));
+      }
+    }
+    overviewDom.alerts.replaceChildren(...items);
+    overviewDom.alerts.hidden = items.length === 0;
+  }
+
+  let lastQueues = null;
+  let lastWorkers = null;
+
   function renderQueues(queues) {
+    lastQueues = queues;
     if (!overviewDom) return;
     const sorted = queues.filter((q) => q && typeof q.name === "string")
       .sort((a, b) => a.name.localeCompare(b.name));
     syncRows(overviewDom.queuesBody, sorted, (q) => q.name, createQueueRow, updateQueueRow);
     overviewDom.queuesEmpty.hidden = sorted.length > 0;
+    renderAlerts(sorted);
   }
 
   function upsertQueue(queue) {
@@ -871,13 +1030,14 @@
       host: h("td"),
       pid: h("td", { class: "num" }),
       queues: h("td"),
+      handlers: h("td", { class: "handlers", testid: "worker-handlers-" + id }),
       slots: h("td", { class: "num", testid: "worker-slots-" + id }),
       age: h("td", { class: "num", testid: "worker-age-" + id }),
       started: h("td"),
     };
     const row = h("tr", { testid: "worker-row-" + id },
       h("td", { class: "mono", title: id }, id),
-      cells.host, cells.pid, cells.queues, cells.slots, cells.age, cells.started);
+      cells.host, cells.pid, cells.queues, cells.handlers, cells.slots, cells.age, cells.started);
     row._ws = cells;
     return row;
   }
@@ -887,7 +1047,11 @@
     setText(cells.host, worker.host || "–");
     setText(cells.pid, worker.pid === undefined || worker.pid === null ? "–" : String(worker.pid));
     setText(cells.queues, Array.isArray(worker.queues) ? worker.queues.join(", ") : "–");
+    const handlers = Array.isArray(worker.handlers) ? worker.handlers.map(String) : null;
+    setText(cells.handlers, handlers ? handlers.join(", ") : "–");
+    cells.handlers.title = handlers ? handlers.join(", ") : "";
     setText(cells.slots, fmtInt(num(worker.slots_busy)) + " / " + fmtInt(num(worker.slots_total)));
+    cells.slots.dataset.busy = String(num(worker.slots_busy));
     let age = num(worker.heartbeat_age_s);
     if (age === null && worker.last_heartbeat) {
       const t = Date.parse(worker.last_heartbeat);
@@ -900,11 +1064,20 @@
   }
 
   function renderWorkers(workers) {
+    lastWorkers = workers;
     if (!overviewDom) return;
     const sorted = workers.filter((w) => w && w.id !== undefined)
       .sort((a, b) => String(a.id).localeCompare(String(b.id)));
     syncRows(overviewDom.workersBody, sorted, (w) => w.id, createWorkerRow, updateWorkerRow);
     overviewDom.workersEmpty.hidden = sorted.length > 0;
+    let busy = 0;
+    let slots = 0;
+    for (const w of sorted) {
+      busy += num(w.slots_busy) || 0;
+      slots += num(w.slots_total) || 0;
+    }
+    setText(overviewDom.stats.busy.value, fmtInt(busy) + " / " + fmtInt(slots));
+    if (lastQueues) renderQueues(lastQueues); // served or not follows the workers
   }
 
   async function queueAction(name, action) {
@@ -975,6 +1148,11 @@
       tasks.push(api("GET", "/workers").then((data) => {
         renderWorkers(data && Array.isArray(data.workers) ? data.workers : []);
       }));
+      if (Date.now() - metrics.historyAt >= TIMELINE_MS) {
+        tasks.push(loadTimeline().catch((err) => {
+          if (!(err instanceof ApiError && err.status === 404)) throw err; // an older API
+        }));
+      }
     }
     const results = await Promise.allSettled(tasks);
     for (const result of results) {
@@ -1237,6 +1415,18 @@
     }, "Delete");
     const notFound = h("p", { class: "empty", testid: "job-not-found", hidden: true },
       "No job with this id (it may have expired or been deleted).");
+    const historyBody = h("tbody");
+    const historyEmpty = h("p", { class: "empty", testid: "job-history-empty", hidden: true },
+      "No attempt yet.");
+    const historyPanel = h("section", { class: "panel", hidden: true },
+      h("h2", null, "Attempts"),
+      tableWrap(h("table", { testid: "job-history" },
+        h("thead", null, h("tr", null,
+          h("th", { class: "num" }, "#"), h("th", null, "Worker"), h("th", null, "Started"),
+          h("th", null, "Ended"), h("th", { class: "num" }, "Took"), h("th", null, "Outcome"),
+          h("th", null, "Error"))),
+        historyBody)),
+      historyEmpty);
     const body = h("div", { class: "stack", hidden: true },
       h("section", { class: "panel" },
         h("h2", null, "Details"),
@@ -1251,7 +1441,8 @@
       h("div", { class: "grid-2" },
         h("section", { class: "panel" }, h("h2", null, "Payload"), payload),
         h("section", { class: "panel" }, h("h2", null, "Result"), result)),
-      h("section", { class: "panel" }, h("h2", null, "Error"), error));
+      h("section", { class: "panel" }, h("h2", null, "Error"), error),
+      historyPanel);
 
     view.appendChild(h("div", { testid: "job-view" },
       h("p", null, h("a", { href: "#/jobs", testid: "job-back" }, "← All jobs")),
@@ -1261,7 +1452,10 @@
       notFound,
       body));
 
-    const dom = { fields, statusBadge, payload, result, error, retry, cancel, del, body, notFound };
+    const dom = {
+      fields, statusBadge, payload, result, error, retry, cancel, del, body, notFound,
+      historyPanel, historyBody, historyEmpty,
+    };
     const token = routeToken;
 
     const load = () => {
@@ -1319,6 +1513,55 @@
     dom.retry.disabled = status !== "failed";
     dom.cancel.disabled = !(status === "pending" || status === "scheduled");
     dom.del.disabled = !TERMINAL.has(status);
+    fillHistory(dom, job.history);
+  }
+
+  const OUTCOME_CLASS = {
+    completed: "status-completed", failed: "status-failed", timed_out: "status-failed",
+    lost: "status-processing",
+  };
+
+  /** Every attempt, oldest first; an API without `history` leaves the panel hidden. */
+  function fillHistory(dom, history) {
+    dom.historyPanel.hidden = !Array.isArray(history);
+    if (!Array.isArray(history)) return;
+    const open = new Set(); // tracebacks the reader opened stay open across refreshes
+    for (const details of dom.historyBody.querySelectorAll("details[open]")) {
+      open.add(details.dataset.testid);
+    }
+    const entries = history.filter((entry) => entry && typeof entry === "object");
+    dom.historyBody.replaceChildren(...entries.map((entry, index) => historyRow(entry, index + 1, open)));
+    dom.historyEmpty.hidden = entries.length > 0;
+  }
+
+  function historyRow(entry, n, open) {
+    const outcome = entry && entry.outcome ? String(entry.outcome) : "running";
+    const started = Date.parse(entry.started_at);
+    const ended = Date.parse(entry.ended_at);
+    const took = isNaN(started) || isNaN(ended) ? null : Math.max(0, (ended - started) / 1000);
+    const error = entry.error === null || entry.error === undefined ? "" : String(entry.error);
+    const errorCell = h("td", { class: "history-error", testid: "history-error-" + n });
+    if (error) errorCell.appendChild(h("div", { class: "error-line", title: error }, errorSummary(error)));
+    if (entry.traceback) {
+      const testid = "history-traceback-" + n;
+      errorCell.appendChild(h("details", { class: "traceback", testid, open: open.has(testid) },
+        h("summary", null, "Traceback"),
+        h("pre", { class: "json error-text" }, String(entry.traceback))));
+    }
+    if (!error && !entry.traceback) errorCell.textContent = "–";
+    const time = (iso) => h("td", { title: iso ? fmtTime(iso) : "" }, iso ? relative(iso) : "–");
+    return h("tr", { testid: "history-row-" + n, "data-attempt": entry.attempt },
+      h("td", { class: "num" }, fmtInt(num(entry.attempt))),
+      h("td", { class: "mono", testid: "history-worker-" + n, title: entry.worker || "" },
+        entry.worker || "–"),
+      time(entry.started_at),
+      time(entry.ended_at),
+      h("td", { class: "num" }, fmtSeconds(took)),
+      h("td", null, h("span", {
+        class: "badge " + (OUTCOME_CLASS[outcome] || "status-scheduled"),
+        testid: "history-outcome-" + n,
+      }, outcome.replace("_", " "))),
+      errorCell);
   }
 
   async function jobAction(id, action) {
