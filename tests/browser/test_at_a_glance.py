@@ -93,3 +93,16 @@ def test_the_job_page_shows_each_attempt_with_its_traceback(
     expect(traceback.locator("pre")).to_contain_text("Traceback")
     expect(page.get_by_test_id("history-traceback-2")).to_have_count(0)
     dashboard.snap()
+
+
+def test_a_type_no_live_worker_handles_is_flagged_on_its_queue(
+    dashboard: Dashboard, live: Live
+) -> None:
+    submit(live.api, "no_such_type", {}, queue="glance", max_attempts=1)
+
+    page = dashboard.open()
+
+    expect(page.get_by_test_id("queue-unhandled-glance")).to_contain_text("no_such_type")
+    expect(page.get_by_test_id("alert-unhandled-glance")).to_contain_text("no_such_type")
+    expect(page.get_by_test_id("queue-unhandled-busy")).to_be_hidden()
+    dashboard.snap()
