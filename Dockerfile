@@ -3,7 +3,10 @@
 #   docker build -t workstream .
 #   docker run --rm -e REDIS_URL=redis://redis:6379/0 -p 8080:8080 workstream
 #   docker run --rm -e REDIS_URL=redis://redis:6379/0 workstream workstream-worker
-# Custom handlers: build FROM this image, copy or pip-install your module and set WORKER_HANDLERS.
+# Your handlers: put their package under /opt/handlers (on PYTHONPATH) and set WORKER_HANDLERS,
+# by a bind mount (compose override) or in an image built FROM this one:
+#   FROM workstream:local
+#   COPY myapp /opt/handlers/myapp
 
 ARG PYTHON_IMAGE=python:3.12-slim
 
@@ -41,9 +44,11 @@ COPY --from=builder /opt/venv /opt/venv
 
 RUN groupadd --system --gid 10001 workstream \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \
-       --home-dir /nonexistent --shell /usr/sbin/nologin workstream
+       --home-dir /nonexistent --shell /usr/sbin/nologin workstream \
+    && mkdir -p /opt/handlers
 
 ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONPATH=/opt/handlers \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOST=0.0.0.0 \
@@ -54,7 +59,8 @@ USER 10001:10001
 EXPOSE 8080
 
 # urllib raises on connection errors and on any non-2xx (a 503 means Redis is unreachable), so
-# the exit status is the verdict. Only the API serves HTTP: compose disables this for workers.
+# the exit status is the verdict. Only the API serves HTTP: compose gives workers their own
+# check (python -m workstream.worker.check, heartbeat age).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
     CMD python -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=4)" \
         "http://127.0.0.1:${PORT:-8080}/health" || exit 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 import sys
 from collections.abc import Iterator
 from functools import cache
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from workstream.api.validation import MAX_WAIT_S
 from workstream.common.durations import parse_duration
 from workstream.common.settings import SETTING_DOCS
 
@@ -36,7 +38,13 @@ DASHBOARD = GRAFANA / "workstream.json"
 # them through: value per service that sets them.
 FIXED_SETTINGS = {"REDIS_URL": "redis://redis:6379/0", "HOST": "0.0.0.0"}
 # Variables compose interpolates that are not WorkStream settings (host ports, Grafana login).
-COMPOSE_ONLY_VARIABLES = {"API_PORT", "PROMETHEUS_PORT", "GRAFANA_PORT", "GRAFANA_ADMIN_PASSWORD"}
+COMPOSE_ONLY_VARIABLES = {
+    "API_PORT",
+    "PROMETHEUS_PORT",
+    "GRAFANA_PORT",
+    "GRAFANA_ADMIN_PASSWORD",
+    "PUBLISH_HOST",
+}
 # Mirrors "Prometheus metric names" in the contract (histograms by their base name).
 CONTRACT_METRICS = {
     "workstream_jobs_created_total",
@@ -56,7 +64,10 @@ CONTRACT_METRICS = {
     "workstream_job_run_seconds",
 }
 HISTOGRAMS = ("workstream_job_wait_seconds", "workstream_job_run_seconds")
-INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?(?P<arg>[^}]*)\}")
+# `${NAME...}` but not `$${NAME}`, compose's escape for a variable the container's shell expands.
+INTERPOLATION = re.compile(
+    r"(?<!\$)\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-?+])?(?P<arg>[^}]*)\}"
+)
 METRIC_TOKEN = re.compile(r"workstream_[a-z_]+")
 COMPOSE_DURATION = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s|m|h)")
 DURATION_UNITS_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -219,8 +230,16 @@ def test_worker_is_stopped_with_sigterm() -> None:
     assert service("worker").get("stop_signal", "SIGTERM") == "SIGTERM"
 
 
-def test_worker_does_not_inherit_the_api_http_healthcheck() -> None:
-    assert service("worker").get("healthcheck", {}).get("disable") is True
+def test_worker_healthcheck_runs_the_heartbeat_check_module() -> None:
+    check = service("worker")["healthcheck"]
+    words = command_words(check["test"])
+    assert words == ["CMD", "python", "-m", "workstream.worker.check"]
+    assert (ROOT / "worker" / "check.py").exists()
+    assert "disable" not in check
+
+
+def test_api_stop_grace_period_outlasts_the_longest_long_poll() -> None:
+    assert compose_duration_s(str(service("api")["stop_grace_period"])) > MAX_WAIT_S
 
 
 def test_redis_is_redis_7_with_aof_fsynced_every_second() -> None:
@@ -253,10 +272,16 @@ def test_service_waits_for_a_healthy_redis(name: str) -> None:
     assert depends["redis"]["condition"] == "service_healthy"
 
 
-def test_api_publishes_port_8080_with_an_overridable_host_port() -> None:
+def test_api_publishes_port_8080_on_localhost_with_an_overridable_host_port() -> None:
     ports = [resolve_defaults(str(port)) for port in service("api")["ports"]]
-    assert "8080:8080" in ports
+    assert "127.0.0.1:8080:8080" in ports
     assert any("${API_PORT:-8080}:" in str(port) for port in service("api")["ports"])
+
+
+@pytest.mark.parametrize("name", ["api", "prometheus", "grafana"])
+def test_published_ports_are_on_localhost_unless_publish_host_says_otherwise(name: str) -> None:
+    for port in service(name)["ports"]:
+        assert str(port).startswith("${PUBLISH_HOST:-127.0.0.1}:"), port
 
 
 def test_api_listens_on_all_interfaces() -> None:
@@ -297,11 +322,13 @@ def test_service_command_is_a_declared_console_script(name: str) -> None:
     assert words[0] in console_scripts()
 
 
-def test_api_and_worker_build_this_repository() -> None:
-    for name in ("api", "worker"):
-        build = service(name).get("build")
-        context = build.get("context") if isinstance(build, dict) else build
-        assert context in (".", "./"), name
+def test_the_api_builds_this_repository_once_and_the_worker_runs_that_image() -> None:
+    build = service("api").get("build")
+    context = build.get("context") if isinstance(build, dict) else build
+    assert context in (".", "./")
+    assert "build" not in service("worker"), "a second build of the same image"
+    assert service("worker")["image"] == service("api")["image"]
+    assert service("worker")["pull_policy"] == "never"  # built here, not on a registry
 
 
 def test_monitoring_services_only_start_with_the_monitoring_profile() -> None:
@@ -315,6 +342,54 @@ def test_compose_bind_mounts_exist_in_the_repository() -> None:
     for name in compose()["services"]:
         for source in bind_mounts(name).values():
             assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+
+
+def _run_entry_script(name: str, replace: dict[str, str], env: dict[str, str]) -> tuple[int, str]:
+    """Runs a service's `sh -c` command here, with compose's `$$` unescaped and its paths and
+    final program swapped for local stand-ins."""
+    assert service(name)["entrypoint"] == ["/bin/sh", "-c"]
+    script = command_words(service(name)["command"])[0].replace("$$", "$")
+    for old, new in replace.items():
+        assert old in script, old
+        script = script.replace(old, new)
+    done = subprocess.run(
+        ["sh", "-c", script], env=env, capture_output=True, text=True, timeout=10, check=False
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_prometheus_scrapes_the_api_on_the_port_compose_gives_it(tmp_path: Path) -> None:
+    assert environment("prometheus")["PORT"] == "${PORT:-8080}"
+    rewritten = tmp_path / "prometheus.yml"
+    code, out = _run_entry_script(
+        "prometheus",
+        {
+            "/etc/prometheus/prometheus.yml": str(PROMETHEUS),
+            "/prometheus/prometheus.yml": str(rewritten),
+            "exec /bin/prometheus": "exec echo",
+        },
+        {"PORT": "9191", "PATH": "/usr/bin:/bin"},
+    )
+    assert code == 0, out
+    assert f"--config.file={rewritten}" in out
+    config = yaml.safe_load(rewritten.read_text())
+    targets = [
+        t for job in config["scrape_configs"] for s in job["static_configs"] for t in s["targets"]
+    ]
+    assert targets == ["api:9191"]
+
+
+def test_grafana_has_no_default_admin_password() -> None:
+    assert environment("grafana")["GF_SECURITY_ADMIN_PASSWORD"] == "${GRAFANA_ADMIN_PASSWORD:-}"
+
+
+@pytest.mark.parametrize(("password", "starts"), [("", False), ("s3cret", True)])
+def test_grafana_starts_only_with_an_admin_password(password: str, starts: bool) -> None:
+    env = {"GF_SECURITY_ADMIN_PASSWORD": password, "PATH": "/usr/bin:/bin"}
+    code, out = _run_entry_script("grafana", {"exec /run.sh": "echo started"}, env)
+    assert (code == 0, "started" in out) == (starts, starts), out
+    if not starts:
+        assert "set GRAFANA_ADMIN_PASSWORD" in out
 
 
 def test_grafana_allows_anonymous_viewers() -> None:
@@ -396,7 +471,7 @@ def test_dockerignore_excludes_venvs_git_caches_and_local_state() -> None:
 
 def test_prometheus_scrapes_the_api_metrics_every_5s() -> None:
     config = yaml.safe_load(PROMETHEUS.read_text())
-    api_port = resolve_defaults(str(service("api")["ports"][0])).split(":")[-1]
+    api_port = resolve_defaults(str(service("api")["ports"][0])).split(":")[-1]  # default PORT
     jobs = [
         job
         for job in config["scrape_configs"]
