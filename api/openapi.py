@@ -9,7 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from workstream.api.validation import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, MAX_WAIT_S
-from workstream.common.jobs import MAX_ATTEMPTS_LIMIT, MAX_DELAY_S, MAX_TIMEOUT_S
+from workstream.common.jobs import (
+    HISTORY_MAX_ENTRIES,
+    MAX_ATTEMPTS_LIMIT,
+    MAX_DELAY_S,
+    MAX_TIMEOUT_S,
+    MAX_TRACEBACK_CHARS,
+    OUTCOMES,
+)
 from workstream.common.states import JobStatus
 from workstream.common.store import MAX_BATCH
 
@@ -69,6 +76,37 @@ def _job_schema() -> Schema:
     }
     for name in ("created_at", "enqueued_at", "run_at", "started_at", "finished_at"):
         properties[name] = timestamp
+    required = sorted(properties)
+    properties["history"] = {
+        "type": "array",
+        "items": _ref("Attempt"),
+        "maxItems": HISTORY_MAX_ENTRIES,
+        "description": "The attempts that ended, oldest first (at most the last "
+        f"{HISTORY_MAX_ENTRIES}). In every answer about one job; listings leave it out.",
+    }
+    return {"type": "object", "required": required, "properties": properties}
+
+
+def _attempt_schema() -> Schema:
+    timestamp = _nullable({"type": "string", "format": "date-time"})
+    text = _nullable({"type": "string"})
+    properties: Schema = {
+        "attempt": {"type": "integer", "minimum": 0},
+        "worker": {"type": "string", "description": "The worker that ran it."},
+        "started_at": timestamp,
+        "ended_at": timestamp,
+        "outcome": {
+            "enum": list(OUTCOMES),
+            "description": "lost: its worker died, or the sweeper reclaimed it past its "
+            "deadline; timed_out: the worker stopped it at its timeout.",
+        },
+        "error": text,
+        "traceback": {
+            **text,
+            "description": f"The handler's traceback, its last {MAX_TRACEBACK_CHARS} "
+            "characters; older entries lose theirs when a job's history grows large.",
+        },
+    }
     return {"type": "object", "required": sorted(properties), "properties": properties}
 
 
@@ -95,10 +133,32 @@ def _submission_schema() -> Schema:
 
 def _queue_schema() -> Schema:
     counts = {name: {"type": "integer", "minimum": 0} for name in _DEPTHS}
+    serving: Schema = {
+        "workers": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Live workers serving this queue.",
+        },
+        "unserved": {
+            "type": "boolean",
+            "description": "Jobs are pending and no live worker serves the queue.",
+        },
+        "unhandled_types": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "Job types used in this queue that no live worker serving it has a "
+            "handler for (such jobs are retried with backoff, then fail).",
+        },
+    }
     return {
         "type": "object",
-        "required": ["name", *_DEPTHS, "paused"],
-        "properties": {"name": {"type": "string"}, **counts, "paused": {"type": "boolean"}},
+        "required": ["name", *_DEPTHS, "paused", *serving],
+        "properties": {
+            "name": {"type": "string"},
+            **counts,
+            "paused": {"type": "boolean"},
+            **serving,
+        },
     }
 
 
@@ -157,6 +217,7 @@ def _worker_schema() -> Schema:
             "host",
             "pid",
             "queues",
+            "handlers",
             "slots_busy",
             "slots_total",
             "started_at",
@@ -168,7 +229,15 @@ def _worker_schema() -> Schema:
             "host": {"type": "string"},
             "pid": {"type": "integer"},
             "queues": {"type": "array", "items": {"type": "string"}},
-            "slots_busy": {"type": "integer"},
+            "handlers": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Job types it has handlers for, sorted.",
+            },
+            "slots_busy": {
+                "type": "integer",
+                "description": "Jobs it holds now (its processing list, read at request time).",
+            },
             "slots_total": {"type": "integer"},
             "started_at": _nullable({"type": "string", "format": "date-time"}),
             "last_heartbeat": _nullable({"type": "string", "format": "date-time"}),
@@ -594,6 +663,7 @@ def build_document(max_payload_bytes: int) -> Schema:
             "schemas": {
                 "JobStatus": {"type": "string", "enum": [s.value for s in JobStatus]},
                 "Job": _job_schema(),
+                "Attempt": _attempt_schema(),
                 "JobSubmission": _submission_schema(),
                 "Queue": _queue_schema(),
                 "Worker": _worker_schema(),

@@ -153,6 +153,24 @@ CLAIM_FIELDS = 10
 
 _TIMESTAMPS = ("created_at", "enqueued_at", "run_at", "started_at", "finished_at")
 
+# Attempt history, kept in the job hash's `history` field (JSON written by the scripts that end
+# an attempt: fail, reclaim, recover). A completed attempt is not written there: complete
+# already leaves its worker, started_at, finished_at and attempts in the hash, so the entry is
+# rendered from those, costing the hot path nothing. Bounds (rendered into the Lua preamble):
+HISTORY_MAX_ENTRIES = 25
+MAX_TRACEBACK_CHARS = 8000
+# Error and traceback text kept per job: past it the oldest entries lose their traceback, then
+# the oldest entries go (the newest is always kept whole: at most 4,000 + 8,000 characters).
+HISTORY_MAX_TEXT_BYTES = 16384
+OUTCOMES = ("completed", "failed", "timed_out", "lost")
+# The worker's error text for its own timeout; JobStore.fail records that attempt as timed_out.
+TIMED_OUT_PREFIX = "timed out after "
+# Every field of the hash but the history: what listings read (they omit the history).
+LISTED_FIELDS = (
+    "id", "type", "queue", "status", "payload", "result", "error", "attempts", "max_attempts",
+    "timeout_ms", *_TIMESTAMPS, "worker", "idempotency_key",
+)  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Job:
@@ -173,16 +191,19 @@ class Job:
     finished_at: int | None
     worker: str | None
     idempotency_key: str | None
+    # Oldest first; None when not read (listings), then to_json leaves it out.
+    history: list[dict[str, Any]] | None = None
 
     @classmethod
-    def from_hash(cls, data: Mapping[str, str]) -> Job:
+    def from_hash(cls, data: Mapping[str, str], *, with_history: bool = True) -> Job:
         """A job as stored. Whatever older code or a hand edit left in a number or a JSON
         field reads as a default or as its text, so one odd record never breaks a listing."""
+        status = JobStatus(data["status"])
         return cls(
             id=data["id"],
             type=data["type"],
             queue=data["queue"],
-            status=JobStatus(data["status"]),
+            status=status,
             payload=_stored_json(data.get("payload")),
             result=_stored_json(data.get("result")),
             error=data.get("error") or None,
@@ -196,6 +217,7 @@ class Job:
             finished_at=_stored_int(data.get("finished_at")),
             worker=data.get("worker") or None,
             idempotency_key=data.get("idempotency_key") or None,
+            history=_history(data, status) if with_history else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -215,7 +237,58 @@ class Job:
         }
         for name in _TIMESTAMPS:
             body[name] = ms_to_rfc3339(getattr(self, name))
+        if self.history is not None:
+            body["history"] = self.history
         return body
+
+
+def _history(data: Mapping[str, str], status: JobStatus) -> list[dict[str, Any]]:
+    """The stored entries, oldest first, then the completed attempt rendered from the hash."""
+    entries = _stored_history(data.get("history"))
+    if status is JobStatus.COMPLETED:
+        entries.append(
+            {
+                "attempt": data.get("attempts"),
+                "worker": data.get("worker"),
+                "started_at": data.get("started_at"),
+                "ended_at": data.get("finished_at"),
+                "outcome": "completed",
+            }
+        )
+    return [_entry_json(entry) for entry in entries[-HISTORY_MAX_ENTRIES:]]
+
+
+def _stored_history(text: str | None) -> list[dict[str, Any]]:
+    """The stored entries; anything else (a hand edit) reads as no history."""
+    if not text:
+        return []
+    try:
+        entries = loads(text)
+    except (ValueError, RecursionError):
+        return []
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
+def _entry_json(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """One attempt as the API shows it: every field present, times in RFC 3339."""
+
+    def text(name: str) -> str | None:
+        value = entry.get(name)
+        return value if isinstance(value, str) and value else None
+
+    def ms(name: str) -> int | None:
+        value = entry.get(name)
+        return _stored_int(str(value)) if isinstance(value, (int, float, str)) else None
+
+    return {
+        "attempt": ms("attempt") or 0,
+        "worker": text("worker") or "",
+        "started_at": ms_to_rfc3339(ms("started_at")),
+        "ended_at": ms_to_rfc3339(ms("ended_at")),
+        "outcome": text("outcome") or "lost",
+        "error": text("error"),
+        "traceback": text("traceback"),
+    }
 
 
 def _stored_int(text: str | None) -> int | None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import redis
 
+from workstream.common import jobs
 from workstream.common.keys import Keys
 from workstream.common.states import TRANSITIONS, JobStatus
 
@@ -64,11 +65,14 @@ _WORD = re.compile(r"[A-Za-z_]\w*")
 def _library() -> list[tuple[frozenset[str], str]]:
     """The shared preamble as top-level definitions in order, each with the names it defines
     (the constants rendered from Python first: ST = status names, BUCKETS_MS = histogram
-    bounds, the key builders). Text before the first definition is kept with it."""
+    bounds, the attempt history's bounds, the key builders). Text before the first definition
+    is kept with it."""
     statuses = ", ".join(f"{status.name.lower()} = '{status.value}'" for status in JobStatus)
     buckets = ", ".join(str(bound) for bound in BUCKETS_MS)
     text = (
         f"local ST = {{{statuses}}}\nlocal BUCKETS_MS = {{{buckets}}}\n"
+        + f"local HISTORY_MAX_ENTRIES = {jobs.HISTORY_MAX_ENTRIES}\n"
+        + f"local HISTORY_MAX_TEXT_BYTES = {jobs.HISTORY_MAX_TEXT_BYTES}\n"
         # start_ids (claim, start, complete's piggybacked claim) starts what `start` may.
         + f"local START_SOURCES = {_lua_set(TRANSITIONS['start'].sources)}\n"
         + _builders()

@@ -20,12 +20,23 @@ from workstream.common.errors import (
     TooManyQueuesError,
     TooManyTypesError,
 )
-from workstream.common.jobs import CLAIM_FIELDS, ClaimedJob, EnqueueResult, Job, JobSpec, new_job_id
+from workstream.common.jobs import (
+    CLAIM_FIELDS,
+    LISTED_FIELDS,
+    TIMED_OUT_PREFIX,
+    ClaimedJob,
+    EnqueueResult,
+    Job,
+    JobSpec,
+    new_job_id,
+)
 from workstream.common.keys import Keys
 from workstream.common.settings import Settings
 from workstream.common.states import JobStatus
 
 MAX_BATCH = 1000
+# Handler types a heartbeat carries (sorted, the first ones): a worker hash stays bounded.
+MAX_HEARTBEAT_HANDLERS = 1000
 _STATUS_BY_VALUE = {status.value: status for status in JobStatus}  # faster than JobStatus(v)
 
 
@@ -37,9 +48,10 @@ class QueueInfo:
     scheduled: int
     failed: int
     paused: bool
+    serving: Serving | None = None  # read only when asked: see queue_infos
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        body: dict[str, Any] = {
             "name": self.name,
             "pending": self.pending,
             "processing": self.processing,
@@ -47,6 +59,20 @@ class QueueInfo:
             "failed": self.failed,
             "paused": self.paused,
         }
+        if self.serving is not None:
+            body["workers"] = self.serving.workers
+            body["unserved"] = self.pending > 0 and self.serving.workers == 0
+            body["unhandled_types"] = list(self.serving.unhandled_types)
+        return body
+
+
+@dataclass(frozen=True)
+class Serving:
+    """Who serves a queue: live workers listing it, and the types used in it (the queue's
+    types set) that none of them has a handler for."""
+
+    workers: int
+    unhandled_types: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -55,10 +81,11 @@ class WorkerInfo:
     host: str
     pid: int
     queues: tuple[str, ...]
-    slots_busy: int
+    slots_busy: int  # the length of its processing list when read, not the heartbeat's figure
     slots_total: int
     started_at: int | None
     last_heartbeat: int
+    handlers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -180,6 +207,7 @@ class JobStore:
             finished_at=None,
             worker=None,
             idempotency_key=spec.idempotency_key,
+            history=[],
         )
         return job, True
 
@@ -259,8 +287,13 @@ class JobStore:
         codes = [str(code) for code in reply[: len(results)]]
         return codes, _claimed(reply[len(results) :])
 
-    def fail(self, worker_id: str, job: ClaimedJob, error: str, *, permanent: bool) -> JobStatus:
-        """Retries with backoff while attempts remain, else dead-letters. Returns the status."""
+    def fail(
+        self, worker_id: str, job: ClaimedJob, error: str, *, permanent: bool, traceback: str = ""
+    ) -> JobStatus:
+        """Retries with backoff while attempts remain, else dead-letters. Returns the status.
+        The attempt joins the job's history with its error and traceback (both bounded by the
+        worker, see worker.execution), as timed_out when the error is the worker's timeout."""
+        outcome = "timed_out" if error.startswith(TIMED_OUT_PREFIX) else "failed"
         reply = scripts.call(
             self.redis,
             "fail",
@@ -274,6 +307,8 @@ class JobStore:
                 *self._backoff_args(),
                 self.settings.dead_letter_max,
                 worker_id,
+                traceback,
+                outcome,
             ],
         )
         _finish_reply(job.id, reply)
@@ -285,10 +320,18 @@ class JobStore:
         return [base_ms, cap_ms, random.random()]
 
     def heartbeat(
-        self, worker_id: str, host: str, pid: int, queues: Sequence[str], total: int, busy: int
+        self,
+        worker_id: str,
+        host: str,
+        pid: int,
+        queues: Sequence[str],
+        total: int,
+        busy: int,
+        handlers: Sequence[str] = (),
     ) -> int:
         ttl_ms = round(self.settings.worker_ttl.total_seconds() * 3000)
-        args = [self._prefix, worker_id, ttl_ms, host, pid, ",".join(queues), total, busy]
+        types = ",".join(sorted(handlers)[:MAX_HEARTBEAT_HANDLERS])
+        args = [self._prefix, worker_id, ttl_ms, host, pid, ",".join(queues), total, busy, types]
         keys = self._script_keys("heartbeat", worker_id=worker_id)
         return int(scripts.call(self.redis, "heartbeat", keys, args))
 
@@ -424,10 +467,18 @@ class JobStore:
         return Job.from_hash(data) if data else None
 
     def get_jobs(self, job_ids: Iterable[str]) -> list[Job | None]:
+        """For listings: every field but the history (up to 25 tracebacks a job)."""
         pipe = self.redis.pipeline(transaction=False)
         for job_id in job_ids:
-            pipe.hgetall(self.keys.job(job_id))
-        return [Job.from_hash(d) if d else None for d in pipe.execute()]
+            pipe.hmget(self.keys.job(job_id), LISTED_FIELDS)
+        jobs: list[Job | None] = []
+        for values in pipe.execute():
+            if values[0] is None:  # no id: the record is gone
+                jobs.append(None)
+                continue
+            data = {name: v for name, v in zip(LISTED_FIELDS, values, strict=True) if v is not None}
+            jobs.append(Job.from_hash(data, with_history=False))
+        return jobs
 
     def get_status(self, job_id: str) -> JobStatus | None:
         value = self.redis.hget(self.keys.job(job_id), "status")
@@ -476,11 +527,17 @@ class JobStore:
         configured = set(self.settings.queues)
         return sorted(configured | {str(q) for q in self.redis.smembers(self.keys.queues)})
 
-    def queue_info(self, name: str) -> QueueInfo:
-        return self.queue_infos([name])[0]
+    def queue_info(self, name: str, *, serving: bool = False) -> QueueInfo:
+        return self.queue_infos([name], serving=serving)[0]
 
-    def queue_infos(self, names: Sequence[str] | None = None) -> list[QueueInfo]:
+    def queue_infos(
+        self, names: Sequence[str] | None = None, *, serving: bool = False
+    ) -> list[QueueInfo]:
+        """Depths per queue; with `serving`, also who serves each (Serving), for the API. The
+        types sets are bounded by MAX_TYPES in all, so this stays linear in the caps."""
         names = list(names) if names is not None else self.queue_names()
+        workers = self.live_workers() if serving else []
+        width = 6 if serving else 5
         pipe = self.redis.pipeline(transaction=False)
         for name in names:
             pipe.llen(self.keys.queue(name))
@@ -488,18 +545,24 @@ class JobStore:
             pipe.zcard(self.keys.scheduled(name))
             pipe.zcard(self.keys.dead(name))
             pipe.sismember(self.keys.paused, name)
+            if serving:
+                pipe.smembers(self.keys.types(name))
         values = pipe.execute()
-        return [
-            QueueInfo(
-                name=name,
-                pending=int(values[i * 5]),
-                processing=max(int(values[i * 5 + 1] or 0), 0),
-                scheduled=int(values[i * 5 + 2]),
-                failed=int(values[i * 5 + 3]),
-                paused=bool(values[i * 5 + 4]),
+        infos = []
+        for i, name in enumerate(names):
+            row = values[i * width : (i + 1) * width]
+            infos.append(
+                QueueInfo(
+                    name=name,
+                    pending=int(row[0]),
+                    processing=max(int(row[1] or 0), 0),
+                    scheduled=int(row[2]),
+                    failed=int(row[3]),
+                    paused=bool(row[4]),
+                    serving=_serving(name, {str(t) for t in row[5]}, workers) if serving else None,
+                )
             )
-            for i, name in enumerate(names)
-        ]
+        return infos
 
     def paused_queues(self) -> set[str]:
         return {str(q) for q in self.redis.smembers(self.keys.paused)}
@@ -511,8 +574,10 @@ class JobStore:
         pipe = self.redis.pipeline(transaction=False)
         for worker_id in ids:
             pipe.hgetall(self.keys.worker(worker_id))
+            pipe.llen(self.keys.processing(worker_id))
+        values = pipe.execute()
         infos = []
-        for worker_id, data in zip(ids, pipe.execute(), strict=True):
+        for worker_id, data, held in zip(ids, values[::2], values[1::2], strict=True):
             if not data:
                 continue
             infos.append(
@@ -521,10 +586,11 @@ class JobStore:
                     host=data.get("host", ""),
                     pid=int(data.get("pid") or 0),
                     queues=tuple(q for q in data.get("queues", "").split(",") if q),
-                    slots_busy=int(data.get("slots_busy") or 0),
+                    slots_busy=int(held),
                     slots_total=int(data.get("slots_total") or 0),
                     started_at=int(data["started_at"]) if data.get("started_at") else None,
                     last_heartbeat=int(data.get("last_heartbeat") or 0),
+                    handlers=tuple(t for t in data.get("handlers", "").split(",") if t),
                 )
             )
         return infos
@@ -541,6 +607,12 @@ class JobStore:
 
     def ping(self) -> bool:
         return bool(self.redis.ping())
+
+
+def _serving(queue: str, types: set[str], workers: Sequence[WorkerInfo]) -> Serving:
+    serving = [w for w in workers if queue in w.queues]
+    handled = set().union(*(w.handlers for w in serving))
+    return Serving(len(serving), tuple(sorted(types - handled)))
 
 
 def _claimed(reply: list[Any]) -> list[ClaimedJob]:

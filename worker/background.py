@@ -13,6 +13,7 @@ import redis
 
 from workstream.common.logs import worker_id_var
 from workstream.common.store import JobStore
+from workstream.worker.registry import registered_types
 
 log = logging.getLogger("worker.background")
 
@@ -58,7 +59,8 @@ def heartbeat_step(
     broken: Callable[[], str | None],
 ) -> Callable[[], float]:
     """Beats only while the worker makes progress: once `broken` names a reason the beat
-    stops, the worker exits and the sweeper recovers its jobs after WORKER_TTL."""
+    stops, the worker exits and the sweeper recovers its jobs after WORKER_TTL. Each beat
+    carries the handler types registered, so /queues can tell which types nobody runs."""
     host, pid = socket.gethostname(), os.getpid()
     interval = max(store.settings.worker_ttl.total_seconds() / 3, 0.05)
 
@@ -67,7 +69,7 @@ def heartbeat_step(
         if reason is not None:
             log.error("heartbeat.withheld", extra={"reason": reason})
             return interval
-        store.heartbeat(worker_id, host, pid, queues, slots, busy())
+        store.heartbeat(worker_id, host, pid, queues, slots, busy(), handlers=registered_types())
         return interval
 
     return beat

@@ -4,19 +4,21 @@ The slot (worker.pool) calls the handler itself, between prepare() and finish(),
 bracket the call for the watchdog. Whatever the handler does, finish() yields an Outcome: a
 result that JSON cannot hold (a type, a cycle, nesting deep enough for RecursionError), any
 exception (SystemExit and KeyboardInterrupt included: in a slot thread they are the handler's
-own, never the worker's) and error text that is not valid UTF-8 all become a clear job error.
-Text is bounded and encodable, so recording it can never fail on the text itself.
+own, never the worker's) and error text that is not valid UTF-8 all become a clear job error,
+with the handler's traceback for the job's attempt history. Text is bounded and encodable, so
+recording it can never fail on the text itself.
 """
 
 from __future__ import annotations
 
 import logging
+import traceback as tb
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from workstream.common.jobs import ClaimedJob
+from workstream.common.jobs import MAX_TRACEBACK_CHARS, TIMED_OUT_PREFIX, ClaimedJob
 from workstream.common.serialization import dumps, loads
 from workstream.worker.registry import (
     Handler,
@@ -33,13 +35,15 @@ MAX_ERROR_CHARS = 4000
 
 @dataclass(frozen=True)
 class Outcome:
-    """ok -> result_json is set; otherwise error is set and permanent says whether to retry."""
+    """ok -> result_json is set; otherwise error is set and permanent says whether to retry.
+    traceback: the handler's, when it raised (bounded, valid UTF-8), else ""."""
 
     ok: bool
     result_json: str = ""
     error: str = ""
     permanent: bool = False
     timed_out: bool = False
+    traceback: str = ""
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,8 @@ def prepare(job: ClaimedJob, worker_id: str, client: redis.Redis) -> Call | Outc
     """The call to make, or the Outcome when there is nothing to call."""
     fn = lookup(job.type)
     if fn is None:
-        return failed(f"no handler registered for type {job.type!r}", permanent=True)
+        # Retried with backoff, not failed: in a rolling deploy a newer worker may handle it.
+        return failed(f"no handler registered for type {job.type!r}")
     try:
         payload = loads(job.payload_json)
     except (ValueError, RecursionError) as ex:  # not JSON, or nested past the parser
@@ -81,10 +86,24 @@ def finish(job: ClaimedJob, result: Any, error: BaseException | None) -> Outcome
     """The Outcome of a handler that returned `result` or raised `error`."""
     if isinstance(error, JobTimeoutError):
         return timed_out(job)
-    if isinstance(error, PermanentError):
-        return failed(f"PermanentError: {_text(error)}", permanent=True)
     if error is not None:  # any handler error is the job's failure, never the worker's
-        return failed(f"{type(error).__name__}: {_text(error)}")
+        outcome = failed(
+            f"{type(error).__name__}: {_text(error)}",
+            permanent=isinstance(error, PermanentError),
+            traceback=_traceback(error),
+        )
+        log.warning(
+            "job.handler_error",
+            extra={
+                "job_id": job.id,
+                "job_type": job.type,
+                "attempt": job.attempt,
+                "permanent": outcome.permanent,
+                "error": outcome.error,
+                "traceback": outcome.traceback,
+            },
+        )
+        return outcome
     if result is None:
         return _NONE  # most handlers return nothing: skip the encoder
     try:
@@ -107,11 +126,25 @@ def run_job(job: ClaimedJob, worker_id: str, client: redis.Redis) -> Outcome:
 
 
 def timed_out(job: ClaimedJob) -> Outcome:
-    return Outcome(False, error=f"timed out after {job.timeout_ms / 1000:g}s", timed_out=True)
+    error = f"{TIMED_OUT_PREFIX}{job.timeout_ms / 1000:g}s"
+    return Outcome(False, error=error, timed_out=True)
 
 
-def failed(error: str, *, permanent: bool = False) -> Outcome:
-    return Outcome(False, error=_storable(error), permanent=permanent)
+def failed(error: str, *, permanent: bool = False, traceback: str = "") -> Outcome:
+    return Outcome(False, error=_storable(error), permanent=permanent, traceback=traceback)
+
+
+def _traceback(ex: BaseException) -> str:
+    """The formatted traceback, its end kept when long (the failing frame and the error are
+    last), "" when formatting itself fails: the traceback may help, it must never hurt."""
+    try:
+        text = "".join(tb.format_exception(type(ex), ex, ex.__traceback__))
+    except Exception:
+        return ""
+    if len(text) > MAX_TRACEBACK_CHARS:
+        marker = "...(earlier lines cut)\n"
+        text = marker + text[len(text) - MAX_TRACEBACK_CHARS + len(marker) :]
+    return _storable(text, MAX_TRACEBACK_CHARS, keep_end=True)
 
 
 def _text(ex: BaseException) -> str:
@@ -125,11 +158,12 @@ def _text(ex: BaseException) -> str:
             return "<unprintable>"
 
 
-def _storable(text: str) -> str:
+def _storable(text: str, limit: int = MAX_ERROR_CHARS, *, keep_end: bool = False) -> str:
     """Bounded, and valid UTF-8: a lone surrogate becomes its escape (\\udcff)."""
-    text = text[:MAX_ERROR_CHARS]
+    text = text[-limit:] if keep_end else text[:limit]
     try:
         text.encode()
     except UnicodeEncodeError:
-        text = text.encode("utf-8", "backslashreplace").decode()[:MAX_ERROR_CHARS]
+        text = text.encode("utf-8", "backslashreplace").decode()
+        text = text[-limit:] if keep_end else text[:limit]
     return text

@@ -205,7 +205,11 @@ class Fetcher:
     def _record_failure(self, job: ClaimedJob, outcome: Outcome) -> None:
         try:
             status = self.store.fail(
-                self.worker_id, job, outcome.error, permanent=outcome.permanent
+                self.worker_id,
+                job,
+                outcome.error,
+                permanent=outcome.permanent,
+                traceback=outcome.traceback,
             )
         except (StaleLeaseError, JobNotFoundError) as ex:
             log.warning("job.stale_lease", extra={**_fields(job), "error": str(ex)})

@@ -1,4 +1,6 @@
-"""/queues: depths, pause/resume, delete, and bounded bulk actions on a queue's failed jobs."""
+"""/queues: depths, pause/resume, delete, and bounded bulk actions on a queue's failed jobs.
+Each queue also says who serves it: live workers listing it (`workers`), whether pending jobs
+wait with none (`unserved`), and the types used in it that none of them handles."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ class QueueCollection:
         self._store = store
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = {"queues": [info.to_json() for info in self._store.queue_infos()]}
+        infos = self._store.queue_infos(serving=True)
+        resp.media = {"queues": [info.to_json() for info in infos]}
 
 
 class QueueItem:
@@ -29,7 +32,7 @@ class QueueItem:
         return name
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        resp.media = self._store.queue_info(self._existing(name)).to_json()
+        resp.media = self._store.queue_info(self._existing(name), serving=True).to_json()
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         """Only an empty queue (409 queue_not_empty otherwise): its name and counters go."""
@@ -38,11 +41,11 @@ class QueueItem:
 
     def on_post_pause(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         self._store.pause(validation.queue_name(name))
-        resp.media = self._store.queue_info(name).to_json()
+        resp.media = self._store.queue_info(name, serving=True).to_json()
 
     def on_post_resume(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         self._store.resume(validation.queue_name(name))
-        resp.media = self._store.queue_info(name).to_json()
+        resp.media = self._store.queue_info(name, serving=True).to_json()
 
     def on_post_retry_failed(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         retried = self._store.retry_failed(self._existing(name))

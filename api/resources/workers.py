@@ -1,4 +1,6 @@
-"""/workers: the live workers (heartbeat within WORKER_TTL, by Redis server time)."""
+"""/workers: the live workers (heartbeat within WORKER_TTL, by Redis server time), with the
+handler types their heartbeat carries and the jobs they hold now (slots_busy: the length of
+each one's processing list at request time, not a heartbeat old)."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ def worker_json(info: WorkerInfo, now_ms: int) -> dict[str, Any]:
         "host": info.host,
         "pid": info.pid,
         "queues": list(info.queues),
+        "handlers": list(info.handlers),
         "slots_busy": info.slots_busy,
         "slots_total": info.slots_total,
         "started_at": ms_to_rfc3339(info.started_at),

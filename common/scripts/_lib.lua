@@ -122,6 +122,45 @@ local function to_failed(job, now, err, dead_max)
   end
 end
 
+-- Appends one ended attempt to the job's history (the API renders it; see common/jobs.py):
+-- at most HISTORY_MAX_ENTRIES entries and HISTORY_MAX_TEXT_BYTES of error and traceback text,
+-- the oldest tracebacks going first, then the oldest entries; the newest is kept whole. What a
+-- hand edit left there is skipped, never an error: this runs inside the scripts that record an
+-- attempt, and one that failed would leave the outcome unrecorded.
+local function text_bytes(v) return type(v) == 'string' and #v or 0 end
+local function add_history(job, now, outcome, err, tb)
+  local key = key_job(job.id)
+  local entries = {}
+  local stored = redis.call('HGET', key, 'history')
+  if stored then
+    local ok, decoded = pcall(cjson.decode, stored)
+    if ok and type(decoded) == 'table' then
+      for _, e in ipairs(decoded) do
+        if type(e) == 'table' then entries[#entries + 1] = e end
+      end
+    end
+  end
+  local entry = {attempt = job.attempts, worker = job.worker or '', ended_at = now,
+    outcome = outcome}
+  entry.started_at = tonumber(job.started_at)
+  if err ~= '' then entry.error = err end
+  if tb ~= '' then entry.traceback = tb end
+  entries[#entries + 1] = entry
+  while #entries > HISTORY_MAX_ENTRIES do table.remove(entries, 1) end
+  local size = 0
+  for _, e in ipairs(entries) do size = size + text_bytes(e.error) + text_bytes(e.traceback) end
+  for i = 1, #entries - 1 do
+    if size <= HISTORY_MAX_TEXT_BYTES then break end
+    size = size - text_bytes(entries[i].traceback)
+    entries[i].traceback = nil
+  end
+  while size > HISTORY_MAX_TEXT_BYTES and #entries > 1 do
+    size = size - text_bytes(entries[1].error)
+    table.remove(entries, 1)
+  end
+  redis.call('HSET', key, 'history', cjson.encode(entries))
+end
+
 -- Full jitter: a uniform delay in [0, min(cap, base * 2^(attempt-1))].
 local function backoff_ms(attempt, base_ms, cap_ms, fraction)
   local ceiling = math.min(cap_ms, base_ms * math.pow(2, math.max(attempt - 1, 0)))

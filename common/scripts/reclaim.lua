@@ -1,6 +1,7 @@
 -- reclaim: a job running past its deadline plus a margin in a worker that failed to stop it
 -- (the worker enforces timeouts itself first, so a healthy job is never reclaimed). It counts
--- as a failed attempt; a late result from the old holder is rejected by the lease check.
+-- as a failed attempt (outcome "lost" in its history); a late result from the old holder is
+-- rejected by the lease check.
 -- KEYS[1] deadlines  KEYS[2] stats  KEYS[3] inflight  KEYS[4] jobs  KEYS[5] expiries
 -- KEYS[6..11] status:*  (job hashes and their lists: key_<name>)
 -- ARGV[1] prefix  ARGV[2] margin ms  ARGV[3] most jobs per call  ARGV[4] backoff base ms
@@ -13,12 +14,13 @@ local reclaimed = 0
 for i, id in ipairs(overdue) do
   local job = load(id)
   if job and SOURCES[job.status] then
+    local err = 'timed out: still running past its deadline (reclaimed)'
+    add_history(job, now, 'lost', err, '')
     leave_processing(job)
     revoke_lease(job)
     local fraction = (tonumber(ARGV[6]) + i * 0.6180339887) % 1
     local delay = backoff_ms(job.attempts, tonumber(ARGV[4]), tonumber(ARGV[5]), fraction)
-    retry_or_bury(job, now, 'timed out: still running past its deadline (reclaimed)', false,
-      delay, tonumber(ARGV[7]))
+    retry_or_bury(job, now, err, false, delay, tonumber(ARGV[7]))
     reclaimed = reclaimed + 1
   else
     redis.call('ZREM', KEY_deadlines, id)

@@ -24,6 +24,8 @@ end
 local err = 'worker ' .. worker .. ' died while running the job'
 local blamed = #started == 1
 for _, job in ipairs(started) do
+  -- The history keeps the attempt number the job ran as, even when it is given back.
+  add_history(job, now, 'lost', err, '')
   leave_processing(job)
   revoke_lease(job)
   if not blamed then job.attempts = job.attempts - 1 end

@@ -32,6 +32,9 @@ def test_list_queues_answers_every_known_queue_with_depths(
         "scheduled": 1,
         "failed": 1,
         "paused": False,
+        "workers": 0,
+        "unserved": True,
+        "unhandled_types": ["echo"],
     }
 
 
@@ -51,6 +54,9 @@ def test_a_configured_queue_never_used_answers_zero_counts(client: TestClient) -
         "scheduled": 0,
         "failed": 0,
         "paused": False,
+        "workers": 0,
+        "unserved": False,
+        "unhandled_types": [],
     }
 
 
@@ -169,14 +175,18 @@ def test_retry_failed_on_an_empty_queue_answers_zero(client: TestClient) -> None
 def test_workers_lists_live_workers_with_slots_and_heartbeat_age(
     client: TestClient, store: JobStore
 ) -> None:
-    store.heartbeat("w-1", "host-a", 4242, ["default", "mail"], 10, 3)
+    store.heartbeat("w-1", "host-a", 4242, ["default", "mail"], 10, 3, ["echo"])
+    submit(store)
+    store.claim("w-1", 1, ["default"])  # slots_busy is what it holds now, not the beat's 3
     (worker,) = client.simulate_get("/workers").json["workers"]
-    assert {k: worker[k] for k in ("id", "host", "pid", "queues", "slots_busy", "slots_total")} == {
+    fields = ("id", "host", "pid", "queues", "handlers", "slots_busy", "slots_total")
+    assert {k: worker[k] for k in fields} == {
         "id": "w-1",
         "host": "host-a",
         "pid": 4242,
         "queues": ["default", "mail"],
-        "slots_busy": 3,
+        "handlers": ["echo"],
+        "slots_busy": 1,
         "slots_total": 10,
     }
     assert worker["started_at"].endswith("Z") and worker["last_heartbeat"].endswith("Z")

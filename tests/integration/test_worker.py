@@ -87,15 +87,17 @@ def test_a_permanent_error_fails_without_retry(
     assert job is not None and job.status is JobStatus.FAILED and job.attempts == 1
 
 
-def test_an_unknown_type_fails_at_once_with_a_clear_error(
+def test_an_unknown_type_is_retried_like_any_error_then_fails_with_a_clear_error(
     redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
+    """A rolling deploy: the worker that handles it may not be up yet."""
     worker, store = _worker(redis_server, redis_client)
     result = store.enqueue(JobSpec(type="no_such_handler", max_attempts=5))
     _drain(worker)
     job = store.get_job(result.job_id)
-    assert job is not None and job.status is JobStatus.FAILED and job.attempts == 1
+    assert job is not None and job.status is JobStatus.FAILED and job.attempts == 5
     assert job.error == "no handler registered for type 'no_such_handler'"
+    assert store.stats()["retried|default|no_such_handler"] == 4
 
 
 def test_a_job_past_its_timeout_is_stopped_and_the_worker_stays_healthy(

@@ -6,8 +6,9 @@ pipelined), complete and fail (current and stale leases, and each sent again aft
 reply; a late result after recover, reclaim or release is rejected and counted), cancel, retry,
 promote, reclaim, worker death + recover, release and delete. After every step each job must
 be in exactly the one place its status names, the status indexes must list exactly the jobs
-with that status, the in-flight gauge must equal the processing jobs per queue, and the
-counters must agree with what the model saw happen.
+with that status, the in-flight gauge must equal the processing jobs per queue, the counters
+must agree with what the model saw happen, and each job's attempt history must list the
+attempts that ended (number and outcome), oldest first, bounded.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from hypothesis.stateful import (
 from tests.faults.results import record
 from tests.support.redis_server import RedisServer
 from workstream.common.errors import InvalidTransitionError, StaleLeaseError
-from workstream.common.jobs import ClaimedJob, JobSpec
+from workstream.common.jobs import HISTORY_MAX_ENTRIES, ClaimedJob, JobSpec
 from workstream.common.settings import Settings
 from workstream.common.states import JobStatus
 from workstream.common.store import JobStore
@@ -60,6 +61,7 @@ class ModelJob:
     suspect: bool = False  # recovered from a dead worker: starts only alone, in an idle worker
     failed_by: ClaimedJob | None = None  # the holder whose own fail ended the latest attempt
     completed_by: ClaimedJob | None = None  # the holder whose complete made it completed
+    history: list[tuple[int, str]] = field(default_factory=list)  # (attempt, outcome) ended
 
 
 @dataclass
@@ -235,6 +237,7 @@ class JobStoreMachine(RuleBasedStateMachine):
         assert job.handle is not None and job.worker is not None
         self.store.complete(job.worker, job.handle, '"done"')
         job.completed_by = job.handle
+        job.history.append((job.attempts, "completed"))
         self.model.leave_processing(job, by_holder=True)
         job.status = S.COMPLETED
         self.model.counts["completed"] += 1
@@ -273,12 +276,16 @@ class JobStoreMachine(RuleBasedStateMachine):
         assert self.client.hgetall(self.keys.job(handle.id)) == before
 
     @precondition(lambda self: self.model.with_status(S.PROCESSING))
-    @rule(data=st.data(), permanent=st.booleans())
-    def fail(self, data: st.DataObject, permanent: bool) -> None:
+    @rule(data=st.data(), permanent=st.booleans(), timed_out=st.booleans())
+    def fail(self, data: st.DataObject, permanent: bool, timed_out: bool) -> None:
         job = data.draw(st.sampled_from(self.model.with_status(S.PROCESSING)))
         assert job.handle is not None and job.worker is not None
         handle = job.handle
-        status = self.store.fail(job.worker, handle, "boom", permanent=permanent)
+        error = "timed out after 1s" if timed_out else "boom"
+        status = self.store.fail(
+            job.worker, handle, error, permanent=permanent, traceback="Traceback ..."
+        )
+        job.history.append((job.attempts, "timed_out" if timed_out else "failed"))
         self.model.leave_processing(job, by_holder=True)
         job.failed_by = handle
         retries = not permanent and job.attempts < job.max_attempts
@@ -368,6 +375,7 @@ class JobStoreMachine(RuleBasedStateMachine):
         self.client.zadd(self.keys.deadlines, {job.id: 0})  # past its deadline
         handle = job.handle
         assert handle is not None and self.store.reclaim(margin_ms=0) == 1
+        job.history.append((job.attempts, "lost"))
         self.model.leave_processing(job, by_holder=False)
         status = JobStatus(self.client.hget(self.keys.job(job.id), "status"))
         retries = job.attempts < job.max_attempts
@@ -393,6 +401,7 @@ class JobStoreMachine(RuleBasedStateMachine):
         voided = [job.handle for job in started if job.handle is not None]
         expect_requeued = expect_failed = 0
         for job in started:  # ran alone: it used its attempt; side by side: it gets it back
+            job.history.append((job.attempts, "lost"))
             self.model.leave_processing(job, by_holder=False)
             if len(started) > 1:
                 job.attempts -= 1
@@ -498,6 +507,14 @@ class JobStoreMachine(RuleBasedStateMachine):
         inflight = self.store.inflight()
         for queue in QUEUES:
             assert inflight.get(queue, 0) == processing[queue], queue
+
+    @invariant()
+    def history_lists_each_ended_attempt_oldest_first(self) -> None:
+        for job in self.model.jobs.values():
+            stored = self.store.get_job(job.id)
+            assert stored is not None and stored.history is not None
+            seen = [(entry["attempt"], entry["outcome"]) for entry in stored.history]
+            assert seen == job.history[-HISTORY_MAX_ENTRIES:], job.id
 
     @invariant()
     def counters_agree_with_what_happened(self) -> None:

@@ -23,7 +23,7 @@ class RecordingStore:
         self.beats: list[int] = []
 
     def heartbeat(self, worker_id: str, host: str, pid: int, queues: object, total: int,
-                  busy: int) -> int:  # fmt: skip
+                  busy: int, handlers: object = ()) -> int:  # fmt: skip
         self.beats.append(busy)
         return 1
 
