@@ -6,7 +6,7 @@ STAMP_DEV := $(VENV)/.installed-dev
 STAMP_EMB := $(VENV)/.installed-embedded
 PYTEST_ARGS ?=
 
-.PHONY: test lint typecheck run chaos bench bench-quick clean
+.PHONY: test lint typecheck chromium run chaos bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,12 @@ lint: $(STAMP_DEV)
 typecheck: $(STAMP_DEV)
 	$(BIN)/mypy
 
-test: lint typecheck
+# The browser tests drive Debian's Chromium (no browser download from pytest): this installs it
+# with apt-get when it is missing and this runs as root, else says why; the tests then skip.
+chromium: $(STAMP_DEV)
+	$(BIN)/python -m tests.browser.chromium
+
+test: lint typecheck chromium
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 run: $(STAMP_EMB)

@@ -1,6 +1,8 @@
-"""Finds (or installs) Debian's Chromium and opens Playwright contexts on it.
+"""Finds Debian's Chromium and opens Playwright contexts on it; `make chromium` installs it.
 
-Shared by the browser test fixtures and by `python -m tests.browser.screenshot`.
+Shared by the browser test fixtures and by `python -m tests.browser.screenshot`. Installing is
+`python -m tests.browser.chromium` (the Makefile's `chromium` target, which `make test` depends
+on), never a side effect of collecting tests: a test run changes nothing on the machine.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +63,14 @@ def _has_install_candidate() -> bool:
 
 
 def ensure_chromium() -> str:
+    """Path of the `chromium` binary; ChromiumUnavailable (the tests skip) when it is missing."""
+    found = shutil.which("chromium")
+    if found:
+        return found
+    raise ChromiumUnavailable("chromium is not installed; run `make chromium`")
+
+
+def install_chromium() -> str:
     """Path of the `chromium` binary, installing Debian's package first when it is missing.
 
     Raises ChromiumUnavailable (with the reason) when it is missing and cannot be installed.
@@ -108,3 +119,19 @@ def open_context(
         timeout=LAUNCH_TIMEOUT_MS,
         **options,
     )
+
+
+def main() -> int:
+    """`make chromium`: 0 when Chromium is there afterwards; otherwise the reason and 0 all the
+    same, so `make test` goes on and only the browser tests skip."""
+    try:
+        path = install_chromium()
+    except ChromiumUnavailable as exc:
+        sys.stderr.write(f"chromium: not available, the browser tests will skip: {exc}\n")
+        return 0
+    sys.stdout.write(f"chromium: {path}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -568,3 +568,33 @@ def test_only_the_workstream_package_is_installed() -> None:
         assert link.is_symlink() and link.resolve() == (ROOT / folder).resolve()
     scripts = project["project"]["scripts"].values()
     assert all(target.startswith("workstream.") for target in scripts)
+
+
+# ---- Makefile ----------------------------------------------------------------------------------
+
+
+def make_prerequisites(target: str) -> list[str]:
+    for line in (ROOT / "Makefile").read_text().splitlines():
+        if line.startswith(f"{target}:"):
+            return line.split(":", 1)[1].split()
+    raise AssertionError(f"no {target} target in the Makefile")
+
+
+def test_make_test_installs_chromium_through_its_own_target() -> None:
+    assert "chromium" in make_prerequisites("test")
+    text = (ROOT / "Makefile").read_text()
+    assert "\t$(BIN)/python -m tests.browser.chromium\n" in text
+
+
+def test_browser_fixtures_never_install_chromium_themselves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.browser import chromium
+
+    def no_subprocess(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the fixture ran a command")
+
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    monkeypatch.setattr("subprocess.run", no_subprocess)
+    with pytest.raises(chromium.ChromiumUnavailable, match="make chromium"):
+        chromium.ensure_chromium()
