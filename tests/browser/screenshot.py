@@ -1,11 +1,13 @@
-"""Regenerates docs/images/dashboard-overview.png from a real run.
+"""Regenerates docs/images/dashboard-overview.png and dashboard-job-history.png from a real run.
 
     .venv/bin/python -m tests.browser.screenshot [--seconds 120]
 
 Starts a private redis-server, one workstream-api and three workstream-workers (loopback only),
 keeps a mixed load flowing (quick and slow jobs, retried and failed ones, delayed ones, one
 paused queue) while the overview is open in headless Chromium so its charts fill in, then saves
-a laptop-sized screenshot there and under test-output/browser/. Stops everything it started.
+a laptop-sized screenshot there and under test-output/browser/, and one of the page of a job
+that failed once and then completed, its first attempt's traceback open. Stops everything it
+started.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from playwright.sync_api import ViewportSize, expect, sync_playwright
+from playwright.sync_api import Page, ViewportSize, expect, sync_playwright
 
 from tests.browser.chromium import ensure_chromium, open_context
 from tests.browser.live import set_paused
@@ -27,6 +29,7 @@ from tests.support.redis_server import RedisServer
 from tests.support.stack import REPO, Api, Stack
 
 TARGET = REPO / "docs" / "images" / "dashboard-overview.png"
+JOB_TARGET = TARGET.with_name("dashboard-job-history.png")
 OUTPUT = REPO / "test-output" / "browser"
 VIEWPORT = ViewportSize(width=1440, height=900)
 WORKERS = [
@@ -67,7 +70,26 @@ def _tick(api: Api, rng: random.Random, elapsed_s: float) -> None:
     _batch(api, jobs)
 
 
-def capture(seconds: float, target: Path) -> Path:
+def _retried_job(api: Api) -> str:
+    """A `fail` job that failed its first attempt and completed its second."""
+    status, body, _ = api.request("GET", "/jobs?type=fail&status=completed&limit=1")
+    if status != 200 or not body["jobs"]:
+        raise RuntimeError(f"no completed 'fail' job to show: {status} {body}")
+    return str(body["jobs"][0]["id"])
+
+
+def _job_page(page: Page, api: Api, target: Path) -> None:
+    page.goto(f"{api.url}/ui#/jobs/{_retried_job(api)}")
+    expect(page.get_by_test_id("history-row-2")).to_be_visible(timeout=15_000)
+    page.get_by_test_id("history-traceback-1").locator("summary").click()
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky header at the top of the picture
+    shot = OUTPUT / target.name
+    page.screenshot(path=str(shot), full_page=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, target)
+
+
+def capture(seconds: float, target: Path, job_target: Path = JOB_TARGET) -> Path:
     redis_server = RedisServer().start()
     logs = Path(tempfile.mkdtemp(prefix="ws-screenshot-"))
     stack = Stack(
@@ -110,6 +132,7 @@ def capture(seconds: float, target: Path) -> Path:
                 shot = OUTPUT / "dashboard-overview.png"
                 shot.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(shot), full_page=True)
+                _job_page(page, api, job_target)
             finally:
                 context.close()
         target.parent.mkdir(parents=True, exist_ok=True)
