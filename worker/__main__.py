@@ -15,6 +15,7 @@ from workstream.common.prefork import Supervisor
 from workstream.common.redis_conn import connect
 from workstream.common.settings import Settings, load_or_exit
 from workstream.common.store import JobStore
+from workstream.worker.registry import HandlerImportError, load_modules
 from workstream.worker.worker import Worker
 
 # The parent's SIGKILL comes this long after SHUTDOWN_GRACE, the margin compose's
@@ -25,6 +26,13 @@ STOP_MARGIN_S = 10.0
 def main() -> None:
     settings = load_or_exit()
     configure_logging(settings.log_level)
+    # Before any fork: a module that cannot load stops the command once, like a bad setting,
+    # rather than every child failing and being restarted.
+    try:
+        load_modules(settings.worker_handlers)
+    except HandlerImportError as ex:
+        sys.stderr.write(f"workstream: {ex}\n")
+        raise SystemExit(2) from None
     if settings.worker_processes == 1:
         sys.exit(serve(settings))
     supervisor = Supervisor(

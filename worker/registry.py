@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +46,10 @@ class HandlerRegistrationError(WorkStreamError):
     pass
 
 
+class HandlerImportError(WorkStreamError):
+    """A WORKER_HANDLERS module that cannot be imported; the message is one line."""
+
+
 def handler(job_type: str) -> Callable[[Handler], Handler]:
     """Registers the decorated function for jobs of `job_type`."""
     if not TYPE_PATTERN.fullmatch(job_type):
@@ -68,7 +74,27 @@ def registered_types() -> list[str]:
 
 
 def load_modules(modules: Iterable[str]) -> None:
-    """Imports the built-ins and every module named in WORKER_HANDLERS (they register)."""
+    """Imports the built-ins and every module named in WORKER_HANDLERS (they register). The
+    current directory comes first on the import path, as for `python -m`, `celery -A` and
+    `rq worker`: an installed console script would otherwise not see `myapp/` beside it."""
     importlib.import_module("workstream.worker.builtin")
+    try:
+        cwd = os.getcwd()
+    except OSError:  # the directory was removed under us: nothing to add
+        cwd = ""
+    if cwd and cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
     for module in modules:
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except Exception as ex:  # the module's own error, whatever it is: name it in one line
+            raise HandlerImportError(
+                f"WORKER_HANDLERS: cannot import {module!r}: {_summary(ex)}"
+            ) from ex
+
+
+def _summary(ex: BaseException) -> str:
+    """`Type: first line of the message`, bounded (a SyntaxError names file and line)."""
+    lines = str(ex).strip().splitlines()
+    text = f"{type(ex).__name__}: {lines[0]}" if lines else type(ex).__name__
+    return text[:300]
