@@ -54,6 +54,7 @@ def test_the_busy_count_equals_the_jobs_running(dashboard: Dashboard, live: Live
 
     expect(page.get_by_test_id(f"worker-slots-{worker_id}")).to_have_attribute("data-busy", "3")
     expect(page.get_by_test_id("stat-busy")).to_have_text("3 / 4")
+    expect(page.get_by_test_id("stat-in-progress")).to_have_text("3")
     dashboard.snap()
     for job in running:  # leave the slots free for the next test
         wait_status(live.api, job["id"], "completed", timeout_s=RUN_S + 10)
