@@ -36,7 +36,12 @@ def _drain(server: RedisServer, client: redis.Redis, **env: str) -> Worker:
     settings = make_settings(server.url, RETRY_BACKOFF="0s", **env)
     worker = Worker(settings, JobStore(client, settings), worker_id="w-history")
     done = threading.Event()
-    threading.Thread(target=lambda: (worker.run(until_idle=True), done.set()), daemon=True).start()
+
+    def run() -> None:
+        worker.run(until_idle=True)
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
     if not done.wait(30):
         worker.shutdown_requested.set()
         done.wait(10)
@@ -108,8 +113,8 @@ def test_history_keeps_only_the_latest_attempts(store: JobStore) -> None:
     assert job is not None and job.history is not None
     assert len(job.history) == HISTORY_MAX_ENTRIES
     assert [e["attempt"] for e in job.history] == list(range(6, 31))
-    raw = store.redis.hget(store.keys.job(job_id), "history")
-    assert raw is not None and raw.count('"outcome"') == HISTORY_MAX_ENTRIES
+    raw = str(store.redis.hget(store.keys.job(job_id), "history"))
+    assert raw.count('"outcome"') == HISTORY_MAX_ENTRIES
 
 
 def test_history_text_is_bounded_the_oldest_tracebacks_going_first(store: JobStore) -> None:
