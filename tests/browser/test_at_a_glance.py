@@ -107,3 +107,17 @@ def test_a_type_no_live_worker_handles_is_flagged_on_its_queue(
     expect(page.get_by_test_id("alert-unhandled-glance")).to_contain_text("no_such_type")
     expect(page.get_by_test_id("queue-unhandled-busy")).to_be_hidden()
     dashboard.snap()
+
+
+def test_the_job_page_shows_the_attempt_running_now_until_it_ends(
+    dashboard: Dashboard, live: Live
+) -> None:
+    job = submit(live.api, "sleep", {"seconds": 3}, queue="history")
+    running = wait_status(live.api, job["id"], "processing")
+
+    page = dashboard.open(f"#/jobs/{job['id']}")
+
+    expect(page.get_by_test_id("history-outcome-1")).to_have_text("running")
+    expect(page.get_by_test_id("history-worker-1")).to_have_text(str(running["worker"]))
+    expect(page.get_by_test_id("history-outcome-1")).to_have_text("completed")
+    expect(page.get_by_test_id("job-history").locator("tbody tr")).to_have_count(1)

@@ -50,7 +50,8 @@
  *              job-worker, job-idempotency-key, job-created-at, job-enqueued-at, job-run-at,
  *              job-started-at, job-finished-at, job-payload, job-result, job-error,
  *              job-history (table), job-history-empty, history-row-<n> (n = 1 for the oldest
- *              attempt shown), history-worker-<n>, history-outcome-<n>, history-error-<n>,
+ *              attempt shown; a processing job's last row is the attempt running now, outcome
+ *              "running"), history-worker-<n>, history-outcome-<n>, history-error-<n>,
  *              history-traceback-<n> (a <details> holding the traceback),
  *              job-retry, job-cancel, job-delete, job-back, job-not-found
  *   Other:     route-not-found (unknown hash route)
@@ -1513,16 +1514,20 @@
     dom.retry.disabled = status !== "failed";
     dom.cancel.disabled = !(status === "pending" || status === "scheduled");
     dom.del.disabled = !TERMINAL.has(status);
-    fillHistory(dom, job.history);
+    fillHistory(dom, job);
   }
 
   const OUTCOME_CLASS = {
     completed: "status-completed", failed: "status-failed", timed_out: "status-failed",
-    lost: "status-processing",
+    lost: "status-processing", running: "status-pending",
   };
 
-  /** Every attempt, oldest first; an API without `history` leaves the panel hidden. */
-  function fillHistory(dom, history) {
+  /**
+   * Every attempt, oldest first, and the one running now (the server records an attempt when
+   * it ends); an API without `history` leaves the panel hidden.
+   */
+  function fillHistory(dom, job) {
+    const history = job.history;
     dom.historyPanel.hidden = !Array.isArray(history);
     if (!Array.isArray(history)) return;
     const open = new Set(); // tracebacks the reader opened stay open across refreshes
@@ -1530,6 +1535,11 @@
       open.add(details.dataset.testid);
     }
     const entries = history.filter((entry) => entry && typeof entry === "object");
+    if (job.status === "processing") {
+      entries.push({
+        attempt: job.attempts, worker: job.worker, started_at: job.started_at, outcome: "running",
+      });
+    }
     dom.historyBody.replaceChildren(...entries.map((entry, index) => historyRow(entry, index + 1, open)));
     dom.historyEmpty.hidden = entries.length > 0;
   }
