@@ -211,6 +211,10 @@ class Sampler:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     def tick(self) -> None:
         if self._minute == self._store.server_time_ms() // MINUTE_MS:
             return
@@ -222,9 +226,13 @@ class Sampler:
             try:
                 self.tick()
                 failing = False
-            except redis.RedisError as ex:
+            except Exception as ex:  # the thread must outlive any one failure, Redis's or ours
                 if not failing:  # one line per outage, not one per tick
-                    log.warning("timeline.sample_failed", extra={"error": str(ex)})
+                    log.warning(
+                        "timeline.sample_failed",
+                        extra={"error": str(ex)},
+                        exc_info=not isinstance(ex, redis.RedisError),
+                    )
                 failing = True
             if self._stopping.wait(self._interval_s):
                 return

@@ -3,13 +3,19 @@ size and in keys, counted from real completions."""
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 
 import falcon.testing
 import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tests.integration import api_fixtures
-from tests.integration.api_fixtures import make_completed, make_failed
+from tests.integration.api_fixtures import free_port, make_completed, make_failed
+from tests.support.stack import wait_until
 from workstream.common import timeline
 from workstream.common.store import JobStore
 from workstream.common.timeline import MINUTE_MS, Sampler, Snapshot
@@ -154,3 +160,25 @@ def test_timeline_stored_as_written_by_other_code_is_skipped_not_an_error(
     resp = get_timeline(client)
 
     assert resp.status_code == 200 and resp.json["points"] == []
+
+
+def test_a_sampler_logs_an_outage_once_and_keeps_running_until_stopped(
+    store: JobStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    down = redis.Redis(port=free_port(), retry=Retry(NoBackoff(), 0), decode_responses=True)
+    stopping = threading.Event()
+    sampler = Sampler(JobStore(down, store.settings), stopping, interval_s=0.01)
+
+    with caplog.at_level(logging.WARNING, logger="workstream.common.timeline"):
+        sampler.start()
+        assert wait_until(lambda: failures(caplog) >= 1, 5)
+        time.sleep(0.3)  # many more failing ticks
+        assert sampler.alive
+        stopping.set()
+        assert wait_until(lambda: not sampler.alive, 5)
+
+    assert failures(caplog) == 1
+
+
+def failures(caplog: pytest.LogCaptureFixture) -> int:
+    return sum(r.getMessage() == "timeline.sample_failed" for r in caplog.records)
