@@ -2,9 +2,14 @@
 the slots finished and refills them, in strict queue priority, in one Lua call per batch.
 
 Under a backlog one call completes every finished job and claims as many new ones as slots
-are free. With nothing to claim and nothing running it blocks in BLMOVE (no polling: an idle
-worker makes one blocking call a second), rotating over the queues it serves, with the start
-script pipelined behind it (one round trip).
+are free, and while the jobs are short one more per slot (PREFETCH_PER_SLOT): a slot that
+finishes takes its next job at once instead of waiting out the fetcher's round trip, and each
+call records and claims about twice as many jobs, which is what Redis and the fetcher pay for
+per call. A job claimed ahead that no slot takes within PREFETCH_HOLD_S (long jobs hold every
+slot), and any at shutdown, goes back to its queue without using an attempt (Pool.take_back,
+then the release script). With nothing to claim and nothing running it blocks in BLMOVE (no
+polling: an idle worker makes one blocking call a second), rotating over the queues it serves,
+with the start script pipelined behind it (one round trip).
 
 Outcomes are kept until Redis has them. Any Redis error (a lost connection, or a reply such as
 BUSY, OOM, LOADING, READONLY) leaves them in `unrecorded` and the call is resent after a capped
@@ -22,6 +27,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 
 import redis
 
@@ -43,6 +49,15 @@ RETRY_FIRST_S = 0.05
 BACKOFF_CAP_S = 2.0
 FINAL_FLUSH_S = 5.0  # after close: how long unrecorded outcomes are retried before giving up
 BATCH_WAIT_S = 0.001
+# Jobs claimed ahead per slot, only while a backlog lasts and the slots finish a job every
+# SHORT_JOB_S or faster on average (long jobs gain nothing from it). Jobs ahead count as started
+# in Redis from the claim (started_at, the reclaim deadline), so they are bounded: one per slot,
+# and at most about PREFETCH_HOLD_S of waiting, far inside the reclaim margin (WORKER_TTL). A
+# SIGKILL makes them suspects like the running jobs (attempt counted, run alone): a crash under
+# a backlog of short jobs costs up to twice WORKER_COUNT jobs an attempt instead of WORKER_COUNT.
+PREFETCH_PER_SLOT = 1
+SHORT_JOB_S = 0.1
+PREFETCH_HOLD_S = 0.5
 
 
 class Fetcher:
@@ -63,7 +78,7 @@ class Fetcher:
         self.idle = threading.Event()  # nothing in the slots, nothing unrecorded
         self.idle.set()
         self.finished = threading.Event()  # closed, and the loop has ended
-        self.in_slots = 0  # handed to the slots, outcome not back yet
+        self.in_slots = 0  # handed to the slots (running or waiting), outcome not back yet
         self.unrecorded: list[Finished] = []  # back from the slots, not in Redis yet
         self.running: set[str] = set()  # ids in our processing list that we know of
         self.ticked_at = time.monotonic()
@@ -72,6 +87,12 @@ class Fetcher:
         self._resync = False
         self._backlog = False  # the last claim got all it asked for: more is waiting
         self._alone: str | None = None  # a suspect job is running: claim nothing beside it
+        self._handed = 0  # jobs handed to the pool in all, less those taken back
+        # (value of _handed after a hand-over, when): finds how long the oldest waiting job waits
+        self._handovers: deque[tuple[int, float]] = deque()
+        self._short = False  # the slots finish jobs fast enough to claim ahead
+        self._window_at = time.monotonic()  # since when _window_done counts outcomes
+        self._window_done = 0
 
     @property
     def busy(self) -> int:
@@ -127,10 +148,13 @@ class Fetcher:
 
     def _step(self) -> None:
         self._collect(wait=not self.unrecorded)
+        if self.pool.jobs.qsize() and (self.stopping.is_set() or self._waited() > PREFETCH_HOLD_S):
+            self._hand_back_waiting()
         if self.stopping.is_set() or self._alone is not None:
             free = 0
         else:
-            free = self.pool.size - self.in_slots
+            ahead = self.pool.size * PREFETCH_PER_SLOT if self._backlog and self._fast() else 0
+            free = max(0, self.pool.size + ahead - self.in_slots)
         if self.unrecorded or free:
             had_outcomes = bool(self.unrecorded)
             claimed = self._record(free)
@@ -165,6 +189,7 @@ class Fetcher:
     def _take(self, finished: Finished) -> None:
         self.unrecorded.append(finished)  # before the decrement: `busy` never dips meanwhile
         self.in_slots -= 1
+        self._window_done += 1
         if finished[0].id == self._alone:
             self._alone = None
 
@@ -191,7 +216,8 @@ class Fetcher:
             self.worker_id, results, free, self.queues, idle=idle
         )
         self.unrecorded.clear()
-        self._backlog = free > 0 and len(claimed) == free
+        if free:  # a call that claims nothing says nothing about the queues
+            self._backlog = len(claimed) == free
         info = log.isEnabledFor(logging.INFO)  # skip building fields nobody reads
         for (job, _), code in zip(results, codes, strict=True):
             self.running.discard(job.id)
@@ -229,8 +255,48 @@ class Fetcher:
             elif debug:
                 log.debug("job.started", extra=_fields(job))
         self.in_slots += len(jobs)
+        self._handed += len(jobs)
+        self._handovers.append((self._handed, time.monotonic()))
         self.idle.clear()
         self.pool.submit(jobs)
+
+    def _fast(self) -> bool:
+        """Whether the slots finished a job every SHORT_JOB_S or faster on average over the
+        last window (at least SHORT_JOB_S long)."""
+        now = time.monotonic()
+        elapsed = now - self._window_at
+        if elapsed >= SHORT_JOB_S:
+            self._short = self._window_done * SHORT_JOB_S >= self.pool.size * elapsed
+            self._window_at, self._window_done = now, 0
+        return self._short
+
+    def _waited(self) -> float:
+        """How long the oldest job that no slot has taken yet has waited (0.0: none waits)."""
+        taken = self._handed - self.pool.jobs.qsize()  # a slot taking one meanwhile: older
+        handovers = self._handovers
+        while handovers and handovers[0][0] <= taken:
+            handovers.popleft()  # every job of that hand-over is taken
+        return time.monotonic() - handovers[0][1] if handovers else 0.0
+
+    def _hand_back_waiting(self) -> None:
+        """Jobs no slot has taken go back to their queue, attempt unused: at shutdown, or when
+        long jobs hold every slot, another worker can run them now."""
+        jobs = self.pool.take_back()
+        if not jobs:
+            return
+        self.in_slots -= len(jobs)
+        self._handed -= len(jobs)
+        self._handovers.clear()
+        self._short = False  # the slots are held up: claim no more ahead for a window
+        self._window_at, self._window_done = time.monotonic(), 0
+        for job in jobs:
+            self.running.discard(job.id)
+            if job.id == self._alone:
+                self._alone = None
+        self._resync = True  # should the release fail, the loop's next turn releases them
+        released = self.store.release(self.worker_id, keep=sorted(self.running))
+        self._resync = False
+        log.info("fetcher.handed_back", extra={"count": len(jobs), "released": released})
 
     def _update_idle(self) -> None:
         if self.in_slots or self.unrecorded:

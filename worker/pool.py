@@ -1,7 +1,9 @@
 """The slot pool: WORKER_COUNT threads that run handlers, and a watchdog that enforces timeouts.
 
 One hand-off each way: the fetcher puts jobs on `jobs`, any free slot takes one, runs it and
-puts (job, outcome) on `done` for the fetcher to record. Slots never record job state.
+puts (job, outcome) on `done` for the fetcher to record. Slots never record job state. A job
+no slot has taken yet can be taken back by the fetcher (take_back: it hands jobs claimed ahead
+back to Redis); a SimpleQueue get is atomic, so each job is taken by one slot or taken back.
 
 Timeouts: the watchdog raises JobTimeoutError inside a slot's thread (PyThreadState_SetAsyncExc)
 only while it holds that slot's lock and sees the slot still in its handler. The slot takes the
@@ -157,6 +159,20 @@ class Pool:
     def submit(self, jobs: list[ClaimedJob]) -> None:
         for job in jobs:
             self.jobs.put(job)
+
+    def take_back(self) -> list[ClaimedJob]:
+        """Removes the jobs handed over that no slot has taken yet (the fetcher's only other use
+        of `jobs`): each job is taken either by one slot or here, never both."""
+        jobs: list[ClaimedJob] = []
+        while True:
+            try:
+                job = self.jobs.get_nowait()
+            except queue.Empty:
+                return jobs
+            if job is None:  # close() has begun: leave the slots their stop signal
+                self.jobs.put(None)
+                return jobs
+            jobs.append(job)
 
     def job_started(self) -> None:
         self._active_at = time.monotonic()

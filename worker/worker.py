@@ -59,7 +59,8 @@ class Worker:
             self.worker_id,
             self.queues,
             self.pool.size,
-            lambda: self.fetcher.busy,
+            # Slots in use: jobs claimed ahead (worker.fetcher) are held, not yet running.
+            lambda: min(self.fetcher.busy, self.pool.size),
             self.broken,
         )
         self.duties = [
