@@ -65,8 +65,9 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """`12:00:01.234 info  worker.fetcher job.completed job_id=... job_type=echo`: the JSON
-    line's fields as key=value (quoted when they hold spaces), a traceback on its own lines."""
+    """`12:00:01.234 info    worker.fetcher job.completed job_id=... job_type=echo`: the JSON
+    line's fields as key=value (quoted when they hold spaces, lists joined by commas); text of
+    several lines (a handler's `traceback` field, an exception) on the lines below, as is."""
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
@@ -76,18 +77,25 @@ class TextFormatter(logging.Formatter):
             record.name,
             record.getMessage(),
         ]
+        below: list[str] = []
         for key, value in _fields(record).items():
-            text = value if isinstance(value, str) else _compact(value)
+            if isinstance(value, str) and "\n" in value:
+                below.append(f"{key}:\n{value.rstrip()}")
+                continue
+            text = _plain(value)
             if not text or any(c.isspace() or c in '"=' for c in text):
                 text = json.dumps(text, ensure_ascii=False)
             parts.append(f"{key}={text}")
-        line = " ".join(parts)
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
-        return line
+            below.append(self.formatException(record.exc_info))
+        return "\n".join([" ".join(parts), *below])
 
 
-def _compact(value: Any) -> str:
+def _plain(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, int)) for v in value):
+        return ",".join(str(v) for v in value)
     try:
         return dumps(value)
     except (TypeError, ValueError):

@@ -127,3 +127,22 @@ def test_a_bare_level_reads_log_format_from_the_environment() -> None:
     configure_logging("info", environ={"LOG_FORMAT": "text"}, stream=out)
     _log_job()
     assert not out.getvalue().startswith("{")
+
+
+def test_a_text_line_joins_lists_with_commas() -> None:
+    out = Terminal()
+    _configure(out)
+    logging.getLogger("worker").info("worker.started", extra={"queues": ["high", "default"]})
+    assert out.getvalue().rstrip().endswith(" worker.started queues=high,default")
+
+
+def test_a_text_line_puts_a_multi_line_field_below_it_as_is() -> None:
+    out = Terminal()
+    _configure(out)
+    trace = 'Traceback (most recent call last):\n  File "myapp/jobs.py", line 6\nKeyError: 1\n'
+    logging.getLogger("worker.job").warning(
+        "job.handler_error", extra={"job_id": "j1", "traceback": trace}
+    )
+    first, *rest = out.getvalue().splitlines()
+    assert first.endswith("job.handler_error job_id=j1")
+    assert rest == ["traceback:", *trace.splitlines()]
