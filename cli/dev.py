@@ -210,16 +210,14 @@ class DevStack:
         return [sys.executable, "-m", module]
 
     def child_env(self) -> dict[str, str]:
-        # The directory `make run` runs in comes first on the children's import path, so
-        # `WORKER_HANDLERS=myapp.jobs make run` finds ./myapp/jobs.py; per-request and per-job
-        # lines go to debug so the banner is not scrolled away (LOG_ROUTINE, set = kept).
-        path = os.pathsep.join(p for p in (str(Path.cwd()), self.environ.get("PYTHONPATH")) if p)
+        # Workers run in our working directory, which they put on their import path, so
+        # `WORKER_HANDLERS=myapp.jobs make run` finds ./myapp/jobs.py. Per-request and per-job
+        # lines go to debug so the banner is not scrolled away (LOG_ROUTINE; a set one is kept).
         return {
             "LOG_ROUTINE": "debug",
             **self.environ,
             "REDIS_URL": self.redis_url,
             "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": path,
         }
 
     def start_redis(self) -> None:
