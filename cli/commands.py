@@ -543,7 +543,7 @@ def cmd_cancel(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_retry(args: argparse.Namespace, ctx: Context) -> int:
     job = ctx.client.retry(args.id)
-    ctx.emit(dict(job.raw), f"job {job.id} is {job.status} again")
+    ctx.emit(dict(job.raw), f"retried job {job.id}")
     return EXIT_OK
 
 
