@@ -4,7 +4,8 @@
 
 Starts a private redis-server, one workstream-api and three workstream-workers (loopback only),
 keeps a mixed load flowing (quick and slow jobs, retried and failed ones, delayed ones, one
-paused queue) while the overview is open in headless Chromium so its charts fill in, then saves
+paused queue), opens the overview in headless Chromium for the last few seconds of it (the
+charts show what the server recorded before the page opened, then its own samples), then saves
 a laptop-sized screenshot there and under test-output/browser/, and one of the page of a job
 that failed once and then completed, its first attempt's traceback open. Stops everything it
 started.
@@ -39,6 +40,7 @@ WORKERS = [
 ]
 TICK_S = 0.5
 SLOW_LEAD_S = 6.0
+OPEN_LEAD_S = 10.0  # the page's own samples at the charts' right edge
 
 
 def _batch(api: Api, jobs: list[dict[str, Any]]) -> None:
@@ -114,15 +116,17 @@ def capture(seconds: float, target: Path, job_target: Path = JOB_TARGET) -> Path
             )
             try:
                 page = context.pages[0] if context.pages else context.new_page()
-                page.goto(f"{api.url}/ui#/overview")
-                expect(page.get_by_test_id("stat-workers")).to_have_text(
-                    str(len(WORKERS)), timeout=15_000
-                )
                 rng = random.Random(7)
                 started = time.monotonic()
-                slow_sent = False
+                slow_sent = opened = False
                 while (elapsed := time.monotonic() - started) < seconds:
                     _tick(api, rng, elapsed)
+                    if not opened and elapsed >= seconds - OPEN_LEAD_S:
+                        page.goto(f"{api.url}/ui#/overview")
+                        expect(page.get_by_test_id("stat-workers")).to_have_text(
+                            str(len(WORKERS)), timeout=15_000
+                        )
+                        opened = True
                     if not slow_sent and elapsed >= seconds - SLOW_LEAD_S:
                         # Some slow work in flight (and in the heartbeats) for the picture.
                         slow = {"type": "sleep", "queue": "thumbnails", "payload": {"seconds": 15}}
