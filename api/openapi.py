@@ -17,8 +17,10 @@ from workstream.common.jobs import (
     MAX_TRACEBACK_CHARS,
     OUTCOMES,
 )
+from workstream.common.metrics import COUNTERS, JSON_ALIASES
 from workstream.common.states import JobStatus
 from workstream.common.store import MAX_BATCH
+from workstream.common.timeline import MAX_MINUTES
 
 JSON = "application/json"
 TYPE_RE = "^[A-Za-z0-9_.:-]{1,128}$"
@@ -180,15 +182,11 @@ def _histogram_schema() -> Schema:
 
 
 def _metrics_schema() -> Schema:
+    """Each figure under its Prometheus name less `workstream_`; the first names as aliases."""
     integers = (
-        "total_jobs_created",
-        "jobs_completed",
-        "jobs_failed",
-        "jobs_retried",
-        "jobs_recovered",
-        "jobs_cancelled",
-        "jobs_in_progress",
-        "stale_completions",
+        *(f"jobs_{name}_total" for name in COUNTERS),
+        "stale_completions_total",
+        *(f"queue_{depth}" for depth in _DEPTHS),
         "workers_live",
     )
     depth = {
@@ -200,13 +198,58 @@ def _metrics_schema() -> Schema:
         },
     }
     properties: Schema = {name: {"type": "integer"} for name in integers}
+    for alias, name in JSON_ALIASES.items():
+        properties[alias] = {"type": "integer", "deprecated": True, "description": f"= {name}"}
     properties["queues"] = {"type": "object", "additionalProperties": depth}
+    properties["job_wait_seconds"] = _ref("Histogram")
+    properties["job_run_seconds"] = _ref("Histogram")
     properties["histograms"] = {
         "type": "object",
+        "deprecated": True,
+        "description": "= job_wait_seconds and job_run_seconds",
         "required": ["wait_seconds", "run_seconds"],
         "properties": {"wait_seconds": _ref("Histogram"), "run_seconds": _ref("Histogram")},
     }
     return {"type": "object", "required": sorted(properties), "properties": properties}
+
+
+def _timeline_schema() -> Schema:
+    quantile = _nullable({"type": "number", "minimum": 0})
+    summary = {
+        "type": "object",
+        "required": ["count", "p50", "p95", "p99"],
+        "properties": {
+            "count": {"type": "integer", "minimum": 0},
+            "p50": quantile,
+            "p95": quantile,
+            "p99": quantile,
+        },
+    }
+    counts = {name: {"type": "integer", "minimum": 0} for name in COUNTERS}
+    rates = {name: {"type": "number", "minimum": 0} for name in ("completed_per_s", "failed_per_s")}
+    point = {
+        "type": "object",
+        "required": ["start", "end", "seconds", *counts, *rates, "wait_seconds", "run_seconds"],
+        "properties": {
+            "start": {"type": "string", "format": "date-time"},
+            "end": {"type": "string", "format": "date-time"},
+            "seconds": {"type": "number", "exclusiveMinimum": 0},
+            **counts,
+            **rates,
+            "wait_seconds": summary,
+            "run_seconds": summary,
+        },
+    }
+    return {
+        "type": "object",
+        "required": ["minutes", "now", "interval_s", "points"],
+        "properties": {
+            "minutes": {"type": "integer", "minimum": 1, "maximum": MAX_MINUTES},
+            "now": {"type": "string", "format": "date-time"},
+            "interval_s": {"type": "integer", "minimum": 1},
+            "points": {"type": "array", "maxItems": MAX_MINUTES + 1, "items": point},
+        },
+    }
 
 
 def _worker_schema() -> Schema:
@@ -592,6 +635,24 @@ def _other_paths() -> Schema:
             "get": _op("Live workers.", {"200": _json(workers, "Workers.")}, operationId="workers")
         },
         "/metrics": {"get": _op("Global figures.", {"200": metrics}, operationId="metrics")},
+        "/stats/timeline": {
+            "get": _op(
+                "Throughput and wait/run percentiles, one point a minute, over the last N "
+                "minutes (from snapshots kept in Redis for an hour).",
+                {
+                    "200": _json(_ref("Timeline"), "Points, oldest first; the newest ends now."),
+                    "400": _error("BadRequest"),
+                },
+                operationId="statsTimeline",
+                parameters=[
+                    _query(
+                        "minutes",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_MINUTES},
+                        "The window in minutes, default 15.",
+                    )
+                ],
+            )
+        },
         "/health": {
             "get": {
                 "summary": "Liveness and Redis reachability (no auth).",
@@ -669,6 +730,7 @@ def build_document(max_payload_bytes: int) -> Schema:
                 "Worker": _worker_schema(),
                 "Histogram": _histogram_schema(),
                 "Metrics": _metrics_schema(),
+                "Timeline": _timeline_schema(),
                 "Error": _error_schema(),
                 "LegacyStatus": legacy_status,
                 "LegacyResult": legacy_result,
