@@ -155,6 +155,7 @@ class DevStack:
             self.environ["PORT"] = str(port)
         self.settings = Settings.from_environ(self.environ)  # SettingsError: caller reports
         self.children: list[Child] = []
+        self.clock: Callable[[], float] = time.monotonic  # restart timing (tests replace it)
         self.signals = 0
         self.redis_url = self.environ.get("REDIS_URL", "")
 
@@ -199,7 +200,7 @@ class DevStack:
             start_new_session=True,
             preexec_fn=preexec,
         )
-        child = Child(role, popen, started=time.monotonic())
+        child = Child(role, popen, started=self.clock())
         self.children.append(child)
         return child
 
@@ -290,7 +291,7 @@ class DevStack:
     def supervise(self) -> Child | None:
         """One pass: schedules a restart for each newly dead worker or API and starts those
         that are due. Returns a dead Redis (the stack cannot go on), else None."""
-        now = time.monotonic()
+        now = self.clock()
         for child in list(self.children):
             if child.alive():
                 continue
