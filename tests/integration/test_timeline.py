@@ -40,13 +40,14 @@ def baseline(store: JobStore, seconds_ago: int) -> None:
 
 
 def history(store: JobStore, minutes: int, per_minute: int) -> int:
-    """One snapshot per minute for the last `minutes`, `per_minute` more completions each."""
-    now_ms = store.server_time_ms()
-    first = now_ms // MINUTE_MS - minutes
-    for n in range(minutes):
+    """A snapshot at the start of each of the last `minutes` minutes and of this one (so that a
+    minute turning before the read leaves no hole), `per_minute` more completions each; returns
+    the first minute."""
+    first = store.server_time_ms() // MINUTE_MS - minutes
+    for n in range(minutes + 1):
         stats = {"completed|default|echo": n * per_minute}
-        timeline.write(store, Snapshot.from_stats(stats, (first + n) * MINUTE_MS + 2000))
-    store.redis.hset(store.keys.stats, "completed|default|echo", minutes * per_minute)
+        timeline.write(store, Snapshot.from_stats(stats, (first + n) * MINUTE_MS))
+    store.redis.hset(store.keys.stats, "completed|default|echo", (minutes + 1) * per_minute)
     return first
 
 
@@ -105,7 +106,7 @@ def test_every_snapshot_expires_within_the_hour_and_a_bit(store: JobStore) -> No
     timeline.record(store)
 
     keys = store.redis.keys(store.keys.timeline(0).removesuffix("0") + "*")
-    assert len(keys) == 4
+    assert len(keys) in (4, 5)  # 5: a minute turned before record()
     for key in keys:
         assert 0 < store.redis.ttl(key) <= timeline.SNAPSHOT_TTL_S <= 63 * 60
     assert store.redis.exists(store.keys.timeline(first))
