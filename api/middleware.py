@@ -21,7 +21,7 @@ log = logging.getLogger("api.access")
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 # Liveness must answer without credentials (probes), and the dashboard's static files hold no
 # data: the page itself asks for the token before it calls the API.
-PUBLIC_PATHS = frozenset({"/health", "/ui"})
+PUBLIC_PATHS = frozenset({"/", "/health", "/ui"})  # "/" only redirects to /ui
 PUBLIC_PREFIX = "/ui/"
 
 

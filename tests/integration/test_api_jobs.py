@@ -118,15 +118,6 @@ def test_batch_with_one_bad_job_names_it_and_writes_nothing(
     assert redis_client.dbsize() == 0
 
 
-def test_batch_over_capacity_answers_429_and_writes_nothing(
-    make_client: MakeClient, redis_client: redis.Redis
-) -> None:
-    client = make_client(JOB_QUEUE_CAPACITY="2")
-    resp = client.simulate_post("/jobs/batch", json={"jobs": [{"type": "echo"}] * 3})
-    assert resp.status_code == 429 and resp.json["error"]["code"] == "queue_full"
-    assert redis_client.dbsize() == 0
-
-
 def test_get_job_answers_the_job(client: TestClient, store: JobStore) -> None:
     job_id = submit(store, payload={"a": 1})
     job = client.simulate_get(f"/jobs/{job_id}").json

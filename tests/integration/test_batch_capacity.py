@@ -65,3 +65,10 @@ def test_retry_after_is_the_longest_wait_when_the_full_queue_does_not_drain(
 def test_get_root_redirects_to_the_dashboard(client: TestClient) -> None:
     resp = client.simulate_get("/")
     assert resp.status_code == 302 and resp.headers["Location"] == "/ui"
+
+
+def test_get_root_redirects_without_a_token_when_one_is_required(
+    make_client: MakeClient,
+) -> None:
+    resp = make_client(API_TOKEN="s3cret-token-for-tests").simulate_get("/")
+    assert resp.status_code == 302 and resp.headers["Location"] == "/ui"
