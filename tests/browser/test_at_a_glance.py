@@ -112,7 +112,7 @@ def test_a_type_no_live_worker_handles_is_flagged_on_its_queue(
 def test_the_job_page_shows_the_attempt_running_now_until_it_ends(
     dashboard: Dashboard, live: Live
 ) -> None:
-    job = submit(live.api, "sleep", {"seconds": 3}, queue="history")
+    job = submit(live.api, "sleep", {"seconds": 5}, queue="history")
     running = wait_status(live.api, job["id"], "processing")
 
     page = dashboard.open(f"#/jobs/{job['id']}")
