@@ -318,6 +318,19 @@ def _process_tree(pid: int) -> list[int]:
     return pids
 
 
+def _local_redis_server(r: redis.Redis | None) -> list[int]:
+    """[pid] of the redis-server behind `r` when it runs on this host, else [] (a Redis
+    elsewhere reports a pid that may belong to some other process here)."""
+    if r is None:
+        return []
+    pid = int(r.info("server")["process_id"])
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8") as comm:
+            return [pid] if comm.read().startswith("redis-server") else []
+    except OSError:
+        return []
+
+
 def post_jobs_concurrently(
     port: int, n: int, clients: int, r: redis.Redis | None = None, api_pid: int | None = None
 ) -> dict[str, Any]:
@@ -341,7 +354,7 @@ def post_jobs_concurrently(
     for proc in procs:
         proc.start()
     api_pids = _process_tree(api_pid) if api_pid is not None else []
-    redis_pids = [int(r.info("server")["process_id"])] if r is not None else []
+    redis_pids = _local_redis_server(r)
     try:
         barrier.wait(timeout=60)
         api_cpu, redis_cpu = _cpu_s(api_pids), _cpu_s(redis_pids)
@@ -371,7 +384,7 @@ def post_jobs_concurrently(
     }
     if api_pids:
         figure["api_cpu_us_per_job"] = api_cpu * per_job
-    if redis_pids and os.path.exists(f"/proc/{redis_pids[0]}"):
+    if redis_pids:
         figure["redis_cpu_us_per_job"] = redis_cpu * per_job
     return figure
 
