@@ -10,6 +10,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -127,8 +128,9 @@ def test_queues_table_shows_counts(live: Live) -> None:
     done = live.cli("queues")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].split() == ["QUEUE", "PENDING", "PROCESSING", "SCHEDULED", "FAILED", "PAUSED"]
-    assert ["unserved", "3", "0", "0", "0", "no"] in [line.split() for line in lines]
+    header = ["QUEUE", "PENDING", "PROCESSING", "SCHEDULED", "FAILED", "PAUSED"]
+    assert lines[0].split()[:6] == header
+    assert ["unserved", "3", "0", "0", "0", "no"] in [line.split()[:6] for line in lines]
 
 
 def test_workers_lists_the_running_worker(live: Live) -> None:
@@ -182,14 +184,14 @@ def test_failed_purge_with_yes_deletes_the_failed_jobs(live: Live) -> None:
 def test_paused_queue_keeps_its_jobs_pending_until_resumed(live: Live) -> None:
     paused = live.cli("pause", "default")
     assert paused.returncode == 0, paused.stderr
-    assert paused.stdout.splitlines()[1].split()[-1] == "yes"
+    assert paused.stdout.splitlines()[1].split()[5] == "yes"  # PAUSED
     ids = [live.submit("echo", {"n": n}) for n in range(5)]
     # Bounded look: a paused queue must not be drained while we watch it for a second.
     assert not wait_until(lambda: live.queue("default")["pending"] < 5, 1.0)
 
     resumed = live.cli("resume", "default")
     assert resumed.returncode == 0, resumed.stderr
-    assert resumed.stdout.splitlines()[1].split()[-1] == "no"
+    assert resumed.stdout.splitlines()[1].split()[5] == "no"
     assert all(live.wait_status(job_id)["status"] == "completed" for job_id in ids)
 
 
@@ -244,3 +246,154 @@ def test_secured_api_accepts_the_cli_with_a_token(secured_api: Api) -> None:
     by_flag = run_cli("queues", "--token", "secret", api_url=secured_api.url)
     by_env = run_cli("queues", api_url=secured_api.url, token="secret")
     assert (by_flag.returncode, by_env.returncode) == (0, 0), by_flag.stderr + by_env.stderr
+
+
+# -- exit codes scripts can rely on, per-job commands, the live view -------------------------
+
+
+def submitted_id(done: subprocess.CompletedProcess[str]) -> str:
+    assert done.returncode == 0, done.stderr
+    return str(json.loads(done.stdout)["id"])
+
+
+def test_version_prints_the_installed_version() -> None:
+    done = run_cli("--version", api_url="http://127.0.0.1:1")
+    assert done.returncode == 0
+    assert re.fullmatch(r"workstream \d+\.\d+\S*\n", done.stdout), done.stdout
+
+
+def test_status_wait_exits_4_when_the_job_failed_and_shows_its_attempts(live: Live) -> None:
+    job_id = live.submit("fail", {"permanent": True})
+    done = live.cli("status", job_id, "--wait", "20")
+    assert done.returncode == 4, done.stderr
+    assert re.search(r"^status\s+failed$", done.stdout, re.MULTILINE), done.stdout
+    if "history" in live.get(f"/jobs/{job_id}"):  # servers that record attempts
+        assert "history (oldest first)" in done.stdout
+        assert "traceback of attempt 1:" in done.stdout
+
+
+def test_status_wait_exits_5_when_the_job_was_cancelled(live: Live) -> None:
+    job_id = submitted_id(live.cli("--json", "submit", "echo", "--delay", "3600"))
+    cancelled = live.cli("cancel", job_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert cancelled.stdout == f"cancelled job {job_id}\n"
+    assert live.cli("status", job_id, "--wait", "5").returncode == 5
+
+
+def test_status_wait_exits_6_when_the_job_is_still_unfinished(live: Live) -> None:
+    job_id = live.submit("echo", {}, queue="unserved")
+    done = live.cli("status", job_id, "--wait", "1")
+    assert done.returncode == 6
+    assert done.stderr == f"job {job_id} is still pending after waiting 1s\n"
+
+
+def test_status_without_wait_exits_0_whatever_the_job_status(live: Live) -> None:
+    job_id = live.submit("fail", {"permanent": True})
+    live.wait_status(job_id)
+    assert live.cli("status", job_id).returncode == 0
+
+
+def test_submit_wait_exits_0_once_the_job_completed(live: Live) -> None:
+    done = live.cli("submit", "echo", "--payload", '{"n": 7}', "--wait", "20")
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^result\s+\{\"n\":7\}$", done.stdout, re.MULTILINE), done.stdout
+
+
+def test_submit_options_reach_the_job(live: Live) -> None:
+    tomorrow = (datetime.now(timezone.utc) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    done = live.cli(
+        "--json", "submit", "echo", "--queue", "unserved", "--timeout", "12.5",
+        "--max-attempts", "7", "--idempotency-key", "order-42", "--run-at", tomorrow + "+01:00",
+    )  # fmt: skip
+    job = live.get(f"/jobs/{submitted_id(done)}")
+    assert (job["queue"], job["timeout"], job["max_attempts"]) == ("unserved", 12.5, 7)
+    assert (job["idempotency_key"], job["status"]) == ("order-42", "scheduled")
+    run_at = datetime.fromisoformat(job["run_at"].replace("Z", "+00:00"))
+    expected = datetime.fromisoformat(tomorrow + "+01:00")
+    assert abs((run_at - expected).total_seconds()) < 1  # the zone was honoured
+
+
+def test_submit_with_the_same_idempotency_key_returns_the_first_job(live: Live) -> None:
+    args = ("--json", "submit", "echo", "--queue", "unserved", "--idempotency-key", "once")
+    first, again = submitted_id(live.cli(*args)), submitted_id(live.cli(*args))
+    assert first == again
+    assert live.queue("unserved")["pending"] == 1
+
+
+def test_retry_runs_a_failed_job_again(live: Live) -> None:
+    (job_id,) = make_failed(live, 1)
+    done = live.cli("retry", job_id)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"retried job {job_id}\n"
+    assert live.get(f"/jobs/{job_id}")["attempts"] <= 1  # attempts start over
+
+
+def test_cancel_of_a_finished_job_exits_1_with_invalid_transition(live: Live) -> None:
+    job_id = live.submit("echo", {})
+    live.wait_status(job_id)
+    done = live.cli("cancel", job_id)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: invalid_transition: ")
+
+
+def test_delete_without_yes_and_without_a_terminal_refuses_and_keeps_the_job(live: Live) -> None:
+    job_id = live.submit("echo", {})
+    live.wait_status(job_id)
+    done = live.cli("delete", job_id)
+    assert done.returncode == 2
+    assert "stdin is not a terminal, add --yes to confirm" in done.stderr
+    assert live.get(f"/jobs/{job_id}")["status"] == "completed"
+
+
+def test_delete_with_yes_removes_the_job(live: Live) -> None:
+    job_id = live.submit("echo", {})
+    live.wait_status(job_id)
+    done = live.cli("delete", job_id, "--yes")
+    assert done.returncode == 0, done.stderr
+    assert live.api.request("GET", f"/jobs/{job_id}")[0] == 404
+
+
+def test_queue_delete_without_yes_and_without_a_terminal_refuses(live: Live) -> None:
+    done = live.cli("queues", "delete", "default")
+    assert done.returncode == 2
+    assert "add --yes" in done.stderr
+
+
+def test_health_exits_0_and_reports_redis(live: Live) -> None:
+    done = live.cli("health")
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^redis\s+ok$", done.stdout, re.MULTILINE), done.stdout
+
+
+def test_times_carry_their_zone(live: Live) -> None:
+    job_id = live.submit("echo", {})
+    done = live.cli("status", job_id)
+    created = next(line for line in done.stdout.splitlines() if line.startswith("created_at"))
+    assert re.fullmatch(r"created_at\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", created), created
+
+
+def test_workers_shows_the_handlers_when_the_api_reports_them(live: Live) -> None:
+    done = live.cli("workers")
+    assert done.returncode == 0, done.stderr
+    header, row = done.stdout.splitlines()[:2]
+    if "handlers" in live.get("/workers")["workers"][0]:
+        assert header.split()[-1] == "HANDLERS"
+        assert "echo" in row.split()[-1].split(",")
+
+
+def test_top_draws_bounded_frames_without_a_terminal(live: Live) -> None:
+    live.submit("echo", {}, queue="unserved")
+    done = live.cli("top", "--iterations", "2", "--interval", "0.2")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("jobs: ") == 2
+    assert "\x1b" not in done.stdout
+    assert str(live.worker.pid) in done.stdout
+    assert re.search(r"^unserved\s+1\s", done.stdout, re.MULTILINE), done.stdout
+
+
+def test_top_json_prints_one_object_per_frame(live: Live) -> None:
+    done = live.cli("--json", "top", "--iterations", "2", "--interval", "0.2")
+    assert done.returncode == 0, done.stderr
+    frames = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(frames) == 2
+    assert all(frame["at"].endswith("UTC") and "queues" in frame for frame in frames)
