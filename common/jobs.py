@@ -159,9 +159,10 @@ _TIMESTAMPS = ("created_at", "enqueued_at", "run_at", "started_at", "finished_at
 # rendered from those, costing the hot path nothing. Bounds (rendered into the Lua preamble):
 HISTORY_MAX_ENTRIES = 25
 MAX_TRACEBACK_CHARS = 8000
-# Error and traceback text kept per job: past it the oldest entries lose their traceback, then
-# the oldest entries go (the newest is always kept whole: at most 4,000 + 8,000 characters).
-HISTORY_MAX_TEXT_BYTES = 16384
+# The stored history's size (its JSON) per job: past it the oldest entries lose their traceback,
+# then the oldest entries go. The newest entry is always kept whole (its error at most 4,000
+# characters and its traceback 8,000), so one entry can be all a history holds.
+HISTORY_MAX_BYTES = 16384
 OUTCOMES = ("completed", "failed", "timed_out", "lost")
 # The worker's error text for its own timeout; JobStore.fail records that attempt as timed_out.
 TIMED_OUT_PREFIX = "timed out after "

@@ -72,7 +72,7 @@ def _library() -> list[tuple[frozenset[str], str]]:
     text = (
         f"local ST = {{{statuses}}}\nlocal BUCKETS_MS = {{{buckets}}}\n"
         + f"local HISTORY_MAX_ENTRIES = {jobs.HISTORY_MAX_ENTRIES}\n"
-        + f"local HISTORY_MAX_TEXT_BYTES = {jobs.HISTORY_MAX_TEXT_BYTES}\n"
+        + f"local HISTORY_MAX_BYTES = {jobs.HISTORY_MAX_BYTES}\n"
         # start_ids (claim, start, complete's piggybacked claim) starts what `start` may.
         + f"local START_SOURCES = {_lua_set(TRANSITIONS['start'].sources)}\n"
         + _builders()

@@ -123,11 +123,10 @@ local function to_failed(job, now, err, dead_max)
 end
 
 -- Appends one ended attempt to the job's history (the API renders it; see common/jobs.py):
--- at most HISTORY_MAX_ENTRIES entries and HISTORY_MAX_TEXT_BYTES of error and traceback text,
--- the oldest tracebacks going first, then the oldest entries; the newest is kept whole. What a
--- hand edit left there is skipped, never an error: this runs inside the scripts that record an
--- attempt, and one that failed would leave the outcome unrecorded.
-local function text_bytes(v) return type(v) == 'string' and #v or 0 end
+-- at most HISTORY_MAX_ENTRIES entries and HISTORY_MAX_BYTES of JSON, the oldest tracebacks
+-- going first, then the oldest entries; the newest is kept whole. What a hand edit left there
+-- is skipped, never an error: this runs inside the scripts that record an attempt, and one
+-- that failed would leave the outcome unrecorded.
 local function add_history(job, now, outcome, err, tb)
   local key = key_job(job.id)
   local entries = {}
@@ -147,15 +146,22 @@ local function add_history(job, now, outcome, err, tb)
   if tb ~= '' then entry.traceback = tb end
   entries[#entries + 1] = entry
   while #entries > HISTORY_MAX_ENTRIES do table.remove(entries, 1) end
-  local size = 0
-  for _, e in ipairs(entries) do size = size + text_bytes(e.error) + text_bytes(e.traceback) end
-  for i = 1, #entries - 1 do
-    if size <= HISTORY_MAX_TEXT_BYTES then break end
-    size = size - text_bytes(entries[i].traceback)
-    entries[i].traceback = nil
+  local sizes, size = {}, 1  -- '[', ']' and the commas: one byte per entry, plus one
+  for i, e in ipairs(entries) do
+    sizes[i] = #cjson.encode(e) + 1
+    size = size + sizes[i]
   end
-  while size > HISTORY_MAX_TEXT_BYTES and #entries > 1 do
-    size = size - text_bytes(entries[1].error)
+  for i = 1, #entries - 1 do
+    if size <= HISTORY_MAX_BYTES then break end
+    if entries[i].traceback then
+      entries[i].traceback = nil
+      local smaller = #cjson.encode(entries[i]) + 1
+      size = size - sizes[i] + smaller
+      sizes[i] = smaller
+    end
+  end
+  while size > HISTORY_MAX_BYTES and #entries > 1 do
+    size = size - table.remove(sizes, 1)
     table.remove(entries, 1)
   end
   redis.call('HSET', key, 'history', cjson.encode(entries))

@@ -13,7 +13,7 @@ from tests.conftest import make_settings
 from tests.integration import api_fixtures
 from tests.integration.api_fixtures import submit
 from tests.support.redis_server import RedisServer
-from workstream.common.jobs import HISTORY_MAX_ENTRIES, HISTORY_MAX_TEXT_BYTES, JobSpec
+from workstream.common.jobs import HISTORY_MAX_BYTES, HISTORY_MAX_ENTRIES, JobSpec
 from workstream.common.states import JobStatus
 from workstream.common.store import JobStore
 from workstream.worker.registry import JobContext, handler
@@ -117,17 +117,42 @@ def test_history_keeps_only_the_latest_attempts(store: JobStore) -> None:
     assert raw.count('"outcome"') == HISTORY_MAX_ENTRIES
 
 
-def test_history_text_is_bounded_the_oldest_tracebacks_going_first(store: JobStore) -> None:
-    job_id = submit(store, max_attempts=10)
-    for attempt in range(1, 6):
+def _fail_repeatedly(store: JobStore, times: int, error: str, traceback: str) -> str:
+    job_id = submit(store, max_attempts=times + 1)
+    for _ in range(times):
         (claimed,) = store.claim("w1", 1, ["default"])
-        store.fail("w1", claimed, "boom", permanent=False, traceback=f"{attempt}" * 7000)
+        store.fail("w1", claimed, error, permanent=False, traceback=traceback)
+    return job_id
+
+
+def _stored_history(store: JobStore, job_id: str) -> str:
+    return str(store.redis.hget(store.keys.job(job_id), "history"))
+
+
+def test_history_size_is_bounded_the_oldest_tracebacks_going_first(store: JobStore) -> None:
+    job_id = _fail_repeatedly(store, 5, "boom", "t" * 7000)
     job = store.get_job(job_id)
     assert job is not None and job.history is not None
     kept = [e["traceback"] is not None for e in job.history]
     assert kept == [False, False, False, True, True]  # 2 x 7,000 bytes fit in 16 KiB
-    text = sum(len(e["error"] or "") + len(e["traceback"] or "") for e in job.history)
-    assert text <= HISTORY_MAX_TEXT_BYTES
+    assert len(_stored_history(store, job_id)) <= HISTORY_MAX_BYTES
+
+
+def test_history_size_is_bounded_the_oldest_entries_going_when_errors_alone_are_too_big(
+    store: JobStore,
+) -> None:
+    job_id = _fail_repeatedly(store, 10, "e" * 4000, "")
+    job = store.get_job(job_id)
+    assert job is not None and job.history is not None
+    assert [e["attempt"] for e in job.history] == [8, 9, 10]  # 4 x (4,000 + fields) > 16 KiB
+    assert len(_stored_history(store, job_id)) <= HISTORY_MAX_BYTES
+
+
+def test_the_newest_attempt_is_kept_whole_even_past_the_size_bound(store: JobStore) -> None:
+    job_id = _fail_repeatedly(store, 3, "e" * 4000, "t" * 8000)
+    job = store.get_job(job_id)
+    assert job is not None and job.history is not None
+    assert job.history[-1]["traceback"] == "t" * 8000 and job.history[-1]["attempt"] == 3
 
 
 def test_a_resent_failure_adds_no_second_entry(store: JobStore) -> None:
