@@ -40,7 +40,8 @@
  *              pause-<name> (shown while active), resume-<name> (shown while paused),
  *              retry-failed-<name>, purge-failed-<name>, queue-jobs-<name> (link to its jobs),
  *              queues-empty, workers-table, worker-row-<wid>, worker-age-<wid>,
- *              worker-slots-<wid> ("busy / slots", data-busy = jobs running now),
+ *              worker-slots-<wid> ("busy / slots", "(+k next)" for jobs taken ahead of a
+ *              free slot; data-busy = jobs running now),
  *              worker-handlers-<wid>, workers-empty
  *   Jobs list: jobs-view, jobs-filters, filter-status (<select>), filter-queue (<input>),
  *              filter-type (<input>), filter-limit (<select>), filter-apply (submit),
@@ -1051,8 +1052,11 @@
     const handlers = Array.isArray(worker.handlers) ? worker.handlers.map(String) : null;
     setText(cells.handlers, handlers ? handlers.join(", ") : "–");
     cells.handlers.title = handlers ? handlers.join(", ") : "";
-    setText(cells.slots, fmtInt(num(worker.slots_busy)) + " / " + fmtInt(num(worker.slots_total)));
-    cells.slots.dataset.busy = String(num(worker.slots_busy));
+    const { busy, ahead } = slotsOf(worker);
+    setText(cells.slots, fmtInt(busy) + " / " + fmtInt(num(worker.slots_total))
+      + (ahead > 0 ? " (+" + fmtInt(ahead) + " next)" : ""));
+    cells.slots.title = ahead > 0 ? fmtInt(ahead) + " job(s) taken ahead, waiting for a slot" : "";
+    cells.slots.dataset.busy = String(busy);
     let age = num(worker.heartbeat_age_s);
     if (age === null && worker.last_heartbeat) {
       const t = Date.parse(worker.last_heartbeat);
@@ -1062,6 +1066,17 @@
     cells.age.className = "num" + (age !== null && age > 15 ? " stale" : "");
     setText(cells.started, worker.started_at ? relative(worker.started_at) : "–");
     cells.started.title = worker.started_at || "";
+  }
+
+  /**
+   * Busy slots from the jobs a worker holds: while a backlog lasts its fetcher takes a job ahead
+   * for each busy slot, so what it holds past its slot count is waiting, not running.
+   */
+  function slotsOf(worker) {
+    const held = num(worker.slots_busy);
+    const total = num(worker.slots_total);
+    if (held === null || total === null) return { busy: held, ahead: 0 };
+    return { busy: Math.min(held, total), ahead: Math.max(0, held - total) };
   }
 
   function renderWorkers(workers) {
@@ -1074,7 +1089,7 @@
     let busy = 0;
     let slots = 0;
     for (const w of sorted) {
-      busy += num(w.slots_busy) || 0;
+      busy += slotsOf(w).busy || 0;
       slots += num(w.slots_total) || 0;
     }
     setText(overviewDom.stats.busy.value, fmtInt(busy) + " / " + fmtInt(slots));
