@@ -580,14 +580,17 @@ class JobStore:
         for worker_id, data, held in zip(ids, values[::2], values[1::2], strict=True):
             if not data:
                 continue
+            # Jobs the fetcher claimed ahead wait in the list too; it holds them only while
+            # every slot is busy, so the list's length past the slots still means all busy.
+            total = int(data.get("slots_total") or 0)
             infos.append(
                 WorkerInfo(
                     id=worker_id,
                     host=data.get("host", ""),
                     pid=int(data.get("pid") or 0),
                     queues=tuple(q for q in data.get("queues", "").split(",") if q),
-                    slots_busy=int(held),
-                    slots_total=int(data.get("slots_total") or 0),
+                    slots_busy=min(int(held), total),
+                    slots_total=total,
                     started_at=int(data["started_at"]) if data.get("started_at") else None,
                     last_heartbeat=int(data.get("last_heartbeat") or 0),
                     handlers=tuple(t for t in data.get("handlers", "").split(",") if t),
