@@ -279,7 +279,8 @@ def _worker_schema() -> Schema:
             },
             "slots_busy": {
                 "type": "integer",
-                "description": "Jobs it holds now (its processing list, read at request time).",
+                "description": "Jobs it holds now (its processing list, read at request "
+                "time); above slots_total while it holds jobs claimed ahead of a free slot.",
             },
             "slots_total": {"type": "integer"},
             "started_at": _nullable({"type": "string", "format": "date-time"}),

@@ -81,7 +81,9 @@ class WorkerInfo:
     host: str
     pid: int
     queues: tuple[str, ...]
-    slots_busy: int  # the length of its processing list when read, not the heartbeat's figure
+    # The length of its processing list when read, not the heartbeat's figure: past
+    # slots_total while the fetcher holds jobs claimed ahead of a free slot (the contract).
+    slots_busy: int
     slots_total: int
     started_at: int | None
     last_heartbeat: int
@@ -580,17 +582,14 @@ class JobStore:
         for worker_id, data, held in zip(ids, values[::2], values[1::2], strict=True):
             if not data:
                 continue
-            # Jobs the fetcher claimed ahead wait in the list too; it holds them only while
-            # every slot is busy, so the list's length past the slots still means all busy.
-            total = int(data.get("slots_total") or 0)
             infos.append(
                 WorkerInfo(
                     id=worker_id,
                     host=data.get("host", ""),
                     pid=int(data.get("pid") or 0),
                     queues=tuple(q for q in data.get("queues", "").split(",") if q),
-                    slots_busy=min(int(held), total),
-                    slots_total=total,
+                    slots_busy=int(held),
+                    slots_total=int(data.get("slots_total") or 0),
                     started_at=int(data["started_at"]) if data.get("started_at") else None,
                     last_heartbeat=int(data.get("last_heartbeat") or 0),
                     handlers=tuple(t for t in data.get("handlers", "").split(",") if t),

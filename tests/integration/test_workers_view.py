@@ -1,4 +1,4 @@
-"""/workers' slots_busy: the worker's processing list read at request time, within its slots."""
+"""/workers' slots_busy: the worker's processing list read at request time (the contract)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ app = api_fixtures.app
 client = api_fixtures.client
 
 
-def test_jobs_claimed_ahead_of_the_slots_count_as_every_slot_busy_not_more(
+def test_slots_busy_counts_every_job_the_worker_holds_those_claimed_ahead_included(
     client: falcon.testing.TestClient, store: JobStore
 ) -> None:
     store.heartbeat("w-1", "h", 1, ["default"], 2, 0, ["echo"])
@@ -20,4 +20,4 @@ def test_jobs_claimed_ahead_of_the_slots_count_as_every_slot_busy_not_more(
         submit(store)
     assert len(store.claim("w-1", 4, ["default"])) == 4  # two running, two held ahead
     (worker,) = client.simulate_get("/workers").json["workers"]
-    assert (worker["slots_busy"], worker["slots_total"]) == (2, 2)
+    assert (worker["slots_busy"], worker["slots_total"]) == (4, 2)
