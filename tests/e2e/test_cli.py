@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
+import signal
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -397,3 +399,62 @@ def test_top_json_prints_one_object_per_frame(live: Live) -> None:
     frames = [json.loads(line) for line in done.stdout.splitlines()]
     assert len(frames) == 2
     assert all(frame["at"].endswith("UTC") and "queues" in frame for frame in frames)
+
+
+def cli_env(api_url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("API_URL", "API_TOKEN")}
+    env["API_URL"] = api_url
+    return env
+
+
+def test_top_ends_cleanly_with_exit_0_on_ctrl_c(live: Live) -> None:
+    top = subprocess.Popen(
+        [CLI, "top", "--iterations", "1000", "--interval", "0.2"],
+        env=cli_env(live.api.url),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert top.stdout is not None and top.stdout.readline()  # the first frame is out
+        top.send_signal(signal.SIGINT)
+        _, err = top.communicate(timeout=CLI_TIMEOUT_S)
+    finally:
+        if top.poll() is None:
+            top.kill()
+            top.wait(5)
+    assert top.returncode == 0
+    assert err == ""  # no traceback
+
+
+def test_top_on_a_terminal_redraws_in_place(live: Live) -> None:
+    primary, secondary = pty.openpty()
+    try:
+        done = subprocess.run(
+            [CLI, "top", "--iterations", "2", "--interval", "0.2"],
+            env=cli_env(live.api.url),
+            stdin=subprocess.DEVNULL,
+            stdout=secondary,
+            stderr=subprocess.PIPE,
+            timeout=CLI_TIMEOUT_S,
+            check=False,
+        )
+        os.close(secondary)
+        secondary = -1
+        screen = b""
+        while chunk := _read_pty(primary):
+            screen += chunk
+    finally:
+        os.close(primary)
+        if secondary >= 0:
+            os.close(secondary)
+    assert done.returncode == 0, done.stderr
+    assert screen.count(b"\x1b[H\x1b[2J") == 2
+
+
+def _read_pty(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: the writer side is closed and drained
+        return b""
