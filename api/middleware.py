@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import os
@@ -13,7 +14,9 @@ from typing import Any
 
 import falcon
 
+from workstream.api import scopes
 from workstream.api.errors import ApiError
+from workstream.api.scopes import Scope
 from workstream.common.logs import request_id_var
 
 log = logging.getLogger("api.access")
@@ -58,31 +61,72 @@ class RequestContext:
 
 
 class BearerAuth:
-    """Every endpoint but the public ones needs `Authorization: Bearer <one of the tokens>`."""
+    """Every endpoint but the public ones needs `Authorization: Bearer <token>`, and the token's
+    scopes must allow the route (api.scopes.ROUTE_SCOPES): 401 without a known token, 403
+    `insufficient_scope` with one that lacks the scope."""
 
-    def __init__(self, tokens: Sequence[str]) -> None:
-        self._tokens = tuple(token.encode("utf-8") for token in tokens)
+    def __init__(self, tokens: Sequence[str], scoped: Sequence[tuple[str, str]] = ()) -> None:
+        granted: dict[str, set[Scope]] = {}
+        for token in tokens:  # API_TOKEN: every scope
+            granted.setdefault(token, set()).update(Scope)
+        for scope, token in scoped:  # API_TOKENS: scope:token, a token possibly listed again
+            granted.setdefault(token, set()).add(Scope(scope))
+        # Digests are compared, so the time taken says nothing about a token's length either.
+        self._tokens = tuple(
+            (_digest(token), frozenset(scopes)) for token, scopes in granted.items()
+        )
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         if is_public(req.path):
             return
         header = req.get_header("Authorization") or ""
         scheme, _, given = header.partition(" ")
-        if scheme.lower() == "bearer" and self._matches(given.strip().encode("utf-8")):
+        held = self._scopes(given.strip()) if scheme.lower() == "bearer" else frozenset()
+        if not held:
+            raise ApiError(
+                401,
+                "unauthorized",
+                "send Authorization: Bearer <token>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        req.context.scopes = held
+
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, params: dict[str, Any]
+    ) -> None:
+        held = getattr(req.context, "scopes", None)
+        if held is None or resource is None:  # a public path, or no route (404 follows)
             return
+        template = req.uri_template or ""
+        if scopes.allowed(template, req.method, held):
+            return
+        needed = scopes.needed(template, req.method)
         raise ApiError(
-            401,
-            "unauthorized",
-            "send Authorization: Bearer <token>",
-            headers={"WWW-Authenticate": "Bearer"},
+            403,
+            "insufficient_scope",
+            f"{req.method} {template} needs a token with scope {' or '.join(needed)}",
+            headers={
+                "WWW-Authenticate": (
+                    f'Bearer error="insufficient_scope", scope="{" ".join(needed)}"'
+                )
+            },
         )
 
-    def _matches(self, given: bytes) -> bool:
+    def _scopes(self, given: str) -> frozenset[Scope]:
         # Compare against every token, without stopping early, so timing says nothing.
-        found = False
-        for token in self._tokens:
-            found |= hmac.compare_digest(given, token)
-        return found
+        digest = _digest(given)
+        held: frozenset[Scope] = frozenset()
+        for token, granted in self._tokens:
+            if hmac.compare_digest(digest, token):
+                held = held | granted
+        return held
+
+    def _matches(self, given: bytes) -> bool:
+        return bool(self._scopes(given.decode("utf-8")))
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()
 
 
 def _new_request_id() -> str:

@@ -17,6 +17,7 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 ROUTINE_LEVELS = ("debug", "info")
+TOKEN_SCOPES = ("produce", "work", "read", "admin")  # api.scopes.Scope names the same four
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,12 @@ SETTING_DOCS: tuple[SettingDoc, ...] = (
         "debug (`workstream dev` sets debug).",
     ),
     SettingDoc("API_TOKEN", "", "Bearer tokens (comma-separated); empty disables auth."),
+    SettingDoc(
+        "API_TOKENS",
+        "",
+        "Scoped bearer tokens, comma-separated `scope:token` (scopes: produce, work, read, "
+        "admin; a token may be listed with several); API_TOKEN tokens hold every scope.",
+    ),
     SettingDoc("API_THREADS", "256", "API request threads (long-polls hold one each)."),
     SettingDoc("API_PROCESSES", "1", "API processes sharing the port (pre-fork, SO_REUSEPORT)."),
     SettingDoc("IDEMPOTENCY_TTL", "24h", "How long an idempotency key maps to its job."),
@@ -107,6 +114,7 @@ class Settings:
     log_format: str  # "text", "json" or "" (decided by whether stderr is a terminal)
     log_routine: str
     api_tokens: tuple[str, ...] = field(repr=False)
+    api_scoped_tokens: tuple[tuple[str, str], ...] = field(repr=False)  # (scope, token) pairs
     api_threads: int
     api_processes: int
     idempotency_ttl: timedelta
@@ -130,6 +138,8 @@ class Settings:
             problems.append("RETRY_BACKOFF_MAX: must not be below RETRY_BACKOFF")
         if problems:
             raise SettingsError("; ".join(problems))
+        # API_TOKENS and API_TOKEN differ by one letter: name the scoped pairs apart.
+        values["api_scoped_tokens"] = values.pop("api_tokens")
         values["api_tokens"] = values.pop("api_token")
         return cls(**values)
 
@@ -223,6 +233,21 @@ def _tokens(raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+def _scoped_tokens(raw: str) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for index, part in enumerate(raw.split(","), start=1):
+        if not part.strip():
+            continue
+        scope, colon, token = part.strip().partition(":")
+        if not colon or scope not in TOKEN_SCOPES or not token.strip():
+            # Never echo the entry: it may be a secret.
+            raise ValueError(
+                f"entry {index} is not scope:token with a scope among {', '.join(TOKEN_SCOPES)}"
+            )
+        pairs.append((scope, token.strip()))
+    return tuple(pairs)
+
+
 def _host(raw: str) -> str:
     value = raw.strip()
     if not value:
@@ -253,6 +278,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "LOG_FORMAT": _log_format,
     "LOG_ROUTINE": _routine_level,
     "API_TOKEN": _tokens,
+    "API_TOKENS": _scoped_tokens,
     "API_THREADS": _positive_int,
     "API_PROCESSES": _positive_int,
     "IDEMPOTENCY_TTL": _duration,
