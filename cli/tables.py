@@ -221,10 +221,13 @@ def queue_warnings(queues: Sequence[Mapping[str, Any]]) -> list[str]:
     for queue in queues:
         name = cell(queue.get("name"))
         if queue.get("unserved") is True:
+            pending = queue.get("pending")
+            jobs = "job" if pending == 1 else "jobs"
             lines.append(
-                f"warning: queue {name} has {cell(queue.get('pending'))} pending jobs"
+                f"warning: queue {name} has {cell(pending)} pending {jobs}"
                 " and no live worker serving it"
             )
+            continue  # with no worker at all, every type is unhandled: said once is enough
         unhandled = queue.get("unhandled_types")
         if isinstance(unhandled, list) and unhandled:
             types = ", ".join(cell(t) for t in unhandled)

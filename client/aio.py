@@ -31,7 +31,8 @@ class AsyncClient:
 
     `timeout` is seconds for connecting and for each read (a long-poll gets its wait on top).
     `retry_policy` bounds the retries of 503 answers (nothing was written) and of connection
-    failures; `RetryPolicy(attempts=1)` turns them off."""
+    failures; `RetryPolicy(attempts=1)` turns them off. `transport` is any httpx transport
+    (a proxy, a test double); the default is httpx's own."""
 
     def __init__(
         self,

@@ -234,10 +234,8 @@ def submit_many_call(requests: Iterable[JobRequest | Mapping[str, Any]]) -> Call
         if isinstance(item, JobRequest):
             bodies.append(item.to_json())
         else:
-            body = dict(item)
-            body.setdefault("idempotency_key", None)
-            body["idempotency_key"] = body["idempotency_key"] or new_idempotency_key()
-            bodies.append(body)
+            key = item.get("idempotency_key") or new_idempotency_key()
+            bodies.append({**item, "idempotency_key": key})
     if not 1 <= len(bodies) <= MAX_BATCH:
         raise ValueError(f"submit_many takes 1 to {MAX_BATCH} jobs, got {len(bodies)}")
     return Call("POST", "/jobs/batch", submitted, body={"jobs": bodies})

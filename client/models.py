@@ -103,6 +103,7 @@ class Job:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Job:
         history = data.get("history")
+        attempts = history if isinstance(history, list) else []
         return cls(
             id=str(data.get("id", "")),
             type=str(data.get("type", "")),
@@ -121,9 +122,7 @@ class Job:
             run_at=parse_time(data.get("run_at")),
             started_at=parse_time(data.get("started_at")),
             finished_at=parse_time(data.get("finished_at")),
-            history=tuple(Attempt.from_json(a) for a in history or () if isinstance(a, Mapping))
-            if isinstance(history, list)
-            else (),
+            history=tuple(Attempt.from_json(a) for a in attempts if isinstance(a, Mapping)),
             raw=dict(data),
         )
 

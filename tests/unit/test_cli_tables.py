@@ -129,15 +129,23 @@ def test_workers_table_shows_handlers_when_the_server_reports_them() -> None:
     assert lines[1].split()[-1] == "echo,sleep"
 
 
-def test_queues_table_warns_about_unserved_queues_and_unhandled_types() -> None:
+def test_queues_table_warns_about_a_queue_no_worker_serves() -> None:
     queues = [
-        {"name": "mail", "pending": 4, "processing": 0, "scheduled": 0, "failed": 0,
+        {"name": "mail", "pending": 1, "processing": 0, "scheduled": 0, "failed": 0,
          "paused": False, "workers": 0, "unserved": True, "unhandled_types": ["email_send"]},
     ]  # fmt: skip
     lines = tables.queues_table(queues).splitlines()
     assert lines[0].split()[-1] == "WORKERS"
-    assert "warning: queue mail has 4 pending jobs and no live worker serving it" in lines
-    assert "warning: queue mail: no live worker handles type email_send" in lines
+    assert lines[-1] == "warning: queue mail has 1 pending job and no live worker serving it"
+
+
+def test_queues_table_warns_about_types_no_serving_worker_handles() -> None:
+    queues = [
+        {"name": "mail", "pending": 4, "processing": 0, "scheduled": 0, "failed": 0,
+         "paused": False, "workers": 2, "unserved": False, "unhandled_types": ["a", "b"]},
+    ]  # fmt: skip
+    lines = tables.queues_table(queues).splitlines()
+    assert lines[-1] == "warning: queue mail: no live worker handles type a, b"
 
 
 def test_job_detail_shows_each_attempt_and_its_traceback() -> None:
