@@ -271,22 +271,24 @@ def _stored_history(text: str | None) -> list[dict[str, Any]]:
 
 
 def _entry_json(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """One attempt as the API shows it: every field present, times in RFC 3339."""
+    """One attempt as the API shows it: every field present, times in RFC 3339; whatever a hand
+    edit left reads as a default, as for the job's own fields."""
 
     def text(name: str) -> str | None:
         value = entry.get(name)
         return value if isinstance(value, str) and value else None
 
-    def ms(name: str) -> int | None:
+    def number(name: str) -> int | None:
         value = entry.get(name)
         return _stored_int(str(value)) if isinstance(value, (int, float, str)) else None
 
+    outcome = text("outcome")
     return {
-        "attempt": ms("attempt") or 0,
+        "attempt": number("attempt") or 0,
         "worker": text("worker") or "",
-        "started_at": ms_to_rfc3339(ms("started_at")),
-        "ended_at": ms_to_rfc3339(ms("ended_at")),
-        "outcome": text("outcome") or "lost",
+        "started_at": ms_to_rfc3339(number("started_at")),
+        "ended_at": ms_to_rfc3339(number("ended_at")),
+        "outcome": outcome if outcome in OUTCOMES else "lost",
         "error": text("error"),
         "traceback": text("traceback"),
     }
