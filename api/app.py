@@ -18,6 +18,7 @@ from workstream.api.resources.jobs import (
     LegacyResult,
     LegacyStatus,
 )
+from workstream.api.resources.leases import LeaseAnswers, LeaseCollection, LeaseWaiter
 from workstream.api.resources.longpoll import Waiter
 from workstream.api.resources.metrics import Metrics
 from workstream.api.resources.openapi import OpenApi
@@ -64,6 +65,12 @@ def create_app(
     app.add_route("/jobs/{job_id}", item)
     app.add_route("/jobs/{job_id}/cancel", item, suffix="cancel")
     app.add_route("/jobs/{job_id}/retry", item, suffix="retry")
+    # Lease long-polls have a bound of their own, a quarter of the job waits'.
+    app.add_route("/leases", LeaseCollection(store, LeaseWaiter(capacity // 4, stopping=stopping)))
+    answers = LeaseAnswers(store)
+    app.add_route("/jobs/{job_id}/complete", answers, suffix="complete")
+    app.add_route("/jobs/{job_id}/fail", answers, suffix="fail")
+    app.add_route("/jobs/{job_id}/extend", answers, suffix="extend")
     app.add_route("/status/{job_id}", LegacyStatus(store))
     app.add_route("/result/{job_id}", LegacyResult(store))
     app.add_route("/queues", QueueCollection(store))
