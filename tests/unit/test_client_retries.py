@@ -196,3 +196,21 @@ def test_async_client_retries_like_the_blocking_one(monkeypatch: pytest.MonkeyPa
 
     assert asyncio.run(scenario()) == "pending"
     assert len(script.requests) == 2
+
+
+def test_wait_asks_the_api_for_at_most_60_seconds_a_step(sleeps: list[float]) -> None:
+    unfinished = {**JOB, "status": "processing"}
+    done = {**JOB, "status": "completed"}
+    answers = [httpx.Response(200, json=unfinished)] * 2 + [httpx.Response(200, json=done)]
+    script = Script(*answers)
+    assert client(script).wait(JOB["id"], timeout=90).status == "completed"
+    assert [r.url.params["wait"] for r in script.requests] == ["60", "60", "60"]
+    # Answers that come back early and unfinished (the API had no waiting slot free) are
+    # asked again after a short pause, not in a tight loop.
+    assert sleeps == [0.5]
+
+
+def test_a_long_poll_read_timeout_outlives_the_server_wait() -> None:
+    script = Script(httpx.Response(200, json={**JOB, "status": "completed"}))
+    client(script).wait(JOB["id"], timeout=20)
+    assert script.requests[0].extensions["timeout"]["read"] == 35.0  # 20 s + 15 s slack
