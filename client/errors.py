@@ -67,6 +67,10 @@ class Unauthorized(ApiError):
     """401 unauthorized: a bearer token is missing or wrong."""
 
 
+class Forbidden(ApiError):
+    """403 insufficient_scope: the token is valid but its scope does not allow this."""
+
+
 class NotFound(ApiError):
     """404 job_not_found / queue_not_found / not_found."""
 
@@ -97,6 +101,7 @@ _BY_CODE: dict[str, type[ApiError]] = {
     "payload_too_large": InvalidRequest,
     "unsupported_media_type": InvalidRequest,
     "unauthorized": Unauthorized,
+    "insufficient_scope": Forbidden,
     "job_not_found": NotFound,
     "queue_not_found": NotFound,
     "not_found": NotFound,
@@ -113,6 +118,7 @@ _BY_CODE: dict[str, type[ApiError]] = {
 _BY_STATUS: dict[int, type[ApiError]] = {
     400: InvalidRequest,
     401: Unauthorized,
+    403: Forbidden,
     404: NotFound,
     409: Conflict,
     413: InvalidRequest,

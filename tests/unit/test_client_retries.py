@@ -14,6 +14,7 @@ import pytest
 from workstream.client import AsyncClient, Client, RetryPolicy
 from workstream.client.errors import (
     Conflict,
+    Forbidden,
     InvalidRequest,
     QueueFull,
     TransportError,
@@ -95,6 +96,7 @@ def test_retries_are_bounded_and_the_last_error_is_raised(sleeps: list[float]) -
     [
         (error(400, "validation_error"), InvalidRequest),
         (error(409, "invalid_transition"), Conflict),
+        (error(403, "insufficient_scope"), Forbidden),
         (error(429, "queue_full", "1"), QueueFull),
     ],
 )
