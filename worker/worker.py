@@ -157,6 +157,7 @@ class Worker:
         finished = self.fetcher.idle.wait(grace + BLOCK_S)
         self.fetcher.closed.set()
         self.fetcher.finished.wait(FINAL_FLUSH_S + BLOCK_S + 1)
+        self.pool.take_back()  # a job no slot has started is released below: none may start it
         requeued = self._release()
         for duty in self.duties:
             duty.stop.set()
