@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import falcon.testing
@@ -18,6 +19,7 @@ from workstream.common.store import JobStore
 
 app = api_fixtures.app
 client = api_fixtures.client
+make_client = api_fixtures.make_client
 
 TestClient = falcon.testing.TestClient
 
@@ -331,3 +333,17 @@ def test_a_bad_answer_is_400_naming_the_field_and_changes_nothing(
 def test_a_body_that_is_not_json_is_400_invalid_json(client: TestClient) -> None:
     resp = client.simulate_post("/leases", body=b"{", headers={"Content-Type": "application/json"})
     assert resp.status_code == 400 and resp.json["error"]["code"] == "invalid_json"
+
+
+def test_an_idle_consumer_drops_out_of_workers_after_worker_ttl(
+    make_client: Callable[..., TestClient],
+) -> None:
+    client = make_client(WORKER_TTL="500ms", RETRY_BACKOFF="0s")
+
+    def listed() -> set[str]:
+        return {w["id"] for w in client.simulate_get("/workers").json["workers"]}
+
+    assert lease(client, consumer="idle") == []
+    assert "http:idle" in listed()
+    time.sleep(0.6)
+    assert "http:idle" not in listed()
