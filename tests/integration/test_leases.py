@@ -37,8 +37,17 @@ def answer(client: TestClient, job_id: str, action: str, **body: Any) -> falcon.
 
 def body_for(action: str, token: str) -> dict[str, Any]:
     """A valid answer of each kind under `token`."""
-    extra = {"complete": {"result": None}, "fail": {"error": "x"}, "extend": {"lease_s": 5}}
+    extra: dict[str, dict[str, Any]] = {
+        "complete": {"result": None},
+        "fail": {"error": "x"},
+        "extend": {"lease_s": 5},
+    }
     return {"lease": token, **extra[action]}
+
+
+def status_of(store: JobStore, job_id: str) -> str | None:
+    status = store.get_status(job_id)
+    return None if status is None else status.value
 
 
 def stale_count(store: JobStore) -> int:
@@ -84,7 +93,7 @@ def test_count_takes_a_batch_from_the_queues_in_order_skipping_paused_ones(
     store.pause("paused")
     leases = lease(client, queues=["paused", "high", "low"], count=4)
     assert [x["job"]["id"] for x in leases] == [*high, *low[:2]]
-    assert store.get_status(paused) is not None and store.get_status(paused).value == "pending"
+    assert status_of(store, paused) == "pending"
     assert len({x["lease"] for x in leases}) == 4
 
 
@@ -145,7 +154,7 @@ def test_a_token_this_api_never_handed_out_is_lease_lost(
     lease(client)
     resp = answer(client, job_id, "complete", lease=token, result=1)
     assert resp.status_code == 409 and resp.json["error"]["code"] == "lease_lost"
-    assert store.get_status(job_id) is not None and store.get_status(job_id).value == "processing"
+    assert status_of(store, job_id) == "processing"
 
 
 def test_an_unknown_job_is_lease_lost(client: TestClient) -> None:
@@ -168,7 +177,7 @@ def test_an_expired_lease_is_lease_lost_even_before_the_sweeper_comes(
     resp = answer(client, job_id, action, **body_for(action, held["lease"]))
     assert resp.status_code == 409 and resp.json["error"]["code"] == "lease_lost"
     assert stale_count(store) == 1
-    assert store.get_status(job_id) is not None and store.get_status(job_id).value == "processing"
+    assert status_of(store, job_id) == "processing"
 
 
 def test_an_expired_lease_is_reclaimed_with_its_attempt_used_and_a_late_complete_refused(
@@ -200,7 +209,7 @@ def test_an_expired_lease_on_the_last_attempt_fails_the_job(
     lease(client)
     expire(store, job_id)
     assert sweep(store) == 1
-    assert store.get_status(job_id) is not None and store.get_status(job_id).value == "failed"
+    assert status_of(store, job_id) == "failed"
 
 
 def test_fail_with_retry_schedules_another_attempt(client: TestClient, store: JobStore) -> None:
@@ -251,7 +260,8 @@ def test_a_consumer_holding_a_lease_is_not_presumed_dead_by_the_sweeper(
     submit(store)
     lease(client, lease_s=3600)
     ttl_ms = round(store.settings.worker_ttl.total_seconds() * 1000)
-    assert store.redis.zscore(store.keys.workers, "http:c1") >= store.server_time_ms() + 3_590_000
+    score = store.redis.zscore(store.keys.workers, "http:c1")
+    assert score is not None and score >= store.server_time_ms() + 3_590_000
     assert "http:c1" not in store.dead_workers()
     assert ttl_ms > 0
 
@@ -298,7 +308,7 @@ def test_a_bad_lease_request_is_400_naming_the_field_and_takes_nothing(
     resp = client.simulate_post("/leases", json=body)
     assert resp.status_code == 400
     assert resp.json["error"]["code"] == "validation_error" and resp.json["error"]["field"] == field
-    assert store.get_status(job_id) is not None and store.get_status(job_id).value == "pending"
+    assert status_of(store, job_id) == "pending"
     assert redis_client.zcard(store.keys.workers) == 0
 
 
@@ -326,7 +336,7 @@ def test_a_bad_answer_is_400_naming_the_field_and_changes_nothing(
     resp = answer(client, job_id, action, **body)
     assert resp.status_code == 400
     assert resp.json["error"]["code"] == "validation_error" and resp.json["error"]["field"] == field
-    assert store.get_status(job_id) is not None and store.get_status(job_id).value == "processing"
+    assert status_of(store, job_id) == "processing"
     assert stale_count(store) == 0
 
 
