@@ -3,8 +3,8 @@
 -- KEYS[6] expiries  KEYS[7..12] status:*  (lists of the job's queue and worker: key_<name>)
 -- ARGV[1] prefix  ARGV[2] job id  ARGV[3] lease  ARGV[4] error text  ARGV[5] permanent (0|1)
 -- ARGV[6] backoff base ms  ARGV[7] backoff cap ms  ARGV[8] jitter fraction [0,1)
--- ARGV[9] dead-letter cap  ARGV[10] calling worker id  ARGV[11] traceback ('' for none)
--- ARGV[12] outcome for the attempt history: failed | timed_out
+-- ARGV[9] dead-letter cap  ARGV[10] calling worker id  ARGV[11] traceback ('' or absent: none)
+-- ARGV[12] outcome for the attempt history: failed | timed_out (absent: failed)
 -- Returns {"ok", new status, delay ms} | {"stale_lease", status} | {"not_found"}
 local id, lease, err, worker = ARGV[2], ARGV[3], ARGV[4], ARGV[10]
 local job = load(id)
@@ -23,7 +23,7 @@ if not SOURCES[job.status] or job.lease ~= lease then
   return {'stale_lease', job.status}
 end
 local now = now_ms()
-add_history(job, now, ARGV[12], err, ARGV[11])
+add_history(job, now, ARGV[12] or 'failed', err, ARGV[11] or '')
 leave_processing(job)
 observe('run', job.queue, now - (tonumber(job.started_at) or now))
 local delay = backoff_ms(job.attempts, tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]))
