@@ -66,7 +66,7 @@ class Api:
 
 def main() -> int:
     settings = load_or_exit()
-    configure_logging(settings.log_level)
+    configure_logging(settings)
     if settings.api_processes == 1:
         return serve(settings)
     supervisor = Supervisor(

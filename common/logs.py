@@ -6,10 +6,8 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import os
 import sys
 import time
-from collections.abc import Mapping
 from typing import Any, TextIO
 
 from workstream.common.serialization import dumps
@@ -126,18 +124,9 @@ def chosen_format(log_format: str, stream: TextIO) -> str:
         return "json"
 
 
-def configure_logging(
-    config: Settings | str, environ: Mapping[str, str] | None = None, stream: TextIO | None = None
-) -> None:
-    """From Settings (LOG_LEVEL, LOG_FORMAT, LOG_ROUTINE). A bare level is the older call: the
-    other two are then read from `environ` (default os.environ), as Settings would."""
-    if isinstance(config, Settings):
-        level, log_format, routine = config.log_level, config.log_format, config.log_routine
-    else:
-        env = os.environ if environ is None else environ
-        level = config
-        log_format = env.get("LOG_FORMAT", "").strip().lower()
-        routine = env.get("LOG_ROUTINE", "info").strip().lower()
+def configure_logging(config: Settings, stream: TextIO | None = None) -> None:
+    """From Settings: LOG_LEVEL, LOG_FORMAT, LOG_ROUTINE."""
+    level, log_format, routine = config.log_level, config.log_format, config.log_routine
     out = stream if stream is not None else sys.stderr
     handler = logging.StreamHandler(out)
     text = chosen_format(log_format, out) == "text"

@@ -25,7 +25,7 @@ STOP_MARGIN_S = 10.0
 
 def main() -> None:
     settings = load_or_exit()
-    configure_logging(settings.log_level)
+    configure_logging(settings)
     # Before any fork: a module that cannot load stops the command once, like a bad setting,
     # rather than every child failing and being restarted.
     try:

@@ -122,13 +122,6 @@ def test_access_lines_stay_at_info_by_default() -> None:
     assert json.loads(out.getvalue())["level"] == "info"
 
 
-def test_a_bare_level_reads_log_format_from_the_environment() -> None:
-    out = io.StringIO()
-    configure_logging("info", environ={"LOG_FORMAT": "text"}, stream=out)
-    _log_job()
-    assert not out.getvalue().startswith("{")
-
-
 def test_a_text_line_joins_lists_with_commas() -> None:
     out = Terminal()
     _configure(out)
