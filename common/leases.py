@@ -11,15 +11,11 @@ expiry, as an attempt used, exactly as for a job overdue in a dead worker.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import redis
 
 from workstream.common import scripts
 from workstream.common.errors import JobNotFoundError, StaleLeaseError, WorkStreamError
@@ -54,32 +50,10 @@ def worker_id(consumer: str) -> str:
     return CONSUMER_PREFIX + consumer
 
 
-def _build(name: str) -> scripts.Script:
-    """The script as common/scripts.py renders every other: preamble, KEY_ locals, helpers."""
-    body = scripts._read(f"_{name}.lua")
-    specs = scripts.key_specs(body)
-    source = (
-        "local P = ARGV[1]\n"
-        + scripts._key_locals(specs)
-        + scripts._preamble(body, scripts._library())
-        + body
-    )
-    return scripts.Script(name, source, hashlib.sha1(source.encode("utf-8")).hexdigest(), specs)
-
-
-LEASE_SCRIPTS: dict[str, scripts.Script] = {name: _build(name) for name in ("lease", "extend")}
-
-
-def _call(client: redis.Redis, name: str, keys: list[str], args: list[Any]) -> Any:
-    script = LEASE_SCRIPTS[name]
-    try:
-        return client.evalsha(script.sha, len(keys), *keys, *args)
-    except redis.exceptions.NoScriptError:
-        client.script_load(script.source)
-        return client.evalsha(script.sha, len(keys), *keys, *args)
-
-
 class Leases:
+    """The lease transitions (lease.lua, extend.lua) and the answers to a lease, which go
+    through JobStore's complete and fail, the Python worker's own."""
+
     def __init__(self, store: JobStore) -> None:
         self._store = store
         self._redis = store.redis
@@ -95,7 +69,7 @@ class Leases:
         """Leases up to `count` pending jobs from `queues` (in order, paused ones skipped).
         Returns the leases and the Redis time of the call (ms), also a heartbeat."""
         worker = worker_id(consumer)
-        spec = LEASE_SCRIPTS["lease"].keys
+        spec = scripts.SCRIPTS["lease"].keys
         keys = scripts.keys_for(spec, self._keys, queues, worker_id=worker)
         nonces = ",".join(os.urandom(8).hex() for _ in range(count))
         args = [
@@ -110,7 +84,7 @@ class Leases:
             consumer,
             *queues,
         ]
-        reply = _call(self._redis, "lease", keys, args)
+        reply = scripts.call(self._redis, "lease", keys, args)
         expires = int(reply[0])
         leases = []
         for flat in reply[1:]:
@@ -139,7 +113,7 @@ class Leases:
     ) -> tuple[int, bool]:
         """Moves the expiry to now + lease_s. Returns (expires_at ms, cancel requested)."""
         lease, nonce = self._parse(job_id, token)
-        keys = scripts.keys_for(LEASE_SCRIPTS["extend"].keys, self._keys, job_id=job_id)
+        keys = scripts.keys_for(scripts.SCRIPTS["extend"].keys, self._keys, job_id=job_id)
         args = [
             self._keys.prefix,
             job_id,
@@ -150,7 +124,7 @@ class Leases:
             self._info_ttl_ms,
             progress_json,
         ]
-        reply = _call(self._redis, "extend", keys, args)
+        reply = scripts.call(self._redis, "extend", keys, args)
         if reply[0] != "ok":
             raise LeaseLostError(job_id)
         return int(reply[1]), int(reply[2]) == 1

@@ -40,7 +40,9 @@ def _t(sources: set[JobStatus], targets: set[JobStatus], summary: str) -> Transi
 TRANSITIONS: Final[dict[str, Transition]] = {
     "enqueue": _t(set(), {S.PENDING, S.SCHEDULED}, "create jobs (capacity, idempotency, delay)"),
     "claim": _t({S.PENDING}, {S.PROCESSING}, "move up to N ids into a worker's list and start"),
+    "lease": _t({S.PENDING}, {S.PROCESSING}, "claim and start up to N jobs for an HTTP consumer"),
     "start": _t({S.PENDING}, {S.PROCESSING}, "start one id a worker took with BLMOVE"),
+    "extend": _t({S.PROCESSING}, {S.PROCESSING}, "move a held HTTP lease's expiry, store progress"),
     "complete": _t({S.PROCESSING}, {S.COMPLETED}, "record a result under a valid lease"),
     "fail": _t({S.PROCESSING}, {S.SCHEDULED, S.PENDING, S.FAILED}, "retry with backoff or dead"),
     "cancel": _t({S.PENDING, S.SCHEDULED}, {S.CANCELLED}, "withdraw a job not yet started"),

@@ -81,9 +81,9 @@ def test_each_transition_checks_the_source_states_from_the_table(name: str) -> N
     sources = TRANSITIONS[name].sources
     members = ", ".join(f"{s.value} = true" for s in JobStatus if s in sources)
     source = SCRIPTS[name].source
-    if name in {"enqueue", "recover", "release", "claim", "start"}:
-        # enqueue has none; recover and release branch per source state; claim and start
-        # start ids through start_ids, which checks START_SOURCES (the same row as start).
+    if name in {"enqueue", "recover", "release", "claim", "start", "lease"}:
+        # enqueue has none; recover and release branch per source state; claim, start and
+        # lease start ids through start_ids, which checks START_SOURCES (the same row as start).
         assert "START_SOURCES[" in source or name in {"enqueue", "recover", "release"}
         return
     assert f"local SOURCES = {{{members}}}\n" in source

@@ -11,7 +11,7 @@
 local v = redis.call('HMGET', KEY_job, 'status', 'lease', 'lease_nonce', 'lease_expires_at',
   'worker', 'cancel_requested')
 local now = now_ms()
-if v[1] ~= ST.processing or v[2] ~= ARGV[3] or v[3] ~= ARGV[4]
+if not SOURCES[v[1]] or v[2] ~= ARGV[3] or v[3] ~= ARGV[4]
     or (tonumber(v[4]) or 0) < now then
   redis.call('HINCRBY', KEY_stats, 'stale_completions', 1)
   return {'lease_lost', v[1] or ''}
