@@ -29,7 +29,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from workstream.cli.client import ApiError, Client, Unreachable
+from workstream.client import Client
+from workstream.client.calls import NO_RETRY
+from workstream.client.errors import ApiError, TransportError
 from workstream.common.errors import SettingsError
 from workstream.common.settings import Settings
 
@@ -316,7 +318,7 @@ class DevStack:
 
     def wait_api(self) -> None:
         deadline = time.monotonic() + API_READY_TIMEOUT_S
-        with Client(self.api_url, timeout_s=2) as client:
+        with Client(self.api_url, timeout=2, retry_policy=NO_RETRY) as client:  # we poll
             while time.monotonic() < deadline:
                 if self.signals:
                     raise StartupError("interrupted while starting")
@@ -324,10 +326,11 @@ class DevStack:
                 if dead is not None:
                     raise StartupError(self.death_message(dead))
                 try:
-                    client.health()
-                    return
-                except (ApiError, Unreachable):
-                    time.sleep(0.1)
+                    if client.health().ok:
+                        return
+                except (ApiError, TransportError):
+                    pass
+                time.sleep(0.1)
         raise StartupError(f"the API did not answer /health at {self.api_url} in time")
 
     def dead_child(self) -> Child | None:
