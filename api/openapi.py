@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from workstream.api.openapi_leases import lease_paths, lease_responses, lease_schemas
 from workstream.api.validation import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, MAX_WAIT_S
 from workstream.common.jobs import (
     HISTORY_MAX_ENTRIES,
@@ -713,7 +714,12 @@ def build_document(max_payload_bytes: int) -> Schema:
             '{"error": {"code", "message"}}; every response carries X-Request-ID.',
         },
         "security": [{}, {"bearer": []}],
-        "paths": {**_jobs_paths(max_payload_bytes), **_queue_paths(), **_other_paths()},
+        "paths": {
+            **_jobs_paths(max_payload_bytes),
+            **_queue_paths(),
+            **_other_paths(),
+            **lease_paths(),
+        },
         "components": {
             "securitySchemes": {
                 "bearer": {
@@ -732,10 +738,11 @@ def build_document(max_payload_bytes: int) -> Schema:
                 "Histogram": _histogram_schema(),
                 "Metrics": _metrics_schema(),
                 "Timeline": _timeline_schema(),
+                **lease_schemas(),
                 "Error": _error_schema(),
                 "LegacyStatus": legacy_status,
                 "LegacyResult": legacy_result,
             },
-            "responses": _responses(),
+            "responses": {**_responses(), **lease_responses()},
         },
     }

@@ -3,6 +3,7 @@ no 5xx, and every status, content type, header and body conforms to the document
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -19,11 +20,20 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.integration import api_fixtures
 from tests.integration.api_fixtures import App
+from workstream.api.app import create_app
+from workstream.common.settings import Settings
+from workstream.common.store import JobStore
 
-# The shared API fixtures, bound here so that pytest finds them for this module.
-app = api_fixtures.app
+
+@pytest.fixture
+def app(settings: Settings, store: JobStore) -> App:
+    """The app as it shuts down: every long-poll ends at once (POST /leases on an empty queue
+    would hold each generated `wait` of up to 60 s); everything else answers as usual."""
+    stopping = threading.Event()
+    stopping.set()
+    return create_app(settings, store, stopping=stopping)
+
 
 MAX_EXAMPLES = 25
 CHECKS = [
