@@ -132,9 +132,10 @@ class ClaimedJob:
     lease: str
     created_at: int
     alone: bool = False  # a suspect job: nothing else may run beside it in this worker
+    namespace: str = ""  # the job's key namespace: ctx.cancelled and ctx.progress() read it
 
     @classmethod
-    def from_reply(cls, fields: list[Any]) -> ClaimedJob:
+    def from_reply(cls, fields: list[Any], namespace: str = "") -> ClaimedJob:
         return cls(
             id=str(fields[0]),
             type=str(fields[1]),
@@ -146,6 +147,7 @@ class ClaimedJob:
             lease=str(fields[7]),
             created_at=int(fields[8]),
             alone=int(fields[9]) == 1,
+            namespace=namespace,
         )
 
 
@@ -163,13 +165,18 @@ MAX_TRACEBACK_CHARS = 8000
 # then the oldest entries go. The newest entry is always kept whole (its error at most 4,000
 # characters and its traceback 8,000), so one entry can be all a history holds.
 HISTORY_MAX_BYTES = 16384
-OUTCOMES = ("completed", "failed", "timed_out", "lost")
+OUTCOMES = ("completed", "failed", "timed_out", "lost", "cancelled")
 # The worker's error text for its own timeout; JobStore.fail records that attempt as timed_out.
 TIMED_OUT_PREFIX = "timed out after "
+# A running job's cancel: POST /jobs/{id}/cancel sets the hash field `cancel_requested` to "1";
+# the run then ends cancelled (complete.lua, fail.lua), with this error when the handler stopped.
+CANCELLED_ERROR = "cancelled while running"
+# The largest `progress` (its JSON) a job keeps: ctx.progress() and the lease `extend` store it.
+MAX_PROGRESS_BYTES = 4096
 # Every field of the hash but the history: what listings read (they omit the history).
 LISTED_FIELDS = (
     "id", "type", "queue", "status", "payload", "result", "error", "attempts", "max_attempts",
-    "timeout_ms", *_TIMESTAMPS, "worker", "idempotency_key",
+    "timeout_ms", *_TIMESTAMPS, "worker", "idempotency_key", "progress", "cancel_requested",
 )  # fmt: skip
 
 
@@ -194,6 +201,8 @@ class Job:
     idempotency_key: str | None
     # Oldest first; None when not read (listings), then to_json leaves it out.
     history: list[dict[str, Any]] | None = None
+    progress: Any = None  # the last ctx.progress() or extend progress, JSON
+    cancel_requested: bool = False  # processing, and asked to stop
 
     @classmethod
     def from_hash(cls, data: Mapping[str, str], *, with_history: bool = True) -> Job:
@@ -219,6 +228,10 @@ class Job:
             worker=data.get("worker") or None,
             idempotency_key=data.get("idempotency_key") or None,
             history=_history(data, status) if with_history else None,
+            progress=_stored_json(data.get("progress")),
+            # The flag outlives the run in the hash (it expires with it); it means "asked to
+            # stop" only while the job runs.
+            cancel_requested=status is JobStatus.PROCESSING and data.get("cancel_requested") == "1",
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -235,6 +248,8 @@ class Job:
             "timeout": self.timeout_ms / 1000,
             "worker": self.worker,
             "idempotency_key": self.idempotency_key,
+            "progress": self.progress,
+            "cancel_requested": self.cancel_requested,
         }
         for name in _TIMESTAMPS:
             body[name] = ms_to_rfc3339(getattr(self, name))

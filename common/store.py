@@ -21,6 +21,7 @@ from workstream.common.errors import (
     TooManyTypesError,
 )
 from workstream.common.jobs import (
+    CANCELLED_ERROR,
     CLAIM_FIELDS,
     LISTED_FIELDS,
     TIMED_OUT_PREFIX,
@@ -227,7 +228,7 @@ class JobStore:
             self._worker_keys("claim", worker_id, queues=queues),
             [self._prefix, worker_id, count, int(idle), *queues],
         )
-        return _claimed(reply)
+        return _claimed(reply, self.settings.namespace)
 
     def take_blocking(self, worker_id: str, queue: str, timeout_s: float) -> str | None:
         """BLMOVE: waits without polling for one id; start() must follow."""
@@ -249,7 +250,7 @@ class JobStore:
             self._worker_keys("start", worker_id, queue),
             [self._prefix, worker_id, "", queue],
         )
-        claimed = _claimed(reply)
+        claimed = _claimed(reply, self.settings.namespace)
         return claimed[0] if claimed else None
 
     def start(self, worker_id: str, job_id: str, queue: str) -> ClaimedJob | None:
@@ -259,7 +260,7 @@ class JobStore:
             self._worker_keys("start", worker_id, queue),
             [self._prefix, worker_id, job_id, queue],
         )
-        claimed = _claimed(reply)
+        claimed = _claimed(reply, self.settings.namespace)
         return claimed[0] if claimed else None
 
     def complete(self, worker_id: str, job: ClaimedJob, result_json: str) -> None:
@@ -287,7 +288,7 @@ class JobStore:
         keys = self._worker_keys("complete", worker_id, queues=queues)
         reply = scripts.call(self.redis, "complete", keys, args)
         codes = [str(code) for code in reply[: len(results)]]
-        return codes, _claimed(reply[len(results) :])
+        return codes, _claimed(reply[len(results) :], self.settings.namespace)
 
     def fail(
         self, worker_id: str, job: ClaimedJob, error: str, *, permanent: bool, traceback: str = ""
@@ -295,7 +296,13 @@ class JobStore:
         """Retries with backoff while attempts remain, else dead-letters. Returns the status.
         The attempt joins the job's history with its error and traceback (both bounded by the
         worker, see worker.execution), as timed_out when the error is the worker's timeout."""
-        outcome = "timed_out" if error.startswith(TIMED_OUT_PREFIX) else "failed"
+        outcome = (
+            "timed_out"
+            if error.startswith(TIMED_OUT_PREFIX)
+            else "cancelled"
+            if error == CANCELLED_ERROR
+            else "failed"
+        )
         reply = scripts.call(
             self.redis,
             "fail",
@@ -311,6 +318,7 @@ class JobStore:
                 worker_id,
                 traceback,
                 outcome,
+                round(self.settings.result_ttl.total_seconds() * 1000),
             ],
         )
         _finish_reply(job.id, reply)
@@ -386,9 +394,20 @@ class JobStore:
     # -- operator actions --------------------------------------------------------------------
 
     def cancel(self, job_id: str) -> Job:
+        """Cancels a pending or scheduled job at once; a processing one is asked to stop (the
+        returned job is still processing, with cancel_requested) and ends cancelled when its run
+        does. A job that finished first is an InvalidTransitionError."""
         ttl_ms = round(self.settings.result_ttl.total_seconds() * 1000)
         self._transition("cancel", job_id, [self._prefix, job_id, ttl_ms])
         return self._require(job_id)
+
+    def cancel_requested(self, job_id: str) -> bool:
+        """Whether a cancel of the (processing) job was requested and its run has not ended."""
+        return self.redis.hget(self.keys.job(job_id), "cancel_requested") == "1"
+
+    def progress(self, job_id: str, lease: str, progress_json: str) -> bool | None:
+        """record_progress on the store's connection."""
+        return record_progress(self.redis, self.keys, job_id, lease, progress_json)
 
     def retry(self, job_id: str) -> Job:
         self._transition("retry", job_id, [self._prefix, job_id])
@@ -617,9 +636,24 @@ def _serving(queue: str, types: set[str], workers: Sequence[WorkerInfo]) -> Serv
     return Serving(len(serving), tuple(sorted(types - handled)))
 
 
-def _claimed(reply: list[Any]) -> list[ClaimedJob]:
+def _claimed(reply: list[Any], namespace: str) -> list[ClaimedJob]:
     step = CLAIM_FIELDS
-    return [ClaimedJob.from_reply(reply[i : i + step]) for i in range(0, len(reply), step)]
+    return [
+        ClaimedJob.from_reply(reply[i : i + step], namespace) for i in range(0, len(reply), step)
+    ]
+
+
+def record_progress(
+    client: redis.Redis, keys: Keys, job_id: str, lease: str, progress_json: str
+) -> bool | None:
+    """Stores a running job's progress under its lease (progress.lua) on `client` (a handler's
+    own connection). True when a cancel of the job was requested, None when the lease no longer
+    holds (nothing written)."""
+    script_keys = scripts.keys_for(scripts.SCRIPTS["progress"].keys, keys, job_id=job_id)
+    reply = scripts.call(client, "progress", script_keys, [keys.prefix, lease, progress_json])
+    if reply[0] != "ok":
+        return None
+    return int(reply[1]) == 1
 
 
 def _finish_reply(job_id: str, reply: list[Any]) -> None:

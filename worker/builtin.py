@@ -18,9 +18,11 @@ def echo(payload: Any, ctx: JobContext) -> Any:
 @handler("sleep")
 def sleep(payload: Any, ctx: JobContext) -> dict[str, float]:
     seconds = float(payload.get("seconds", 1)) if isinstance(payload, dict) else 1.0
-    # Short steps so a timeout (delivered between bytecodes) interrupts it promptly.
+    # Short steps so a timeout (delivered between bytecodes) or a cancel (the checkpoint asks
+    # Redis at most every CANCEL_CHECK_S) interrupts it promptly.
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
+        ctx.heartbeat()
         time.sleep(min(left, SLEEP_STEP_S))
     return {"slept": seconds}
 

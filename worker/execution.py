@@ -11,6 +11,7 @@ recording it can never fail on the text itself.
 
 from __future__ import annotations
 
+import functools
 import logging
 import traceback as tb
 from dataclasses import dataclass
@@ -18,10 +19,17 @@ from typing import Any
 
 import redis
 
-from workstream.common.jobs import MAX_TRACEBACK_CHARS, TIMED_OUT_PREFIX, ClaimedJob
+from workstream.common.jobs import (
+    CANCELLED_ERROR,
+    MAX_TRACEBACK_CHARS,
+    TIMED_OUT_PREFIX,
+    ClaimedJob,
+)
+from workstream.common.keys import Keys
 from workstream.common.serialization import dumps, loads
 from workstream.worker.registry import (
     Handler,
+    JobCancelled,
     JobContext,
     JobTimeoutError,
     PermanentError,
@@ -78,14 +86,23 @@ def prepare(job: ClaimedJob, worker_id: str, client: redis.Redis) -> Call | Outc
         timeout_s=job.timeout_ms / 1000,
         redis=client,
         log=log,
+        lease=job.lease,
+        keys=_keys(job.namespace) if job.namespace else None,
     )
     return Call(fn, payload, ctx)
+
+
+@functools.lru_cache(maxsize=8)
+def _keys(namespace: str) -> Keys:
+    return Keys(namespace)
 
 
 def finish(job: ClaimedJob, result: Any, error: BaseException | None) -> Outcome:
     """The Outcome of a handler that returned `result` or raised `error`."""
     if isinstance(error, JobTimeoutError):
         return timed_out(job)
+    if isinstance(error, JobCancelled):  # asked for: not a handler error, no traceback
+        return Outcome(False, error=CANCELLED_ERROR, permanent=True)
     if error is not None:  # any handler error is the job's failure, never the worker's
         outcome = failed(
             f"{type(error).__name__}: {_text(error)}",

@@ -6,14 +6,20 @@ import importlib
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
 from workstream.common.errors import WorkStreamError
-from workstream.common.jobs import TYPE_PATTERN
+from workstream.common.jobs import MAX_PROGRESS_BYTES, TYPE_PATTERN
+from workstream.common.keys import Keys
+from workstream.common.serialization import dumps
+
+# ctx.cancelled asks Redis at most this often: a handler may check it in a tight loop.
+CANCEL_CHECK_S = 0.2
 
 
 class PermanentError(Exception):
@@ -23,6 +29,19 @@ class PermanentError(Exception):
 class JobTimeoutError(BaseException):
     """Raised inside a handler thread when its job runs past its timeout. A BaseException so
     that a handler's `except Exception` cannot swallow it."""
+
+
+class JobCancelled(BaseException):
+    """Raised in a handler at its next checkpoint (ctx.heartbeat(), ctx.progress()) once the
+    job's cancel was requested (POST /jobs/{id}/cancel while it runs); the job then ends
+    cancelled. A BaseException, as JobTimeoutError, so that `except Exception` lets it through;
+    a handler that catches it and returns still ends cancelled."""
+
+
+@dataclass
+class _CancelCheck:
+    requested: bool = False
+    checked_at: float = float("-inf")
 
 
 @dataclass(frozen=True)
@@ -36,6 +55,53 @@ class JobContext:
     timeout_s: float
     redis: redis.Redis
     log: logging.Logger
+    lease: str = ""
+    keys: Keys | None = None  # None: a context made by hand (tests): nothing is ever cancelled
+    _check: _CancelCheck = field(default_factory=_CancelCheck, repr=False, compare=False)
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether a cancel of this job was requested. Cheap enough for a loop: Redis is asked
+        at most every CANCEL_CHECK_S, and a yes is kept."""
+        check = self._check
+        if check.requested or self.keys is None:
+            return check.requested
+        now = time.monotonic()
+        if now - check.checked_at >= CANCEL_CHECK_S:
+            check.checked_at = now
+            try:
+                flag = self.redis.hget(self.keys.job(self.job_id), "cancel_requested")
+            except redis.exceptions.RedisError:
+                return False  # a check that cannot be made must not fail the job; asked again
+            check.requested = flag in ("1", b"1")
+        return check.requested
+
+    def heartbeat(self) -> None:
+        """A checkpoint: raises JobCancelled once a cancel of this job was requested."""
+        if self.cancelled:
+            raise JobCancelled(self.job_id)
+
+    def progress(self, value: Any, message: str | None = None) -> None:
+        """Stores `{"value": value, "message": message}` on the job (GET /jobs/{id} shows it as
+        `progress`; at most MAX_PROGRESS_BYTES of JSON, else ValueError), then is a checkpoint:
+        raises JobCancelled once a cancel was requested."""
+        text = dumps({"value": value, "message": message})
+        if len(text.encode("utf-8")) > MAX_PROGRESS_BYTES:
+            raise ValueError(f"progress is over {MAX_PROGRESS_BYTES} bytes of JSON")
+        if self.keys is not None:
+            # Imported here: `import workstream` (handler modules, the client) stays light.
+            from workstream.common.store import record_progress
+
+            try:
+                requested = record_progress(self.redis, self.keys, self.job_id, self.lease, text)
+            except redis.exceptions.RedisError as ex:  # progress is advisory: the job goes on
+                self.log.warning(
+                    "job.progress_lost", extra={"job_id": self.job_id, "error": str(ex)}
+                )
+            else:
+                self._check.checked_at = time.monotonic()  # the reply carried the flag
+                self._check.requested = self._check.requested or bool(requested)
+        self.heartbeat()
 
 
 Handler = Callable[[Any, JobContext], Any]

@@ -2,7 +2,7 @@
 
 What handler code imports::
 
-    from workstream import handler, JobContext, PermanentError
+    from workstream import handler, JobCancelled, JobContext, PermanentError
 
     @handler("email_send")
     def send(payload, ctx: JobContext):
@@ -20,12 +20,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from workstream.worker.registry import JobContext, JobTimeoutError, PermanentError, handler
+from workstream.worker.registry import (
+    JobCancelled,
+    JobContext,
+    JobTimeoutError,
+    PermanentError,
+    handler,
+)
 
 if TYPE_CHECKING:
     from workstream.client import AsyncClient, Client
 
-__all__ = ["AsyncClient", "Client", "JobContext", "JobTimeoutError", "PermanentError", "handler"]
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "JobCancelled",
+    "JobContext",
+    "JobTimeoutError",
+    "PermanentError",
+    "handler",
+]
 
 
 def __getattr__(name: str) -> Any:

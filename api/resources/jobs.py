@@ -11,6 +11,7 @@ from workstream.api.errors import ApiError
 from workstream.api.resources.longpoll import Waiter
 from workstream.common.errors import JobNotFoundError
 from workstream.common.jobs import Job
+from workstream.common.states import JobStatus
 from workstream.common.store import JobStore
 
 
@@ -99,7 +100,10 @@ class JobItem:
         resp.status = falcon.HTTP_204
 
     def on_post_cancel(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
-        resp.media = self._store.cancel(validation.job_id(job_id)).to_json()
+        job = self._store.cancel(validation.job_id(job_id))
+        if job.status is JobStatus.PROCESSING:  # asked to stop; it ends cancelled when it does
+            resp.status = falcon.HTTP_202
+        resp.media = job.to_json()
 
     def on_post_retry(self, req: falcon.Request, resp: falcon.Response, job_id: str) -> None:
         resp.media = self._store.retry(validation.job_id(job_id)).to_json()

@@ -1,9 +1,16 @@
--- cancel: pending | scheduled -> cancelled.
+-- cancel: pending | scheduled -> cancelled; processing -> processing with cancel_requested.
 -- KEYS[1] job:<job_id>  KEYS[2] stats  KEYS[3] expiries  KEYS[4..9] status:*
 -- ARGV[1] prefix  ARGV[2] job id  ARGV[3] result ttl (ms)
--- Returns {"ok"} | {"invalid_transition", status} | {"not_found"}
+-- Returns {"ok"} | {"cancel_requested"} | {"invalid_transition", status} | {"not_found"}
 local job = load(ARGV[2])
 if not job then return {'not_found'} end
+if job.status == ST.processing then
+  -- Only the run can stop itself: its handler sees the flag at its next checkpoint (or an HTTP
+  -- consumer in its extend reply), and complete.lua / fail.lua end the run cancelled, as do
+  -- the lease or timeout running out. Asking twice is asking once.
+  redis.call('HSET', KEY_job, 'cancel_requested', '1')
+  return {'cancel_requested'}
+end
 if not SOURCES[job.status] then return {'invalid_transition', job.status} end
 if job.status == ST.pending then
   -- If a worker already moved the id into its list, start_ids drops it on seeing "cancelled".

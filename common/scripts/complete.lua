@@ -8,7 +8,8 @@
 -- then 3 per job: id, lease, result JSON; then M to claim (0: none), then idle (1|0: the worker
 -- runs nothing once these are recorded, see start_ids), then queue names
 -- Returns {code1, ..., codeN, claimed...}: code "ok" | "stale_lease" | "not_found", claimed is
--- 10 fields per started job (see start_ids).
+-- 10 fields per started job (see start_ids). A job whose cancel was requested while it ran
+-- (cancel.lua) ends cancelled instead, its result dropped; its code is "ok" too.
 local worker, ttl_ms, n = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
 local processing = KEY_processing
@@ -20,17 +21,27 @@ for i = 1, n do
   local id, lease = ARGV[b + 1], ARGV[b + 2]
   local key = key_job(id)
   local v = redis.call('HMGET', key, 'status', 'lease', 'queue', 'type', 'started_at',
-    'created_at')
+    'created_at', 'cancel_requested')
   if not v[1] then
     redis.call('LREM', processing, 1, id)
     reply[i] = 'not_found'
-  elseif v[1] == ST.completed and v[2] == lease then
+  elseif (v[1] == ST.completed or v[1] == ST.cancelled) and v[2] == lease then
     reply[i] = 'ok' -- this very call, sent again after a lost reply
   elseif not SOURCES[v[1]] or v[2] ~= lease then
     -- A late result from a worker that lost its claim: rejected and counted, never written.
     tally(stats, 'stale_completions', 1)
     redis.call('LREM', processing, 1, id)
     reply[i] = 'stale_lease'
+  elseif v[7] == '1' then
+    -- Asked to stop while it ran, it returned (ignoring or before its checkpoint): the run ends
+    -- cancelled all the same, as fail.lua ends it. Rare, so the plain helpers suffice.
+    local job = load(id)
+    add_history(job, now, 'cancelled', 'cancelled while running', '') -- jobs.CANCELLED_ERROR
+    leave_processing(job)
+    set_status(job, ST.cancelled, 'finished_at', now, 'error', 'cancelled while running')
+    count('cancelled', job)
+    expire_terminal(job, now, ttl_ms)
+    reply[i] = 'ok'
   else
     redis.call('HSET', key, 'status', ST.completed, 'result', ARGV[b + 3], 'finished_at', now,
       'error', '')

@@ -4,8 +4,11 @@
 -- ARGV[1] prefix  ARGV[2] job id  ARGV[3] lease  ARGV[4] error text  ARGV[5] permanent (0|1)
 -- ARGV[6] backoff base ms  ARGV[7] backoff cap ms  ARGV[8] jitter fraction [0,1)
 -- ARGV[9] dead-letter cap  ARGV[10] calling worker id  ARGV[11] traceback ('' or absent: none)
--- ARGV[12] outcome for the attempt history: failed | timed_out (absent: failed)
+-- ARGV[12] outcome for the attempt history: failed | timed_out | cancelled (absent: failed)
+-- ARGV[13] result ttl (ms) for a run that ends cancelled (absent: 24 h, RESULT_TTL's default)
 -- Returns {"ok", new status, delay ms} | {"stale_lease", status} | {"not_found"}
+-- A run whose cancel was requested (cancel.lua) or that stopped on it (outcome cancelled) ends
+-- cancelled, whatever its error: no retry.
 local id, lease, err, worker = ARGV[2], ARGV[3], ARGV[4], ARGV[10]
 local job = load(id)
 if not job then
@@ -23,9 +26,17 @@ if not SOURCES[job.status] or job.lease ~= lease then
   return {'stale_lease', job.status}
 end
 local now = now_ms()
-add_history(job, now, ARGV[12] or 'failed', err, ARGV[11] or '')
+local outcome = ARGV[12] or 'failed'
+if redis.call('HGET', KEY_job, 'cancel_requested') == '1' then outcome = 'cancelled' end
+add_history(job, now, outcome, err, ARGV[11] or '')
 leave_processing(job)
 observe('run', job.queue, now - (tonumber(job.started_at) or now))
+if outcome == 'cancelled' then
+  set_status(job, ST.cancelled, 'error', err, 'finished_at', now)
+  count('cancelled', job)
+  expire_terminal(job, now, tonumber(ARGV[13]) or 86400000)
+  return {'ok', ST.cancelled, 0}
+end
 local delay = backoff_ms(job.attempts, tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]))
 local status = retry_or_bury(job, now, err, ARGV[5] == '1', delay, tonumber(ARGV[9]))
 return {'ok', status, delay}

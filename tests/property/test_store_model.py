@@ -3,7 +3,8 @@ on a real redis-server (make chaos): a divergence between them is a failing test
 
 Hypothesis interleaves enqueue (immediate and delayed), claim, BLMOVE + start (separate and
 pipelined), complete and fail (current and stale leases, and each sent again after a lost
-reply; a late result after recover, reclaim or release is rejected and counted), cancel, retry,
+reply; a late result after recover, reclaim or release is rejected and counted), cancel (of a
+running job too: it is asked to stop, and its run then ends cancelled however it ends), retry,
 promote, reclaim, worker death + recover, release and delete. After every step each job must
 be in exactly the one place its status names, the status indexes must list exactly the jobs
 with that status, the in-flight gauge must equal the processing jobs per queue, the counters
@@ -62,6 +63,9 @@ class ModelJob:
     failed_by: ClaimedJob | None = None  # the holder whose own fail ended the latest attempt
     completed_by: ClaimedJob | None = None  # the holder whose complete made it completed
     history: list[tuple[int, str]] = field(default_factory=list)  # (attempt, outcome) ended
+    # A cancel asked for while it ran. It stays on the hash: a run that recover, reclaim or
+    # release ended leaves it set, and the job's next run ends cancelled when it stops.
+    cancel_requested: bool = False
 
 
 @dataclass
@@ -237,10 +241,11 @@ class JobStoreMachine(RuleBasedStateMachine):
         assert job.handle is not None and job.worker is not None
         self.store.complete(job.worker, job.handle, '"done"')
         job.completed_by = job.handle
-        job.history.append((job.attempts, "completed"))
+        outcome = S.CANCELLED if job.cancel_requested else S.COMPLETED
+        job.history.append((job.attempts, outcome.value))
         self.model.leave_processing(job, by_holder=True)
-        job.status = S.COMPLETED
-        self.model.counts["completed"] += 1
+        job.status = outcome
+        self.model.counts[outcome.value] += 1
 
     @precondition(lambda self: self.model.stale)
     @rule(data=st.data())
@@ -269,7 +274,7 @@ class JobStoreMachine(RuleBasedStateMachine):
         job = self.model.jobs.get(handle.id)
         # Only the attempt that completed it: after an operator retry, attempts start again
         # from 0, so an earlier attempt's handle can have the same attempt number.
-        if job is None or job.status != S.COMPLETED or job.completed_by is not handle:
+        if job is None or not job.completed_by or job.completed_by is not handle:
             return
         before = self.client.hgetall(self.keys.job(handle.id))
         self.store.complete(job.worker or "w1", handle, '"again"')  # answered ok, changes nothing
@@ -285,9 +290,15 @@ class JobStoreMachine(RuleBasedStateMachine):
         status = self.store.fail(
             job.worker, handle, error, permanent=permanent, traceback="Traceback ..."
         )
-        job.history.append((job.attempts, "timed_out" if timed_out else "failed"))
+        outcome = "timed_out" if timed_out else "failed"
+        job.history.append((job.attempts, "cancelled" if job.cancel_requested else outcome))
         self.model.leave_processing(job, by_holder=True)
         job.failed_by = handle
+        if job.cancel_requested:  # whatever the error: asked to stop, it stopped
+            assert status == S.CANCELLED
+            job.status = S.CANCELLED
+            self.model.counts["cancelled"] += 1
+            return
         retries = not permanent and job.attempts < job.max_attempts
         assert status in ({S.SCHEDULED, S.PENDING} if retries else {S.FAILED})
         self._after_failed_attempt(job, status)
@@ -325,6 +336,11 @@ class JobStoreMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def cancel(self, data: st.DataObject) -> None:
         job = data.draw(st.sampled_from(list(self.model.jobs.values())))
+        if job.status == S.PROCESSING:
+            asked = self.store.cancel(job.id)
+            assert asked.status == S.PROCESSING and asked.cancel_requested
+            job.cancel_requested = True
+            return
         if job.status not in (S.PENDING, S.SCHEDULED):
             with pytest.raises(InvalidTransitionError):
                 self.store.cancel(job.id)
@@ -485,6 +501,12 @@ class JobStoreMachine(RuleBasedStateMachine):
                 assert where in ([], *([f"processing:{w}"] for w in WORKERS))
             else:
                 assert where == []
+
+    @invariant()
+    def cancel_requests_are_recorded_on_the_job(self) -> None:
+        for job in self.model.jobs.values():
+            flag = self.client.hget(self.keys.job(job.id), "cancel_requested")
+            assert (flag == "1") == job.cancel_requested, job.id
 
     @invariant()
     def lists_hold_the_modelled_order(self) -> None:

@@ -1,0 +1,139 @@
+"""Cancelling a processing job: 202 and cancel_requested; the run ends cancelled however it
+stops (JobCancelled at a checkpoint, a return, an error, its timeout); a job that finished
+first is not changed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon.testing
+import pytest
+import redis
+
+from tests.integration import api_fixtures
+from workstream import JobCancelled
+from workstream.common.errors import InvalidTransitionError
+from workstream.common.jobs import CANCELLED_ERROR, ClaimedJob, JobSpec
+from workstream.common.states import JobStatus
+from workstream.common.store import JobStore
+from workstream.worker.execution import run_job, timed_out
+from workstream.worker.registry import JobContext, handler
+
+app = api_fixtures.app
+client = api_fixtures.client
+
+TestClient = falcon.testing.TestClient
+
+
+@handler("cancel_test_loop")
+def loop_until_cancelled(payload: Any, ctx: JobContext) -> str:
+    for _ in range(10_000):  # bounded: a checkpoint that never fires fails the test, not hangs
+        ctx.heartbeat()
+    return "never cancelled"
+
+
+@handler("cancel_test_ignores")
+def ignores_the_cancel(payload: Any, ctx: JobContext) -> str:
+    return "done anyway"
+
+
+def running(store: JobStore, job_type: str = "echo") -> ClaimedJob:
+    store.enqueue(JobSpec(type=job_type))
+    (claimed,) = store.claim("w1", 1, ["default"])
+    return claimed
+
+
+def test_cancel_of_a_processing_job_answers_202_and_records_the_request(
+    client: TestClient, store: JobStore
+) -> None:
+    job = running(store)
+    resp = client.simulate_post(f"/jobs/{job.id}/cancel")
+    assert resp.status_code == 202
+    assert resp.json["status"] == "processing" and resp.json["cancel_requested"] is True
+    assert store.cancel_requested(job.id)
+    again = client.simulate_post(f"/jobs/{job.id}/cancel")  # asking twice is asking once
+    assert again.status_code == 202
+
+
+def test_a_pending_job_is_still_cancelled_at_once(client: TestClient, store: JobStore) -> None:
+    job_id = store.enqueue(JobSpec(type="echo")).job_id
+    resp = client.simulate_post(f"/jobs/{job_id}/cancel")
+    assert resp.status_code == 200 and resp.json["status"] == "cancelled"
+    assert resp.json["cancel_requested"] is False
+
+
+def test_a_handler_stops_at_its_checkpoint_and_the_job_ends_cancelled(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    job = running(store, "cancel_test_loop")
+    store.cancel(job.id)
+    outcome = run_job(job, "w1", redis_client)
+    assert outcome.error == CANCELLED_ERROR and not outcome.traceback
+    assert store.fail("w1", job, outcome.error, permanent=outcome.permanent) is JobStatus.CANCELLED
+    ended = store.get_job(job.id)
+    assert ended is not None and ended.status is JobStatus.CANCELLED
+    assert ended.error == CANCELLED_ERROR and ended.cancel_requested is False
+    assert ended.history is not None and ended.history[-1]["outcome"] == "cancelled"
+    assert redis_client.llen(store.keys.processing("w1")) == 0
+    assert redis_client.ttl(store.keys.job(job.id)) > 0  # kept RESULT_TTL like any cancelled job
+    assert store.stats().get("cancelled|default|cancel_test_loop") == 1
+
+
+def test_a_handler_that_returns_after_the_request_still_ends_cancelled(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    job = running(store, "cancel_test_ignores")
+    store.cancel(job.id)
+    outcome = run_job(job, "w1", redis_client)
+    store.complete("w1", job, outcome.result_json)
+    ended = store.get_job(job.id)
+    assert ended is not None and ended.status is JobStatus.CANCELLED and ended.result is None
+    assert ended.error == CANCELLED_ERROR  # complete.lua spells it too
+    assert store.stats().get("completed|default|cancel_test_ignores") is None
+
+
+def test_an_error_or_timeout_after_the_request_ends_cancelled_without_retry(
+    store: JobStore,
+) -> None:
+    job = running(store)
+    store.cancel(job.id)
+    assert store.fail("w1", job, "RuntimeError: boom", permanent=False) is JobStatus.CANCELLED
+    other = running(store)
+    store.cancel(other.id)
+    error = timed_out(other).error
+    assert store.fail("w1", other, error, permanent=False) is JobStatus.CANCELLED
+
+
+def test_a_job_that_finished_first_is_not_changed(client: TestClient, store: JobStore) -> None:
+    job = running(store)
+    store.complete("w1", job, '"ok"')
+    resp = client.simulate_post(f"/jobs/{job.id}/cancel")
+    assert resp.status_code == 409 and resp.json["error"]["code"] == "invalid_transition"
+    ended = store.get_job(job.id)
+    assert ended is not None and ended.status is JobStatus.COMPLETED and ended.result == "ok"
+    assert not store.cancel_requested(job.id)
+
+
+def test_ctx_cancelled_reads_the_request(store: JobStore, redis_client: redis.Redis) -> None:
+    seen: list[bool] = []
+
+    @handler("cancel_test_peek")
+    def peek(payload: Any, ctx: JobContext) -> None:
+        seen.append(ctx.cancelled)
+        store.cancel(ctx.job_id)
+        ctx._check.checked_at = float("-inf")  # past the rate limit, without sleeping
+        seen.append(ctx.cancelled)
+        with pytest.raises(JobCancelled):
+            ctx.heartbeat()
+
+    job = running(store, "cancel_test_peek")
+    run_job(job, "w1", redis_client)
+    assert seen == [False, True]
+
+
+def test_cancel_requested_is_not_cancellable_again_once_ended(store: JobStore) -> None:
+    job = running(store)
+    store.cancel(job.id)
+    store.fail("w1", job, CANCELLED_ERROR, permanent=True)
+    with pytest.raises(InvalidTransitionError):
+        store.cancel(job.id)
