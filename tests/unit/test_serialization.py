@@ -16,6 +16,7 @@ from workstream.common.serialization import (
     MAX_NESTING,
     dumps,
     dumps_reply,
+    loads,
     ms_to_rfc3339,
     nests_too_deep,
 )
@@ -174,3 +175,18 @@ def test_nesting_judged_on_the_text_agrees_with_the_value(
 ) -> None:
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=ascii).encode()
     assert nests_too_deep(text, limit) == (depth_of(value) > limit)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{"n": 123456789012345678901234567890}', '["\\udcff"]', '{"a": [1.5, -0.0, 1e308]}'],
+)
+def test_loads_reads_what_json_allows_beyond_orjson_as_the_standard_library_does(
+    text: str,
+) -> None:
+    assert loads(text) == json.loads(text)
+
+
+def test_loads_still_rejects_text_that_is_not_json() -> None:
+    with pytest.raises(ValueError):
+        loads("{not json")
