@@ -20,13 +20,13 @@ from dataclasses import dataclass
 from workstream.common import scripts
 from workstream.common.errors import JobNotFoundError, StaleLeaseError, WorkStreamError
 from workstream.common.jobs import ClaimedJob, Job
-from workstream.common.store import JobStore
+from workstream.common.store import HTTP_CONSUMER_PREFIX, JobStore
 
 MAX_LEASE_COUNT = 100
 MAX_LEASE_S = 3600.0
 MIN_LEASE_S = 1.0
 # The HTTP consumer's worker id, so that it never shares a processing list with a Python worker.
-CONSUMER_PREFIX = "http:"
+CONSUMER_PREFIX = HTTP_CONSUMER_PREFIX
 TOKEN_PATTERN = re.compile(r"([0-9]{1,15})\.([0-9a-f]{16})")
 _CHECK_FIELDS = ("status", "lease", "lease_nonce", "lease_expires_at", "worker", "type", "queue")
 

@@ -36,6 +36,8 @@ from workstream.common.settings import Settings
 from workstream.common.states import JobStatus
 
 MAX_BATCH = 1000
+# The worker id of an HTTP consumer (common.leases) starts with this.
+HTTP_CONSUMER_PREFIX = "http:"
 # Handler types a heartbeat carries (sorted, the first ones): a worker hash stays bounded.
 MAX_HEARTBEAT_HANDLERS = 1000
 _STATUS_BY_VALUE = {status.value: status for status in JobStatus}  # faster than JobStatus(v)
@@ -632,6 +634,9 @@ class JobStore:
 
 def _serving(queue: str, types: set[str], workers: Sequence[WorkerInfo]) -> Serving:
     serving = [w for w in workers if queue in w.queues]
+    # An HTTP consumer (common.leases) declares no handlers: it runs whatever it leases.
+    if any(w.id.startswith(HTTP_CONSUMER_PREFIX) for w in serving):
+        return Serving(len(serving), ())
     handled = set().union(*(w.handlers for w in serving))
     return Serving(len(serving), tuple(sorted(types - handled)))
 

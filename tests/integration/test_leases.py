@@ -357,3 +357,15 @@ def test_an_idle_consumer_drops_out_of_workers_after_worker_ttl(
     assert "http:idle" in listed()
     time.sleep(0.6)
     assert "http:idle" not in listed()
+
+
+def test_a_queue_served_only_by_consumers_has_no_unhandled_types(
+    client: TestClient, store: JobStore
+) -> None:
+    submit(store, queue="http-only")
+    submit(store, queue="http-only")
+    lease(client, queues=["http-only"])
+    (queue,) = [
+        q for q in client.simulate_get("/queues").json["queues"] if q["name"] == "http-only"
+    ]
+    assert (queue["workers"], queue["unserved"], queue["unhandled_types"]) == (1, False, [])
