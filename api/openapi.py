@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from workstream.api import scopes
+from workstream.api.middleware import is_public
 from workstream.api.openapi_leases import lease_paths, lease_responses, lease_schemas
 from workstream.api.validation import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, MAX_WAIT_S
 from workstream.common.jobs import (
     HISTORY_MAX_ENTRIES,
     MAX_ATTEMPTS_LIMIT,
     MAX_DELAY_S,
+    MAX_PROGRESS_BYTES,
     MAX_TIMEOUT_S,
     MAX_TRACEBACK_CHARS,
     OUTCOMES,
@@ -52,7 +55,11 @@ def _error(description: str) -> Schema:
 
 RETRY_AFTER = {"Retry-After": {"schema": {"type": "string"}, "description": "Seconds to wait."}}
 # Every protected endpoint may answer these.
-COMMON_ERRORS = {"401": _error("Unauthorized"), "503": _error("RedisUnavailable")}
+COMMON_ERRORS = {
+    "401": _error("Unauthorized"),
+    "403": _error("InsufficientScope"),
+    "503": _error("RedisUnavailable"),
+}
 BODY_ERRORS = {
     "400": _error("BadRequest"),
     "413": _error("PayloadTooLarge"),
@@ -76,6 +83,17 @@ def _job_schema() -> Schema:
         "timeout": {"type": "number", "description": "Seconds."},
         "worker": text,
         "idempotency_key": text,
+        "progress": {
+            "description": "The last progress its run reported (Python: ctx.progress(value, "
+            'message) stores {"value": ..., "message": ...}; an HTTP consumer: the `progress` '
+            f"of extend), any JSON of at most {MAX_PROGRESS_BYTES} bytes; null before any.",
+        },
+        "cancel_requested": {
+            "type": "boolean",
+            "description": "Processing, and a cancel was asked for (POST /jobs/{id}/cancel "
+            "answered 202): the run ends cancelled when it stops, or when its lease or timeout "
+            "runs out.",
+        },
     }
     for name in ("created_at", "enqueued_at", "run_at", "started_at", "finished_at"):
         properties[name] = timestamp
@@ -101,7 +119,8 @@ def _attempt_schema() -> Schema:
         "outcome": {
             "enum": list(OUTCOMES),
             "description": "lost: its worker died, or the sweeper reclaimed it past its "
-            "deadline; timed_out: the worker stopped it at its timeout.",
+            "deadline; timed_out: the worker stopped it at its timeout; cancelled: the run "
+            "ended after its cancel was requested.",
         },
         "error": text,
         "traceback": {
@@ -315,6 +334,9 @@ def _responses() -> Schema:
     return {
         "BadRequest": _json(error, "invalid_json or validation_error (with `field`)."),
         "Unauthorized": _json(error, "unauthorized: a bearer token is required.", www),
+        "InsufficientScope": _json(
+            error, "insufficient_scope: the token lacks every scope this operation allows.", www
+        ),
         "JobNotFound": _json(error, "job_not_found, or not_found when no route matches."),
         "NotFound": _json(error, "not_found: no route matches the path."),
         "InvalidTransition": _json(error, "invalid_transition: not allowed from this status."),
@@ -498,8 +520,16 @@ def _jobs_paths(max_payload: int) -> Schema:
         "/jobs/{job_id}/cancel": {
             "parameters": [_job_id_param()],
             "post": _op(
-                "Cancel a pending or scheduled job.",
-                {"200": _json(job, "Cancelled."), **not_found, "409": _error("InvalidTransition")},
+                "Cancel a job: a pending or scheduled one at once (200), a processing one by "
+                "asking its run to stop (202, cancel_requested; it ends cancelled when its "
+                "handler stops, or when its lease or timeout runs out). A job that finished "
+                "first answers 409 and is not changed.",
+                {
+                    "200": _json(job, "Cancelled."),
+                    "202": _json(job, "Still processing, cancel_requested: it is asked to stop."),
+                    **not_found,
+                    "409": _error("InvalidTransition"),
+                },
                 operationId="cancelJob",
             ),
         },
@@ -689,6 +719,19 @@ def _other_paths() -> Schema:
     }
 
 
+def _with_scopes(paths: Schema) -> Schema:
+    """Each protected operation lists the scopes that may call it, from the table BearerAuth
+    enforces (api.scopes); OpenAPI 3.1 lets an http scheme's requirement name roles."""
+    for template, item in paths.items():
+        if is_public(template):
+            continue
+        for method, operation in item.items():
+            if method != "parameters":
+                needed = scopes.needed(template, method.upper())
+                operation["security"] = [{}, {"bearer": needed}]
+    return paths
+
+
 def build_document(max_payload_bytes: int) -> Schema:
     legacy_result = {
         "type": "object",
@@ -714,18 +757,23 @@ def build_document(max_payload_bytes: int) -> Schema:
             '{"error": {"code", "message"}}; every response carries X-Request-ID.',
         },
         "security": [{}, {"bearer": []}],
-        "paths": {
-            **_jobs_paths(max_payload_bytes),
-            **_queue_paths(),
-            **_other_paths(),
-            **lease_paths(),
-        },
+        "paths": _with_scopes(
+            {
+                **_jobs_paths(max_payload_bytes),
+                **_queue_paths(),
+                **_other_paths(),
+                **lease_paths(),
+            }
+        ),
         "components": {
             "securitySchemes": {
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "Required on all but /health when API_TOKEN is set.",
+                    "description": "Required on all but /health when API_TOKEN or API_TOKENS "
+                    "is set. Each operation's security names the token scopes (API_TOKENS "
+                    "scope:token) that may call it; a token without one of them gets 403 "
+                    "insufficient_scope.",
                 }
             },
             "schemas": {
