@@ -137,3 +137,27 @@ def test_cancel_requested_is_not_cancellable_again_once_ended(store: JobStore) -
     store.fail("w1", job, CANCELLED_ERROR, permanent=True)
     with pytest.raises(InvalidTransitionError):
         store.cancel(job.id)
+
+
+@pytest.mark.parametrize("answer", ["complete", "fail"])
+def test_an_http_consumer_sees_the_cancel_in_extend_and_its_answer_ends_the_job_cancelled(
+    client: TestClient, store: JobStore, answer: str
+) -> None:
+    job_id = store.enqueue(JobSpec(type="echo")).job_id
+    leased = client.simulate_post(
+        "/leases", json={"queues": ["default"], "consumer": "c1", "lease_s": 30}
+    )
+    (held,) = leased.json["leases"]
+    token = held["lease"]
+
+    def extend() -> Any:
+        body = {"lease": token, "lease_s": 30}
+        return client.simulate_post(f"/jobs/{job_id}/extend", json=body).json["cancel_requested"]
+
+    assert extend() is False
+    assert client.simulate_post(f"/jobs/{job_id}/cancel").status_code == 202
+    assert extend() is True
+    body = {"lease": token, "result": 1} if answer == "complete" else {"lease": token, "error": "x"}
+    resp = client.simulate_post(f"/jobs/{job_id}/{answer}", json=body)
+    assert resp.status_code == 200 and resp.json["status"] == "cancelled"
+    assert store.get_status(job_id) is JobStatus.CANCELLED
