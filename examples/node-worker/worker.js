@@ -13,17 +13,26 @@ const QUEUES = (env.QUEUES || 'default').split(',').map((q) => q.trim()).filter(
 const CONSUMER = env.CONSUMER || `node-${os.hostname()}-${process.pid}`.replace(/[^A-Za-z0-9_.-]/g, '-').slice(0, 64);
 const COUNT = Number(env.COUNT || 10); // jobs per lease call, run concurrently: 1..100
 const LEASE_S = Number(env.LEASE_S || 60); // each lease's length; extended while the job runs
+// How often a running job's lease is extended; each reply also says whether a cancel was asked.
+const EXTEND_EVERY_S = Number(env.EXTEND_EVERY_S || Math.min(LEASE_S / 3, 2));
 const WAIT_S = Number(env.WAIT_S || 20); // long-poll: how long a lease call waits for work
 const EXIT_WHEN_IDLE = env.EXIT_WHEN_IDLE === '1'; // drain mode: exit once nothing came
 const ANSWER_TRIES = 8; // an answer is resent while the API is unreachable (a resend is safe)
 
 // Handlers by job type: (payload, ctx) -> result (JSON) or a Promise of it. Throw to fail; an
-// error with `permanent = true` is not retried. The same three as the Python built-ins.
+// error with `permanent = true` is not retried. `ctx.cancelled` turns true once an operator
+// asked to cancel the job (POST /jobs/{id}/cancel): stop early (whatever the run answers
+// then, the job ends cancelled). The same three as the Python built-ins.
 const handlers = {
   echo: (payload) => payload,
-  sleep: async (payload) => {
+  sleep: async (payload, ctx) => {
     const seconds = Number((payload && payload.seconds) ?? 1);
-    await delay(seconds * 1000);
+    const until = Date.now() + seconds * 1000;
+    // Short steps, so that a cancel stops it soon after the extend reply that brings it.
+    while (Date.now() < until) {
+      if (ctx.cancelled) throw new Error('cancelled on request');
+      await delay(Math.min(100, until - Date.now()));
+    }
     return { slept: seconds };
   },
   fail: (payload, ctx) => {
@@ -82,12 +91,14 @@ async function run(lease) {
   const started = Date.now();
   log('job.started', { job_id: job.id, type: job.type, attempt: job.attempts });
   let lost = false;
-  // Extend at a third of the lease, so two missed extends still leave it held.
-  const every = Math.max(LEASE_S * 1000 / 3, 200);
+  const ctx = { attempt: job.attempts, job, cancelled: false };
+  // At most a third of the lease apart, so two missed extends still leave it held.
+  const every = Math.max(Math.min(EXTEND_EVERY_S, LEASE_S / 3) * 1000, 200);
   const timer = setInterval(async () => {
     try {
       const reply = await call(`/jobs/${job.id}/extend`, { lease: lease.lease, lease_s: LEASE_S });
       if (reply.status === 409) lost = true;
+      if (reply.status === 200 && reply.body.cancel_requested) ctx.cancelled = true;
     } catch (err) {
       log('extend.unreachable', { job_id: job.id, error: String(err) });
     }
@@ -95,7 +106,7 @@ async function run(lease) {
   try {
     const handler = handlers[job.type];
     if (!handler) throw new Error(`no handler registered for type '${job.type}'`);
-    const result = await handler(job.payload, { attempt: job.attempts, job });
+    const result = await handler(job.payload, ctx);
     if (lost) return log('job.abandoned', { job_id: job.id }); // its lease was taken back
     const reply = await answer(job.id, 'complete', { lease: lease.lease, result: result ?? null });
     if (reply && reply.status === 200) log('job.completed', { job_id: job.id, type: job.type, duration_ms: Date.now() - started });

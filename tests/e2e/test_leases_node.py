@@ -3,6 +3,7 @@ example worker (examples/node-worker) on one Redis."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from tests.support.consumers import node_runs, start_node_worker
@@ -79,3 +80,16 @@ def test_a_late_complete_after_the_lease_expired_is_409_and_counted(stack: Stack
     assert status == 409 and reply["error"]["code"] == "lease_lost"
     assert stale_completions(api) == before + 1
     assert jobs(api, [job_id])[0]["result"] is None
+
+
+def test_a_cancel_stops_a_job_running_on_a_node_worker(stack: Stack) -> None:
+    api = stack.start_api()
+    node = start_node_worker(stack, api, EXTEND_EVERY_S="0.5")
+    (job_id,) = submit(api, 1, "sleep", {"seconds": 60})
+    assert wait_until(lambda: jobs(api, [job_id])[0]["status"] == "processing", 10, 0.1)
+    status, job, _ = api.request("POST", f"/jobs/{job_id}/cancel")
+    assert status == 202 and job["cancel_requested"] is True
+    started = time.monotonic()
+    assert wait_until(lambda: jobs(api, [job_id])[0]["status"] == "cancelled", 10, 0.1), node.log()
+    assert time.monotonic() - started < 3  # the next extend reply (0.5 s) stops it
+    assert jobs(api, [job_id])[0]["history"][-1]["outcome"] == "cancelled"
