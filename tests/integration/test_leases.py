@@ -240,6 +240,7 @@ def test_extend_moves_the_expiry_and_stores_progress(client: TestClient, store: 
     expires = rfc3339_to_ms(resp.json["expires_at"])
     assert expires >= store.server_time_ms() + 599_000
     assert store.redis.hget(store.keys.job(job_id), "progress") == '{"p":5}'
+    assert client.simulate_get(f"/jobs/{job_id}").json["progress"] == {"p": 5}
     time.sleep(2.1)  # past the first expiry: the extended lease still holds
     assert sweep(store) == 0
     done = answer(client, job_id, "complete", lease=held["lease"], result=None)
@@ -369,3 +370,15 @@ def test_a_queue_served_only_by_consumers_has_no_unhandled_types(
         q for q in client.simulate_get("/queues").json["queues"] if q["name"] == "http-only"
     ]
     assert (queue["workers"], queue["unserved"], queue["unhandled_types"]) == (1, False, [])
+
+
+def test_extend_tells_the_consumer_a_cancel_was_asked_and_its_answer_ends_the_job_cancelled(
+    client: TestClient, store: JobStore
+) -> None:
+    job_id = submit(store)
+    (held,) = lease(client)
+    assert client.simulate_post(f"/jobs/{job_id}/cancel").status_code == 202
+    resp = answer(client, job_id, "extend", lease=held["lease"], lease_s=30)
+    assert resp.status_code == 200 and resp.json["cancel_requested"] is True
+    done = answer(client, job_id, "complete", lease=held["lease"], result="ignored")
+    assert done.status_code == 200 and done.json["status"] == "cancelled"
