@@ -45,6 +45,10 @@ class Keys:
     def idempotency(self, key: str) -> str:
         return f"{self.prefix}idem:{key}"
 
+    def schedule(self, schedule_id: str) -> str:
+        """HASH: one schedule's definition and its run bookkeeping (common/schedules.py)."""
+        return f"{self.prefix}schedule:{schedule_id}"
+
     def timeline(self, minute: int) -> str:
         """STRING: the cumulative stats as they stood early in a minute (epoch minutes, Redis
         server time), for the dashboard's charts; expires after an hour."""
@@ -81,6 +85,16 @@ class Keys:
     @property
     def deadlines(self) -> str:
         return f"{self.prefix}deadlines"
+
+    @property
+    def schedules(self) -> str:
+        """ZSET: every schedule id, score 0 (listed in id order, counted for MAX_SCHEDULES)."""
+        return f"{self.prefix}schedules"
+
+    @property
+    def schedules_due(self) -> str:
+        """ZSET: schedule id -> next run (ms) of each schedule not paused; firers read it."""
+        return f"{self.prefix}schedules_due"
 
     @property
     def sweeper_lock(self) -> str:

@@ -22,7 +22,11 @@ BUCKETS_MS: tuple[int, ...] = (
 # Counters the scripts keep per queue and type in the stats hash (`<counter>|<queue>|<type>`).
 COUNTERS: tuple[str, ...] = ("created", "completed", "failed", "retried", "recovered", "cancelled")
 # Scripts that keep the system running without changing a job's state.
-MAINTENANCE_SCRIPTS = frozenset({"heartbeat", "prune", "pause_queue", "delete_queue"})
+MAINTENANCE_SCRIPTS = frozenset({"heartbeat", "prune", "pause_queue", "delete_queue"}) | {
+    # Schedules (common/schedules.py): store a definition; fire a due run, creating its job.
+    "schedule_put",
+    "schedule_fire",
+}
 SCRIPT_NAMES = frozenset(TRANSITIONS) | MAINTENANCE_SCRIPTS
 
 
@@ -41,6 +45,7 @@ def _read(name: str) -> str:
 # touches is declared in its header and passed in KEYS (see keys_for), as redis-py's Lock does.
 BUILDERS: tuple[str, ...] = (
     "job", "queue", "processing", "worker", "scheduled", "dead", "idempotency", "types",
+    "schedule",
 )  # fmt: skip
 _ARG = "\x00arg\x00"
 

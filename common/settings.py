@@ -86,6 +86,11 @@ SETTING_DOCS: tuple[SettingDoc, ...] = (
         "Job types in use, counted per queue, before a job of a new type answers 409 "
         "too_many_types (counters are kept per queue and type).",
     ),
+    SettingDoc(
+        "MAX_SCHEDULES",
+        "1000",
+        "Schedules kept before a PUT of a new one answers 409 too_many_schedules.",
+    ),
 )
 _DEFAULTS = {doc.name: doc.default for doc in SETTING_DOCS}
 
@@ -121,6 +126,7 @@ class Settings:
     dead_letter_max: int
     max_queues: int
     max_types: int
+    max_schedules: int
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -285,6 +291,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "DEAD_LETTER_MAX": _positive_int,
     "MAX_QUEUES": _positive_int,
     "MAX_TYPES": _positive_int,
+    "MAX_SCHEDULES": _positive_int,
 }
 assert set(_PARSERS) == set(_DEFAULTS), "every documented setting has exactly one parser"
 
