@@ -23,9 +23,11 @@ from workstream.api.resources.longpoll import Waiter
 from workstream.api.resources.metrics import Metrics
 from workstream.api.resources.openapi import OpenApi
 from workstream.api.resources.queues import QueueCollection, QueueItem
+from workstream.api.resources.schedules import add_schedule_routes
 from workstream.api.resources.timeline import Timeline
 from workstream.api.resources.workers import WorkerCollection
 from workstream.api.ui import register_ui
+from workstream.common.schedules import ScheduleStore
 from workstream.common.serialization import dumps_reply
 from workstream.common.settings import Settings
 from workstream.common.store import JobStore
@@ -80,6 +82,7 @@ def create_app(
     app.add_route("/queues/{name}/failed/retry", queue, suffix="retry_failed")
     app.add_route("/queues/{name}/failed/purge", queue, suffix="purge_failed")
     app.add_route("/workers", WorkerCollection(store))
+    add_schedule_routes(app, ScheduleStore(store.redis, settings))
     app.add_route("/metrics", Metrics(store))
     timeline = Timeline(store)
     app.add_route("/stats/timeline", timeline)

@@ -58,6 +58,12 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], frozenset[Scope]]] = {
     ("/queues/{name}/failed/retry", "POST"): ADMIN_ONLY,
     ("/queues/{name}/failed/purge", "POST"): ADMIN_ONLY,
     ("/workers", "GET"): READERS,
+    ("/schedules", "GET"): READERS,
+    ("/schedules/{schedule_id}", "GET"): READERS,
+    ("/schedules/{schedule_id}", "PUT"): ADMIN_ONLY,
+    ("/schedules/{schedule_id}", "DELETE"): ADMIN_ONLY,
+    ("/schedules/{schedule_id}/pause", "POST"): ADMIN_ONLY,
+    ("/schedules/{schedule_id}/resume", "POST"): ADMIN_ONLY,
     ("/metrics", "GET"): READERS,
     ("/stats/timeline", "GET"): READERS,
     ("/openapi.json", "GET"): ALL,  # the protocol's description, needed by every client

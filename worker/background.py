@@ -12,6 +12,7 @@ from collections.abc import Callable
 import redis
 
 from workstream.common.logs import worker_id_var
+from workstream.common.schedules import FIRE_BATCH, ScheduleStore
 from workstream.common.store import JobStore
 from workstream.worker.registry import registered_types
 
@@ -76,15 +77,21 @@ def heartbeat_step(
 
 
 def scheduler_step(store: JobStore) -> Callable[[], float]:
-    """Promotes due delayed and retry jobs; sleeps until the next one is due (at most 1 s)."""
+    """Promotes due delayed and retry jobs and fires due schedules (every worker does both: the
+    scripts make a repeat a no-op); sleeps until the next one is due (at most 1 s)."""
+    schedules = ScheduleStore(store.redis, store.settings)
 
     def promote() -> float:
         promoted, next_due = store.promote()
+        fired = schedules.fire_due()
         if promoted:
             log.info("scheduler.promoted", extra={"count": promoted})
-            return SCHEDULER_MIN_SLEEP_S
-        if next_due is None:
+        if promoted or fired.fired + fired.skipped == FIRE_BATCH:
+            return SCHEDULER_MIN_SLEEP_S  # more may be due at once
+        dues = [due for due in (next_due, fired.next_due_ms) if due is not None]
+        if not dues:
             return SCHEDULER_MAX_SLEEP_S
+        next_due = min(dues)
         wait_s = (next_due - store.server_time_ms()) / 1000
         return min(max(wait_s, SCHEDULER_MIN_SLEEP_S), SCHEDULER_MAX_SLEEP_S)
 
