@@ -1,7 +1,8 @@
 -- reclaim: a job running past its deadline plus a margin in a worker that failed to stop it
 -- (the worker enforces timeouts itself first, so a healthy job is never reclaimed). It counts
 -- as a failed attempt (outcome "lost" in its history); a late result from the old holder is
--- rejected by the lease check.
+-- rejected by the lease check. An HTTP consumer's lease (lease.lua, extend.lua) sets the
+-- deadline to its expiry less the margin, so such a job comes back as soon as its lease ends.
 -- KEYS[1] deadlines  KEYS[2] stats  KEYS[3] inflight  KEYS[4] jobs  KEYS[5] expiries
 -- KEYS[6..11] status:*  (job hashes and their lists: key_<name>)
 -- ARGV[1] prefix  ARGV[2] margin ms  ARGV[3] most jobs per call  ARGV[4] backoff base ms
@@ -15,6 +16,11 @@ for i, id in ipairs(overdue) do
   local job = load(id)
   if job and SOURCES[job.status] then
     local err = 'timed out: still running past its deadline (reclaimed)'
+    -- An HTTP consumer's job (worker http:<name>, see common/leases.py) has the lease as its
+    -- deadline: say so, the operator reading the history has no timeout to look for.
+    if job.worker and string.sub(job.worker, 1, 5) == 'http:' then
+      err = 'lease expired: no answer from consumer ' .. string.sub(job.worker, 6)
+    end
     add_history(job, now, 'lost', err, '')
     leave_processing(job)
     revoke_lease(job)

@@ -191,6 +191,7 @@ def test_an_expired_lease_is_reclaimed_with_its_attempt_used_and_a_late_complete
     job = store.get_job(job_id)
     assert job is not None and job.status.value == "pending" and job.attempts == 1
     assert job.history is not None and job.history[-1]["outcome"] == "lost"
+    assert job.history[-1]["error"] == job.error == "lease expired: no answer from consumer c1"
     assert store.redis.llen(store.keys.processing("http:c1")) == 0
     (again,) = lease(client, consumer="c2")
     assert again["job"]["id"] == job_id and again["lease"] != held["lease"]
