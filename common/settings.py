@@ -12,6 +12,7 @@ from typing import Any
 
 from workstream.common.durations import parse_duration
 from workstream.common.errors import SettingsError
+from workstream.common.ssrf import IPNetwork, parse_networks
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -91,6 +92,22 @@ SETTING_DOCS: tuple[SettingDoc, ...] = (
         "1000",
         "Schedules kept before a PUT of a new one answers 409 too_many_schedules.",
     ),
+    SettingDoc(
+        "HTTP_JOB_ALLOWED_NETWORKS",
+        "",
+        "CIDRs (comma-separated) that `http` jobs may reach although they are loopback, private, "
+        "link-local or reserved; empty: only public addresses.",
+    ),
+    SettingDoc(
+        "WEBHOOK_SECRET",
+        "",
+        "When set, `http` jobs sign each request (WorkStream-Signature, HMAC-SHA256).",
+    ),
+    SettingDoc(
+        "HTTP_JOB_MAX_RESPONSE_BYTES",
+        "65536",
+        "Response body an `http` job keeps in its result; the rest is cut (truncated: true).",
+    ),
 )
 _DEFAULTS = {doc.name: doc.default for doc in SETTING_DOCS}
 
@@ -127,6 +144,9 @@ class Settings:
     max_queues: int
     max_types: int
     max_schedules: int
+    http_job_allowed_networks: tuple[IPNetwork, ...] = ()
+    webhook_secret: str = field(default="", repr=False)
+    http_job_max_response_bytes: int = 65536
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -292,6 +312,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "MAX_QUEUES": _positive_int,
     "MAX_TYPES": _positive_int,
     "MAX_SCHEDULES": _positive_int,
+    "HTTP_JOB_ALLOWED_NETWORKS": parse_networks,
+    "WEBHOOK_SECRET": str.strip,
+    "HTTP_JOB_MAX_RESPONSE_BYTES": _positive_int,
 }
 assert set(_PARSERS) == set(_DEFAULTS), "every documented setting has exactly one parser"
 
