@@ -144,6 +144,7 @@ def load_modules(modules: Iterable[str]) -> None:
     current directory comes first on the import path, as for `python -m`, `celery -A` and
     `rq worker`: an installed console script would otherwise not see `myapp/` beside it."""
     importlib.import_module("workstream.worker.builtin")
+    importlib.import_module("workstream.worker.http_job")  # the built-in `http` type
     try:
         cwd = os.getcwd()
     except OSError:  # the directory was removed under us: nothing to add
