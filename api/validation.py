@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import falcon
@@ -13,6 +13,7 @@ import falcon
 from workstream.api.errors import ApiError, validation_error
 from workstream.common.errors import ValidationError
 from workstream.common.jobs import QUEUE_PATTERN, TYPE_PATTERN, JobSpec, is_job_id
+from workstream.common.ssrf import InvalidUrlError, IPNetwork, forbidden_reason, parse_http_payload
 from workstream.common.states import JobStatus
 from workstream.common.store import MAX_BATCH
 
@@ -78,11 +79,35 @@ def read_json(req: falcon.Request, limit: int) -> Any:
         raise ApiError(400, "invalid_json", "request body is nested too deeply") from None
 
 
-def job_spec(data: Any) -> JobSpec:
-    return JobSpec.from_mapping(data)
+def job_spec(data: Any, allowed_networks: Sequence[IPNetwork] | None = None) -> JobSpec:
+    """allowed_networks (HTTP_JOB_ALLOWED_NETWORKS): an `http` job naming a forbidden address
+    is refused here too; None checks the URL's form only. Names are resolved at delivery."""
+    spec = JobSpec.from_mapping(data)
+    _check_http_job(spec, "", allowed_networks)
+    return spec
 
 
-def batch_specs(data: Any) -> list[JobSpec]:
+def _check_http_job(spec: JobSpec, prefix: str, allowed: Sequence[IPNetwork] | None) -> None:
+    if spec.type != "http":
+        return
+    try:
+        request = parse_http_payload(spec.payload)
+    except InvalidUrlError as ex:
+        code = "invalid_url" if ex.field == "payload.url" else "validation_error"
+        name = prefix + ex.field
+        raise ApiError(400, code, f"{name}: {ex.message}", field=name) from None
+    literal = request.target.literal
+    reason = None if literal is None or allowed is None else forbidden_reason(literal, allowed)
+    if reason is not None:
+        raise ApiError(
+            400,
+            "target_forbidden",
+            f"{prefix}payload.url: {literal} is {reason}",
+            field=f"{prefix}payload.url",
+        )
+
+
+def batch_specs(data: Any, allowed_networks: Sequence[IPNetwork] | None = None) -> list[JobSpec]:
     """`{"jobs": [...]}` with 1..MAX_BATCH entries; a bad entry is named `jobs[i].field`."""
     if not isinstance(data, Mapping):
         raise validation_error("body", "expected a JSON object")
@@ -98,6 +123,7 @@ def batch_specs(data: Any) -> list[JobSpec]:
     for index, item in enumerate(jobs):
         try:
             specs.append(JobSpec.from_mapping(item))
+            _check_http_job(specs[-1], f"jobs[{index}].", allowed_networks)
         except ValidationError as ex:
             name = f"jobs[{index}]" if ex.field == "body" else f"jobs[{index}].{ex.field}"
             raise validation_error(name, ex.message) from None
