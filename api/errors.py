@@ -21,7 +21,7 @@ from workstream.common.errors import (
     TooManyTypesError,
     ValidationError,
 )
-from workstream.common.redis_conn import unavailable_reason
+from workstream.common.redis_conn import NotReplicatedError, unavailable_reason
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,15 @@ def _redis_down(req: falcon.Request, resp: falcon.Response, ex: Exception, param
     raise ApiError(503, "redis_unavailable", message, headers=headers)
 
 
+def _not_replicated(req: falcon.Request, resp: falcon.Response, ex: Exception, _: Any) -> None:
+    """DURABILITY=replicated: the write ran on the primary but too few replicas confirmed it,
+    so it may or may not survive a failover. Resending with the same Idempotency-Key is safe."""
+    log.warning("redis.not_replicated", extra={"error": str(ex)})
+    message = f"{ex}; the job may exist: resend with the same idempotency key"
+    headers = {"Retry-After": "1"}
+    raise ApiError(503, "not_replicated", message, headers=headers)
+
+
 def _redis_reply(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
     """An error reply: OOM, BUSY, READONLY, ... (common.redis_conn.unavailable_reason) is Redis
     refusing work for now, a 503; any other is a bug, a 500. A refused script wrote nothing:
@@ -170,3 +179,4 @@ def register_error_handlers(
     app.add_error_handler(redis.exceptions.ConnectionError, _redis_down)
     app.add_error_handler(redis.exceptions.TimeoutError, _redis_down)
     app.add_error_handler(redis.exceptions.ResponseError, _redis_reply)
+    app.add_error_handler(NotReplicatedError, _not_replicated)

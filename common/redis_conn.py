@@ -1,15 +1,36 @@
 """Redis clients. No automatic command retries: a Lua call retried blindly after a lost reply
-could run twice, so callers decide (the scripts are written to be safe to resend)."""
+could run twice, so callers decide (the scripts are written to be safe to resend).
+
+REDIS_URL is a plain `redis://`, `rediss://` or `unix://` URL, or a Sentinel one:
+`redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/<master-name>[/<db>]`
+(`rediss+sentinel://` for TLS to the sentinels and the data nodes). The URL's credentials
+authenticate to the primary; sentinels that require their own take `?sentinel_username=` and
+`?sentinel_password=`. Every new connection asks the sentinels for the primary, so a failover
+is followed by reconnecting: a connection error, READONLY (a demoted primary) or MASTERDOWN
+drops the connection, and the callers' own capped backoff (the worker's fetcher and duties,
+the API client's Retry-After) paces the rediscovery."""
 
 from __future__ import annotations
 
-from typing import Final
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Protocol
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.sentinel import (
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+    SentinelManagedSSLConnection,
+)
 
-from workstream.common.settings import Settings
+if TYPE_CHECKING:  # settings imports this module to check REDIS_URL
+    from workstream.common.settings import Settings
 
 SOCKET_TIMEOUT_S = 10.0
 CONNECT_TIMEOUT_S = 3.0
@@ -61,17 +82,247 @@ def connect(
 ) -> redis.Redis:
     """A client with decoded (str) replies. `dedicated` holds one connection for one thread
     (no pool checkout per command: cheaper on hot paths) and connects at once."""
-    return redis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_timeout=socket_timeout or SOCKET_TIMEOUT_S,
-        socket_connect_timeout=CONNECT_TIMEOUT_S,
-        socket_keepalive=True,
-        health_check_interval=15,
-        retry=Retry(NoBackoff(), 0),
-        max_connections=max_connections,
-        single_connection_client=dedicated,
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": socket_timeout or SOCKET_TIMEOUT_S,
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "socket_keepalive": True,
+        "health_check_interval": 15,
+        "retry": Retry(NoBackoff(), 0),
+        "max_connections": max_connections,
+    }
+    if not is_sentinel_url(settings.redis_url):
+        return redis.Redis.from_url(
+            settings.redis_url, single_connection_client=dedicated, **options
+        )
+    # Never single_connection_client here: redis-py reopens a held connection at its old
+    # address, so after READONLY it would reach the demoted primary again and again. A pool
+    # checkout asks the sentinels whenever it opens a connection, and drops one to a former
+    # primary when it comes back (about 1 us more per command).
+    pool = sentinel_pool(parse_sentinel_url(settings.redis_url), **options)
+    return redis.Redis.from_pool(pool)
+
+
+# -- Sentinel -------------------------------------------------------------------------------
+
+SENTINEL_SCHEMES: Final = ("redis+sentinel", "rediss+sentinel")
+SENTINEL_PORT: Final = 26379
+# A sentinel that does not answer is skipped for the next: keep each try short, and never
+# retry inside redis-py (its default retries with backoff would stall every reconnect).
+SENTINEL_TIMEOUT_S = 1.0
+_SENTINEL_QUERY: Final = ("sentinel_username", "sentinel_password", "ssl_ca_certs", "ssl_cert_reqs")
+
+
+@dataclass(frozen=True)
+class SentinelUrl:
+    sentinels: tuple[tuple[str, int], ...]
+    master_name: str
+    db: int = 0
+    username: str | None = None  # the primary's (and replicas') credentials
+    password: str | None = field(default=None, repr=False)
+    sentinel_username: str | None = None
+    sentinel_password: str | None = field(default=None, repr=False)
+    ssl: bool = False
+    ssl_ca_certs: str | None = None
+    ssl_cert_reqs: str | None = None
+
+
+def is_sentinel_url(url: str) -> bool:
+    return url.strip().lower().startswith(tuple(f"{s}://" for s in SENTINEL_SCHEMES))
+
+
+def parse_sentinel_url(url: str) -> SentinelUrl:
+    """Raises ValueError naming what is wrong (never echoing the URL: it may hold a secret)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() not in SENTINEL_SCHEMES:
+        raise ValueError("expected a redis+sentinel:// or rediss+sentinel:// URL")
+    userinfo, at, hostlist = parts.netloc.rpartition("@")
+    username, password = None, None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    sentinels = tuple(_host_port(entry) for entry in hostlist.split(","))
+    path = [unquote(p) for p in parts.path.split("/")[1:]]
+    if not path or not path[0]:
+        raise ValueError("expected the master name after the sentinels: .../<master-name>/<db>")
+    if len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ValueError("expected .../<master-name> or .../<master-name>/<db> (db a number)")
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
+        if name not in _SENTINEL_QUERY:
+            raise ValueError(f"unknown option {name!r}; known: {', '.join(_SENTINEL_QUERY)}")
+        query[name] = value
+    if query.get("ssl_cert_reqs", "required") not in ("none", "optional", "required"):
+        raise ValueError("ssl_cert_reqs: expected none, optional or required")
+    return SentinelUrl(
+        sentinels=sentinels,
+        master_name=path[0],
+        db=int(path[1]) if len(path) == 2 and path[1] else 0,
+        username=username,
+        password=password,
+        sentinel_username=query.get("sentinel_username") or None,
+        sentinel_password=query.get("sentinel_password") or None,
+        ssl=parts.scheme.lower() == "rediss+sentinel",
+        ssl_ca_certs=query.get("ssl_ca_certs") or None,
+        ssl_cert_reqs=query.get("ssl_cert_reqs") or None,
     )
+
+
+def _host_port(entry: str) -> tuple[str, int]:
+    entry = entry.strip()
+    if entry.startswith("["):  # [IPv6]:port
+        host, _, rest = entry[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ""
+        if rest and not rest.startswith(":"):
+            raise ValueError("expected [address]:port for an IPv6 sentinel")
+    else:
+        host, _, port_text = entry.partition(":")
+    if not host:
+        raise ValueError("expected sentinels as host[:port], comma-separated")
+    if not port_text:
+        return host, SENTINEL_PORT
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError("expected a sentinel port 1-65535")
+    return host, int(port_text)
+
+
+class _PrimaryConnection(SentinelManagedConnection):
+    """redis-py drops a connection that answers READONLY (a demoted primary) so the next one
+    asks the sentinels again; a replica answering MASTERDOWN is no primary either."""
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().read_response(*args, **kwargs)
+        except redis.exceptions.MasterDownError:
+            self.disconnect()  # type: ignore[no-untyped-call]
+            raise redis.exceptions.ConnectionError("MASTERDOWN: not the primary") from None
+
+
+class _PrimarySSLConnection(_PrimaryConnection, SentinelManagedSSLConnection):
+    pass
+
+
+def sentinel_pool(url: SentinelUrl, **options: Any) -> SentinelConnectionPool:
+    """A pool of connections to the current primary, found through the sentinels on each
+    connect (redis-py's SentinelConnectionPool; idle connections to a former primary are
+    closed when the sentinels name a new one)."""
+    tls: dict[str, Any] = {}
+    if url.ssl:
+        tls = {"ssl": True, "ssl_ca_certs": url.ssl_ca_certs}
+        if url.ssl_cert_reqs:
+            tls["ssl_cert_reqs"] = url.ssl_cert_reqs
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        list(url.sentinels),
+        sentinel_kwargs={
+            "username": url.sentinel_username,
+            "password": url.sentinel_password,
+            "socket_timeout": SENTINEL_TIMEOUT_S,
+            "socket_connect_timeout": SENTINEL_TIMEOUT_S,
+            "retry": Retry(NoBackoff(), 0),
+            **tls,
+        },
+    )
+    pool = SentinelConnectionPool(  # type: ignore[no-untyped-call]
+        url.master_name,
+        sentinel,
+        connection_class=_PrimarySSLConnection if url.ssl else _PrimaryConnection,
+        db=url.db,
+        username=url.username,
+        password=url.password,
+        **{k: v for k, v in tls.items() if k != "ssl"},
+        **options,
+    )
+    _watch(pool)
+    return pool
+
+
+# redis-py asks the sentinels only when it opens a connection, so a connection to a primary
+# that was demoted while it stays reachable (SENTINEL FAILOVER, a partition healing) keeps
+# writing to it until Sentinel reconfigures it (up to its 10 s INFO period): writes a failover
+# then discards. One thread per process asks the sentinels once a second; a new address makes
+# redis-py close the idle connections, drop busy ones when they are released, and
+# reopen_if_dropped drops a dedicated one.
+PRIMARY_CHECK_S = 1.0
+_watched: weakref.WeakSet[SentinelConnectionPool] = weakref.WeakSet()
+_watch_lock = threading.Lock()
+_watcher: threading.Thread | None = None
+
+
+def _watch(pool: SentinelConnectionPool) -> None:
+    global _watcher
+    with _watch_lock:
+        _watched.add(pool)
+        if _watcher is None or not _watcher.is_alive():
+            _watcher = threading.Thread(target=_watch_primaries, name="sentinel-watch", daemon=True)
+            _watcher.start()
+
+
+def _watch_primaries() -> None:
+    while True:
+        time.sleep(PRIMARY_CHECK_S)
+        with _watch_lock:
+            pools = list(_watched)
+        for pool in pools:
+            try:
+                pool.get_master_address()  # type: ignore[no-untyped-call]
+            except redis.exceptions.RedisError:
+                pass  # no primary now: connections fail and are rediscovered on reconnect
+
+
+# -- DURABILITY=replicated ------------------------------------------------------------------
+
+
+class NotReplicatedError(redis.exceptions.RedisError):
+    """A write ran on the primary but fewer than REPLICA_ACKS replicas confirmed it within
+    REPLICA_ACK_TIMEOUT: a failover now may lose it, or it may survive. The API answers 503
+    not_replicated; a client resends with its idempotency key."""
+
+    def __init__(self, acked: int, wanted: int) -> None:
+        super().__init__(f"{acked} of {wanted} replicas confirmed the write in time")
+        self.acked = acked
+        self.wanted = wanted
+
+
+class _Script(Protocol):
+    @property
+    def sha(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+
+
+def call_replicated(
+    client: redis.Redis,
+    script: _Script,
+    keys: list[str],
+    args: list[Any],
+    replicas: int,
+    timeout_ms: int,
+) -> Any:
+    """EVALSHA, then WAIT, pipelined (non-transactional) so both use one connection: WAIT
+    counts the replicas that have this connection's last write. A reply that is not "ok" wrote
+    nothing (a refusal), so it is returned whatever WAIT says. NOSCRIPT (a promoted replica or
+    a restart lost the script cache) is answered before the script runs: load and resend."""
+    for attempt in range(2):
+        pipe = client.pipeline(transaction=False)
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+        pipe.wait(replicas, timeout_ms)
+        reply, acked = pipe.execute(raise_on_error=False)
+        if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 0:
+            client.script_load(script.source)
+            continue
+        if isinstance(reply, Exception):
+            raise reply
+        if isinstance(acked, Exception):
+            raise acked
+        if int(acked) < replicas and _wrote(reply):
+            raise NotReplicatedError(int(acked), replicas)
+        return reply
+    raise AssertionError("unreachable")
+
+
+def _wrote(reply: Any) -> bool:
+    return not isinstance(reply, list) or not reply or reply[0] == "ok"
 
 
 def reopen_if_dropped(client: redis.Redis) -> None:

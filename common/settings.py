@@ -12,12 +12,14 @@ from typing import Any
 
 from workstream.common.durations import parse_duration
 from workstream.common.errors import SettingsError
+from workstream.common.redis_conn import is_sentinel_url, parse_sentinel_url
 from workstream.common.ssrf import IPNetwork, parse_networks
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 ROUTINE_LEVELS = ("debug", "info")
+DURABILITY_LEVELS = ("local", "replicated")
 TOKEN_SCOPES = ("produce", "work", "read", "admin")  # api.scopes.Scope names the same four
 
 
@@ -29,7 +31,12 @@ class SettingDoc:
 
 
 SETTING_DOCS: tuple[SettingDoc, ...] = (
-    SettingDoc("REDIS_URL", "redis://127.0.0.1:6379/0", "Redis to use (`rediss://` for TLS)."),
+    SettingDoc(
+        "REDIS_URL",
+        "redis://127.0.0.1:6379/0",
+        "Redis to use (`rediss://` for TLS; `redis+sentinel://host:26379,host2:26379/<master>/<db>`"
+        " finds the primary through Sentinel).",
+    ),
     SettingDoc("HOST", "127.0.0.1", "Address the API listens on."),
     SettingDoc("PORT", "8080", "Port the API listens on."),
     SettingDoc("WORKER_COUNT", "10", "Job slots (threads) per worker process."),
@@ -109,6 +116,18 @@ SETTING_DOCS: tuple[SettingDoc, ...] = (
         "Response body an `http` job keeps in its result; the rest is cut (truncated: true).",
     ),
 )
+SETTING_DOCS += (
+    SettingDoc(
+        "DURABILITY",
+        "local",
+        "local: a write is acknowledged once the primary has it; replicated: once REPLICA_ACKS "
+        "replicas have it too (WAIT), else 503 not_replicated.",
+    ),
+    SettingDoc("REPLICA_ACKS", "1", "Replicas that must confirm a write (DURABILITY=replicated)."),
+    SettingDoc(
+        "REPLICA_ACK_TIMEOUT", "500ms", "How long a write waits for REPLICA_ACKS confirmations."
+    ),
+)
 _DEFAULTS = {doc.name: doc.default for doc in SETTING_DOCS}
 
 
@@ -147,6 +166,10 @@ class Settings:
     http_job_allowed_networks: tuple[IPNetwork, ...] = ()
     webhook_secret: str = field(default="", repr=False)
     http_job_max_response_bytes: int = 65536
+
+    durability: str = "local"
+    replica_acks: int = 1
+    replica_ack_timeout: timedelta = timedelta(milliseconds=500)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -250,8 +273,19 @@ def _routine_level(raw: str) -> str:
 
 def _redis_url(raw: str) -> str:
     value = raw.strip()
-    if not value.startswith(("redis://", "rediss://", "unix://")):
-        raise ValueError("expected a redis://, rediss:// or unix:// URL")
+    if is_sentinel_url(value):
+        parse_sentinel_url(value)  # a bad one stops the process at start, not at first use
+    elif not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(
+            "expected a redis://, rediss://, unix://, redis+sentinel:// or rediss+sentinel:// URL"
+        )
+    return value
+
+
+def _durability(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in DURABILITY_LEVELS:
+        raise ValueError(f"expected local or replicated, got {raw!r}")
     return value
 
 
@@ -311,6 +345,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "DEAD_LETTER_MAX": _positive_int,
     "MAX_QUEUES": _positive_int,
     "MAX_TYPES": _positive_int,
+    "DURABILITY": _durability,
+    "REPLICA_ACKS": _positive_int,
+    "REPLICA_ACK_TIMEOUT": _duration,
     "MAX_SCHEDULES": _positive_int,
     "HTTP_JOB_ALLOWED_NETWORKS": parse_networks,
     "WEBHOOK_SECRET": str.strip,

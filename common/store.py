@@ -32,6 +32,7 @@ from workstream.common.jobs import (
     new_job_id,
 )
 from workstream.common.keys import Keys
+from workstream.common.redis_conn import call_replicated
 from workstream.common.settings import Settings
 from workstream.common.states import JobStatus
 
@@ -144,7 +145,7 @@ class JobStore:
                 -1 if spec.run_at_ms is None else spec.run_at_ms,
                 spec.idempotency_key or "",
             ]
-        reply = scripts.call(self.redis, "enqueue", self._enqueue_keys, args)
+        reply = self._acknowledged("enqueue", self._enqueue_keys, args)
         if reply[0] != "ok":
             self._refused(reply)
         now = int(reply[1])
@@ -153,6 +154,16 @@ class JobStore:
             EnqueueResult(str(reply[i]), status[reply[i + 1]], reply[i + 2] == 1, now)
             for i in range(2, len(reply), 3)
         ]
+
+    def _acknowledged(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        """A write a client is told about: with DURABILITY=replicated it also waits for
+        REPLICA_ACKS replicas (NotReplicatedError when they do not confirm it in time)."""
+        if self.settings.durability != "replicated":
+            return scripts.call(self.redis, name, keys, args)
+        timeout_ms = round(self.settings.replica_ack_timeout.total_seconds() * 1000)
+        script = scripts.SCRIPTS[name]
+        acks = self.settings.replica_acks
+        return call_replicated(self.redis, script, keys, args, acks, timeout_ms)
 
     def _script_keys(self, name: str, **params: str) -> list[str]:
         """KEYS for a script, as its header declares them (common.scripts.keys_for)."""
@@ -419,7 +430,7 @@ class JobStore:
         self._transition("delete", job_id, [self._prefix, job_id])
 
     def _transition(self, name: str, job_id: str, args: list[Any]) -> None:
-        reply = scripts.call(self.redis, name, self._script_keys(name, job_id=job_id), args)
+        reply = self._acknowledged(name, self._script_keys(name, job_id=job_id), args)
         if reply[0] == "not_found":
             raise JobNotFoundError(job_id)
         if reply[0] == "invalid_transition":
