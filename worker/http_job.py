@@ -18,6 +18,7 @@ import email.utils
 import functools
 import hashlib
 import hmac
+import ssl
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -76,6 +77,7 @@ class HttpJobConfig:
     webhook_secret: str = field(default="", repr=False)
     max_response_bytes: int = 65536
     resolver: Resolver = system_resolver
+    tls_verify: ssl.SSLContext | bool = True  # tests trust their own CA; operators keep True
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HttpJobConfig:
@@ -114,7 +116,10 @@ def deliver(payload: Any, ctx: JobContext, config: HttpJobConfig) -> dict[str, A
     body, headers = _encode(request, ctx, config)
     # trust_env=False: a proxy from the environment would resolve the name itself, unchecked.
     # One client per job: a pooled TLS connection must not carry another name's request.
-    with httpx.Client(trust_env=False, follow_redirects=False, timeout=timeout_s) as client:
+    client = httpx.Client(
+        trust_env=False, follow_redirects=False, timeout=timeout_s, verify=config.tls_verify
+    )
+    with client:
         target, method = request.target, request.method
         waited = False
         hops = 0
@@ -194,13 +199,15 @@ def _send(
         content=body,
         extensions=extensions,
     )
+    started = time.monotonic()
     try:
         response = client.send(request, stream=True)
         try:
             location = response.headers.get("location")
             if 300 <= response.status_code < 400 and location:
                 return _Redirect(response.status_code, location)
-            data, truncated = _read(response, config.max_response_bytes)
+            deadline = started + float(client.timeout.read or 0)
+            data, truncated = _read(response, config.max_response_bytes, deadline)
         finally:
             response.close()
     except httpx.TimeoutException as ex:
@@ -215,11 +222,14 @@ def _send(
     }
 
 
-def _read(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
-    """At most `limit` bytes of the body; the rest is never read."""
+def _read(response: httpx.Response, limit: int, deadline: float) -> tuple[bytes, bool]:
+    """At most `limit` bytes of the body; the rest is never read. The timeout bounds the whole
+    exchange: httpx's bounds each read, which a body sent a byte at a time would outlast."""
     chunks: list[bytes] = []
     size = 0
     for chunk in response.iter_bytes():
+        if time.monotonic() > deadline:
+            raise httpx.ReadTimeout("the body took longer than the timeout")
         chunks.append(chunk)
         size += len(chunk)
         if size > limit:

@@ -11,13 +11,17 @@ import hashlib
 import hmac
 import json
 import logging
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from ipaddress import ip_network
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,6 +54,7 @@ class Reply:
     body: bytes = b"ok"
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    drip_s: float = 0.0  # a pause before each byte of the body
 
 
 @dataclass
@@ -64,7 +69,12 @@ class Receiver:
     """A threaded HTTP server that answers from a script of replies (the last one repeats)
     and records every request it gets."""
 
-    def __init__(self, host: str = "127.0.0.1", replies: list[Reply] | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        replies: list[Reply] | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.replies = replies or [Reply()]
         self.seen: list[Seen] = []
         self.release = threading.Event()  # ends a delayed reply at stop()
@@ -91,7 +101,13 @@ class Receiver:
                         self.send_header(name, value)
                     self.send_header("Content-Length", str(len(reply.body)))
                     self.end_headers()
-                    self.wfile.write(reply.body)
+                    if not reply.drip_s:
+                        self.wfile.write(reply.body)
+                    for byte in reply.body if reply.drip_s else b"":
+                        if receiver.release.wait(reply.drip_s):
+                            break
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
                 except OSError:  # the client gave up (a timeout test): nothing to answer
                     pass
 
@@ -106,6 +122,8 @@ class Receiver:
             block_on_close = False
 
         self.server = Server((host, 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.port = int(self.server.server_address[1])
         self.host = host
         self.thread = threading.Thread(
@@ -128,8 +146,10 @@ class Receiver:
 def receiver_factory() -> Iterator[Callable[..., Receiver]]:
     started: list[Receiver] = []
 
-    def start(*replies: Reply, host: str = "127.0.0.1") -> Receiver:
-        receiver = Receiver(host, list(replies) or None)
+    def start(
+        *replies: Reply, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None
+    ) -> Receiver:
+        receiver = Receiver(host, list(replies) or None, tls)
         started.append(receiver)
         return receiver
 
@@ -279,6 +299,17 @@ def test_a_receiver_slower_than_the_timeout_fails_the_attempt_as_a_timeout(
     assert time.monotonic() - started < 2
 
 
+def test_a_body_sent_slower_than_the_timeout_allows_is_cut_off_as_a_timeout(
+    receiver_factory: Callable[..., Receiver],
+) -> None:
+    """Each byte comes well within the per-read timeout; the whole body does not."""
+    receiver = receiver_factory(Reply(200, b"x" * 40, drip_s=0.05))
+    started = time.monotonic()
+    with pytest.raises(HttpNetworkError, match=r"^timeout: "):
+        deliver({"url": receiver.url(), "timeout": 0.5}, _ctx(), ALLOW_LOOPBACK)
+    assert time.monotonic() - started < 1.5
+
+
 def test_a_refused_connection_fails_the_attempt_to_be_retried() -> None:
     with socket.socket() as sock:  # a port nothing listens on: bound, never listening
         sock.bind(("127.0.0.1", 0))
@@ -305,6 +336,49 @@ def test_a_redirect_loop_stops_after_the_redirect_limit(
     with pytest.raises(HttpRejected, match=r"^too_many_redirects"):
         deliver({"url": receiver.url(), "method": "GET"}, _ctx(), ALLOW_LOOPBACK)
     assert len(receiver.seen) == http_job.MAX_REDIRECTS + 1
+
+
+def _certificate(directory: Path, name: str) -> tuple[Path, Path]:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.mark.parametrize(("served_as", "ok"), [("hooks.test", True), ("other.test", False)])
+def test_https_goes_to_the_checked_address_and_verifies_the_name(
+    receiver_factory: Callable[..., Receiver],
+    connections: list[Any],
+    tmp_path: Path,
+    served_as: str,
+    ok: bool,
+) -> None:
+    """The connection is pinned to the resolved address, while TLS (SNI and the certificate
+    check) and Host still use the name: a certificate for another name is refused."""
+    cert, key = _certificate(tmp_path, served_as)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    receiver = receiver_factory(Reply(200, b"secure"), tls=server_tls)
+    config = HttpJobConfig(
+        allowed_networks=ALLOW_LOOPBACK.allowed_networks,
+        resolver=lambda host, port: ["127.0.0.1"],
+        tls_verify=ssl.create_default_context(cafile=str(cert)),
+    )
+    payload = {"url": f"https://hooks.test:{receiver.port}/h"}
+    if ok:
+        assert deliver(payload, _ctx(), config)["body"] == "secure"
+        assert receiver.seen[0].headers["host"] == f"hooks.test:{receiver.port}"
+    else:
+        with pytest.raises(HttpNetworkError, match="CERTIFICATE_VERIFY_FAILED"):
+            deliver(payload, _ctx(), config)
+        assert receiver.seen == []
+    assert connections == [("127.0.0.1", receiver.port)]
 
 
 # -- SSRF, default settings --------------------------------------------------------------------
