@@ -42,7 +42,7 @@ if ARGV[6] == '1' and redis.call('EXISTS', key_job(id)) == 0 then
   redis.call('HSET', key_job(id), 'id', id, 'type', job_type, 'queue', queue,
     'payload', ARGV[10], 'attempts', 0, 'max_attempts', ARGV[11], 'timeout_ms', ARGV[12],
     'created_at', now, 'lease', 0, 'status', ST.pending, 'enqueued_at', now,
-    'schedule_id', ARGV[2])
+    'schedule_id', ARGV[2], 'scheduled_for', ARGV[4])
   redis.call('LPUSH', key_queue(queue), id)
   redis.call('ZADD', STATUS_KEY[ST.pending], now, id)
   redis.call('ZADD', KEY_jobs, now, id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import falcon.testing
 import pytest
@@ -24,7 +24,7 @@ BODY: dict[str, Any] = {
 
 
 def _schedule_keys(redis_client: redis.Redis) -> list[str]:
-    return sorted(redis_client.keys("*schedule*"))
+    return sorted(cast(list[str], redis_client.keys("*schedule*")))
 
 
 def test_put_creates_a_schedule_201_with_location_and_its_next_run(client: TestClient) -> None:

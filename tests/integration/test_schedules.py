@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -42,7 +42,7 @@ def _next_ms(schedules: ScheduleStore, schedule_id: str) -> int:
 
 
 def _jobs(store: JobStore) -> list[str]:
-    return sorted(store.redis.zrange(store.keys.jobs, 0, -1))
+    return sorted(cast(list[str], store.redis.zrange(store.keys.jobs, 0, -1)))
 
 
 def test_a_due_run_is_enqueued_as_a_pending_job_and_the_schedule_advances(
