@@ -19,6 +19,8 @@ MASTER_NAME = "ws"
 # Short, so a SIGKILLed primary is replaced in a few seconds rather than Sentinel's 30 s + 3 min.
 DOWN_AFTER_MS = 500
 FAILOVER_TIMEOUT_MS = 3000
+# A replica's first sync would wait 5 s (repl-diskless-sync-delay) for more replicas to join.
+SERVER_ARGS = ("--repl-diskless-sync-delay", "0")
 
 
 @dataclass
@@ -28,18 +30,31 @@ class SentinelProcess:
     directory: Path
     primary_port: int
     port: int = field(default_factory=free_port)
+    myid: str = field(default_factory=lambda: os.urandom(20).hex())
     process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> SentinelProcess:
+    def start(
+        self,
+        peers: list[SentinelProcess] = (),
+        replica_ports: list[int] = (),  # type: ignore[assignment]
+    ) -> SentinelProcess:
+        # Told its peers and the replicas up front, a sentinel is ready at once instead of
+        # after its hello messages (2 s) and INFO rounds (10 s) found them.
+        known = "".join(
+            f"sentinel known-sentinel {MASTER_NAME} 127.0.0.1 {p.port} {p.myid}\n"
+            for p in peers
+            if p is not self
+        ) + "".join(f"sentinel known-replica {MASTER_NAME} 127.0.0.1 {r}\n" for r in replica_ports)
         config = self.directory / "sentinel.conf"
         config.write_text(
             f"port {self.port}\n"
             "bind 127.0.0.1\n"
             f"dir {self.directory}\n"
+            f"sentinel myid {self.myid}\n"
             f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.primary_port} 2\n"
             f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
             f"sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n"
-            f"sentinel parallel-syncs {MASTER_NAME} 2\n"
+            f"sentinel parallel-syncs {MASTER_NAME} 2\n" + known
         )
         with open(self.directory / "sentinel.log", "ab") as log:
             self.process = subprocess.Popen(
@@ -90,19 +105,22 @@ class SentinelTopology:
             path.mkdir()
             return path
 
-        primary = RedisServer(directory=folder("primary"))
+        primary = RedisServer(directory=folder("primary"), extra_args=SERVER_ARGS)
         topology = cls(primary, [], [])
         try:
             primary.start()
             for i in range(replicas):
                 replica = RedisServer(
                     directory=folder(f"replica-{i}"),
-                    extra_args=("--replicaof", "127.0.0.1", str(primary.port)),
+                    extra_args=(*SERVER_ARGS, "--replicaof", "127.0.0.1", str(primary.port)),
                 )
                 topology.replicas.append(replica.start())
-            for i in range(sentinels):
-                sentinel = SentinelProcess(folder(f"sentinel-{i}"), primary.port)
-                topology.sentinels.append(sentinel.start())
+            planned = [
+                SentinelProcess(folder(f"sentinel-{i}"), primary.port) for i in range(sentinels)
+            ]
+            ports = [r.port for r in topology.replicas]
+            for sentinel in planned:
+                topology.sentinels.append(sentinel.start(planned, ports))
             topology.wait_settled(timeout_s)
         except BaseException:
             topology.stop()
