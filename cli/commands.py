@@ -372,6 +372,10 @@ def build_parser() -> Parser:
     pause.add_argument("queue", metavar="QUEUE")
     resume = command("resume", cmd_resume, "let workers take jobs from a queue again")
     resume.add_argument("queue", metavar="QUEUE")
+    # Imported here: cli/schedules.py builds on this module's Context and option types.
+    from workstream.cli import schedules
+
+    schedules.add_parser(command, common)
     return parser
 
 

@@ -210,6 +210,26 @@ class AsyncClient:
     async def workers(self) -> list[Worker]:
         return await self._run(calls.WORKERS)
 
+    # -- schedules (JSON objects as GET /schedules/{id} answers them) ------------------------
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        return await self._run(calls.SCHEDULES)
+
+    async def schedule(self, schedule_id: str) -> dict[str, Any]:
+        return await self._run(calls.schedule_call("GET", schedule_id))
+
+    async def put_schedule(self, schedule_id: str, definition: Mapping[str, Any]) -> dict[str, Any]:
+        return await self._run(calls.schedule_call("PUT", schedule_id, body=dict(definition)))
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        await self._run(calls.delete_schedule_call(schedule_id))
+
+    async def pause_schedule(self, schedule_id: str) -> dict[str, Any]:
+        return await self._run(calls.schedule_call("POST", schedule_id, "/pause"))
+
+    async def resume_schedule(self, schedule_id: str) -> dict[str, Any]:
+        return await self._run(calls.schedule_call("POST", schedule_id, "/resume"))
+
     async def health(self) -> Health:
         """Never raises for a 503: `health().ok` is False when Redis does not answer."""
         return await self._run(calls.HEALTH)

@@ -283,6 +283,26 @@ def delete_queue_call(name: str) -> Call[None]:
     return Call("DELETE", "/queues/" + _segment(name), nothing, replayable=False)
 
 
+def schedule(data: Any) -> dict[str, Any]:
+    return dict(_object(data))
+
+
+def schedules(data: Any) -> list[dict[str, Any]]:
+    return [dict(item) for item in _list(data, "schedules")]
+
+
+def schedule_call(
+    method: str, schedule_id: str, suffix: str = "", body: Any = None
+) -> Call[dict[str, Any]]:
+    """GET, PUT (a whole definition: sending it again does the same), pause and resume."""
+    return Call(method, f"/schedules/{_segment(schedule_id)}{suffix}", schedule, body=body)
+
+
+def delete_schedule_call(schedule_id: str) -> Call[None]:
+    return Call("DELETE", "/schedules/" + _segment(schedule_id), nothing, replayable=False)
+
+
+SCHEDULES: Call[list[dict[str, Any]]] = Call("GET", "/schedules", schedules)
 QUEUES: Call[list[Queue]] = Call("GET", "/queues", queues)
 WORKERS: Call[list[Worker]] = Call("GET", "/workers", workers)
 # /health answers 503 with a body when Redis is down: an answer, not an error.

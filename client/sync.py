@@ -201,6 +201,28 @@ class Client:
     def workers(self) -> list[Worker]:
         return self._run(calls.WORKERS)
 
+    # -- schedules (JSON objects as GET /schedules/{id} answers them) ------------------------
+
+    def schedules(self) -> list[dict[str, Any]]:
+        return self._run(calls.SCHEDULES)
+
+    def schedule(self, schedule_id: str) -> dict[str, Any]:
+        return self._run(calls.schedule_call("GET", schedule_id))
+
+    def put_schedule(self, schedule_id: str, definition: Mapping[str, Any]) -> dict[str, Any]:
+        """Creates or replaces a schedule: `cron` (+ `timezone`) or `every`, a `job` template,
+        optionally `paused` and `missed` (run_once or skip)."""
+        return self._run(calls.schedule_call("PUT", schedule_id, body=dict(definition)))
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        self._run(calls.delete_schedule_call(schedule_id))
+
+    def pause_schedule(self, schedule_id: str) -> dict[str, Any]:
+        return self._run(calls.schedule_call("POST", schedule_id, "/pause"))
+
+    def resume_schedule(self, schedule_id: str) -> dict[str, Any]:
+        return self._run(calls.schedule_call("POST", schedule_id, "/resume"))
+
     def health(self) -> Health:
         """Never raises for a 503: `health().ok` is False when Redis does not answer."""
         return self._run(calls.HEALTH)
