@@ -11,6 +11,7 @@ from typing import Any
 from workstream.api import scopes
 from workstream.api.middleware import is_public
 from workstream.api.openapi_leases import lease_paths, lease_responses, lease_schemas
+from workstream.api.openapi_schedules import schedule_paths, schedule_schemas
 from workstream.api.validation import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, MAX_WAIT_S
 from workstream.common.jobs import (
     HISTORY_MAX_ENTRIES,
@@ -763,6 +764,7 @@ def build_document(max_payload_bytes: int) -> Schema:
                 **_queue_paths(),
                 **_other_paths(),
                 **lease_paths(),
+                **schedule_paths(_op),
             }
         ),
         "components": {
@@ -787,6 +789,7 @@ def build_document(max_payload_bytes: int) -> Schema:
                 "Metrics": _metrics_schema(),
                 "Timeline": _timeline_schema(),
                 **lease_schemas(),
+                **schedule_schemas(),
                 "Error": _error_schema(),
                 "LegacyStatus": legacy_status,
                 "LegacyResult": legacy_result,
