@@ -48,8 +48,8 @@ def create_app(
     """`waiters` caps concurrent long-polls (default API_THREADS - 16); setting `stopping`
     ends every long-poll at once (shutdown)."""
     middleware: list[RequestContext | BearerAuth] = [RequestContext()]
-    if settings.api_tokens:
-        middleware.append(BearerAuth(settings.api_tokens))
+    if settings.api_tokens or settings.api_scoped_tokens:
+        middleware.append(BearerAuth(settings.api_tokens, settings.api_scoped_tokens))
     else:
         log.warning("api.auth_disabled", extra={"hint": "set API_TOKEN to require a bearer token"})
     app = falcon.App(middleware=middleware)

@@ -383,3 +383,20 @@ def test_extend_tells_the_consumer_a_cancel_was_asked_and_its_answer_ends_the_jo
     assert resp.status_code == 200 and resp.json["cancel_requested"] is True
     done = answer(client, job_id, "complete", lease=held["lease"], result="ignored")
     assert done.status_code == 200 and done.json["status"] == "cancelled"
+
+
+def test_with_scoped_tokens_a_work_token_leases_and_answers_and_a_produce_token_cannot(
+    make_client: Callable[..., TestClient], store: JobStore
+) -> None:
+    client = make_client(API_TOKENS="work:w-token,produce:p-token")
+    work = {"Authorization": "Bearer w-token"}
+    produce = {"Authorization": "Bearer p-token"}
+    body = {"queues": ["default"], "consumer": "c1"}
+    job_id = submit(store)
+    refused = client.simulate_post("/leases", json=body, headers=produce)
+    assert refused.status_code == 403 and status_of(store, job_id) == "pending"
+    (held,) = client.simulate_post("/leases", json=body, headers=work).json["leases"]
+    answer_body = {"lease": held["lease"], "result": 1}
+    path = f"/jobs/{job_id}/complete"
+    assert client.simulate_post(path, json=answer_body, headers=produce).status_code == 403
+    assert client.simulate_post(path, json=answer_body, headers=work).status_code == 200
