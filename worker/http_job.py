@@ -123,7 +123,7 @@ def deliver(payload: Any, ctx: JobContext, config: HttpJobConfig) -> dict[str, A
         target, method = request.target, request.method
         waited = False
         hops = 0
-        while True:
+        for _ in range(MAX_REDIRECTS + 2):  # each hop once, and one resend after a Retry-After
             address = _check(target, config)
             result = _send(client, target, address, method, headers, body, config)
             if isinstance(result, _Redirect):
@@ -139,6 +139,7 @@ def deliver(payload: Any, ctx: JobContext, config: HttpJobConfig) -> dict[str, A
                     waited = True
                     continue
             return _outcome(result)
+    raise HttpRejected(f"too_many_redirects: more than {MAX_REDIRECTS}")
 
 
 @dataclass(frozen=True)
