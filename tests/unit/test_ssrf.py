@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from ipaddress import ip_address, ip_network
 
 import pytest
@@ -40,6 +41,16 @@ from workstream.common.ssrf import (
 def test_malformed_urls_and_other_schemes_are_refused(url: object) -> None:
     with pytest.raises(InvalidUrlError):
         parse_url(url)
+
+
+def test_a_long_near_miss_host_is_refused_in_linear_time() -> None:
+    """The API parses every http job's URL: a host pattern that backtracks would let one
+    submission pin a CPU (this one took minutes with an optional dot in a repeated group)."""
+    started = time.monotonic()
+    for host in ["a" * 40 + "!", "a" * 250 + "!", ("a-" * 30 + "a.") * 4 + "!"]:
+        with pytest.raises(InvalidUrlError):
+            parse_url(f"http://{host}/")
+    assert time.monotonic() - started < 0.5
 
 
 def test_a_url_keeps_its_path_query_and_host_header() -> None:
