@@ -113,7 +113,7 @@ def deliver(payload: Any, ctx: JobContext, config: HttpJobConfig) -> dict[str, A
     except InvalidUrlError as ex:  # the API checks this; a job enqueued otherwise may not be
         raise PermanentError(str(ex)) from None
     timeout_s = min(request.timeout_s, ctx.timeout_s) if ctx.timeout_s > 0 else request.timeout_s
-    body, headers = _encode(request, ctx, config)
+    body, headers = _encode(request, ctx)
     # trust_env=False: a proxy from the environment would resolve the name itself, unchecked.
     # One client per job: a pooled TLS connection must not carry another name's request.
     client = httpx.Client(
@@ -148,9 +148,7 @@ class _Redirect:
     location: str
 
 
-def _encode(
-    request: HttpRequest, ctx: JobContext, config: HttpJobConfig
-) -> tuple[bytes | None, list[tuple[str, str]]]:
+def _encode(request: HttpRequest, ctx: JobContext) -> tuple[bytes | None, list[tuple[str, str]]]:
     headers = list(request.headers)
     names = {name.lower() for name, _ in headers}
     body: bytes | None = None
@@ -164,10 +162,6 @@ def _encode(
     if "accept-encoding" not in names:
         headers.append(("Accept-Encoding", "identity"))  # a compressed body is cut unread
     headers += [("WorkStream-Job-Id", ctx.job_id), ("WorkStream-Attempt", str(ctx.attempt))]
-    if config.webhook_secret:
-        headers.append(
-            (SIGNATURE_HEADER, sign(config.webhook_secret, int(time.time()), body or b""))
-        )
     return body, headers
 
 
@@ -193,6 +187,9 @@ def _send(
         scheme=target.scheme, host=str(address), port=target.port, raw_path=target.raw_path.encode()
     )
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    if config.webhook_secret:  # signed per request: a 303 drops the body, a resend is later
+        signature = sign(config.webhook_secret, int(time.time()), body or b"")
+        headers = [*headers, (SIGNATURE_HEADER, signature)]
     request = client.build_request(
         method,
         url,

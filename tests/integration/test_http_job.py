@@ -289,6 +289,19 @@ def test_with_a_webhook_secret_the_receiver_verifies_the_signature(
     assert not _verify("s3", header, seen.body + b" ")
 
 
+def test_every_request_is_signed_over_the_body_it_carries(
+    receiver_factory: Callable[..., Receiver],
+) -> None:
+    """A 303 turns the POST into a GET without body: the signature there is over no body."""
+    final = receiver_factory()
+    first = receiver_factory(Reply(303, b"", {"Location": final.url()}))
+    config = HttpJobConfig(allowed_networks=ALLOW_LOOPBACK.allowed_networks, webhook_secret="s3")
+    deliver({"url": first.url(), "body": {"order": 42}}, _ctx(), config)
+    for seen in (*first.seen, *final.seen):
+        assert _verify("s3", seen.headers["workstream-signature"], seen.body)
+    assert final.seen[0].body == b""
+
+
 def test_a_receiver_slower_than_the_timeout_fails_the_attempt_as_a_timeout(
     receiver_factory: Callable[..., Receiver],
 ) -> None:
