@@ -210,7 +210,7 @@ def _send(
             response.close()
     except httpx.TimeoutException as ex:
         raise HttpNetworkError(f"timeout: {target.url}: {type(ex).__name__}") from None
-    except httpx.TransportError as ex:
+    except httpx.RequestError as ex:  # transport errors, and a body that cannot be decoded
         raise HttpNetworkError(f"network_error: {target.url}: {type(ex).__name__}: {ex}") from None
     return {
         "status": response.status_code,

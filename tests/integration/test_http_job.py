@@ -323,6 +323,14 @@ def test_a_body_sent_slower_than_the_timeout_allows_is_cut_off_as_a_timeout(
     assert time.monotonic() - started < 1.5
 
 
+def test_a_body_that_cannot_be_decoded_fails_the_attempt_to_be_retried(
+    receiver_factory: Callable[..., Receiver],
+) -> None:
+    receiver = receiver_factory(Reply(200, b"not gzip at all", {"Content-Encoding": "gzip"}))
+    with pytest.raises(HttpNetworkError, match=r"^network_error: .*DecodingError"):
+        deliver({"url": receiver.url()}, _ctx(), ALLOW_LOOPBACK)
+
+
 def test_a_refused_connection_fails_the_attempt_to_be_retried() -> None:
     with socket.socket() as sock:  # a port nothing listens on: bound, never listening
         sock.bind(("127.0.0.1", 0))
