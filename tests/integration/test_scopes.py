@@ -24,8 +24,10 @@ TestClient = falcon.testing.TestClient
 MakeClient = Callable[..., TestClient]
 TOKENS = {scope: f"{scope.value}-token-0123" for scope in Scope}
 SCOPED = ",".join(f"{scope.value}:{token}" for scope, token in TOKENS.items())
-# Values for the routes' path fields: a job that does not exist, a queue that does.
+# Values for the routes' path fields: a job that does not exist, a queue that does; any other
+# field (a route added later) gets a valid-looking name.
 FIELDS = {"job_id": "00000000000000000000000000", "name": "default"}
+OTHER_FIELD = "scope-test"
 
 
 def routes(app: api_fixtures.App) -> Iterator[tuple[str, str]]:
@@ -54,7 +56,7 @@ def test_every_route_answers_each_scope_as_its_table_row_says(
     app: api_fixtures.App, scoped: TestClient
 ) -> None:
     for template, method in routes(app):
-        path = re.sub(r"\{(\w+)\}", lambda m: FIELDS[m.group(1)], template)
+        path = re.sub(r"\{(\w+)\}", lambda m: FIELDS.get(m.group(1), OTHER_FIELD), template)
         for scope in Scope:
             resp = scoped.simulate_request(method, path, headers=bearer(scope))
             may = scope is Scope.ADMIN or scope in ROUTE_SCOPES[template, method]
