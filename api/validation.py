@@ -79,15 +79,15 @@ def read_json(req: falcon.Request, limit: int) -> Any:
         raise ApiError(400, "invalid_json", "request body is nested too deeply") from None
 
 
-def job_spec(data: Any, allowed_networks: Sequence[IPNetwork] | None = None) -> JobSpec:
+def job_spec(data: Any, allowed_networks: Sequence[IPNetwork] = ()) -> JobSpec:
     """allowed_networks (HTTP_JOB_ALLOWED_NETWORKS): an `http` job naming a forbidden address
-    is refused here too; None checks the URL's form only. Names are resolved at delivery."""
+    is refused here too (names are resolved at delivery, never here)."""
     spec = JobSpec.from_mapping(data)
     _check_http_job(spec, "", allowed_networks)
     return spec
 
 
-def _check_http_job(spec: JobSpec, prefix: str, allowed: Sequence[IPNetwork] | None) -> None:
+def _check_http_job(spec: JobSpec, prefix: str, allowed: Sequence[IPNetwork]) -> None:
     if spec.type != "http":
         return
     try:
@@ -97,7 +97,7 @@ def _check_http_job(spec: JobSpec, prefix: str, allowed: Sequence[IPNetwork] | N
         name = prefix + ex.field
         raise ApiError(400, code, f"{name}: {ex.message}", field=name) from None
     literal = request.target.literal
-    reason = None if literal is None or allowed is None else forbidden_reason(literal, allowed)
+    reason = None if literal is None else forbidden_reason(literal, allowed)
     if reason is not None:
         raise ApiError(
             400,
@@ -107,7 +107,7 @@ def _check_http_job(spec: JobSpec, prefix: str, allowed: Sequence[IPNetwork] | N
         )
 
 
-def batch_specs(data: Any, allowed_networks: Sequence[IPNetwork] | None = None) -> list[JobSpec]:
+def batch_specs(data: Any, allowed_networks: Sequence[IPNetwork] = ()) -> list[JobSpec]:
     """`{"jobs": [...]}` with 1..MAX_BATCH entries; a bad entry is named `jobs[i].field`."""
     if not isinstance(data, Mapping):
         raise validation_error("body", "expected a JSON object")

@@ -26,9 +26,10 @@ class JobCollection:
     def __init__(self, store: JobStore) -> None:
         self._store = store
         self._limit = store.settings.max_payload_bytes
+        self._allowed = store.settings.http_job_allowed_networks
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        spec = validation.job_spec(validation.read_json(req, self._limit))
+        spec = validation.job_spec(validation.read_json(req, self._limit), self._allowed)
         job, created = self._store.submit(spec)
         resp.media = job.to_json()
         if created:
@@ -53,9 +54,10 @@ class JobBatch:
     def __init__(self, store: JobStore) -> None:
         self._store = store
         self._limit = store.settings.max_payload_bytes
+        self._allowed = store.settings.http_job_allowed_networks
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        specs = validation.batch_specs(validation.read_json(req, self._limit))
+        specs = validation.batch_specs(validation.read_json(req, self._limit), self._allowed)
         req.context.queue_demand = demand = Counter(spec.queue for spec in specs)
         self._refuse_what_never_fits(demand)
         results = self._store.enqueue_many(specs)
