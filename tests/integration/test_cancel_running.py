@@ -4,6 +4,8 @@ first is not changed."""
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import falcon.testing
@@ -17,7 +19,7 @@ from workstream.common.jobs import CANCELLED_ERROR, ClaimedJob, JobSpec
 from workstream.common.states import JobStatus
 from workstream.common.store import JobStore
 from workstream.worker.execution import run_job, timed_out
-from workstream.worker.registry import JobContext, handler
+from workstream.worker.registry import CANCEL_CHECK_S, JobContext, handler
 
 app = api_fixtures.app
 client = api_fixtures.client
@@ -161,3 +163,34 @@ def test_an_http_consumer_sees_the_cancel_in_extend_and_its_answer_ends_the_job_
     resp = client.simulate_post(f"/jobs/{job_id}/{answer}", json=body)
     assert resp.status_code == 200 and resp.json["status"] == "cancelled"
     assert store.get_status(job_id) is JobStatus.CANCELLED
+
+
+def test_ctx_cancelled_in_a_tight_loop_asks_redis_at_most_every_check_interval(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    asked: list[str] = []
+
+    class CountingRedis:
+        def hget(self, key: str, field: str) -> str | None:
+            asked.append(field)
+            return None
+
+    job = running(store)
+    ctx = JobContext(
+        job_id=job.id,
+        job_type=job.type,
+        queue=job.queue,
+        attempt=1,
+        max_attempts=3,
+        worker_id="w1",
+        timeout_s=5,
+        redis=CountingRedis(),  # type: ignore[arg-type]
+        log=logging.getLogger("test"),
+        lease=job.lease,
+        keys=store.keys,
+    )
+    started = time.monotonic()
+    for _ in range(10_000):
+        assert not ctx.cancelled
+    elapsed = time.monotonic() - started
+    assert len(asked) <= 1 + elapsed / CANCEL_CHECK_S
