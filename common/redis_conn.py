@@ -321,6 +321,18 @@ def call_replicated(
     raise AssertionError("unreachable")
 
 
+def confirm_replicated(client: redis.Redis, channel: str, replicas: int, timeout_ms: int) -> None:
+    """WAIT for everything the primary holds now, for a call that wrote nothing (a replayed
+    idempotency key: its job was written earlier, perhaps never replicated). WAIT counts only
+    its connection's own writes, so one is made: PUBLISH is replicated and touches no key."""
+    pipe = client.pipeline(transaction=False)
+    pipe.publish(channel, "")
+    pipe.wait(replicas, timeout_ms)
+    _, acked = pipe.execute()
+    if int(acked) < replicas:
+        raise NotReplicatedError(int(acked), replicas)
+
+
 def _wrote(reply: Any) -> bool:
     return not isinstance(reply, list) or not reply or reply[0] == "ok"
 

@@ -32,7 +32,7 @@ from workstream.common.jobs import (
     new_job_id,
 )
 from workstream.common.keys import Keys
-from workstream.common.redis_conn import call_replicated
+from workstream.common.redis_conn import call_replicated, confirm_replicated
 from workstream.common.settings import Settings
 from workstream.common.states import JobStatus
 
@@ -163,7 +163,10 @@ class JobStore:
         timeout_ms = round(self.settings.replica_ack_timeout.total_seconds() * 1000)
         script = scripts.SCRIPTS[name]
         acks = self.settings.replica_acks
-        return call_replicated(self.redis, script, keys, args, acks, timeout_ms)
+        reply = call_replicated(self.redis, script, keys, args, acks, timeout_ms)
+        if name == "enqueue" and reply[0] == "ok" and 0 in reply[4::3]:  # a replayed key
+            confirm_replicated(self.redis, f"{self._prefix}replicated", acks, timeout_ms)
+        return reply
 
     def _script_keys(self, name: str, **params: str) -> list[str]:
         """KEYS for a script, as its header declares them (common.scripts.keys_for)."""

@@ -4,6 +4,8 @@ idempotency key. A real primary and two real replicas on loopback."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,11 +38,18 @@ class Replicated:
         for replica in self.replicas:
             replica.start()
         primary = self.primary.client()
-        assert wait_until(lambda: primary.info("replication")["connected_slaves"] == 2, 10)
+        primary.set("sync", "1")  # online, not still syncing: both confirm a write
+        assert wait_until(lambda: primary.wait(2, 100) == 2, 10)
 
     def stop_replicas(self) -> None:
         for replica in self.replicas:
             replica.kill()
+
+    def stall_replicas(self, stalled: bool) -> None:
+        """SIGSTOP/SIGCONT: still connected, acknowledging nothing (a replica that lags)."""
+        for replica in self.replicas:
+            if replica.process is not None and replica.process.poll() is None:
+                os.kill(replica.process.pid, signal.SIGSTOP if stalled else signal.SIGCONT)
 
     def client(self, **env: str) -> falcon.testing.TestClient:
         settings = Settings.from_environ({"REDIS_URL": self.primary.url, **env})
@@ -49,6 +58,7 @@ class Replicated:
         )
 
     def stop(self) -> None:
+        self.stall_replicas(False)
         for server in (*self.replicas, self.primary):
             server.stop()
 
@@ -64,12 +74,15 @@ REPLICATED = {"DURABILITY": "replicated", "REPLICA_ACK_TIMEOUT": "200ms"}
 JOB = {"type": "echo", "payload": {"n": 1}, "idempotency_key": "order-17"}
 
 
-def test_replicated_submission_answers_201_once_a_replica_has_the_job(servers: Replicated) -> None:
-    client = servers.client(**REPLICATED)
+def test_replicated_submission_answers_201_once_the_replicas_have_the_job(
+    servers: Replicated,
+) -> None:
+    client = servers.client(**REPLICATED, REPLICA_ACKS="2")
     created = client.simulate_post("/jobs", json=JOB)
     assert created.status_code == 201
-    replica = servers.replicas[0].client()
-    assert replica.hget(f"ws:{{default}}:job:{created.json['id']}", "status") == "pending"
+    for replica in servers.replicas:
+        job = f"ws:{{default}}:job:{created.json['id']}"
+        assert replica.client().hget(job, "status") == "pending"
 
 
 def test_replicated_submission_with_replicas_down_answers_503_not_replicated_and_a_resend_201s(
@@ -123,3 +136,21 @@ def test_replicated_writes_find_their_script_on_a_primary_that_never_loaded_it(
     servers.primary.client().script_flush()  # as on a promoted replica: no script cache
     client = servers.client(**REPLICATED)
     assert client.simulate_post("/jobs", json={"type": "echo"}).status_code == 201
+
+
+def test_a_resend_is_acknowledged_only_once_its_original_write_is_replicated(
+    servers: Replicated,
+) -> None:
+    """The resend writes nothing (the key names the job), so WAIT must still cover the
+    original: here the resend arrives on another API process, on a connection opened before
+    that write (WAIT counts a connection's own writes only)."""
+    other_api = servers.client(**REPLICATED)
+    assert other_api.simulate_get("/jobs").status_code == 200  # opens its connection
+    assert servers.primary.client().wait(2, 2000) == 2  # the replicas have all before it
+    servers.stall_replicas(True)
+    refused = servers.client(**REPLICATED).simulate_post("/jobs", json=JOB)
+    assert refused.json["error"]["code"] == "not_replicated"
+    resent = other_api.simulate_post("/jobs", json=JOB)
+    assert (resent.status_code, resent.json["error"]["code"]) == (503, "not_replicated")
+    servers.stall_replicas(False)
+    assert other_api.simulate_post("/jobs", json=JOB).status_code == 200
