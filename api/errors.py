@@ -12,6 +12,8 @@ import redis
 
 from workstream.api.drain import UNKNOWN_RETRY_AFTER_S, DrainRate
 from workstream.common.errors import (
+    DuplicateJobError,
+    IdempotencyConflictError,
     InvalidTransitionError,
     JobNotFoundError,
     QueueFullError,
@@ -53,11 +55,13 @@ class ApiError(falcon.HTTPError):
         *,
         field: str | None = None,
         headers: dict[str, str] | None = None,
+        job_id: str | None = None,
     ) -> None:
         super().__init__(status, title=code, description=message, headers=headers)
         self.error_code = code
         self.message = message
         self.field = field
+        self.job_id = job_id  # the job a 409 duplicate_job or 422 idempotency_conflict names
 
 
 def validation_error(field: str, message: str) -> ApiError:
@@ -69,6 +73,8 @@ def error_body(req: falcon.Request, ex: falcon.HTTPError) -> dict[str, Any]:
         error: dict[str, Any] = {"code": ex.error_code, "message": ex.message}
         if ex.field is not None:
             error["field"] = ex.field
+        if ex.job_id is not None:
+            error["job_id"] = ex.job_id
         return {"error": error}
     status = ex.status_code
     code = STATUS_CODES.get(status, "http_error")
@@ -127,6 +133,25 @@ def _invalid_transition(req: falcon.Request, resp: falcon.Response, ex: Exceptio
     raise ApiError(409, "invalid_transition", str(ex))
 
 
+def _entry_field(req: falcon.Request, index: int, name: str) -> str:
+    """The field of a batch entry (`jobs[3].unique`) or of the one job submitted."""
+    return f"jobs[{index}].{name}" if req.path.endswith("/batch") else name
+
+
+def _idempotency_conflict(
+    req: falcon.Request, resp: falcon.Response, ex: Exception, _: Any
+) -> None:
+    assert isinstance(ex, IdempotencyConflictError)
+    field = _entry_field(req, ex.index, "idempotency_key")
+    raise ApiError(422, "idempotency_conflict", str(ex), field=field, job_id=ex.job_id)
+
+
+def _duplicate_job(req: falcon.Request, resp: falcon.Response, ex: Exception, _: Any) -> None:
+    assert isinstance(ex, DuplicateJobError)
+    field = _entry_field(req, ex.index, "unique")
+    raise ApiError(409, "duplicate_job", str(ex), field=field, job_id=ex.job_id)
+
+
 def _redis_down(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
     reason = unavailable_reason(ex) or "unreachable"
     log.warning(
@@ -176,6 +201,8 @@ def register_error_handlers(
     app.add_error_handler(QueueNotEmptyError, _queue_not_empty)
     app.add_error_handler(TooManyQueuesError, _too_many_queues)
     app.add_error_handler(TooManyTypesError, _too_many_types)
+    app.add_error_handler(IdempotencyConflictError, _idempotency_conflict)
+    app.add_error_handler(DuplicateJobError, _duplicate_job)
     app.add_error_handler(redis.exceptions.ConnectionError, _redis_down)
     app.add_error_handler(redis.exceptions.TimeoutError, _redis_down)
     app.add_error_handler(redis.exceptions.ResponseError, _redis_reply)

@@ -79,9 +79,33 @@ def read_json(req: falcon.Request, limit: int) -> Any:
         raise ApiError(400, "invalid_json", "request body is nested too deeply") from None
 
 
-def job_spec(data: Any, allowed_networks: Sequence[IPNetwork] = ()) -> JobSpec:
+def idempotency_header(req: falcon.Request) -> str | None:
+    """The Idempotency-Key header (draft-ietf-httpapi-idempotency-key-header): a structured
+    field string, `"key"`; a bare key is taken too. The same characters as the body field."""
+    raw = req.get_header("Idempotency-Key")
+    if raw is None:
+        return None
+    key = raw.strip()
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    if not TYPE_PATTERN.fullmatch(key):
+        raise validation_error("Idempotency-Key", f"expected {TYPE_PATTERN.pattern}")
+    return key
+
+
+def job_spec(
+    data: Any, allowed_networks: Sequence[IPNetwork] = (), idempotency_key: str | None = None
+) -> JobSpec:
     """allowed_networks (HTTP_JOB_ALLOWED_NETWORKS): an `http` job naming a forbidden address
-    is refused here too (names are resolved at delivery, never here)."""
+    is refused here too (names are resolved at delivery, never here). idempotency_key: the
+    header's, which works as the body field; both given and different is a 400."""
+    if idempotency_key is not None and isinstance(data, dict):
+        body_key = data.get("idempotency_key")
+        if body_key is not None and body_key != idempotency_key:
+            raise validation_error(
+                "Idempotency-Key", "differs from the body's idempotency_key; send one of them"
+            )
+        data = {**data, "idempotency_key": idempotency_key}
     spec = JobSpec.from_mapping(data)
     _check_http_job(spec, "", allowed_networks)
     return spec

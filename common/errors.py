@@ -81,3 +81,27 @@ class TooManyTypesError(WorkStreamError):
         self.queue = queue
         self.job_type = job_type
         self.limit = limit
+
+
+class IdempotencyConflictError(WorkStreamError):
+    """An idempotency key reused for a different request; nothing was written. index: the
+    request's position in its batch (0 for a single submission)."""
+
+    def __init__(self, key: str, index: int, job_id: str) -> None:
+        super().__init__(
+            f"idempotency key {key!r} was used for a different request (job {job_id}); "
+            "send that request again, or use a new key"
+        )
+        self.key = key
+        self.index = index
+        self.job_id = job_id
+
+
+class DuplicateJobError(WorkStreamError):
+    """A job whose unique key a live job holds; nothing was written."""
+
+    def __init__(self, key: str, index: int, job_id: str) -> None:
+        super().__init__(f"job {job_id} holds unique key {key!r}")
+        self.key = key
+        self.index = index
+        self.job_id = job_id

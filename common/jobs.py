@@ -3,6 +3,8 @@ anyone reads back (Job)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import re
@@ -11,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from workstream.common.durations import parse_duration
 from workstream.common.errors import ValidationError
 from workstream.common.serialization import (
     MAX_NESTING,
@@ -33,7 +36,15 @@ MAX_DELAY_S = 366 * 86400.0
 RUN_AT_SKEW_S = 300.0
 SPEC_FIELDS = frozenset(
     {"type", "payload", "queue", "max_attempts", "timeout", "delay", "run_at", "idempotency_key"}
+    | {"unique", "expires_at", "expires_in"}
 )
+# unique: while a job holding the key is live, another job with the key is refused (409
+# duplicate_job). `until` says when the holder lets go: once it starts, once it finishes, or
+# only when the ttl runs out; the ttl bounds every lock (Redis expires it).
+UNIQUE_FIELDS = frozenset({"key", "ttl", "until"})
+UNIQUE_UNTIL = ("finished", "started", "ttl")
+DEFAULT_UNIQUE_TTL_S = 3600.0
+MAX_UNIQUE_TTL_S = MAX_DELAY_S
 _EMPTY_PAYLOAD = "{}"
 
 
@@ -43,6 +54,15 @@ def new_job_id() -> str:
 
 def is_job_id(text: str) -> bool:
     return JOB_ID_PATTERN.fullmatch(text) is not None
+
+
+@dataclass(frozen=True)
+class Unique:
+    """A resolved `unique` option: key given, or derived from type + queue + payload."""
+
+    key: str
+    ttl_ms: int
+    until: str
 
 
 @dataclass(frozen=True)
@@ -59,6 +79,9 @@ class JobSpec:
     delay: float | None = None
     run_at_ms: int | None = None
     idempotency_key: str | None = None
+    unique: Unique | None = None
+    expires_in: float | None = None  # seconds after submission (Redis time), or
+    expires_at_ms: int | None = None  # an absolute time: not started by then -> cancelled
     _payload_json: str = field(default=_EMPTY_PAYLOAD, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +95,8 @@ class JobSpec:
         if self.run_at_ms is not None:
             _optional_int("run_at_ms", self.run_at_ms, 0, _run_at_cap_ms())
         _one_timing(self.delay, self.run_at_ms)
+        _optional_number("expires_in", self.expires_in, 0.001, MAX_DELAY_S)
+        _check_expiry(self.delay, self.run_at_ms, self.expires_in, self.expires_at_ms)
         object.__setattr__(self, "_payload_json", _encode_payload(self.payload))
 
     @classmethod
@@ -103,7 +128,40 @@ class JobSpec:
         _one_timing(delay, run_at_ms)
         fields["payload"] = payload = data.get("payload")
         fields["_payload_json"] = _encode_payload(payload)
+        fields["unique"] = fields["expires_in"] = fields["expires_at_ms"] = None
+        if "unique" in data or "expires_at" in data or "expires_in" in data:  # rare: keep it off
+            spec._read_options(data)  # the hot path
         return spec
+
+    def _read_options(self, data: Mapping[str, Any]) -> None:
+        fields = self.__dict__
+        if data.get("unique") is not None:
+            fields["unique"] = _unique(data["unique"], self.type, self.queue, self.payload)
+        fields["expires_in"] = expires_in = _optional_duration(
+            "expires_in", data.get("expires_in"), MAX_DELAY_S
+        )
+        fields["expires_at_ms"] = expires_at_ms = _expires_at_ms(data.get("expires_at"))
+        _check_expiry(self.delay, self.run_at_ms, expires_in, expires_at_ms)
+
+    def fingerprint(self) -> str:
+        """A hash of the canonical request (every field but the idempotency key, the payload
+        with sorted keys), stored with an idempotency key: the key reused for another request
+        is a conflict (draft-ietf-httpapi-idempotency-key-header), the same request a replay."""
+        unique = self.unique
+        canonical = [
+            self.type,
+            self.queue,
+            self.payload,
+            self.max_attempts,
+            self.timeout,
+            self.delay,
+            self.run_at_ms,
+            None if unique is None else [unique.key, unique.ttl_ms, unique.until],
+            self.expires_in,
+            self.expires_at_ms,
+        ]
+        text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
     def payload_json(self) -> str:
         """The payload as stored: encoded once, when the spec was made."""
@@ -171,12 +229,16 @@ TIMED_OUT_PREFIX = "timed out after "
 # A running job's cancel: POST /jobs/{id}/cancel sets the hash field `cancel_requested` to "1";
 # the run then ends cancelled (complete.lua, fail.lua), with this error when the handler stopped.
 CANCELLED_ERROR = "cancelled while running"
+# The error of a job cancelled because its expires_at passed before it started (_claim.lua
+# at claim time, expire.lua for jobs no worker reached).
+EXPIRED_ERROR = "expired"
 # The largest `progress` (its JSON) a job keeps: ctx.progress() and the lease `extend` store it.
 MAX_PROGRESS_BYTES = 4096
 # Every field of the hash but the history: what listings read (they omit the history).
 LISTED_FIELDS = (
     "id", "type", "queue", "status", "payload", "result", "error", "attempts", "max_attempts",
     "timeout_ms", *_TIMESTAMPS, "worker", "idempotency_key", "progress", "cancel_requested",
+    "unique_key", "expires_at",
 )  # fmt: skip
 
 
@@ -203,6 +265,8 @@ class Job:
     history: list[dict[str, Any]] | None = None
     progress: Any = None  # the last ctx.progress() or extend progress, JSON
     cancel_requested: bool = False  # processing, and asked to stop
+    unique_key: str | None = None  # the `unique` option's key, given or derived
+    expires_at: int | None = None  # not started by then: cancelled, error "expired"
 
     @classmethod
     def from_hash(cls, data: Mapping[str, str], *, with_history: bool = True) -> Job:
@@ -232,6 +296,8 @@ class Job:
             # The flag outlives the run in the hash (it expires with it); it means "asked to
             # stop" only while the job runs.
             cancel_requested=status is JobStatus.PROCESSING and data.get("cancel_requested") == "1",
+            unique_key=data.get("unique_key") or None,
+            expires_at=_stored_int(data.get("expires_at")),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -250,6 +316,8 @@ class Job:
             "idempotency_key": self.idempotency_key,
             "progress": self.progress,
             "cancel_requested": self.cancel_requested,
+            "unique_key": self.unique_key,
+            "expires_at": ms_to_rfc3339(self.expires_at),
         }
         for name in _TIMESTAMPS:
             body[name] = ms_to_rfc3339(getattr(self, name))
@@ -355,6 +423,70 @@ def _run_at_ms(value: Any) -> int | None:
     if ms > _run_at_cap_ms():
         raise ValidationError("run_at", f"expected a time at most {_days(MAX_DELAY_S)} from now")
     return max(ms, 0)
+
+
+def _unique(value: Any, job_type: str, queue: str, payload: Any) -> Unique:
+    """`{"key", "ttl", "until"}`, every part optional: without a key the job is unique by a
+    hash of its type, queue and payload."""
+    if not isinstance(value, Mapping):
+        raise ValidationError("unique", 'expected an object such as {"key": "k", "ttl": "10m"}')
+    unknown = sorted(set(value) - UNIQUE_FIELDS)
+    if unknown:
+        raise ValidationError(f"unique.{unknown[0]}", "unknown field")
+    key = value.get("key")
+    if key is None:
+        canonical = json.dumps([job_type, queue, payload], sort_keys=True, separators=(",", ":"))
+        key = "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    else:
+        _check_name("unique.key", key, TYPE_PATTERN)
+    ttl = _optional_duration("unique.ttl", value.get("ttl"), MAX_UNIQUE_TTL_S)
+    until = value.get("until", "finished")
+    if until not in UNIQUE_UNTIL:
+        raise ValidationError("unique.until", f"expected one of {', '.join(UNIQUE_UNTIL)}")
+    return Unique(key, round((ttl or DEFAULT_UNIQUE_TTL_S) * 1000), until)
+
+
+def _optional_duration(field: str, value: Any, high: float) -> float | None:
+    """Seconds as a number, or a duration string ("10m", "500ms")."""
+    if isinstance(value, str):
+        try:
+            value = parse_duration(value).total_seconds()
+        except ValueError as ex:
+            raise ValidationError(field, str(ex)) from None
+    return _optional_number(field, value, 0.001, high)
+
+
+def _expires_at_ms(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError("expires_at", "expected an RFC 3339 timestamp string")
+    try:
+        ms = rfc3339_to_ms(value)
+    except (ValueError, OverflowError) as ex:
+        raise ValidationError("expires_at", f"expected an RFC 3339 timestamp: {ex}") from None
+    if ms > _run_at_cap_ms():
+        raise ValidationError("expires_at", f"expected a time at most {_days(MAX_DELAY_S)} ahead")
+    return ms
+
+
+def _check_expiry(
+    delay: float | None, run_at_ms: int | None, expires_in: float | None, expires_at_ms: int | None
+) -> None:
+    """A job that could never start is refused rather than accepted and cancelled."""
+    if expires_in is not None and expires_at_ms is not None:
+        raise ValidationError("expires_at", "give either expires_at or expires_in, not both")
+    if expires_at_ms is not None:
+        if expires_at_ms <= time.time() * 1000:
+            raise ValidationError("expires_at", "expected a time in the future")
+        due = run_at_ms if delay is None else time.time() * 1000 + delay * 1000
+        if due is not None and expires_at_ms <= due:
+            raise ValidationError("expires_at", "expected a time after the job is due")
+    if expires_in is not None:
+        if delay is not None and expires_in <= delay:
+            raise ValidationError("expires_in", "expected more than delay")
+        if run_at_ms is not None and time.time() * 1000 + expires_in * 1000 <= run_at_ms:
+            raise ValidationError("expires_in", "expected a time after the job is due")
 
 
 def _one_timing(delay: float | None, run_at_ms: int | None) -> None:

@@ -45,6 +45,11 @@ class Keys:
     def idempotency(self, key: str) -> str:
         return f"{self.prefix}idem:{key}"
 
+    def unique(self, key: str) -> str:
+        """STRING: a `unique` option's lock, `<job id>:<until>`, SET with PX (the ttl). Held
+        while that job is live by its `until`; enqueue.lua judges that from the job itself."""
+        return f"{self.prefix}unique:{key}"
+
     def schedule(self, schedule_id: str) -> str:
         """HASH: one schedule's definition and its run bookkeeping (common/schedules.py)."""
         return f"{self.prefix}schedule:{schedule_id}"
@@ -81,6 +86,12 @@ class Keys:
     @property
     def expiries(self) -> str:
         return f"{self.prefix}expiries"
+
+    @property
+    def expiring(self) -> str:
+        """ZSET: ids of jobs with an expires_at -> that time (ms); expire.lua cancels those due
+        that never started, in bounded batches."""
+        return f"{self.prefix}expiring"
 
     @property
     def deadlines(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ import redis
 
 from workstream.common import scripts
 from workstream.common.errors import (
+    DuplicateJobError,
+    IdempotencyConflictError,
     InvalidTransitionError,
     JobNotFoundError,
     QueueFullError,
@@ -144,10 +147,12 @@ class JobStore:
                 -1 if spec.delay is None else round(spec.delay * 1000),
                 -1 if spec.run_at_ms is None else spec.run_at_ms,
                 spec.idempotency_key or "",
+                spec.fingerprint() if spec.idempotency_key else "",
+                _options_json(spec),
             ]
         reply = self._acknowledged("enqueue", self._enqueue_keys, args)
         if reply[0] != "ok":
-            self._refused(reply)
+            self._refused(reply, specs)
         now = int(reply[1])
         status = _STATUS_BY_VALUE
         return [
@@ -186,7 +191,14 @@ class JobStore:
             self._own_keys[key] = cached
         return cached
 
-    def _refused(self, reply: list[Any]) -> None:
+    def _refused(self, reply: list[Any], specs: Sequence[JobSpec]) -> None:
+        if reply[0] in ("idempotency_conflict", "duplicate_job"):
+            index = int(reply[1]) - 1
+            spec = specs[index]
+            if reply[0] == "duplicate_job":
+                assert spec.unique is not None
+                raise DuplicateJobError(spec.unique.key, index, str(reply[2]))
+            raise IdempotencyConflictError(spec.idempotency_key or "", index, str(reply[2]))
         if reply[0] == "queue_full":
             raise QueueFullError(str(reply[1]), self.settings.job_queue_capacity)
         if reply[0] == "too_many_queues":
@@ -227,6 +239,12 @@ class JobStore:
             worker=None,
             idempotency_key=spec.idempotency_key,
             history=[],
+            unique_key=None if spec.unique is None else spec.unique.key,
+            expires_at=(
+                now + round(spec.expires_in * 1000)
+                if spec.expires_in is not None
+                else spec.expires_at_ms
+            ),
         )
         return job, True
 
@@ -702,3 +720,17 @@ def _parse_cursor(cursor: str | None) -> tuple[float, int]:
     if not (score.isdigit() and offset.isdigit()):
         raise ValueError("cursor is not one this API returned")
     return int(score), int(offset)
+
+
+def _options_json(spec: JobSpec) -> str:
+    """enqueue.lua's options field: '' for a job with neither unique nor an expiry (most)."""
+    if spec.unique is None and spec.expires_in is None and spec.expires_at_ms is None:
+        return ""
+    options: dict[str, Any] = {}
+    if spec.unique is not None:
+        options.update(u=spec.unique.key, t=spec.unique.ttl_ms, n=spec.unique.until)
+    if spec.expires_at_ms is not None:
+        options["ea"] = spec.expires_at_ms
+    if spec.expires_in is not None:
+        options["ei"] = round(spec.expires_in * 1000)
+    return json.dumps(options)

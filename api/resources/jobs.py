@@ -7,7 +7,7 @@ from collections import Counter
 import falcon
 
 from workstream.api import validation
-from workstream.api.errors import ApiError
+from workstream.api.errors import ApiError, validation_error
 from workstream.api.resources.longpoll import Waiter
 from workstream.common.errors import JobNotFoundError
 from workstream.common.jobs import Job
@@ -29,7 +29,8 @@ class JobCollection:
         self._allowed = store.settings.http_job_allowed_networks
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        spec = validation.job_spec(validation.read_json(req, self._limit), self._allowed)
+        key = validation.idempotency_header(req)
+        spec = validation.job_spec(validation.read_json(req, self._limit), self._allowed, key)
         job, created = self._store.submit(spec)
         resp.media = job.to_json()
         if created:
@@ -57,6 +58,11 @@ class JobBatch:
         self._allowed = store.settings.http_job_allowed_networks
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if req.get_header("Idempotency-Key") is not None:
+            # One key cannot stand for N jobs: each entry carries its own.
+            raise validation_error(
+                "Idempotency-Key", "a batch takes an idempotency_key per entry, in the body"
+            )
         specs = validation.batch_specs(validation.read_json(req, self._limit), self._allowed)
         req.context.queue_demand = demand = Counter(spec.queue for spec in specs)
         self._refuse_what_never_fits(demand)

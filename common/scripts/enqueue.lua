@@ -1,12 +1,24 @@
 -- enqueue: create N jobs atomically, all or nothing -> pending (or scheduled when delayed).
--- KEYS[1] stats  KEYS[2] queues  KEYS[3] jobs  KEYS[4..9] status:*  (per job and per queue, named
--- by ARGV: key_job, key_idempotency, key_queue, key_scheduled, key_types)
+-- KEYS[1] stats  KEYS[2] queues  KEYS[3] jobs  KEYS[4..9] status:*  KEYS[10] expiring  (per job
+-- and per queue, named by ARGV: key_job, key_idempotency, key_unique, key_queue, key_scheduled,
+-- key_types)
 -- ARGV[1] prefix  ARGV[2] capacity per queue  ARGV[3] idempotency ttl (s)  ARGV[4] max queues
 -- ARGV[5] max (queue, type) pairs  ARGV[6] configured queues (comma list, always accepted)  ARGV[7] N
--- then 9 per job: id, type, queue, payload JSON, max_attempts, timeout_ms,
---   delay_ms (-1: none), run_at_ms (-1: none), idempotency key ('' none)
+-- then 11 per job: id, type, queue, payload JSON, max_attempts, timeout_ms,
+--   delay_ms (-1: none), run_at_ms (-1: none), idempotency key ('' none), request fingerprint
+--   ('' none), options JSON ('' none: the common case) {u = unique key, t = its ttl ms, n = until
+--   (started | finished | ttl), ea = expires_at ms, ei = expires_in ms}
 -- Returns {"ok", now ms, id1, status1, created1, id2, ...} | {"queue_full", queue}
 --   | {"too_many_queues", queue} | {"too_many_types", queue, type}
+--   | {"idempotency_conflict", index (1-based), original id} | {"duplicate_job", index, holder id}
+--
+-- An idempotency key maps to "<id>:<fingerprint>"; the same key with another fingerprint is a
+-- conflict (a bare "<id>", stored by older code, matches any). A unique lock holds
+-- "<id>:<until>" and expires by itself (PX ttl); nothing deletes it. Whether its holder still
+-- holds it is read from the holder job here (until started: not yet started; finished: not
+-- terminal; ttl: always), so no script that ends a job needs to know about locks, no path that
+-- ends one (recovery, reclaim, delete, a record expiring) can leak one, and only the holder's own
+-- state can release it (fencing).
 --
 -- Every check comes before the first write, so a refusal writes nothing. That includes Redis
 -- refusing a write under OOM (maxmemory + noeviction): it refuses a script's writes only until
@@ -18,36 +30,71 @@ local capacity = tonumber(ARGV[2])
 local idem_ttl = tonumber(ARGV[3])
 local max_queues, max_types = tonumber(ARGV[4]), tonumber(ARGV[5])
 local n = tonumber(ARGV[7])
-local J = 7  -- ARGV index before the first job's fields
+local J, W = 7, 11  -- ARGV index before the first job's fields; fields per job
 local now = now_ms()
+
+-- Whether the job holding a unique lock still holds it, by its `until`.
+local function holds(id, mode)
+  if mode == 'ttl' then return true end
+  local v = redis.call('HMGET', key_job(id), 'status', 'started_at')
+  if not v[1] then return false end
+  if mode == 'started' then return (v[1] == ST.pending or v[1] == ST.scheduled) and not v[2] end
+  return v[1] ~= ST.completed and v[1] ~= ST.failed and v[1] ~= ST.cancelled
+end
 
 -- Pass 1, reads only: which jobs are new (ids[i], fresh[i]), how many each queue gains, and
 -- which queue names and (queue, type) pairs are new (one SISMEMBER each per call).
-local ids, fresh, replayed = {}, {}, {}
-local adding, seen_keys = {}, {}
+local ids, fresh, replayed, options = {}, {}, {}, {}
+local adding, seen_keys, seen_fingerprints, seen_unique = {}, {}, {}, {}
 local known_queue, known_type = {}, {}  -- queue -> bool; queue -> {type -> bool}
 local new_queues, new_types = {}, {}  -- {queue, ...}; queue -> {type, ...}
 for i = 1, n do
-  local b = J + (i - 1) * 9
-  local id, idem = ARGV[b + 1], ARGV[b + 9]
+  local b = J + (i - 1) * W
+  local id, idem, fingerprint = ARGV[b + 1], ARGV[b + 9], ARGV[b + 10]
   local new = true
   if idem ~= '' then
-    -- A repeated key answers the original job (also within one batch), creating nothing.
-    local original = seen_keys[idem]
+    -- A repeated key answers the original job (also within one batch), creating nothing;
+    -- the key reused for another request is refused.
+    local original, original_fingerprint = seen_keys[idem], seen_fingerprints[idem]
     if not original then
       local stored = redis.call('GET', key_idempotency(idem))
-      if stored and redis.call('EXISTS', key_job(stored)) == 1 then original = stored end
+      if stored then
+        local stored_id, stored_fingerprint = string.match(stored, '^([^:]*):?(.*)$')
+        if redis.call('EXISTS', key_job(stored_id)) == 1 then
+          original, original_fingerprint = stored_id, stored_fingerprint
+        end
+      end
     end
-    if original then id, new = original, false end
+    if original then
+      local differs = fingerprint ~= original_fingerprint
+      if differs and original_fingerprint ~= '' and fingerprint ~= '' then
+        return {'idempotency_conflict', i, original}
+      end
+      id, new = original, false
+    end
   end
   if new and redis.call('EXISTS', key_job(id)) == 1 then
     -- The same request sent again after a lost reply (a reconnect): it already took effect.
     new, replayed[i] = false, true
   end
+  if new and ARGV[b + 11] ~= '' then
+    local opts = cjson.decode(ARGV[b + 11])
+    options[i] = opts
+    if opts.u then
+      local holder = seen_unique[opts.u]
+      if not holder then
+        local held = redis.call('GET', key_unique(opts.u))
+        local held_id, mode = string.match(held or '', '^(%x+):(%a+)$')
+        if held_id and holds(held_id, mode) then holder = held_id end
+      end
+      if holder then return {'duplicate_job', i, holder} end
+      seen_unique[opts.u] = id
+    end
+  end
   if new then
     local queue, job_type = ARGV[b + 3], ARGV[b + 2]
     adding[queue] = (adding[queue] or 0) + 1
-    if idem ~= '' then seen_keys[idem] = id end
+    if idem ~= '' then seen_keys[idem], seen_fingerprints[idem] = id, fingerprint end
     local types = known_type[queue]
     if not types then
       types = {}
@@ -106,7 +153,7 @@ local pushes, schedules = {}, {}  -- queue -> ids | {score, id, ...}
 local pending_index, scheduled_index, all_index = {}, {}, {}
 local created = {}  -- 'created|queue|type' -> count
 for i = 1, n do
-  local b = J + (i - 1) * 9
+  local b = J + (i - 1) * W
   local id = ids[i]
   local status
   if fresh[i] then
@@ -137,7 +184,22 @@ for i = 1, n do
       timing, due)
     if idem ~= '' then
       redis.call('HSET', key, 'idempotency_key', idem)
-      redis.call('SET', key_idempotency(idem), id, 'EX', idem_ttl)
+      local fingerprint = ARGV[b + 10]
+      local value = id
+      if fingerprint ~= '' then value = id .. ':' .. fingerprint end
+      redis.call('SET', key_idempotency(idem), value, 'EX', idem_ttl)
+    end
+    local opts = options[i]
+    if opts then
+      if opts.u then
+        redis.call('HSET', key, 'unique_key', opts.u)
+        redis.call('SET', key_unique(opts.u), id .. ':' .. opts.n, 'PX', opts.t)
+      end
+      local expires = opts.ea or (opts.ei and now + opts.ei)
+      if expires then
+        redis.call('HSET', key, 'expires_at', expires)
+        redis.call('ZADD', KEY_expiring, expires, id)
+      end
     end
     all_index[#all_index + 1] = now
     all_index[#all_index + 1] = id

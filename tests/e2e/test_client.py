@@ -66,7 +66,7 @@ def test_every_submit_carries_an_idempotency_key(client: Client) -> None:
 
 def test_the_same_idempotency_key_returns_the_original_job(client: Client) -> None:
     first = client.submit("echo", {"n": 1}, queue="idle", idempotency_key="order-42")
-    again = client.submit("echo", {"n": 2}, queue="idle", idempotency_key="order-42")
+    again = client.submit("echo", {"n": 1}, queue="idle", idempotency_key="order-42")
     assert again.id == first.id
     assert client.queue("idle").pending == 1
 
