@@ -226,10 +226,13 @@ class ScheduleStore:
 
     # -- definitions -------------------------------------------------------------------------
 
-    def put(self, schedule_id: str, data: Any) -> tuple[dict[str, Any], bool]:
-        """Creates or replaces a schedule; the schedule as GET shows it and whether it is new."""
+    def put(
+        self, schedule_id: str, data: Any, now_ms: int | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """Creates or replaces a schedule; the schedule as GET shows it and whether it is new.
+        The first run follows `now_ms` (Redis server time unless given: tests move the clock)."""
         definition = Definition.from_mapping(data)
-        created = self._write(check_schedule_id(schedule_id), definition, expected="")
+        created = self._write(check_schedule_id(schedule_id), definition, "", now_ms)
         return self.get(schedule_id), created
 
     def get(self, schedule_id: str) -> dict[str, Any]:
@@ -262,10 +265,13 @@ class ScheduleStore:
     def pause(self, schedule_id: str) -> dict[str, Any]:
         return self._set_paused(schedule_id, True)
 
-    def resume(self, schedule_id: str) -> dict[str, Any]:
-        return self._set_paused(schedule_id, False)
+    def resume(self, schedule_id: str, now_ms: int | None = None) -> dict[str, Any]:
+        """Fires again from `now_ms` on: the runs that fell due while paused are not made up."""
+        return self._set_paused(schedule_id, False, now_ms)
 
-    def _set_paused(self, schedule_id: str, paused: bool) -> dict[str, Any]:
+    def _set_paused(
+        self, schedule_id: str, paused: bool, now_ms: int | None = None
+    ) -> dict[str, Any]:
         key = self.keys.schedule(check_schedule_id(schedule_id))
         for _ in range(_CONFLICT_RETRIES):
             revision, stored = cast(
@@ -275,14 +281,16 @@ class ScheduleStore:
                 raise ScheduleNotFoundError(schedule_id)
             body = {**loads(stored), "paused": paused}
             try:
-                self._write(schedule_id, Definition.from_mapping(body), expected=revision)
+                self._write(schedule_id, Definition.from_mapping(body), revision, now_ms)
             except _ConflictError:
                 continue  # a PUT came in between: read it again
             return self.get(schedule_id)
         raise RuntimeError(f"schedule {schedule_id!r} kept changing; try again")
 
-    def _write(self, schedule_id: str, definition: Definition, expected: str) -> bool:
-        now = self.server_time_ms()
+    def _write(
+        self, schedule_id: str, definition: Definition, expected: str, now_ms: int | None
+    ) -> bool:
+        now = self.server_time_ms() if now_ms is None else now_ms
         reply = scripts.call(
             self.redis,
             "schedule_put",

@@ -25,6 +25,12 @@ if not paused then
   end
 end
 local now = now_ms()
+if not exists then
+  -- Revisions start at the server time in microseconds, so a schedule deleted and made again
+  -- never reuses one: a firer holding a read of the old one cannot fire the new one.
+  local t = redis.call('TIME')
+  redis.call('HSET', key, 'revision', t[1] .. string.format('%06d', tonumber(t[2])))
+end
 local revision = redis.call('HINCRBY', key, 'revision', 1)
 redis.call('HSET', key, 'id', ARGV[2], 'definition', ARGV[5], 'timing', ARGV[6],
   'paused', paused and '1' or '0', 'next_run_at', next_run, 'updated_at', now)

@@ -233,3 +233,17 @@ def test_cron_runs_follow_the_time_zone_across_daylight_saving() -> None:
         datetime.fromtimestamp(skipped_hour / 1000, berlin).isoformat()
         == "2026-03-29T03:00:00+02:00"
     )
+
+
+def test_a_cron_run_in_the_repeated_autumn_hour_runs_once() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    timing = Timing(cron="30 2 * * *", timezone="Europe/Berlin")
+    before = int(datetime(2026, 10, 24, 12, 0, tzinfo=berlin).timestamp() * 1000)
+
+    first = timing.after(before)
+    following = timing.after(first)
+
+    assert datetime.fromtimestamp(first / 1000, berlin).isoformat() == "2026-10-25T02:30:00+02:00"
+    assert (
+        datetime.fromtimestamp(following / 1000, berlin).isoformat() == "2026-10-26T02:30:00+01:00"
+    )
