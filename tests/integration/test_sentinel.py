@@ -40,7 +40,7 @@ def test_after_a_failover_writes_move_to_the_new_primary_and_leave_the_demoted_o
     client.set("before", "1")
     assert client.wait(2, 2000) == 2  # Sentinel promotes without waiting for replicas
     old = topology.primary
-    topology.sentinels[0].client().execute_command("SENTINEL", "FAILOVER", MASTER_NAME)
+    topology.sentinels[0].client().execute_command("SENTINEL", "FAILOVER", MASTER_NAME)  # type: ignore[no-untyped-call]
     new, _ = topology.wait_failover(old)
 
     def all_sentinels_agree() -> bool:

@@ -8,8 +8,10 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import redis
 
@@ -35,8 +37,8 @@ class SentinelProcess:
 
     def start(
         self,
-        peers: list[SentinelProcess] = (),
-        replica_ports: list[int] = (),  # type: ignore[assignment]
+        peers: Sequence[SentinelProcess] = (),
+        replica_ports: Sequence[int] = (),
     ) -> SentinelProcess:
         # Told its peers and the replicas up front, a sentinel is ready at once instead of
         # after its hello messages (2 s) and INFO rounds (10 s) found them.
@@ -72,7 +74,7 @@ class SentinelProcess:
     def primary(self) -> tuple[str, int] | None:
         """The address this sentinel names as primary now, or None when it cannot say."""
         try:
-            address = self.client().sentinel_get_master_addr_by_name(MASTER_NAME)
+            address: Any = self.client().sentinel_get_master_addr_by_name(MASTER_NAME)
         except redis.exceptions.RedisError:
             return None
         return (str(address[0]), int(address[1])) if address else None
@@ -141,10 +143,13 @@ class SentinelTopology:
         then can they agree on a failover (quorum 2 of 3, a majority to elect a leader)."""
         live = [r for r in self.replicas if r.process and r.process.poll() is None]
         deadline = time.monotonic() + timeout_s
-        state: object = None
+        state: list[dict[str, Any]] | Exception | None = None
         while time.monotonic() < deadline:
             try:
-                state = [s.client().sentinel_master(MASTER_NAME) for s in self.sentinels]
+                state = [
+                    cast("dict[str, Any]", s.client().sentinel_master(MASTER_NAME))
+                    for s in self.sentinels
+                ]
                 links = [r.client(socket_timeout=1).info("replication") for r in live]
             except redis.exceptions.RedisError as ex:
                 state = ex
@@ -152,7 +157,7 @@ class SentinelTopology:
                 if all(
                     m["num-other-sentinels"] == len(self.sentinels) - 1
                     and m["num-slaves"] >= len(live)
-                    for m in state  # type: ignore[union-attr]
+                    for m in state
                 ) and all(link.get("master_link_status") == "up" for link in links):
                     return
             time.sleep(0.1)
