@@ -46,6 +46,7 @@ TRANSITIONS: Final[dict[str, Transition]] = {
     "complete": _t({S.PROCESSING}, {S.COMPLETED}, "record a result under a valid lease"),
     "fail": _t({S.PROCESSING}, {S.SCHEDULED, S.PENDING, S.FAILED}, "retry with backoff or dead"),
     "cancel": _t({S.PENDING, S.SCHEDULED}, {S.CANCELLED}, "withdraw a job not yet started"),
+    "expire": _t({S.PENDING, S.SCHEDULED}, {S.CANCELLED}, "cancel jobs not started by expires_at"),
     "retry": _t({S.FAILED}, {S.PENDING}, "operator retry of a dead job, attempts reset"),
     "promote": _t({S.SCHEDULED}, {S.PENDING}, "move due scheduled jobs onto their queue"),
     "recover": _t({S.PROCESSING, S.PENDING}, {S.PENDING, S.FAILED}, "requeue a dead worker's list"),

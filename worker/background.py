@@ -100,7 +100,8 @@ def scheduler_step(store: JobStore) -> Callable[[], float]:
 
 def sweeper_step(store: JobStore, worker_id: str) -> Callable[[], float]:
     """Under a Redis lock held for one interval, so the cluster sweeps about once per interval:
-    recovers dead workers' lists, reclaims overdue jobs, prunes expired index entries."""
+    recovers dead workers' lists, reclaims overdue jobs, cancels jobs past their expires_at
+    that no claim met, prunes expired index entries."""
     settings = store.settings
     interval = settings.sweeper_interval.total_seconds()
     margin_ms = round(settings.worker_ttl.total_seconds() * 1000)
@@ -120,6 +121,9 @@ def sweeper_step(store: JobStore, worker_id: str) -> Callable[[], float]:
         reclaimed = store.reclaim(margin_ms)
         if reclaimed:
             log.warning("sweeper.reclaimed", extra={"count": reclaimed})
+        for _ in range(10):  # bounded: at most 1,000 expired jobs cancelled per sweep
+            if store.expire(100) < 100:
+                break
         for _ in range(10):  # bounded: at most 10,000 index entries per sweep
             if store.prune(1000) < 1000:
                 break

@@ -4,7 +4,6 @@ reused for a different request is 422 idempotency_conflict with nothing written.
 
 from __future__ import annotations
 
-
 import falcon.testing
 import redis
 
@@ -112,7 +111,11 @@ def test_a_batch_entry_replayed_answers_its_original_job(client: TestClient) -> 
     resp = client.simulate_post("/jobs/batch", json={"jobs": jobs})
     assert resp.status_code == 201
     replayed, created = resp.json["jobs"]
-    assert (replayed["id"], replayed["created"], created["created"]) == (original["id"], False, True)
+    assert (replayed["id"], replayed["created"], created["created"]) == (
+        original["id"],
+        False,
+        True,
+    )
 
 
 def test_two_entries_of_one_batch_with_one_key_and_different_requests_conflict(
@@ -160,5 +163,3 @@ def test_a_key_stored_without_a_fingerprint_still_replays(
     redis_client.set(store.keys.idempotency("k-10"), first["id"], ex=60)
     again = post(client, {**JOB, "payload": 4}, key="k-10")
     assert again.status_code == 200 and again.json["id"] == first["id"]
-
-
