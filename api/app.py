@@ -79,6 +79,7 @@ def create_app(
     app.add_route("/queues/{name}", queue)
     app.add_route("/queues/{name}/pause", queue, suffix="pause")
     app.add_route("/queues/{name}/resume", queue, suffix="resume")
+    app.add_route("/queues/{name}/limits", queue, suffix="limits")
     app.add_route("/queues/{name}/failed/retry", queue, suffix="retry_failed")
     app.add_route("/queues/{name}/failed/purge", queue, suffix="purge_failed")
     app.add_route("/workers", WorkerCollection(store))

@@ -42,6 +42,21 @@ class Keys:
         queue knows which stats fields are its own."""
         return f"{self.prefix}types:{queue}"
 
+    def limits(self, queue: str) -> str:
+        """HASH: a queue's limits (rate, concurrency, group_concurrency; common/limits.py) and
+        the rate's state (`tat`, the GCRA's theoretical arrival time in ms). Absent: none."""
+        return f"{self.prefix}limits:{queue}"
+
+    def groups(self, queue: str) -> str:
+        """HASH: group -> jobs of that group processing now, for the queue's group cap."""
+        return f"{self.prefix}groups:{queue}"
+
+    def waiting(self, group_ref: str) -> str:
+        """LIST: jobs parked while their group was at its cap, oldest on the right; one is
+        released to the front of the queue each time a job of the group leaves processing.
+        group_ref is group_ref(queue, group)."""
+        return f"{self.prefix}waiting:{group_ref}"
+
     def idempotency(self, key: str) -> str:
         return f"{self.prefix}idem:{key}"
 
@@ -113,3 +128,8 @@ class Keys:
 
     def all_status(self) -> list[str]:
         return [self.status(status) for status in JobStatus]
+
+
+def group_ref(queue: str, group: str) -> str:
+    """A group within its queue; unambiguous since neither name may hold a ':'."""
+    return f"{queue}:{group}"

@@ -45,7 +45,7 @@ def _read(name: str) -> str:
 # touches is declared in its header and passed in KEYS (see keys_for), as redis-py's Lock does.
 BUILDERS: tuple[str, ...] = (
     "job", "queue", "processing", "worker", "scheduled", "dead", "idempotency", "types",
-    "schedule", "unique",
+    "schedule", "unique", "limits", "groups", "waiting",
 )  # fmt: skip
 _ARG = "\x00arg\x00"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis
@@ -35,6 +35,8 @@ from workstream.common.jobs import (
     new_job_id,
 )
 from workstream.common.keys import Keys
+from workstream.common.limits import FIELDS as LIMIT_FIELDS
+from workstream.common.limits import Limits
 from workstream.common.redis_conn import call_replicated, confirm_replicated
 from workstream.common.settings import Settings
 from workstream.common.states import JobStatus
@@ -56,6 +58,7 @@ class QueueInfo:
     failed: int
     paused: bool
     serving: Serving | None = None  # read only when asked: see queue_infos
+    limits: Limits = field(default_factory=Limits)
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -65,6 +68,7 @@ class QueueInfo:
             "scheduled": self.scheduled,
             "failed": self.failed,
             "paused": self.paused,
+            "limits": self.limits.to_json(),
         }
         if self.serving is not None:
             body["workers"] = self.serving.workers
@@ -252,7 +256,7 @@ class JobStore:
 
     def claim(
         self, worker_id: str, count: int, queues: Sequence[str], *, idle: bool = True
-    ) -> list[ClaimedJob]:
+    ) -> Claimed:
         """Moves and starts up to `count` jobs from `queues` (priority order) in one call.
         idle: the worker runs nothing, so a suspect job may start (alone, ending the claim);
         otherwise a suspect job at the head of a queue ends the claim without starting."""
@@ -274,7 +278,12 @@ class JobStore:
     def take_and_start(self, worker_id: str, queue: str, timeout_s: float) -> ClaimedJob | None:
         """take_blocking and start in one round trip: start is pipelined behind BLMOVE and
         starts the id BLMOVE moved. For a worker that runs nothing; None when nothing came
-        within `timeout_s` or the job was cancelled meanwhile."""
+        within `timeout_s`, the job was cancelled meanwhile or a limit held it back."""
+        claimed = self.take_and_start_limited(worker_id, queue, timeout_s)
+        return claimed[0] if claimed else None
+
+    def take_and_start_limited(self, worker_id: str, queue: str, timeout_s: float) -> Claimed:
+        """take_and_start, saying in `wait_ms` how long the queue's limits hold jobs back."""
         reply = scripts.blmove_then(
             self.redis,
             self.keys.queue(queue),
@@ -284,8 +293,7 @@ class JobStore:
             self._worker_keys("start", worker_id, queue),
             [self._prefix, worker_id, "", queue],
         )
-        claimed = _claimed(reply, self.settings.namespace)
-        return claimed[0] if claimed else None
+        return _claimed(reply, self.settings.namespace)
 
     def start(self, worker_id: str, job_id: str, queue: str) -> ClaimedJob | None:
         reply = scripts.call(
@@ -309,11 +317,11 @@ class JobStore:
         queues: Sequence[str],
         *,
         idle: bool = False,
-    ) -> tuple[list[str], list[ClaimedJob]]:
+    ) -> tuple[list[str], Claimed]:
         """Records results and claims up to `claim` next jobs, in one call (`idle`: see
         claim). Returns a code per result ("ok" | "stale_lease" | "not_found") and the claimed
-        jobs: a lost lease does not raise here, so a job claimed in the same call is never
-        dropped."""
+        jobs (with wait_ms, see Claimed): a lost lease does not raise here, so a job claimed in
+        the same call is never dropped."""
         ttl_ms = round(self.settings.result_ttl.total_seconds() * 1000)
         args: list[Any] = [self._prefix, worker_id, ttl_ms, len(results)]
         for job, result_json in results:
@@ -421,6 +429,13 @@ class JobStore:
     def prune(self, limit: int = 1000) -> int:
         keys = self._script_keys("prune")
         return int(scripts.call(self.redis, "prune", keys, [self._prefix, limit]))
+
+    def expire(self, limit: int = 100) -> int:
+        """Cancels up to `limit` jobs whose expires_at passed before they started (expire.lua);
+        returns the due entries handled (a full batch: call again)."""
+        ttl_ms = round(self.settings.result_ttl.total_seconds() * 1000)
+        keys = self._script_keys("expire")
+        return int(scripts.call(self.redis, "expire", keys, [self._prefix, limit, ttl_ms]))
 
     def acquire_lock(self, key: str, token: str, ttl_ms: int) -> bool:
         return bool(self.redis.set(key, token, nx=True, px=ttl_ms))
@@ -592,9 +607,10 @@ class JobStore:
         types sets are bounded by MAX_TYPES in all, so this stays linear in the caps."""
         names = list(names) if names is not None else self.queue_names()
         workers = self.live_workers() if serving else []
-        width = 6 if serving else 5
+        width = 7 if serving else 6
         pipe = self.redis.pipeline(transaction=False)
         for name in names:
+            pipe.hmget(self.keys.limits(name), LIMIT_FIELDS)
             pipe.llen(self.keys.queue(name))
             pipe.hget(self.keys.inflight, name)
             pipe.zcard(self.keys.scheduled(name))
@@ -605,7 +621,7 @@ class JobStore:
         values = pipe.execute()
         infos = []
         for i, name in enumerate(names):
-            row = values[i * width : (i + 1) * width]
+            limits, *row = values[i * width : (i + 1) * width]
             infos.append(
                 QueueInfo(
                     name=name,
@@ -615,9 +631,31 @@ class JobStore:
                     failed=int(row[3]),
                     paused=bool(row[4]),
                     serving=_serving(name, {str(t) for t in row[5]}, workers) if serving else None,
+                    limits=Limits.from_hash(dict(zip(LIMIT_FIELDS, limits, strict=True))),
                 )
             )
         return infos
+
+    # -- limits (common/limits.py): judged by the claim scripts ----------------------------
+
+    def limits(self, queue: str) -> Limits:
+        values = cast(list[str | None], self.redis.hmget(self.keys.limits(queue), LIMIT_FIELDS))
+        return Limits.from_hash(dict(zip(LIMIT_FIELDS, values, strict=True)))
+
+    def set_limits(self, queue: str, limits: Limits) -> None:
+        """Replaces the queue's limits (none set: deletes them). The rate's state is kept, so
+        putting the same rate again grants no fresh burst."""
+        key = self.keys.limits(queue)
+        stored = limits.to_hash()
+        pipe = self.redis.pipeline(transaction=True)
+        if not stored:
+            pipe.delete(key)
+        else:
+            cleared = [f for f in (*LIMIT_FIELDS, "interval_ms") if f not in stored]
+            if cleared:
+                pipe.hdel(key, *cleared)
+            pipe.hset(key, mapping=cast(dict[Any, Any], stored))
+        pipe.execute()
 
     def paused_queues(self) -> set[str]:
         return {str(q) for q in self.redis.smembers(self.keys.paused)}
@@ -673,11 +711,23 @@ def _serving(queue: str, types: set[str], workers: Sequence[WorkerInfo]) -> Serv
     return Serving(len(serving), tuple(sorted(types - handled)))
 
 
-def _claimed(reply: list[Any], namespace: str) -> list[ClaimedJob]:
+class Claimed(list[ClaimedJob]):
+    """Jobs a claim started; wait_ms > 0 when a queue's limits (common/limits.py) held more
+    back: claim again no sooner than that."""
+
+    wait_ms: int = 0
+
+
+def _claimed(reply: list[Any], namespace: str) -> Claimed:
     step = CLAIM_FIELDS
-    return [
+    claimed = Claimed()
+    if len(reply) % step == 1:  # the scripts append the wait after the jobs
+        claimed.wait_ms = int(reply[-1])
+        reply = reply[:-1]
+    claimed.extend(
         ClaimedJob.from_reply(reply[i : i + step], namespace) for i in range(0, len(reply), step)
-    ]
+    )
+    return claimed
 
 
 def record_progress(

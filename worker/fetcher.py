@@ -19,6 +19,11 @@ the heartbeat requires (see worker.worker).
 
 A suspect job (recovered from a worker that died) is claimed only when no slot is busy and
 then runs alone: the fetcher claims nothing more until it is recorded.
+
+A queue's limits (common/limits.py) are judged by the claim scripts; a claim they held back
+says how long until one lifts, and the fetcher claims nothing until then (at most
+LIMITED_SLEEP_CAP_S, so other queues and shutdown are noticed), still recording outcomes,
+instead of asking again at once or blocking in BLMOVE on a queue it may not take from.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from workstream.common.jobs import ClaimedJob
 from workstream.common.logs import worker_id_var
 from workstream.common.redis_conn import reopen_if_dropped, unavailable_reason
 from workstream.common.states import JobStatus
-from workstream.common.store import JobStore
+from workstream.common.store import Claimed, JobStore
 from workstream.worker.execution import Outcome
 from workstream.worker.pool import Finished, Pool
 
@@ -58,6 +63,7 @@ BATCH_WAIT_S = 0.001
 PREFETCH_PER_SLOT = 1
 SHORT_JOB_S = 0.1
 PREFETCH_HOLD_S = 0.5
+LIMITED_SLEEP_CAP_S = 1.0
 
 
 class Fetcher:
@@ -93,6 +99,7 @@ class Fetcher:
         self._short = False  # the slots finish jobs fast enough to claim ahead
         self._window_at = time.monotonic()  # since when _window_done counts outcomes
         self._window_done = 0
+        self._limited_until = 0.0  # monotonic: a queue's limits hold jobs back until then
 
     @property
     def busy(self) -> int:
@@ -150,7 +157,7 @@ class Fetcher:
         self._collect(wait=not self.unrecorded)
         if self.pool.jobs.qsize() and (self.stopping.is_set() or self._waited() > PREFETCH_HOLD_S):
             self._hand_back_waiting()
-        if self.stopping.is_set() or self._alone is not None:
+        if self.stopping.is_set() or self._alone is not None or self._limited():
             free = 0
         else:
             ahead = self.pool.size * PREFETCH_PER_SLOT if self._backlog and self._fast() else 0
@@ -164,6 +171,8 @@ class Fetcher:
             return
         if self.stopping.is_set():
             self.closed.wait(0.1)  # nothing left to record; wait for the worker to close us
+        elif self._limited():
+            self.stopping.wait(self._limited_until - time.monotonic())
         else:
             self._block_for_one()
 
@@ -174,8 +183,11 @@ class Fetcher:
         done = self.pool.done
         if wait and self.in_slots and not self.closed.is_set():
             all_busy = self.in_slots >= self.pool.size or self.stopping.is_set()
+            timeout = 1.0 if all_busy else BUSY_POLL_S
+            if self._limited():  # wake when the limit lifts, to claim on time
+                timeout = max(0.0, min(timeout, self._limited_until - time.monotonic()))
             try:
-                self._take(done.get(timeout=1.0 if all_busy else BUSY_POLL_S))
+                self._take(done.get(timeout=timeout))
             except queue.Empty:
                 return
             if self._backlog and done.qsize() + 1 < self.in_slots // 2:
@@ -193,7 +205,7 @@ class Fetcher:
         if finished[0].id == self._alone:
             self._alone = None
 
-    def _record(self, free: int) -> list[ClaimedJob]:
+    def _record(self, free: int) -> Claimed:
         """Records failures one by one, then results in one call that also claims `free` jobs.
         A Redis error leaves whatever was not recorded in `unrecorded` for the next try."""
         successes: list[Finished] = []
@@ -210,7 +222,7 @@ class Fetcher:
         self.unrecorded = successes
         results = [(job, outcome.result_json) for job, outcome in self.unrecorded]
         if not (results or free):
-            return []
+            return Claimed()
         idle = self.in_slots == 0  # nothing runs once these are recorded
         codes, claimed = self.store.complete_many(
             self.worker_id, results, free, self.queues, idle=idle
@@ -218,6 +230,8 @@ class Fetcher:
         self.unrecorded.clear()
         if free:  # a call that claims nothing says nothing about the queues
             self._backlog = len(claimed) == free
+            if claimed.wait_ms and len(claimed) < free:
+                self._limit_for(claimed.wait_ms)
         info = log.isEnabledFor(logging.INFO)  # skip building fields nobody reads
         for (job, _), code in zip(results, codes, strict=True):
             self.running.discard(job.id)
@@ -314,9 +328,16 @@ class Fetcher:
         self._rotation += 1
         block_s = BLOCK_S if len(active) == 1 else MULTI_QUEUE_BLOCK_S
         # A lost reply here raises into the loop, which then releases any orphaned id.
-        job = self.store.take_and_start(self.worker_id, queue_name, block_s)
-        if job is not None:
-            self._dispatch([job])
+        claimed = self.store.take_and_start_limited(self.worker_id, queue_name, block_s)
+        if claimed.wait_ms:
+            self._limit_for(claimed.wait_ms)
+        self._dispatch(claimed)
+
+    def _limit_for(self, wait_ms: int) -> None:
+        self._limited_until = time.monotonic() + min(wait_ms / 1000, LIMITED_SLEEP_CAP_S)
+
+    def _limited(self) -> bool:
+        return time.monotonic() < self._limited_until
 
     def _release_orphans(self) -> None:
         """After a Redis error: ids in our processing list that no slot runs go back."""

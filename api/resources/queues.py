@@ -7,7 +7,10 @@ from __future__ import annotations
 import falcon
 
 from workstream.api import validation
+from workstream.common.limits import Limits
 from workstream.common.store import JobStore
+
+LIMITS_BODY_BYTES = 4096
 
 
 class QueueCollection:
@@ -46,6 +49,21 @@ class QueueItem:
     def on_post_resume(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         self._store.resume(validation.queue_name(name))
         resp.media = self._store.queue_info(name, serving=True).to_json()
+
+    def on_get_limits(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        resp.media = self._store.limits(self._existing(name)).to_json()
+
+    def on_put_limits(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        """Replaces the queue's limits: rate ("50/s", "1000/m", "10/h"), concurrency and
+        group_concurrency (1 or more), each null or absent for none. Global across workers,
+        judged when a job is claimed."""
+        limits = Limits.from_mapping(validation.read_json(req, LIMITS_BODY_BYTES))
+        self._store.set_limits(self._existing(name), limits)
+        resp.media = limits.to_json()
+
+    def on_delete_limits(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        self._store.set_limits(self._existing(name), Limits())
+        resp.status = falcon.HTTP_204
 
     def on_post_retry_failed(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         retried = self._store.retry_failed(self._existing(name))

@@ -64,13 +64,33 @@ local function observe(name, queue, ms)
   flush_tally(KEY_stats, stats)
 end
 
--- Undo what start did: the worker list entry, the deadline and the in-flight gauge.
+-- A job of `group` left processing: its group count drops and one job parked at the group's
+-- cap (see start_ids) goes back to the front of its queue. Ids no longer pending (cancelled or
+-- expired while parked) are dropped on the way, a bounded number per call.
+local function release_group(queue, group)
+  local groups = key_groups(queue)
+  if redis.call('HINCRBY', groups, group, -1) <= 0 then redis.call('HDEL', groups, group) end
+  local waiting = key_waiting(queue .. ':' .. group)
+  for _ = 1, 100 do
+    local id = redis.call('RPOP', waiting)
+    if not id then return end
+    if redis.call('HGET', key_job(id), 'status') == ST.pending then
+      redis.call('RPUSH', key_queue(queue), id)
+      return
+    end
+  end
+end
+
+-- Undo what start did: the worker list entry, the deadline, the in-flight gauge (which is also
+-- the queue's concurrency count) and the group's count.
 local function leave_processing(job)
   if job.worker and job.worker ~= '' then
     redis.call('LREM', key_processing(job.worker), 1, job.id)
   end
   redis.call('ZREM', KEY_deadlines, job.id)
   redis.call('HINCRBY', KEY_inflight, job.queue, -1)
+  local group = redis.call('HGET', key_job(job.id), 'group')
+  if group then release_group(job.queue, group) end
 end
 
 -- An attempt ended by someone other than its holder (recover, reclaim, release): a new lease

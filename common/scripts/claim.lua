@@ -4,7 +4,9 @@
 -- KEYS[5] deadlines  KEYS[6..11] status:*  KEYS[12..] queue:<queues> (one per name in ARGV[5..])
 -- ARGV[1] prefix  ARGV[2] worker id  ARGV[3] N  ARGV[4] idle (1|0: the worker runs nothing,
 -- so a suspect job may start, alone)  ARGV[5..] queue names, highest priority first
--- Returns a flat list, 10 fields per started job (see start_ids).
+-- Returns a flat list, 10 fields per started job (see start_ids), then, when a queue's limit
+-- held a job back, one more: how long (ms) to wait before claiming again.
 local reply = {}
-claim_into(ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1', 5, now_ms(), reply)
+local _, wait = claim_into(ARGV[2], tonumber(ARGV[3]), ARGV[4] == '1', 5, now_ms(), reply)
+if wait > 0 then reply[#reply + 1] = wait end
 return reply

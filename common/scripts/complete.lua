@@ -8,7 +8,8 @@
 -- then 3 per job: id, lease, result JSON; then M to claim (0: none), then idle (1|0: the worker
 -- runs nothing once these are recorded, see start_ids), then queue names
 -- Returns {code1, ..., codeN, claimed...}: code "ok" | "stale_lease" | "not_found", claimed is
--- 10 fields per started job (see start_ids). A job whose cancel was requested while it ran
+-- 10 fields per started job (see start_ids), then the wait (ms) when a limit held one back (see
+-- claim.lua). A job whose cancel was requested while it ran
 -- (cancel.lua) ends cancelled instead, its result dropped; its code is "ok" too.
 local worker, ttl_ms, n = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
@@ -21,7 +22,7 @@ for i = 1, n do
   local id, lease = ARGV[b + 1], ARGV[b + 2]
   local key = key_job(id)
   local v = redis.call('HMGET', key, 'status', 'lease', 'queue', 'type', 'started_at',
-    'created_at', 'cancel_requested')
+    'created_at', 'cancel_requested', 'group')
   if not v[1] then
     redis.call('LREM', processing, 1, id)
     reply[i] = 'not_found'
@@ -53,6 +54,7 @@ for i = 1, n do
     expiries[#expiries + 1] = now + ttl_ms
     expiries[#expiries + 1] = id
     tally(inflight, v[3], -1)
+    if v[8] then release_group(v[3], v[8]) end
     tally(stats, 'completed|' .. v[3] .. '|' .. v[4], 1)
     tally_latency(stats, 'run', v[3], now - (tonumber(v[5]) or now))
     reply[i] = 'ok'
@@ -68,6 +70,7 @@ end
 flush_tally(KEY_stats, stats)
 local wanted = tonumber(ARGV[5 + n * 3]) or 0
 if wanted > 0 then
-  claim_into(worker, wanted, ARGV[6 + n * 3] == '1', 7 + n * 3, now, reply)
+  local _, wait = claim_into(worker, wanted, ARGV[6 + n * 3] == '1', 7 + n * 3, now, reply)
+  if wait > 0 then reply[#reply + 1] = wait end
 end
 return reply

@@ -1,5 +1,5 @@
--- delete_queue: forget an empty queue: its name, paused flag, job types, and every stats and
--- in-flight field of it. Refused while it holds a job (pending, scheduled, processing, failed).
+-- delete_queue: forget an empty queue: its name, paused flag, limits, job types, and every stats
+-- and in-flight field of it. Refused while it holds a job (pending, scheduled, processing, failed).
 -- KEYS[1] queues  KEYS[2] paused  KEYS[3] stats  KEYS[4] inflight  KEYS[5] queue:<queue>
 -- KEYS[6] scheduled:<queue>  KEYS[7] dead:<queue>  KEYS[8] types:<queue>
 -- ARGV[1] prefix  ARGV[2] queue name  ARGV[3] configured (1|0)  ARGV[4] counters (comma list)
@@ -27,5 +27,5 @@ redis.call('HDEL', KEY_stats, unpack(fields))
 redis.call('HDEL', KEY_inflight, queue)
 redis.call('SREM', KEY_queues, queue)
 redis.call('SREM', KEY_paused, queue)
-redis.call('DEL', KEY_types)
+redis.call('DEL', KEY_types, key_limits(queue), key_groups(queue))
 return {'ok'}

@@ -4,8 +4,9 @@
 -- KEYS[5] inflight  KEYS[6] deadlines  KEYS[7..12] status:*  (the job hash: key_job(id))
 -- ARGV[1] prefix  ARGV[2] worker id  ARGV[3] job id, or '' for the id BLMOVE just put at the
 --   head of KEYS[1] (the call pipelined behind BLMOVE: one round trip)  ARGV[4] its queue
--- Returns 10 fields (see start_ids), {} when the job is gone, cancelled or its queue paused,
--- or, given '', when BLMOVE moved nothing from that queue.
+-- Returns 10 fields (see start_ids), {} when the job is gone, cancelled, parked at its group's
+-- cap or its queue paused, or, given '', when BLMOVE moved nothing from that queue; {wait ms}
+-- when the queue's limits hold it back (it goes back to the front of its queue).
 local worker, id, queue = ARGV[2], ARGV[3], ARGV[4]
 if id == '' then
   id = redis.call('LINDEX', KEY_processing, 0)
@@ -23,7 +24,16 @@ if redis.call('SISMEMBER', KEY_paused, queue) == 1 then
   end
   return {}
 end
+local now = now_ms()
+local claim = {started = 0, idle = true, stop = false, parked = 0}
+local allowed, wait = admit(queue, 1, now, claim)
+if allowed == 0 then
+  if redis.call('LREM', KEY_processing, 1, id) > 0 then
+    redis.call('RPUSH', KEY_queue, id)
+  end
+  return {wait}
+end
 local reply = {}
-start_ids(worker, queue, KEY_queue, {id}, now_ms(), reply,
-  {started = 0, idle = true, stop = false})
+start_ids(worker, queue, KEY_queue, {id}, now, reply, claim)
+charge(queue, claim, claim.started, now)
 return reply

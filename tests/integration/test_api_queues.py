@@ -35,6 +35,7 @@ def test_list_queues_answers_every_known_queue_with_depths(
         "workers": 0,
         "unserved": True,
         "unhandled_types": ["echo"],
+        "limits": {"rate": None, "concurrency": None, "group_concurrency": None},
     }
 
 
@@ -57,6 +58,7 @@ def test_a_configured_queue_never_used_answers_zero_counts(client: TestClient) -
         "workers": 0,
         "unserved": False,
         "unhandled_types": [],
+        "limits": {"rate": None, "concurrency": None, "group_concurrency": None},
     }
 
 
