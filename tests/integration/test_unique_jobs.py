@@ -25,7 +25,12 @@ def snapshot(redis_client: redis.Redis) -> dict[str, str]:
 
 
 def job(unique: Any, payload: Any = None, **fields: Any) -> dict[str, Any]:
-    return {"type": "report", "payload": payload or {"day": "2026-12-03"}, "unique": unique, **fields}
+    return {
+        "type": "report",
+        "payload": payload or {"day": "2026-12-03"},
+        "unique": unique,
+        **fields,
+    }
 
 
 def submit(client: TestClient, body: dict[str, Any]) -> falcon.testing.Result:
