@@ -82,25 +82,6 @@ local function expire_unstarted(id, v, now)
   return ST.cancelled
 end
 
--- expires_at (jobs.py): a job not started by then is cancelled, never started, however late a
--- worker reaches it. Read with the start fields; expire.lua later gives the record its TTL.
-local EXPIRES_AT = #START_FIELDS + 1
-START_FIELDS[EXPIRES_AT] = 'expires_at'
-
--- The status a job read by start_ids has now: cancelled ("expired") when its expires_at passed
--- before any attempt began, else as read. Rare, so plain commands rather than batched ones.
-local function expire_unstarted(id, v, now)
-  if not START_SOURCES[v[1]] or (tonumber(v[4]) or 0) > 0 or tonumber(v[EXPIRES_AT]) > now then
-    return v[1]
-  end
-  redis.call('HSET', key_job(id), 'status', ST.cancelled, 'error', 'expired', -- EXPIRED_ERROR
-    'finished_at', now)
-  redis.call('ZREM', STATUS_KEY[ST.pending], id)
-  redis.call('ZADD', STATUS_KEY[ST.cancelled], v[7], id)
-  redis.call('HINCRBY', KEY_stats, 'cancelled|' .. v[2] .. '|' .. v[3], 1)
-  return ST.cancelled
-end
-
 -- start_ids: pending -> processing for ids already in the worker's processing list, oldest
 -- first, all from `queue`. claim = {started, idle, stop}: started counts across the calls of
 -- one claim; idle says the worker runs nothing, so a suspect job may start (alone); stop is set
@@ -114,7 +95,6 @@ local function start_ids(worker, queue, queue_key, ids, now, reply, claim)
   for i, id in ipairs(ids) do
     local key = key_job(id)
     local v = redis.call('HMGET', key, unpack(START_FIELDS))
-    if v[EXPIRES_AT] then v[1] = expire_unstarted(id, v, now) end  -- then dropped below
     if v[EXPIRES_AT] then v[1] = expire_unstarted(id, v, now) end  -- then dropped below
     local alone, group = v[11] == '1', v[12]
     if not START_SOURCES[v[1]] then
