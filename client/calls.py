@@ -178,14 +178,16 @@ def decode(call: Call[T], response: httpx.Response) -> T:
 
 
 def error_from(status: int, data: Any, text: str, headers: Mapping[str, str]) -> ApiError:
-    code, message, field_name = f"http_{status}", text.strip()[:200], None
+    code, message, field_name, job_id = f"http_{status}", text.strip()[:200], None, None
     error = data.get("error") if isinstance(data, Mapping) else None
     if isinstance(error, Mapping):
         code = str(error.get("code") or code)
         message = str(error.get("message") or message)
         field_name = error.get("field") if isinstance(error.get("field"), str) else None
+        job_id = error.get("job_id") if isinstance(error.get("job_id"), str) else None
     cls = error_class(status, code)
-    return cls(status, code, message or f"HTTP {status}", field=field_name, headers=headers)
+    message = message or f"HTTP {status}"
+    return cls(status, code, message, field=field_name, headers=headers, job_id=job_id)
 
 
 def transport_error(url: str, ex: httpx.TransportError) -> TransportError:

@@ -40,12 +40,14 @@ class ApiError(ClientError):
         *,
         field: str | None = None,
         headers: Mapping[str, str] | None = None,
+        job_id: str | None = None,
     ) -> None:
         super().__init__(f"{code}: {message}")
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        self.job_id = job_id  # the job a duplicate_job or idempotency_conflict names
         self.headers = {k.lower(): v for k, v in (headers or {}).items()}
 
     @property
@@ -77,7 +79,9 @@ class NotFound(ApiError):
 
 class Conflict(ApiError):
     """409 invalid_transition / queue_not_empty / too_many_queues / too_many_types /
-    not_finished: not allowed in the current state; nothing was written."""
+    not_finished / duplicate_job (`job_id`: the live job holding the unique key), 422
+    idempotency_conflict (`job_id`: the job the key was first used for): not allowed in the
+    current state; nothing was written."""
 
 
 class QueueFull(ApiError):
@@ -110,6 +114,8 @@ _BY_CODE: dict[str, type[ApiError]] = {
     "too_many_queues": Conflict,
     "too_many_types": Conflict,
     "not_finished": Conflict,
+    "duplicate_job": Conflict,
+    "idempotency_conflict": Conflict,
     "conflict": Conflict,
     "queue_full": QueueFull,
     "redis_unavailable": Unavailable,
@@ -122,6 +128,7 @@ _BY_STATUS: dict[int, type[ApiError]] = {
     404: NotFound,
     409: Conflict,
     413: InvalidRequest,
+    422: Conflict,
     415: InvalidRequest,
     429: QueueFull,
     503: Unavailable,
