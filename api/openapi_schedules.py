@@ -33,8 +33,8 @@ def _template() -> Schema:
     return {
         "type": "object",
         "description": "The job each run creates, judged as POST /jobs judges a job (errors "
-        "name `job.<field>`); delay, run_at and idempotency_key are not allowed: the schedule "
-        "times and keys each run.",
+        "name `job.<field>`); its other options (delay, run_at, idempotency_key, unique, "
+        "expires_at, expires_in) are refused: the schedule times and keys each run.",
         "required": ["type"],
         "additionalProperties": False,
         "properties": {

@@ -37,8 +37,10 @@ FIELDS = frozenset({"cron", "timezone", "every", "job", "paused", "missed"})
 MISSED_POLICIES = ("run_once", "skip")
 MIN_EVERY_MS = 1000
 MAX_EVERY_MS = 366 * 86_400_000
-# Options that make no sense for a run the schedule itself times and keys.
-TEMPLATE_FIELDS = SPEC_FIELDS - {"delay", "run_at", "idempotency_key"}
+# What a run's job may be given; the schedule itself times and keys each run, so the other
+# options of POST /jobs (delay, run_at, idempotency_key, unique, expires_*) are refused rather
+# than silently dropped.
+TEMPLATE_FIELDS = frozenset({"type", "payload", "queue", "max_attempts", "timeout"})
 _TIMEZONE = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+){0,2}")
 # Due schedules one firer reads per tick: a tick stays bounded however many are due.
 FIRE_BATCH = 100
@@ -180,11 +182,10 @@ def _template(job: Any) -> dict[str, Any]:
     """The job template, judged as POST /jobs judges a job (errors name `job.<field>`)."""
     if not isinstance(job, Mapping):
         raise ScheduleInputError("validation_error", "job", "expected a job template object")
-    extra = sorted(set(job) & (SPEC_FIELDS - TEMPLATE_FIELDS))
+    extra = sorted(set(job) - TEMPLATE_FIELDS)
     if extra:
-        raise ScheduleInputError(
-            "validation_error", f"job.{extra[0]}", "not allowed in a schedule's job template"
-        )
+        why = "not allowed in a schedule's job template" if extra[0] in SPEC_FIELDS else None
+        raise ScheduleInputError("validation_error", f"job.{extra[0]}", why or "unknown field")
     try:
         spec = JobSpec.from_mapping(job)
     except ValidationError as ex:
