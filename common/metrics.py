@@ -25,6 +25,7 @@ __all__ = [
     "read_snapshot",
 ]
 HISTOGRAMS: tuple[str, ...] = ("wait", "run")
+QUEUE_DEPTHS: tuple[str, ...] = ("pending", "processing", "scheduled", "failed")
 BOUNDS_S: tuple[float, ...] = (*(bound / 1000 for bound in BUCKETS_MS), math.inf)
 # The JSON view's names from before they followed the Prometheus names, kept for old readers:
 # alias -> name (and `histograms.wait_seconds` / `.run_seconds` for `job_wait_seconds` / ...).
@@ -100,11 +101,16 @@ class MetricsSnapshot:
         labels; the first WorkStream's names follow as aliases (JSON_ALIASES)."""
         body: dict[str, Any] = {f"jobs_{name}_total": self.total(name) for name in COUNTERS}
         body["stale_completions_total"] = self.stale_completions
-        for depth in ("pending", "processing", "scheduled", "failed"):
+        for depth in QUEUE_DEPTHS:
             body[f"queue_{depth}"] = sum(getattr(q, depth) for q in self.queues)
         body["workers_live"] = self.workers_live
+        # Figures only: a queue's settings (limits, ...) belong to /queues, not to /metrics.
         body["queues"] = {
-            q.name: {k: v for k, v in q.to_json().items() if k != "name"} for q in self.queues
+            q.name: {
+                **{depth: getattr(q, depth) for depth in QUEUE_DEPTHS},
+                "paused": q.paused,
+            }
+            for q in self.queues
         }
         for name in HISTOGRAMS:
             body[f"job_{name}_seconds"] = self.overall(name).to_json()

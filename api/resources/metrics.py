@@ -16,11 +16,10 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from workstream.common.metrics import COUNTERS, MetricsSnapshot, read_snapshot
+from workstream.common.metrics import COUNTERS, QUEUE_DEPTHS, MetricsSnapshot, read_snapshot
 from workstream.common.store import JobStore
 
 PREFIX = "workstream"
-DEPTHS = ("pending", "processing", "scheduled", "failed")
 
 
 class SnapshotCollector(Collector):
@@ -58,7 +57,7 @@ def _counters(snap: MetricsSnapshot) -> Iterator[Metric]:
 
 
 def _depths(snap: MetricsSnapshot) -> Iterator[Metric]:
-    for depth in DEPTHS:
+    for depth in QUEUE_DEPTHS:
         family = GaugeMetricFamily(
             f"{PREFIX}_queue_{depth}", f"Jobs {depth} per queue.", labels=["queue"]
         )
