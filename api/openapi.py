@@ -21,6 +21,7 @@ from workstream.common.jobs import (
     MAX_TIMEOUT_S,
     MAX_TRACEBACK_CHARS,
     OUTCOMES,
+    UNIQUE_UNTIL,
 )
 from workstream.common.metrics import COUNTERS, JSON_ALIASES
 from workstream.common.states import JobStatus
@@ -84,6 +85,8 @@ def _job_schema() -> Schema:
         "timeout": {"type": "number", "description": "Seconds."},
         "worker": text,
         "idempotency_key": text,
+        "unique_key": text,
+        "expires_at": timestamp,
         "progress": {
             "description": "The last progress its run reported (Python: ctx.progress(value, "
             'message) stores {"value": ..., "message": ...}; an HTTP consumer: the `progress` '
@@ -149,8 +152,31 @@ def _submission_schema() -> Schema:
             "delay": _nullable({"type": "number", "minimum": 0, "maximum": MAX_DELAY_S}),
             "run_at": _nullable({"type": "string", "format": "date-time"}),
             "idempotency_key": _nullable({"type": "string", "pattern": TYPE_RE}),
+            "unique": _nullable(
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "key": {"type": "string", "pattern": TYPE_RE},
+                        "ttl": {
+                            "type": ["number", "string"],
+                            "description": "Seconds, or a duration such as 10m; default 1h.",
+                        },
+                        "until": {"enum": list(UNIQUE_UNTIL), "default": "finished"},
+                    },
+                    "description": "While a live job holds the key (given, or a hash of type, "
+                    "queue and payload), another job with it is refused: 409 duplicate_job. "
+                    "until: the holder lets go once it starts, once it finishes, or only when "
+                    "the ttl runs out; no lock outlives its ttl.",
+                }
+            ),
+            "expires_at": _nullable({"type": "string", "format": "date-time"}),
+            "expires_in": _nullable(
+                {"type": ["number", "string"], "description": "Seconds, or a duration (10m)."}
+            ),
         },
-        "description": "Give either delay (seconds) or run_at (RFC 3339), not both.",
+        "description": "Give either delay (seconds) or run_at (RFC 3339), not both. A job not "
+        "started by expires_at (or expires_in after submission) is cancelled, error expired.",
     }
 
 
@@ -323,6 +349,10 @@ def _error_schema() -> Schema:
                     "code": {"type": "string", "pattern": "^[a-z_]+$"},
                     "message": {"type": "string"},
                     "field": {"type": "string", "description": "The offending field."},
+                    "job_id": {
+                        "type": "string",
+                        "description": "duplicate_job, idempotency_conflict: the job meant.",
+                    },
                 },
             }
         },
@@ -344,6 +374,16 @@ def _responses() -> Schema:
         "PayloadTooLarge": _json(error, "payload_too_large: body over MAX_PAYLOAD_BYTES."),
         "UnsupportedMediaType": _json(error, "unsupported_media_type: send application/json."),
         "QueueFull": _json(error, "queue_full: the queue is at capacity.", RETRY_AFTER),
+        "SubmitConflict": _json(
+            error,
+            "duplicate_job: a live job holds the unique key (`job_id` names it); or "
+            "too_many_queues / too_many_types as TooManyNames. Nothing was written.",
+        ),
+        "IdempotencyConflict": _json(
+            error,
+            "idempotency_conflict: the idempotency key was used for a different request "
+            "(`job_id` names its job). Nothing was written.",
+        ),
         "TooManyNames": _json(
             error,
             "too_many_queues: a new queue past MAX_QUEUES (delete an empty queue first), or "
@@ -411,10 +451,21 @@ def _jobs_paths(max_payload: int) -> Schema:
             "200": _json(job, "The original job: the idempotency key was seen before."),
             "201": _json(job, "Created.", location),
             **BODY_ERRORS,
-            "409": _error("TooManyNames"),
+            "409": _error("SubmitConflict"),
+            "422": _error("IdempotencyConflict"),
             "429": _error("QueueFull"),
         },
         requestBody=_body(_ref("JobSubmission")),
+        parameters=[
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "As the body's idempotency_key (draft-ietf-httpapi-idempotency-"
+                'key-header; "key" or key); both given and different: 400.',
+            }
+        ],
     )
     batch_result = {
         "type": "object",
@@ -487,7 +538,8 @@ def _jobs_paths(max_payload: int) -> Schema:
                 {
                     "201": _json(batch_result, "Each job's id and status, in order."),
                     **BODY_ERRORS,
-                    "409": _error("TooManyNames"),
+                    "409": _error("SubmitConflict"),
+                    "422": _error("IdempotencyConflict"),
                     "429": _error("QueueFull"),
                 },
                 operationId="submitBatch",
