@@ -36,7 +36,7 @@ MAX_DELAY_S = 366 * 86400.0
 RUN_AT_SKEW_S = 300.0
 SPEC_FIELDS = frozenset(
     {"type", "payload", "queue", "max_attempts", "timeout", "delay", "run_at", "idempotency_key"}
-    | {"unique", "expires_at", "expires_in"}
+    | {"unique", "expires_at", "expires_in", "group"}
 )
 # unique: while a job holding the key is live, another job with the key is refused (409
 # duplicate_job). `until` says when the holder lets go: once it starts, once it finishes, or
@@ -82,6 +82,8 @@ class JobSpec:
     unique: Unique | None = None
     expires_in: float | None = None  # seconds after submission (Redis time), or
     expires_at_ms: int | None = None  # an absolute time: not started by then -> cancelled
+    # A queue's group_concurrency caps the jobs of one group processing at once (limits.py).
+    group: str | None = None
     _payload_json: str = field(default=_EMPTY_PAYLOAD, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -97,6 +99,8 @@ class JobSpec:
         _one_timing(self.delay, self.run_at_ms)
         _optional_number("expires_in", self.expires_in, 0.001, MAX_DELAY_S)
         _check_expiry(self.delay, self.run_at_ms, self.expires_in, self.expires_at_ms)
+        if self.group is not None:
+            _check_name("group", self.group, QUEUE_PATTERN)
         object.__setattr__(self, "_payload_json", _encode_payload(self.payload))
 
     @classmethod
@@ -128,8 +132,8 @@ class JobSpec:
         _one_timing(delay, run_at_ms)
         fields["payload"] = payload = data.get("payload")
         fields["_payload_json"] = _encode_payload(payload)
-        fields["unique"] = fields["expires_in"] = fields["expires_at_ms"] = None
-        if "unique" in data or "expires_at" in data or "expires_in" in data:  # rare: keep it off
+        fields["unique"] = fields["expires_in"] = fields["expires_at_ms"] = fields["group"] = None
+        if "unique" in data or "expires_at" in data or "expires_in" in data or "group" in data:
             spec._read_options(data)  # the hot path
         return spec
 
@@ -142,6 +146,8 @@ class JobSpec:
         )
         fields["expires_at_ms"] = expires_at_ms = _expires_at_ms(data.get("expires_at"))
         _check_expiry(self.delay, self.run_at_ms, expires_in, expires_at_ms)
+        if data.get("group") is not None:
+            fields["group"] = _check_name("group", data["group"], QUEUE_PATTERN)
 
     def fingerprint(self) -> str:
         """A hash of the canonical request (every field but the idempotency key, the payload
@@ -159,6 +165,7 @@ class JobSpec:
             None if unique is None else [unique.key, unique.ttl_ms, unique.until],
             self.expires_in,
             self.expires_at_ms,
+            *([] if self.group is None else [self.group]),  # fingerprints without one unchanged
         ]
         text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
@@ -238,7 +245,7 @@ MAX_PROGRESS_BYTES = 4096
 LISTED_FIELDS = (
     "id", "type", "queue", "status", "payload", "result", "error", "attempts", "max_attempts",
     "timeout_ms", *_TIMESTAMPS, "worker", "idempotency_key", "progress", "cancel_requested",
-    "unique_key", "expires_at",
+    "unique_key", "expires_at", "group",
 )  # fmt: skip
 
 
@@ -267,6 +274,7 @@ class Job:
     cancel_requested: bool = False  # processing, and asked to stop
     unique_key: str | None = None  # the `unique` option's key, given or derived
     expires_at: int | None = None  # not started by then: cancelled, error "expired"
+    group: str | None = None  # capped by its queue's group_concurrency
 
     @classmethod
     def from_hash(cls, data: Mapping[str, str], *, with_history: bool = True) -> Job:
@@ -298,6 +306,7 @@ class Job:
             cancel_requested=status is JobStatus.PROCESSING and data.get("cancel_requested") == "1",
             unique_key=data.get("unique_key") or None,
             expires_at=_stored_int(data.get("expires_at")),
+            group=data.get("group") or None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -318,6 +327,7 @@ class Job:
             "cancel_requested": self.cancel_requested,
             "unique_key": self.unique_key,
             "expires_at": ms_to_rfc3339(self.expires_at),
+            "group": self.group,
         }
         for name in _TIMESTAMPS:
             body[name] = ms_to_rfc3339(getattr(self, name))

@@ -249,6 +249,7 @@ class JobStore:
                 if spec.expires_in is not None
                 else spec.expires_at_ms
             ),
+            group=spec.group,
         )
         return job, True
 
@@ -773,10 +774,17 @@ def _parse_cursor(cursor: str | None) -> tuple[float, int]:
 
 
 def _options_json(spec: JobSpec) -> str:
-    """enqueue.lua's options field: '' for a job with neither unique nor an expiry (most)."""
-    if spec.unique is None and spec.expires_in is None and spec.expires_at_ms is None:
+    """enqueue.lua's options field: '' for a job with no unique, expiry or group (most)."""
+    if (
+        spec.unique is None
+        and spec.expires_in is None
+        and spec.expires_at_ms is None
+        and spec.group is None
+    ):
         return ""
     options: dict[str, Any] = {}
+    if spec.group is not None:
+        options["g"] = spec.group
     if spec.unique is not None:
         options.update(u=spec.unique.key, t=spec.unique.ttl_ms, n=spec.unique.until)
     if spec.expires_at_ms is not None:

@@ -7,7 +7,7 @@
 -- then 11 per job: id, type, queue, payload JSON, max_attempts, timeout_ms,
 --   delay_ms (-1: none), run_at_ms (-1: none), idempotency key ('' none), request fingerprint
 --   ('' none), options JSON ('' none: the common case) {u = unique key, t = its ttl ms, n = until
---   (started | finished | ttl), ea = expires_at ms, ei = expires_in ms}
+--   (started | finished | ttl), ea = expires_at ms, ei = expires_in ms, g = group}
 -- Returns {"ok", now ms, id1, status1, created1, id2, ...} | {"queue_full", queue}
 --   | {"too_many_queues", queue} | {"too_many_types", queue, type}
 --   | {"idempotency_conflict", index (1-based), original id} | {"duplicate_job", index, holder id}
@@ -195,6 +195,7 @@ for i = 1, n do
         redis.call('HSET', key, 'unique_key', opts.u)
         redis.call('SET', key_unique(opts.u), id .. ':' .. opts.n, 'PX', opts.t)
       end
+      if opts.g then redis.call('HSET', key, 'group', opts.g) end
       local expires = opts.ea or (opts.ei and now + opts.ei)
       if expires then
         redis.call('HSET', key, 'expires_at', expires)

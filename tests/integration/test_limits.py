@@ -17,11 +17,7 @@ from workstream.common.store import JobStore
 
 
 def enqueue(store: JobStore, count: int, group: str | None = None) -> list[str]:
-    ids = [store.enqueue(JobSpec(type="echo")).job_id for _ in range(count)]
-    if group is not None:  # the hash field the scripts read
-        for job_id in ids:
-            store.redis.hset(store.keys.job(job_id), "group", group)
-    return ids
+    return [store.enqueue(JobSpec(type="echo", group=group)).job_id for _ in range(count)]
 
 
 # -- the endpoint ----------------------------------------------------------------------------
@@ -76,6 +72,19 @@ def test_a_bad_limit_is_a_400_naming_the_field_and_changes_nothing(
     assert answer.json["error"]["code"] == "validation_error"
     assert field in answer.json["error"]["message"]
     assert store.limits("default") == Limits(concurrency=2)
+
+
+def test_a_job_carries_its_group_and_a_bad_group_is_a_400(
+    client: falcon.testing.TestClient,  # noqa: F811
+    store: JobStore,
+) -> None:
+    made = client.simulate_post("/jobs", json={"type": "echo", "group": "customer-42"})
+    assert made.status_code == 201 and made.json["group"] == "customer-42"
+    assert client.simulate_get(f"/jobs/{made.json['id']}").json["group"] == "customer-42"
+    assert store.redis.hget(store.keys.job(made.json["id"]), "group") == "customer-42"
+    for bad in ("a:b", "", "x" * 65, 7):
+        answer = client.simulate_post("/jobs", json={"type": "echo", "group": bad})
+        assert answer.status_code == 400 and "group" in answer.json["error"]["message"]
 
 
 def test_limits_of_an_unknown_queue_are_a_404_that_creates_nothing(
