@@ -22,6 +22,7 @@ from typing import cast
 import redis
 
 from workstream.common.keys import Keys
+from workstream.common.redis_conn import connect
 from workstream.common.settings import Settings, load_or_exit
 
 TIMEOUT_S = 3.0  # below a healthcheck's usual timeout, so a hung Redis reads as unhealthy
@@ -86,12 +87,7 @@ def registrations(client: redis.Redis, keys: Keys) -> list[Registration]:
 
 
 def check(settings: Settings, host: str | None = None) -> tuple[bool, str]:
-    client = redis.Redis.from_url(
-        settings.redis_url,
-        decode_responses=True,
-        socket_timeout=TIMEOUT_S,
-        socket_connect_timeout=TIMEOUT_S,
-    )
+    client = connect(settings, socket_timeout=TIMEOUT_S)  # a Sentinel URL too
     try:
         seconds, micros = client.time()
         now_ms = int(seconds) * 1000 + int(micros) // 1000

@@ -14,6 +14,7 @@ from workstream.common.jobs import JobSpec
 from workstream.common.redis_conn import PRIMARY_CHECK_S, connect
 from workstream.common.settings import Settings
 from workstream.common.store import JobStore
+from workstream.worker.check import check
 
 
 @pytest.fixture
@@ -61,3 +62,10 @@ def test_after_a_failover_writes_move_to_the_new_primary_and_leave_the_demoted_o
     assert new.client().exists(*[f"after-{i}" for i in range(20)]) == 20 - errors
     assert old.client().get("after-19") in (None, "1")  # a replica of the new one by now, or not
     assert new.client().get("before") == "1"
+
+
+def test_the_worker_healthcheck_reads_heartbeats_through_the_sentinels(
+    topology: SentinelTopology,
+) -> None:
+    healthy, reason = check(Settings.from_environ({"REDIS_URL": topology.url}), host="h")
+    assert not healthy and "cannot read" not in reason  # it read them: none on host "h"
