@@ -132,11 +132,11 @@ def test_a_job_not_yet_expired_is_left_alone(client: TestClient, store: JobStore
     assert claimed.id == job["id"]
 
 
-def past() -> str:
+def past() -> str | None:
     return ms_to_rfc3339(round((time.time() - 60) * 1000))
 
 
-def future(seconds: float) -> str:
+def future(seconds: float) -> str | None:
     return ms_to_rfc3339(round((time.time() + seconds) * 1000))
 
 

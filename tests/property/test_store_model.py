@@ -5,7 +5,9 @@ Hypothesis interleaves enqueue (immediate and delayed), claim, BLMOVE + start (s
 pipelined), complete and fail (current and stale leases, and each sent again after a lost
 reply; a late result after recover, reclaim or release is rejected and counted), cancel (of a
 running job too: it is asked to stop, and its run then ends cancelled however it ends), retry,
-promote, reclaim, worker death + recover, release and delete. After every step each job must
+promote, reclaim, worker death + recover, release and delete, and submissions with a unique
+key (refused while the holder is live by its `until`) or an idempotency key (a replay answers
+the original, another request is a conflict, neither writes). After every step each job must
 be in exactly the one place its status names, the status indexes must list exactly the jobs
 with that status, the in-flight gauge must equal the processing jobs per queue, the counters
 must agree with what the model saw happen, and each job's attempt history must list the
@@ -35,8 +37,13 @@ from hypothesis.stateful import (
 
 from tests.faults.results import record
 from tests.support.redis_server import RedisServer
-from workstream.common.errors import InvalidTransitionError, StaleLeaseError
-from workstream.common.jobs import HISTORY_MAX_ENTRIES, ClaimedJob, JobSpec
+from workstream.common.errors import (
+    DuplicateJobError,
+    IdempotencyConflictError,
+    InvalidTransitionError,
+    StaleLeaseError,
+)
+from workstream.common.jobs import HISTORY_MAX_ENTRIES, UNIQUE_UNTIL, ClaimedJob, JobSpec, Unique
 from workstream.common.settings import Settings
 from workstream.common.states import JobStatus
 from workstream.common.store import JobStore
@@ -66,6 +73,7 @@ class ModelJob:
     # A cancel asked for while it ran. It stays on the hash: a run that recover, reclaim or
     # release ended leaves it set, and the job's next run ends cancelled when it stops.
     cancel_requested: bool = False
+    started: bool = False  # an attempt began (started_at is set; an operator retry clears it)
 
 
 @dataclass
@@ -77,6 +85,24 @@ class Model:
     stale: list[ClaimedJob] = field(default_factory=list)  # attempts ended by someone else
     finished: list[ClaimedJob] = field(default_factory=list)  # attempts ended by their holder
     counts: Counter[str] = field(default_factory=Counter)
+    locks: dict[str, tuple[str, str]] = field(default_factory=dict)  # unique key -> (id, until)
+    keys: dict[str, tuple[str, int]] = field(default_factory=dict)  # idempotency -> (id, payload)
+
+    def holds(self, key: str) -> str | None:
+        """The job holding a unique key, judged from the holder as enqueue.lua does."""
+        if key not in self.locks:
+            return None
+        job_id, until = self.locks[key]
+        job = self.jobs.get(job_id)
+        if until == "ttl":
+            return job_id
+        if job is None:
+            return None
+        if until == "started":
+            live = job.status in (S.PENDING, S.SCHEDULED) and not job.started
+        else:
+            live = job.status not in TERMINAL
+        return job_id if live else None
 
     def with_status(self, *statuses: JobStatus) -> list[ModelJob]:
         return [j for j in self.jobs.values() if j.status in statuses]
@@ -161,6 +187,57 @@ class JobStoreMachine(RuleBasedStateMachine):
         self.model.counts["created"] += 1
         self.totals["created"] += 1
 
+    def _next_id(self) -> str:
+        return f"{self.model.counts['created']:032x}"
+
+    def _created(self, job_id: str, queue: str) -> None:
+        self.model.jobs[job_id] = ModelJob(job_id, queue, S.PENDING, 1)
+        self.model.queues[queue].insert(0, job_id)
+        self.model.counts["created"] += 1
+        self.totals["created"] += 1
+
+    @rule(
+        queue=st.sampled_from(QUEUES),
+        key=st.sampled_from(["u1", "u2"]),
+        until=st.sampled_from(UNIQUE_UNTIL),
+    )
+    def enqueue_unique(self, queue: str, key: str, until: str) -> None:
+        spec = JobSpec(type="t", queue=queue, max_attempts=1, unique=Unique(key, 3_600_000, until))
+        holder = self.model.holds(key)
+        if holder is not None:
+            before = self.client.dbsize()
+            with pytest.raises(DuplicateJobError) as refused:
+                self.store.enqueue(spec, job_id=self._next_id())
+            assert refused.value.job_id == holder and self.client.dbsize() == before
+            self.totals["duplicates refused"] += 1
+            return
+        result = self.store.enqueue(spec, job_id=self._next_id())
+        assert result.created
+        self._created(result.job_id, queue)
+        self.model.locks[key] = (result.job_id, until)
+
+    @rule(
+        queue=st.sampled_from(QUEUES), key=st.sampled_from(["i1", "i2"]), payload=st.integers(1, 2)
+    )
+    def enqueue_with_an_idempotency_key(self, queue: str, key: str, payload: int) -> None:
+        spec = JobSpec(type="t", queue="high", payload=payload, max_attempts=1, idempotency_key=key)
+        original = self.model.keys.get(key)
+        if original is not None and original[0] in self.model.jobs:
+            if original[1] != payload:
+                with pytest.raises(IdempotencyConflictError) as refused:
+                    self.store.enqueue(spec, job_id=self._next_id())
+                assert refused.value.job_id == original[0]
+                self.totals["idempotency conflicts"] += 1
+                return
+            replay = self.store.enqueue(spec, job_id=self._next_id())
+            assert (replay.job_id, replay.created) == (original[0], False)
+            self.totals["replays"] += 1
+            return
+        result = self.store.enqueue(spec, job_id=self._next_id())
+        assert result.created
+        self._created(result.job_id, "high")
+        self.model.keys[key] = (result.job_id, payload)
+
     # -- the worker's side -------------------------------------------------------------------
 
     @rule(worker=st.sampled_from(WORKERS), count=st.integers(1, 3), idle=st.booleans())
@@ -231,6 +308,7 @@ class JobStoreMachine(RuleBasedStateMachine):
             None,
         )
         assert handle.attempt == job.attempts
+        job.started = True
         if moved:
             self.model.processing[worker].insert(0, job.id)
 
@@ -356,7 +434,7 @@ class JobStoreMachine(RuleBasedStateMachine):
     def retry(self, data: st.DataObject) -> None:
         job = data.draw(st.sampled_from(self.model.with_status(S.FAILED)))
         assert self.store.retry(job.id).status == S.PENDING
-        job.status, job.attempts = S.PENDING, 0
+        job.status, job.attempts, job.started = S.PENDING, 0, False
         self.model.queues[job.queue].insert(0, job.id)
 
     @precondition(lambda self: self.model.jobs)
@@ -478,6 +556,13 @@ class JobStoreMachine(RuleBasedStateMachine):
             for job_id in self.client.lrange(self.keys.processing(worker), 0, -1):
                 places.setdefault(job_id, []).append(f"processing:{worker}")
         return places
+
+    @invariant()
+    def unique_locks_name_their_holder_and_always_expire(self) -> None:
+        for key, (job_id, until) in self.model.locks.items():
+            lock = self.keys.unique(key)
+            assert self.client.get(lock) == f"{job_id}:{until}"
+            assert 0 < self.client.pttl(lock) <= 3_600_000
 
     @invariant()
     def each_job_is_in_exactly_the_place_its_status_names(self) -> None:
