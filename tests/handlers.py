@@ -46,3 +46,18 @@ def count_then_sleep(payload: Any, ctx: JobContext) -> int:
     runs = int(ctx.redis.hincrby("test:runs", ctx.job_id, 1))
     time.sleep(float(payload.get("sleep", 0)))
     return runs
+
+
+@handler("overlap")
+def overlap(payload: Any, ctx: JobContext) -> int:
+    """Counts the runs of payload `key` going on at once, seen from inside the handlers (not
+    from the gauges the limits use): each run appends the count at its start to
+    test:overlap:<key>, then sleeps `sleep` seconds."""
+    key = str(payload["key"])
+    running = int(ctx.redis.incr(f"test:running:{key}"))
+    ctx.redis.rpush(f"test:overlap:{key}", running)
+    try:
+        time.sleep(float(payload.get("sleep", 0)))
+    finally:
+        ctx.redis.decr(f"test:running:{key}")
+    return running
