@@ -39,6 +39,8 @@ def test_the_key_table_lists_every_key_the_code_builds() -> None:
         keys.dead("<name>"),
         keys.types("<name>"),
         keys.idempotency("<key>"),
+        keys.unique("<key>"),
+        keys.expiring,
         keys.status(JobStatus.PENDING).replace("pending", "<status>"),
         keys.workers,
         keys.queues,
