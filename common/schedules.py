@@ -42,8 +42,14 @@ MAX_EVERY_MS = 366 * 86_400_000
 # than silently dropped.
 TEMPLATE_FIELDS = frozenset({"type", "payload", "queue", "max_attempts", "timeout"})
 _TIMEZONE = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+){0,2}")
-# Due schedules one firer reads per tick: a tick stays bounded however many are due.
+# Due schedules one firer reads per page, and pages per tick: a tick stays bounded however
+# many are due.
 FIRE_BATCH = 100
+FIRE_PAGES = 10
+# Outcomes after which a schedule is no longer due at `now` (fired, skipped, or moved on by
+# another firer, a pause or a delete); any other leaves it due (a full queue, an unreadable
+# definition) and at the front of the due index.
+_DONE = frozenset({"fired", "skipped", "stale", "moved"})
 # A run this late was missed (downtime) rather than merely late, as is one whose next run is
 # also past: the missed-run policy decides what happens to it.
 MISSED_AFTER_MS = 60_000
@@ -208,6 +214,7 @@ class FireReport:
     fired: int
     skipped: int
     next_due_ms: int | None  # the earliest run still due later, for the firer's sleep
+    more: bool = False  # the tick's bound was reached with schedules maybe still due
 
 
 class ScheduleStore:
@@ -327,34 +334,49 @@ class ScheduleStore:
         now = int(seconds) * 1000 + int(micros) // 1000 if now_ms is None else now_ms
         if not earliest or earliest[0][1] > now:
             return FireReport(0, 0, int(earliest[0][1]) if earliest else None)
-        due_ids = cast(
-            list[str], self.redis.zrangebyscore(self.keys.schedules_due, "-inf", now, 0, limit)
-        )
-        fired = skipped = 0
-        if due_ids:
+        outcomes: list[str] = []
+        stuck, more = 0, True
+        for _ in range(FIRE_PAGES):
+            # Schedules that stay due (stuck) keep the front of the index: read past them, so
+            # they cannot hold back the ones behind them.
+            due_ids = cast(
+                list[str],
+                self.redis.zrangebyscore(self.keys.schedules_due, "-inf", now, stuck, limit),
+            )
             pipe = self.redis.pipeline(transaction=False)
             for schedule_id in due_ids:
                 pipe.hgetall(self.keys.schedule(schedule_id))
-            for schedule_id, data in zip(due_ids, pipe.execute(), strict=True):
-                outcome = self._fire(schedule_id, data, now) if data else None
-                fired += outcome == "fired"
-                skipped += outcome == "skipped"
+            page = [
+                self._fire(schedule_id, data, now) if data else "moved"
+                for schedule_id, data in zip(due_ids, pipe.execute(), strict=True)
+            ]
+            outcomes += page
+            stuck += sum(outcome not in _DONE for outcome in page)
+            if len(due_ids) < limit:
+                more = False
+                break
         upcoming = self.redis.zrangebyscore(
             self.keys.schedules_due, f"({now}", "+inf", 0, 1, withscores=True
         )
-        return FireReport(fired, skipped, int(upcoming[0][1]) if upcoming else None)
+        return FireReport(
+            outcomes.count("fired"),
+            outcomes.count("skipped"),
+            int(upcoming[0][1]) if upcoming else None,
+            more,
+        )
 
-    def _fire(self, schedule_id: str, data: dict[str, str], now: int) -> str | None:
+    def _fire(self, schedule_id: str, data: dict[str, str], now: int) -> str:
+        """One schedule's due run: its outcome (the script's answer, or "moved" / "unreadable")."""
         if data.get("paused") == "1":  # paused between our ZRANGEBYSCORE and HGETALL
-            return None
+            return "moved"
         try:
             due = int(data["next_run_at"])
             definition = Definition.from_mapping(loads(data["definition"]))
         except (KeyError, ValueError, ValidationError):
             log.error("schedule.unreadable", extra={"schedule_id": schedule_id})
-            return None
+            return "unreadable"
         if due > now:  # another firer advanced it between our ZRANGEBYSCORE and HGETALL
-            return None
+            return "moved"
         timing = definition.timing
         upcoming = timing.after(due)
         missed = upcoming <= now or now - due > MISSED_AFTER_MS

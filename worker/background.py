@@ -12,7 +12,7 @@ from collections.abc import Callable
 import redis
 
 from workstream.common.logs import worker_id_var
-from workstream.common.schedules import FIRE_BATCH, ScheduleStore
+from workstream.common.schedules import ScheduleStore
 from workstream.common.store import JobStore
 from workstream.worker.registry import registered_types
 
@@ -86,7 +86,7 @@ def scheduler_step(store: JobStore) -> Callable[[], float]:
         fired = schedules.fire_due()
         if promoted:
             log.info("scheduler.promoted", extra={"count": promoted})
-        if promoted or fired.fired + fired.skipped == FIRE_BATCH:
+        if promoted or fired.more:
             return SCHEDULER_MIN_SLEEP_S  # more may be due at once
         dues = [due for due in (next_due, fired.next_due_ms) if due is not None]
         if not dues:

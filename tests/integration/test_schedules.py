@@ -197,6 +197,24 @@ def test_a_full_queue_leaves_the_run_due_and_writes_no_job(
     assert schedules.fire_due(now_ms=due).fired == 1
 
 
+def test_runs_that_stay_due_do_not_hold_back_the_schedules_behind_them(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    settings = make_settings(redis_server.url, JOB_QUEUE_CAPACITY="1")
+    store, schedules = JobStore(redis_client, settings), ScheduleStore(redis_client, settings)
+    store.enqueue(JobSpec(type="echo", queue="full"))
+    start = schedules.server_time_ms()
+    for name in ("stuck-a", "stuck-b"):  # due first, into a full queue
+        schedules.put(name, _every(1, job={"type": "echo", "queue": "full"}), now_ms=start)
+    schedules.put("behind", _every(1), now_ms=start + 1)
+
+    report = schedules.fire_due(now_ms=start + 1001, limit=2)  # pages of two
+
+    assert report.fired == 1 and not report.more
+    assert store.redis.llen(store.keys.queue("default")) == 1
+    assert _next_ms(schedules, "stuck-a") == start + 1000  # still due, tried again next tick
+
+
 def test_past_max_schedules_a_new_one_is_refused_and_nothing_is_written(
     redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
