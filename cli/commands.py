@@ -376,6 +376,9 @@ def build_parser() -> Parser:
     from workstream.cli import schedules
 
     schedules.add_parser(command, common)
+    from workstream.cli import limits
+
+    limits.add_parser(command, common)
     return parser
 
 

@@ -221,6 +221,24 @@ class AsyncClient:
     async def put_schedule(self, schedule_id: str, definition: Mapping[str, Any]) -> dict[str, Any]:
         return await self._run(calls.schedule_call("PUT", schedule_id, body=dict(definition)))
 
+    async def limits(self, queue: str) -> dict[str, Any]:
+        return await self._run(calls.limits_call("GET", queue))
+
+    async def set_limits(
+        self,
+        queue: str,
+        *,
+        rate: str | None = None,
+        concurrency: int | None = None,
+        group_concurrency: int | None = None,
+    ) -> dict[str, Any]:
+        """Client.set_limits."""
+        body = {"rate": rate, "concurrency": concurrency, "group_concurrency": group_concurrency}
+        return await self._run(calls.limits_call("PUT", queue, body))
+
+    async def clear_limits(self, queue: str) -> None:
+        await self._run(calls.clear_limits_call(queue))
+
     async def delete_schedule(self, schedule_id: str) -> None:
         await self._run(calls.delete_schedule_call(schedule_id))
 

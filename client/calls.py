@@ -76,12 +76,13 @@ class JobRequest:
     delay: float | None = None
     run_at: datetime | str | None = None
     idempotency_key: str | None = None
+    group: str | None = None  # capped by the queue's group_concurrency
 
     def to_json(self) -> dict[str, Any]:
         """The request body; an idempotency key is made up when none was given, so a retried
         submit can never create a second job."""
         body: dict[str, Any] = {"type": self.type, "payload": self.payload}
-        for name in ("queue", "max_attempts", "timeout", "delay"):
+        for name in ("queue", "max_attempts", "timeout", "delay", "group"):
             value = getattr(self, name)
             if value is not None:
                 body[name] = value
@@ -283,6 +284,19 @@ def failed_call(name: str, action: str) -> Call[int]:
 
 def delete_queue_call(name: str) -> Call[None]:
     return Call("DELETE", "/queues/" + _segment(name), nothing, replayable=False)
+
+
+def limits(data: Any) -> dict[str, Any]:
+    return dict(_object(data))
+
+
+def limits_call(method: str, name: str, body: Any = None) -> Call[dict[str, Any]]:
+    """GET, or PUT a queue's whole set of limits (sending it again does the same)."""
+    return Call(method, f"/queues/{_segment(name)}/limits", limits, body=body)
+
+
+def clear_limits_call(name: str) -> Call[None]:
+    return Call("DELETE", f"/queues/{_segment(name)}/limits", nothing)
 
 
 def schedule(data: Any) -> dict[str, Any]:

@@ -214,6 +214,27 @@ class Client:
         optionally `paused` and `missed` (run_once or skip)."""
         return self._run(calls.schedule_call("PUT", schedule_id, body=dict(definition)))
 
+    # -- limits (a queue's, as GET /queues/{name}/limits answers them) ----------------------
+
+    def limits(self, queue: str) -> dict[str, Any]:
+        return self._run(calls.limits_call("GET", queue))
+
+    def set_limits(
+        self,
+        queue: str,
+        *,
+        rate: str | None = None,
+        concurrency: int | None = None,
+        group_concurrency: int | None = None,
+    ) -> dict[str, Any]:
+        """Replaces the queue's limits: rate ("50/s", "1000/m", "10/h"), concurrency and
+        group_concurrency across all workers; None for no limit."""
+        body = {"rate": rate, "concurrency": concurrency, "group_concurrency": group_concurrency}
+        return self._run(calls.limits_call("PUT", queue, body))
+
+    def clear_limits(self, queue: str) -> None:
+        self._run(calls.clear_limits_call(queue))
+
     def delete_schedule(self, schedule_id: str) -> None:
         self._run(calls.delete_schedule_call(schedule_id))
 
