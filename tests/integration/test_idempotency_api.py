@@ -163,3 +163,10 @@ def test_a_key_stored_without_a_fingerprint_still_replays(
     redis_client.set(store.keys.idempotency("k-10"), first["id"], ex=60)
     again = post(client, {**JOB, "payload": 4}, key="k-10")
     assert again.status_code == 200 and again.json["id"] == first["id"]
+
+
+def test_a_payload_orjson_cannot_encode_is_fingerprinted_too(client: TestClient) -> None:
+    body = {**JOB, "payload": {"big": 2**70}}
+    first, again = post(client, body, key="k-11"), post(client, body, key="k-11")
+    other = post(client, {**JOB, "payload": {"big": 2**70 + 1}}, key="k-11")
+    assert (first.status_code, again.status_code, other.status_code) == (201, 200, 422)
