@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import redis
+from cronsim import CronSim
 
 from tests.conftest import make_settings
 from tests.support.redis_server import RedisServer
@@ -116,6 +117,77 @@ def test_concurrent_firers_enqueue_each_due_run_exactly_once(
     tock = created - expected_tick
     assert 9 <= len(tock) <= 10 and all(is_job_id(job_id) for job_id in tock), tock_start
     assert int(store.stats()["created|default|echo"]) == len(created)
+
+
+def test_a_simulated_hour_with_three_firers_one_stopping_enqueues_every_run_once(
+    redis_server: RedisServer, settings: Settings, redis_client: redis.Redis, store: JobStore
+) -> None:
+    """An hour of 5 s ticks (the clock moved, not waited for) by three firers at once; one
+    stops at the half hour. Every due run of four schedules is enqueued exactly once."""
+    definitions = {
+        "ten-seconds": {"every": "10s"},
+        "minute": {"every": "1m"},
+        "five-minutes": {"cron": "*/5 * * * *", "timezone": "Europe/Berlin"},
+        "hourly": {"cron": "0 * * * *"},
+    }
+    start = ScheduleStore(redis_client, settings).server_time_ms()
+    for name, timing in definitions.items():
+        body = {**timing, "job": {"type": "echo"}}
+        ScheduleStore(redis_client, settings).put(name, body, now_ms=start)
+    end, step, steps = start + 3600 * SECOND, 5 * SECOND, 720
+    phases = [threading.Barrier(3), threading.Barrier(2)]  # all three, then two
+    errors: list[BaseException] = []
+
+    def fire(index: int) -> None:
+        client = redis_server.client()
+        try:
+            mine = ScheduleStore(client, settings)
+            for tick in range(1, steps + 1):
+                half = tick > steps // 2
+                if half and index == 0:
+                    return  # this firer stops (its process died) at the half hour
+                phases[half].wait(timeout=20)
+                mine.fire_due(now_ms=start + tick * step)
+        except BaseException as ex:
+            errors.append(ex)
+            for barrier in phases:
+                barrier.abort()
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=fire, args=(i,)) for i in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert not errors
+    expected = {
+        "ten-seconds": set(range(start + 10 * SECOND, end + 1, 10 * SECOND)),
+        "minute": set(range(start + 60 * SECOND, end + 1, 60 * SECOND)),
+        "five-minutes": _cron_runs("*/5 * * * *", "Europe/Berlin", start, end),
+        "hourly": _cron_runs("0 * * * *", "UTC", start, end),
+    }
+    pipe = store.redis.pipeline(transaction=False)
+    for job_id in _jobs(store):
+        pipe.hmget(store.keys.job(job_id), ["schedule_id", "scheduled_for"])
+    runs: dict[str, list[int]] = {name: [] for name in definitions}
+    for owner, scheduled_for in pipe.execute():
+        runs[owner].append(int(scheduled_for))
+    for name in definitions:
+        assert sorted(runs[name]) == sorted(expected[name]), name  # each once, none left out
+    assert len(runs["ten-seconds"]) == 360 and len(runs["five-minutes"]) == 12
+
+
+def _cron_runs(cron: str, zone: str, start: int, end: int) -> set[int]:
+    """The cron's run times in (start, end], enumerated by cronsim itself."""
+    found: set[int] = set()
+    for when in CronSim(cron, datetime.fromtimestamp(start / 1000, ZoneInfo(zone))):
+        ms = int(when.timestamp() * 1000)
+        if ms > end:
+            return found
+        found.add(ms)
+    return found
 
 
 def test_run_once_after_downtime_enqueues_one_run_then_keeps_the_beat(
