@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from tests.support.redis_server import free_port
 from tests.support.sentinel import MASTER_NAME, SentinelTopology
 from workstream.common.jobs import JobSpec
 from workstream.common.redis_conn import PRIMARY_CHECK_S, connect
@@ -69,3 +70,17 @@ def test_the_worker_healthcheck_reads_heartbeats_through_the_sentinels(
 ) -> None:
     healthy, reason = check(Settings.from_environ({"REDIS_URL": topology.url}), host="h")
     assert not healthy and "cannot read" not in reason  # it read them: none on host "h"
+
+
+def test_a_primary_that_answers_masterdown_is_dropped_as_a_lost_connection(
+    topology: SentinelTopology,
+) -> None:
+    """A replica that lost its master and serves no stale data answers MASTERDOWN: the
+    connection is dropped (a ConnectionError, retried by every caller) rather than kept."""
+    client = connect(Settings.from_environ({"REDIS_URL": topology.url}))
+    client.set("k", "1")
+    primary = topology.primary.client()
+    primary.config_set("replica-serve-stale-data", "no")
+    primary.replicaof("127.0.0.1", str(free_port()))  # nobody listens there
+    with pytest.raises(redis.exceptions.ConnectionError, match="MASTERDOWN"):
+        client.get("k")
