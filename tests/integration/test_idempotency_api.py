@@ -41,6 +41,8 @@ def test_the_header_works_like_the_body_field(client: TestClient) -> None:
 def test_header_and_body_given_and_equal_is_one_key(client: TestClient) -> None:
     resp = post(client, {**JOB, "idempotency_key": "k-1"}, key="k-1")
     assert resp.status_code == 201 and resp.json["idempotency_key"] == "k-1"
+    replay = post(client, JOB, key="k-1")  # the header alone
+    assert (replay.status_code, replay.json["id"]) == (200, resp.json["id"])
 
 
 def test_header_and_body_that_differ_are_400_and_write_nothing(

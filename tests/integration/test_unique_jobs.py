@@ -187,6 +187,7 @@ def test_two_entries_of_one_batch_with_one_key_are_duplicates(
     ("unique", "field"),
     [
         ("yes", "unique"),
+        ([], "unique"),
         ({"key": "k", "scope": "x"}, "unique.scope"),
         ({"key": "no spaces"}, "unique.key"),
         ({"key": "k", "until": "done"}, "unique.until"),
@@ -202,4 +203,5 @@ def test_a_malformed_unique_option_is_400_naming_the_field_and_writes_nothing(
     resp = submit(client, job(unique))
     assert resp.status_code == 400
     assert (resp.json["error"]["code"], resp.json["error"]["field"]) == ("validation_error", field)
+    assert "unknown field" not in resp.json["error"]["message"] or field != "unique"
     assert snapshot(redis_client) == before
