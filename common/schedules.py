@@ -54,6 +54,7 @@ _DONE = frozenset({"fired", "skipped", "stale", "moved"})
 # also past: the missed-run policy decides what happens to it.
 MISSED_AFTER_MS = 60_000
 _CONFLICT_RETRIES = 5
+MAX_REFUSALS_REMEMBERED = 1000
 
 
 class ScheduleInputError(ValidationError):
@@ -227,6 +228,9 @@ class ScheduleStore:
         self._prefix = self.keys.prefix
         self._put_keys = scripts.keys_for(scripts.SCRIPTS["schedule_put"].keys, self.keys)
         self._fire_keys = scripts.keys_for(scripts.SCRIPTS["schedule_fire"].keys, self.keys)
+        # schedule id -> (due run, reason) last logged as refused: a run refused on every tick
+        # (a queue that stays full) is logged once per process, not once a second.
+        self._refusals: dict[str, tuple[str, str]] = {}
 
     def server_time_ms(self) -> int:
         seconds, micros = self.redis.time()
@@ -413,7 +417,14 @@ class ScheduleStore:
         elif outcome == "skipped":
             log.info("schedule.skipped", extra={"schedule_id": schedule_id, "due_ms": due})
         elif outcome != "stale":  # stale: another firer took this run
-            log.warning("schedule.refused", extra={"schedule_id": schedule_id, "reason": outcome})
+            if self._refusals.get(schedule_id) != (data["next_run_at"], outcome):
+                if len(self._refusals) >= MAX_REFUSALS_REMEMBERED:
+                    self._refusals.clear()
+                self._refusals[schedule_id] = (data["next_run_at"], outcome)
+                log.warning(
+                    "schedule.refused",
+                    extra={"schedule_id": schedule_id, "reason": outcome, "due_ms": due},
+                )
         return outcome
 
 

@@ -254,6 +254,22 @@ def test_a_put_with_the_same_timing_keeps_the_run_already_due(schedules: Schedul
     assert schedules.get("tick")["job"]["type"] == "other"
 
 
+def test_a_run_refused_on_every_tick_is_logged_once(
+    redis_server: RedisServer, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(redis_server.url, JOB_QUEUE_CAPACITY="1")
+    JobStore(redis_client, settings).enqueue(JobSpec(type="echo"))
+    schedules = ScheduleStore(redis_client, settings)
+    schedules.put("tick", _every(1))
+    due = _next_ms(schedules, "tick")
+
+    for _ in range(5):
+        schedules.fire_due(now_ms=due)
+
+    refused = [r for r in caplog.records if r.getMessage() == "schedule.refused"]
+    assert len(refused) == 1 and getattr(refused[0], "reason", None) == "queue_full"
+
+
 def test_a_full_queue_leaves_the_run_due_and_writes_no_job(
     redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
