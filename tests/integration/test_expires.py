@@ -15,6 +15,7 @@ from tests.integration import api_fixtures
 from workstream.common.jobs import EXPIRED_ERROR
 from workstream.common.serialization import ms_to_rfc3339
 from workstream.common.store import JobStore
+from workstream.worker.background import sweeper_step
 
 app = api_fixtures.app
 client = api_fixtures.client
@@ -166,3 +167,13 @@ def test_an_expiry_that_is_malformed_or_could_never_be_met_is_400_and_writes_not
     assert resp.status_code == 400
     assert (resp.json["error"]["code"], resp.json["error"]["field"]) == ("validation_error", field)
     assert snapshot(redis_client) == before
+
+
+def test_the_sweeper_step_cancels_an_expired_job_in_a_paused_queue(
+    client: TestClient, store: JobStore
+) -> None:
+    job = submit(client, expires_in=0.05)
+    store.pause("default")
+    time.sleep(0.1)
+    sweeper_step(store, "w1")()
+    assert status(client, job["id"]) == ("cancelled", EXPIRED_ERROR)
