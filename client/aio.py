@@ -103,12 +103,28 @@ class AsyncClient:
         delay: float | None = None,
         run_at: datetime | str | None = None,
         idempotency_key: str | None = None,
+        unique: Mapping[str, Any] | None = None,
+        expires_at: datetime | str | None = None,
+        expires_in: float | str | None = None,
     ) -> Job:
         """Submits one job and returns it. Without an idempotency key one is made up, so
         the client's own retries can never create two jobs; give your own to make retries
-        across processes safe too (the same key returns the original job)."""
+        across processes safe too (the same key returns the original job; the key with a
+        different request raises Conflict, idempotency_conflict). unique ({"key", "ttl",
+        "until"}) raises Conflict (duplicate_job, `job_id` the holder) while a live job holds
+        the key; a job not started by expires_at (or expires_in) is cancelled, "expired"."""
         request = JobRequest(
-            type, payload, queue, max_attempts, timeout, delay, run_at, idempotency_key
+            type,
+            payload,
+            queue,
+            max_attempts,
+            timeout,
+            delay,
+            run_at,
+            idempotency_key,
+            unique=unique,
+            expires_at=expires_at,
+            expires_in=expires_in,
         )
         return await self._run(calls.submit_call(request))
 

@@ -77,17 +77,25 @@ class JobRequest:
     run_at: datetime | str | None = None
     idempotency_key: str | None = None
     group: str | None = None  # capped by the queue's group_concurrency
+    # {"key", "ttl", "until"}: refused (Conflict, duplicate_job) while a live job holds the key
+    unique: Mapping[str, Any] | None = None
+    expires_at: datetime | str | None = None  # not started by then: cancelled ("expired")
+    expires_in: float | str | None = None  # the same, seconds (or "10m") after submission
 
     def to_json(self) -> dict[str, Any]:
         """The request body; an idempotency key is made up when none was given, so a retried
         submit can never create a second job."""
         body: dict[str, Any] = {"type": self.type, "payload": self.payload}
-        for name in ("queue", "max_attempts", "timeout", "delay", "group"):
+        for name in ("queue", "max_attempts", "timeout", "delay", "group", "expires_in"):
             value = getattr(self, name)
             if value is not None:
                 body[name] = value
+        if self.unique is not None:
+            body["unique"] = dict(self.unique)
         if self.run_at is not None:
             body["run_at"] = format_time(self.run_at)
+        if self.expires_at is not None:
+            body["expires_at"] = format_time(self.expires_at)
         body["idempotency_key"] = self.idempotency_key or new_idempotency_key()
         return body
 

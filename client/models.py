@@ -92,6 +92,8 @@ class Job:
     finished_at: datetime | None
     # Empty in listings and from servers that do not record it.
     history: tuple[Attempt, ...] = ()
+    unique_key: str | None = None  # the unique option's key, given or derived
+    expires_at: datetime | None = None  # not started by then: cancelled, error "expired"
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -123,6 +125,8 @@ class Job:
             started_at=parse_time(data.get("started_at")),
             finished_at=parse_time(data.get("finished_at")),
             history=tuple(Attempt.from_json(a) for a in attempts if isinstance(a, Mapping)),
+            unique_key=_str(data.get("unique_key")),
+            expires_at=parse_time(data.get("expires_at")),
             raw=dict(data),
         )
 
