@@ -177,3 +177,14 @@ def test_the_sweeper_step_cancels_an_expired_job_in_a_paused_queue(
     time.sleep(0.1)
     sweeper_step(store, "w1")()
     assert status(client, job["id"]) == ("cancelled", EXPIRED_ERROR)
+
+
+def test_an_expired_job_is_not_leased_to_an_http_consumer(client: TestClient) -> None:
+    expired = submit(client, expires_in=0.05)
+    fresh = submit(client)
+    time.sleep(0.1)
+    resp = client.simulate_post(
+        "/leases", json={"queues": ["default"], "consumer": "c1", "count": 2}
+    )
+    assert [held["job"]["id"] for held in resp.json["leases"]] == [fresh["id"]]
+    assert status(client, expired["id"]) == ("cancelled", EXPIRED_ERROR)
