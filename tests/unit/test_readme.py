@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from workstream.common.keys import Keys
+from workstream.common.keys import Keys, group_ref
 from workstream.common.settings import SETTING_DOCS
 from workstream.common.states import JobStatus
 
@@ -39,6 +39,9 @@ def test_the_key_table_lists_every_key_the_code_builds() -> None:
         keys.dead("<name>"),
         keys.types("<name>"),
         keys.idempotency("<key>"),
+        keys.limits("<name>"),
+        keys.groups("<name>"),
+        keys.waiting(group_ref("<name>", "<group>")),
         keys.unique("<key>"),
         keys.expiring,
         keys.status(JobStatus.PENDING).replace("pending", "<status>"),
