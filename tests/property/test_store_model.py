@@ -44,6 +44,7 @@ from workstream.common.errors import (
     StaleLeaseError,
 )
 from workstream.common.jobs import HISTORY_MAX_ENTRIES, UNIQUE_UNTIL, ClaimedJob, JobSpec, Unique
+from workstream.common.keys import group_ref
 from workstream.common.settings import Settings
 from workstream.common.states import JobStatus
 from workstream.common.store import JobStore
@@ -74,6 +75,7 @@ class ModelJob:
     # release ended leaves it set, and the job's next run ends cancelled when it stops.
     cancel_requested: bool = False
     started: bool = False  # an attempt began (started_at is set; an operator retry clears it)
+    group: str | None = None  # counted in its queue's groups hash while it runs
 
 
 @dataclass
@@ -172,16 +174,26 @@ class JobStoreMachine(RuleBasedStateMachine):
 
     # -- submission --------------------------------------------------------------------------
 
-    @rule(queue=st.sampled_from(QUEUES), delayed=st.booleans(), max_attempts=st.integers(1, 3))
-    def enqueue(self, queue: str, delayed: bool, max_attempts: int) -> None:
+    @rule(
+        queue=st.sampled_from(QUEUES),
+        delayed=st.booleans(),
+        max_attempts=st.integers(1, 3),
+        group=st.sampled_from([None, "a", "b"]),
+    )
+    def enqueue(self, queue: str, delayed: bool, max_attempts: int, group: str | None) -> None:
         spec = JobSpec(
-            type="t", queue=queue, max_attempts=max_attempts, delay=60.0 if delayed else None
+            type="t",
+            queue=queue,
+            max_attempts=max_attempts,
+            delay=60.0 if delayed else None,
+            group=group,
         )
         # Ids in creation order keep every run of an example identical (no os.urandom).
         result = self.store.enqueue(spec, job_id=f"{self.model.counts['created']:032x}")
         status = S.SCHEDULED if delayed else S.PENDING
         assert result.status == status and result.created
-        self.model.jobs[result.job_id] = ModelJob(result.job_id, queue, status, max_attempts)
+        job = ModelJob(result.job_id, queue, status, max_attempts, group=group)
+        self.model.jobs[result.job_id] = job
         if not delayed:
             self.model.queues[queue].insert(0, result.job_id)
         self.model.counts["created"] += 1
@@ -607,6 +619,21 @@ class JobStoreMachine(RuleBasedStateMachine):
             indexed = set(self.client.zrange(self.keys.status(status), 0, -1))
             assert indexed == {j.id for j in self.model.with_status(status)}, status
         assert set(self.client.zrange(self.keys.jobs, 0, -1)) == set(self.model.jobs)
+
+    @invariant()
+    def group_counts_are_the_processing_jobs_of_each_group(self) -> None:
+        # No group cap is set here, so nothing is parked and claims are as modelled; what this
+        # checks is that every way out of processing (complete, fail, cancel, recover, reclaim,
+        # release) gives a group's slot back (release_group), never leaking or double-freeing.
+        for queue in QUEUES:
+            running = Counter(
+                j.group for j in self.model.with_status(S.PROCESSING) if j.queue == queue
+            )
+            running.pop(None, None)
+            counted = {g: int(n) for g, n in self.client.hgetall(self.keys.groups(queue)).items()}
+            assert counted == dict(running), queue
+            for group in ("a", "b"):
+                assert self.client.llen(self.keys.waiting(group_ref(queue, group))) == 0
 
     @invariant()
     def inflight_gauge_counts_processing_jobs_per_queue(self) -> None:
