@@ -23,6 +23,7 @@ from workstream.common.jobs import (
     OUTCOMES,
     UNIQUE_UNTIL,
 )
+from workstream.common.limits import MAX_CONCURRENCY, RATE_PATTERN
 from workstream.common.metrics import COUNTERS, JSON_ALIASES
 from workstream.common.states import JobStatus
 from workstream.common.store import MAX_BATCH
@@ -87,6 +88,7 @@ def _job_schema() -> Schema:
         "idempotency_key": text,
         "unique_key": text,
         "expires_at": timestamp,
+        "group": text,
         "progress": {
             "description": "The last progress its run reported (Python: ctx.progress(value, "
             'message) stores {"value": ..., "message": ...}; an HTTP consumer: the `progress` '
@@ -174,6 +176,14 @@ def _submission_schema() -> Schema:
             "expires_in": _nullable(
                 {"type": ["number", "string"], "description": "Seconds, or a duration (10m)."}
             ),
+            "group": _nullable(
+                {
+                    "type": "string",
+                    "pattern": QUEUE_RE,
+                    "description": "Jobs of one group processing at once are capped by the "
+                    "queue's group_concurrency (see /queues/{name}/limits).",
+                }
+            ),
         },
         "description": "Give either delay (seconds) or run_at (RFC 3339), not both. A job not "
         "started by expires_at (or expires_in after submission) is cancelled, error expired.",
@@ -201,13 +211,38 @@ def _queue_schema() -> Schema:
     }
     return {
         "type": "object",
-        "required": ["name", *_DEPTHS, "paused", *serving],
+        "required": ["name", *_DEPTHS, "paused", "limits", *serving],
         "properties": {
             "name": {"type": "string"},
             **counts,
             "paused": {"type": "boolean"},
+            "limits": _ref("Limits"),
             **serving,
         },
+    }
+
+
+def _limits_schema() -> Schema:
+    cap = {"type": "integer", "minimum": 1, "maximum": MAX_CONCURRENCY}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "rate": _nullable(
+                {
+                    "type": "string",
+                    "pattern": "^" + RATE_PATTERN.pattern + "$",
+                    "description": "Jobs started per second, minute or hour across all "
+                    "workers, e.g. 50/s or 1000/m (a GCRA; about 10 ms of burst).",
+                }
+            ),
+            "concurrency": _nullable({**cap, "description": "Jobs of the queue at once."}),
+            "group_concurrency": _nullable(
+                {**cap, "description": "Jobs of one group (a job's `group`) at once."}
+            ),
+        },
+        "description": "Judged when a job is claimed; a held job stays pending and uses no "
+        "attempt. null or absent: no limit.",
     }
 
 
@@ -679,6 +714,30 @@ def _queue_paths() -> Schema:
             "parameters": [_queue_param()],
             "post": action("Let workers take jobs again.", "resumeQueue"),
         },
+        "/queues/{name}/limits": {
+            "parameters": [_queue_param()],
+            "get": _op(
+                "The queue's limits.",
+                {"200": _json(_ref("Limits"), "Its limits."), **errors},
+                operationId="getQueueLimits",
+            ),
+            "put": _op(
+                "Replace the queue's limits (a field null or absent: no limit).",
+                {
+                    "200": _json(_ref("Limits"), "The limits now set."),
+                    **errors,
+                    "413": _error("PayloadTooLarge"),
+                    "415": _error("UnsupportedMediaType"),
+                },
+                operationId="putQueueLimits",
+                requestBody=_body(_ref("Limits")),
+            ),
+            "delete": _op(
+                "Remove every limit of the queue.",
+                {"204": {"description": "No limits now."}, **errors},
+                operationId="deleteQueueLimits",
+            ),
+        },
         "/queues/{name}/failed/retry": {
             "parameters": [_queue_param()],
             "post": action(
@@ -836,6 +895,7 @@ def build_document(max_payload_bytes: int) -> Schema:
                 "Attempt": _attempt_schema(),
                 "JobSubmission": _submission_schema(),
                 "Queue": _queue_schema(),
+                "Limits": _limits_schema(),
                 "Worker": _worker_schema(),
                 "Histogram": _histogram_schema(),
                 "Metrics": _metrics_schema(),
