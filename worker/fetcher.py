@@ -22,8 +22,9 @@ then runs alone: the fetcher claims nothing more until it is recorded.
 
 A queue's limits (common/limits.py) are judged by the claim scripts; a claim they held back
 says how long until one lifts, and the fetcher claims nothing until then (at most
-LIMITED_SLEEP_CAP_S, so other queues and shutdown are noticed), still recording outcomes,
-instead of asking again at once or blocking in BLMOVE on a queue it may not take from.
+LIMITED_SLEEP_CAP_S, or MULTI_QUEUE_BLOCK_S for a worker of several queues, so other queues and
+shutdown are noticed), still recording outcomes, instead of asking again at once or blocking in
+BLMOVE on a queue it may not take from.
 """
 
 from __future__ import annotations
@@ -334,7 +335,10 @@ class Fetcher:
         self._dispatch(claimed)
 
     def _limit_for(self, wait_ms: int) -> None:
-        self._limited_until = time.monotonic() + min(wait_ms / 1000, LIMITED_SLEEP_CAP_S)
+        # Serving several queues, look again as often as BLMOVE's rotation would: new work in
+        # another queue is not held up by one queue's limit for long.
+        cap = LIMITED_SLEEP_CAP_S if len(self.queues) == 1 else MULTI_QUEUE_BLOCK_S
+        self._limited_until = time.monotonic() + min(wait_ms / 1000, cap)
 
     def _limited(self) -> bool:
         return time.monotonic() < self._limited_until

@@ -4,16 +4,23 @@ attempt; the claim says how long until a limit lifts; every way out of processin
 
 from __future__ import annotations
 
+import threading
+import time
+
 import falcon.testing
 import pytest
 import redis
 
+from tests.conftest import make_settings
 from tests.integration.api_fixtures import app, client  # noqa: F401  (fixtures)
+from tests.support.redis_server import RedisServer
+from tests.support.stack import wait_until
 from workstream.common.jobs import JobSpec
 from workstream.common.keys import group_ref
 from workstream.common.limits import Limits
 from workstream.common.states import JobStatus
 from workstream.common.store import JobStore
+from workstream.worker.worker import Worker
 
 
 def enqueue(store: JobStore, count: int, group: str | None = None) -> list[str]:
@@ -248,3 +255,32 @@ def test_a_cancelled_parked_job_is_skipped_when_its_group_frees(store: JobStore)
     (nxt,) = store.claim("w1", 10, ["default"])
     assert nxt.id == a3
     assert store.get_status(a2) is JobStatus.CANCELLED
+
+
+# -- the fetcher -----------------------------------------------------------------------------
+
+
+def test_a_worker_of_two_queues_is_not_held_up_long_by_one_queues_rate(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    settings = make_settings(
+        redis_server.url, QUEUES="slow,fast", WORKER_HANDLERS="tests.handlers", WORKER_COUNT="2"
+    )
+    store = JobStore(redis_client, settings)
+    worker = Worker(settings, store)
+    store.set_limits("slow", Limits(rate="1/h"))
+    slow = [store.enqueue(JobSpec(type="echo", queue="slow")).job_id for _ in range(3)]
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: store.get_status(slow[0]) is JobStatus.COMPLETED, 10)
+        time.sleep(0.3)  # the fetcher now sleeps on the slow queue's rate
+        fast = store.enqueue(JobSpec(type="echo", queue="fast")).job_id
+        started = time.monotonic()
+        assert wait_until(lambda: store.get_status(fast) is JobStatus.COMPLETED, 5)
+        assert time.monotonic() - started < 0.6
+        assert store.get_status(slow[1]) is JobStatus.PENDING  # still held, no attempt used
+        assert store.get_job(slow[1]).attempts == 0  # type: ignore[union-attr]
+    finally:
+        worker.shutdown_requested.set()
+        thread.join(15)
