@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import falcon.testing
 import pytest
@@ -284,3 +285,31 @@ def test_a_worker_of_two_queues_is_not_held_up_long_by_one_queues_rate(
     finally:
         worker.shutdown_requested.set()
         thread.join(15)
+
+
+def test_http_consumers_lease_within_the_limits_and_their_answers_free_the_slot(
+    client: falcon.testing.TestClient,  # noqa: F811
+    store: JobStore,
+    redis_client: redis.Redis,
+) -> None:
+    store.set_limits("default", Limits(concurrency=1))
+    enqueue(store, 3)
+
+    def lease(consumer: str) -> list[dict[str, Any]]:
+        body = {"queues": ["default"], "consumer": consumer, "count": 5}
+        answer = client.simulate_post("/leases", json=body)
+        assert answer.status_code == 200, answer.json
+        leases: list[dict[str, Any]] = answer.json["leases"]
+        return leases
+
+    (first,) = lease("c1")
+    assert lease("c2") == []
+    job = first["job"]
+    done = client.simulate_post(
+        f"/jobs/{job['id']}/complete", json={"lease": first["lease"], "result": None}
+    )
+    assert done.status_code == 200, done.json
+    (second,) = lease("c2")
+    redis_client.zadd(store.keys.deadlines, {second["job"]["id"]: 0})
+    assert store.reclaim(margin_ms=0) == 1  # its lease ran out
+    assert len(lease("c3")) == 1
