@@ -48,7 +48,8 @@ class Keys:
         return f"{self.prefix}limits:{queue}"
 
     def groups(self, queue: str) -> str:
-        """HASH: group -> jobs of that group processing now, for the queue's group cap."""
+        """HASH: group -> jobs of that group processing now, for the queue's group cap; and
+        `:parked` -> the queue's jobs parked at a cap (counted toward its capacity)."""
         return f"{self.prefix}groups:{queue}"
 
     def waiting(self, group_ref: str) -> str:

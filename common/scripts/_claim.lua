@@ -105,6 +105,7 @@ local function start_ids(worker, queue, queue_key, ids, now, reply, claim)
       -- still run; release_group puts it back at the front when a job of its group ends.
       redis.call('LREM', processing, 1, id)
       redis.call('LPUSH', key_waiting(queue .. ':' .. group), id)
+      redis.call('HINCRBY', key_groups(queue), PARKED, 1)
       claim.parked = claim.parked + 1
     elseif alone and not (claim.idle and claim.started == 0) then
       put_back(processing, queue_key, ids, i)
@@ -129,7 +130,10 @@ local function start_ids(worker, queue, queue_key, ids, now, reply, claim)
         -- run too: back to the front of the queue, a chain that empties the waiting list.
         local running = redis.call('HINCRBY', key_groups(queue), group, 1)
         if not claim.group_cap or running < claim.group_cap then
-          redis.call('LMOVE', key_waiting(queue .. ':' .. group), queue_key, 'RIGHT', 'RIGHT')
+          if redis.call('LMOVE', key_waiting(queue .. ':' .. group), queue_key, 'RIGHT',
+              'RIGHT') then
+            unpark(key_groups(queue))
+          end
         end
       end
       local n = #reply

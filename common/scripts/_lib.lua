@@ -64,6 +64,15 @@ local function observe(name, queue, ms)
   flush_tally(KEY_stats, stats)
 end
 
+-- The groups hash's field counting the queue's parked jobs (no group name holds a ':'), so that
+-- enqueue counts them toward the queue's capacity: parking must not unbound a queue.
+local PARKED = ':parked'
+
+-- One parked job left its group's waiting list (the field goes at 0, as a group's count does).
+local function unpark(groups)
+  if redis.call('HINCRBY', groups, PARKED, -1) <= 0 then redis.call('HDEL', groups, PARKED) end
+end
+
 -- A job of `group` left processing: its group count drops and one job parked at the group's
 -- cap (see start_ids) goes back to the front of its queue. Ids no longer pending (cancelled or
 -- expired while parked) are dropped on the way, a bounded number per call.
@@ -74,6 +83,7 @@ local function release_group(queue, group)
   for _ = 1, 100 do
     local id = redis.call('RPOP', waiting)
     if not id then return end
+    unpark(groups)
     if redis.call('HGET', key_job(id), 'status') == ST.pending then
       redis.call('RPUSH', key_queue(queue), id)
       return

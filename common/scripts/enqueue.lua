@@ -140,9 +140,11 @@ if next(new_types) then  -- a new pair is rare: count the pairs in use only then
   end
 end
 
--- Capacity counts pending and scheduled jobs; checked for the whole batch before any write.
+-- Capacity counts pending (queued, or parked at a group's cap) and scheduled jobs; checked for
+-- the whole batch before any write.
 for queue, extra in pairs(adding) do
   local depth = redis.call('LLEN', key_queue(queue)) + redis.call('ZCARD', key_scheduled(queue))
+    + (tonumber(redis.call('HGET', key_groups(queue), PARKED)) or 0)
   if depth + extra > capacity then return {'queue_full', queue} end
 end
 

@@ -16,6 +16,7 @@ from tests.conftest import make_settings
 from tests.integration.api_fixtures import app, client  # noqa: F401  (fixtures)
 from tests.support.redis_server import RedisServer
 from tests.support.stack import wait_until
+from workstream.common.errors import QueueFullError
 from workstream.common.jobs import JobSpec
 from workstream.common.keys import group_ref
 from workstream.common.limits import Limits
@@ -215,7 +216,8 @@ def test_a_group_at_its_cap_is_parked_and_other_groups_pass(store: JobStore) -> 
     claimed = store.claim("w1", 10, ["default"])
     assert [job.id for job in claimed] == [a1, b1]
     assert store.redis.lrange(store.keys.waiting(group_ref("default", "a")), 0, -1) == [a3, a2]
-    assert store.redis.hgetall(store.keys.groups("default")) == {"a": "1", "b": "1"}
+    # Running jobs per group, and the parked ones (they count toward the queue's capacity).
+    assert store.redis.hgetall(store.keys.groups("default")) == {"a": "1", "b": "1", ":parked": "2"}
     assert store.get_job(a2).attempts == 0  # type: ignore[union-attr]
     # a1 finishing releases the oldest parked job of its group, which the same call claims.
     codes, refill = store.complete_many("w1", [(claimed[0], "{}")], 10, ["default"])
@@ -313,3 +315,17 @@ def test_http_consumers_lease_within_the_limits_and_their_answers_free_the_slot(
     redis_client.zadd(store.keys.deadlines, {second["job"]["id"]: 0})
     assert store.reclaim(margin_ms=0) == 1  # its lease ran out
     assert len(lease("c3")) == 1
+
+
+def test_parked_jobs_count_toward_the_queues_capacity(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    settings = make_settings(redis_server.url, JOB_QUEUE_CAPACITY="3")
+    store = JobStore(redis_client, settings)
+    store.set_limits("default", Limits(group_concurrency=1))
+    enqueue(store, 3, group="a")
+    assert len(store.claim("w1", 10, ["default"])) == 1  # two parked, none left in the list
+    assert store.redis.llen(store.keys.queue("default")) == 0
+    enqueue(store, 1)  # one running, two parked, one queued: 3 pending
+    with pytest.raises(QueueFullError):
+        enqueue(store, 1)
