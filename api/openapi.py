@@ -211,12 +211,18 @@ def _queue_schema() -> Schema:
     }
     return {
         "type": "object",
-        "required": ["name", *_DEPTHS, "paused", "limits", *serving],
+        "required": ["name", *_DEPTHS, "paused", "limits", "parked", *serving],
         "properties": {
             "name": {"type": "string"},
             **counts,
             "paused": {"type": "boolean"},
             "limits": _ref("Limits"),
+            "parked": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Pending jobs parked at their group's cap (not in pending; "
+                "they count toward the queue's capacity).",
+            },
             **serving,
         },
     }

@@ -15,6 +15,8 @@ RATE_PATTERN = re.compile(r"([1-9][0-9]{0,6})/([smh])")
 PERIOD_MS = {"s": 1000, "m": 60_000, "h": 3_600_000}
 MAX_CONCURRENCY = 100_000
 FIELDS = ("rate", "concurrency", "group_concurrency")
+# The field of a queue's groups hash (Keys.groups) counting its parked jobs (_lib.lua's PARKED).
+PARKED_FIELD = ":parked"
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from workstream.common.jobs import (
 )
 from workstream.common.keys import Keys
 from workstream.common.limits import FIELDS as LIMIT_FIELDS
-from workstream.common.limits import Limits
+from workstream.common.limits import PARKED_FIELD, Limits
 from workstream.common.redis_conn import call_replicated, confirm_replicated
 from workstream.common.settings import Settings
 from workstream.common.states import JobStatus
@@ -59,6 +59,7 @@ class QueueInfo:
     paused: bool
     serving: Serving | None = None  # read only when asked: see queue_infos
     limits: Limits = field(default_factory=Limits)
+    parked: int = 0  # pending jobs parked at their group's cap (not in `pending`)
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -69,6 +70,7 @@ class QueueInfo:
             "failed": self.failed,
             "paused": self.paused,
             "limits": self.limits.to_json(),
+            "parked": self.parked,
         }
         if self.serving is not None:
             body["workers"] = self.serving.workers
@@ -608,10 +610,11 @@ class JobStore:
         types sets are bounded by MAX_TYPES in all, so this stays linear in the caps."""
         names = list(names) if names is not None else self.queue_names()
         workers = self.live_workers() if serving else []
-        width = 7 if serving else 6
+        width = 8 if serving else 7
         pipe = self.redis.pipeline(transaction=False)
         for name in names:
             pipe.hmget(self.keys.limits(name), LIMIT_FIELDS)
+            pipe.hget(self.keys.groups(name), PARKED_FIELD)
             pipe.llen(self.keys.queue(name))
             pipe.hget(self.keys.inflight, name)
             pipe.zcard(self.keys.scheduled(name))
@@ -622,7 +625,7 @@ class JobStore:
         values = pipe.execute()
         infos = []
         for i, name in enumerate(names):
-            limits, *row = values[i * width : (i + 1) * width]
+            limits, parked, *row = values[i * width : (i + 1) * width]
             infos.append(
                 QueueInfo(
                     name=name,
@@ -633,6 +636,7 @@ class JobStore:
                     paused=bool(row[4]),
                     serving=_serving(name, {str(t) for t in row[5]}, workers) if serving else None,
                     limits=Limits.from_hash(dict(zip(LIMIT_FIELDS, limits, strict=True))),
+                    parked=int(parked or 0),
                 )
             )
         return infos

@@ -36,6 +36,7 @@ def test_list_queues_answers_every_known_queue_with_depths(
         "unserved": True,
         "unhandled_types": ["echo"],
         "limits": {"rate": None, "concurrency": None, "group_concurrency": None},
+        "parked": 0,
     }
 
 
@@ -59,6 +60,7 @@ def test_a_configured_queue_never_used_answers_zero_counts(client: TestClient) -
         "unserved": False,
         "unhandled_types": [],
         "limits": {"rate": None, "concurrency": None, "group_concurrency": None},
+        "parked": 0,
     }
 
 

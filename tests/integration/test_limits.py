@@ -219,6 +219,7 @@ def test_a_group_at_its_cap_is_parked_and_other_groups_pass(store: JobStore) -> 
     # Running jobs per group, and the parked ones (they count toward the queue's capacity).
     assert store.redis.hgetall(store.keys.groups("default")) == {"a": "1", "b": "1", ":parked": "2"}
     assert store.get_job(a2).attempts == 0  # type: ignore[union-attr]
+    assert store.queue_info("default").parked == 2
     # a1 finishing releases the oldest parked job of its group, which the same call claims.
     codes, refill = store.complete_many("w1", [(claimed[0], "{}")], 10, ["default"])
     assert codes == ["ok"] and [job.id for job in refill] == [a2]
