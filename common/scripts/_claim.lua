@@ -130,10 +130,7 @@ local function start_ids(worker, queue, queue_key, ids, now, reply, claim)
         -- run too: back to the front of the queue, a chain that empties the waiting list.
         local running = redis.call('HINCRBY', key_groups(queue), group, 1)
         if not claim.group_cap or running < claim.group_cap then
-          if redis.call('LMOVE', key_waiting(queue .. ':' .. group), queue_key, 'RIGHT',
-              'RIGHT') then
-            unpark(key_groups(queue))
-          end
+          unpark_one(queue, group)
         end
       end
       local n = #reply

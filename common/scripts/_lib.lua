@@ -73,14 +73,12 @@ local function unpark(groups)
   if redis.call('HINCRBY', groups, PARKED, -1) <= 0 then redis.call('HDEL', groups, PARKED) end
 end
 
--- A job of `group` left processing: its group count drops and one job parked at the group's
--- cap (see start_ids) goes back to the front of its queue. Ids no longer pending (cancelled or
--- expired while parked) are dropped on the way, a bounded number per call.
-local function release_group(queue, group)
-  local groups = key_groups(queue)
-  if redis.call('HINCRBY', groups, group, -1) <= 0 then redis.call('HDEL', groups, group) end
-  local waiting = key_waiting(queue .. ':' .. group)
-  for _ = 1, 100 do
+-- Moves the oldest job parked at `group`'s cap (see start_ids) that is still pending to the
+-- front of its queue. Ids cancelled or expired while parked are dropped on the way: each is
+-- popped once, ever, and skipping them here means a live job behind them is never stranded.
+local function unpark_one(queue, group)
+  local groups, waiting = key_groups(queue), key_waiting(queue .. ':' .. group)
+  while true do  -- ends when the list does: every turn pops
     local id = redis.call('RPOP', waiting)
     if not id then return end
     unpark(groups)
@@ -89,6 +87,13 @@ local function release_group(queue, group)
       return
     end
   end
+end
+
+-- A job of `group` left processing: its group count drops and one parked job may go.
+local function release_group(queue, group)
+  local groups = key_groups(queue)
+  if redis.call('HINCRBY', groups, group, -1) <= 0 then redis.call('HDEL', groups, group) end
+  unpark_one(queue, group)
 end
 
 -- Undo what start did: the worker list entry, the deadline, the in-flight gauge (which is also

@@ -330,3 +330,15 @@ def test_parked_jobs_count_toward_the_queues_capacity(
     enqueue(store, 1)  # one running, two parked, one queued: 3 pending
     with pytest.raises(QueueFullError):
         enqueue(store, 1)
+
+
+def test_a_cancelled_parked_job_never_strands_the_live_ones_behind_it(store: JobStore) -> None:
+    store.set_limits("default", Limits(group_concurrency=1))
+    _, a2, a3, a4 = enqueue(store, 4, group="a")
+    (running,) = store.claim("w1", 10, ["default"])
+    store.cancel(a3)
+    store.set_limits("default", Limits())
+    # a1 ending lets a2 out; a2 starting (no cap now) lets the next live one out, past a3.
+    _, more = store.complete_many("w1", [(running, "{}")], 10, ["default"])
+    assert sorted(job.id for job in more) == sorted([a2, a4])
+    assert store.queue_info("default").parked == 0
