@@ -26,6 +26,8 @@ MAINTENANCE_SCRIPTS = frozenset({"heartbeat", "prune", "pause_queue", "delete_qu
     # Schedules (common/schedules.py): store a definition; fire a due run, creating its job.
     "schedule_put",
     "schedule_fire",
+    # ctx.progress(): store a running job's progress under its lease (changes no state).
+    "progress",
 }
 SCRIPT_NAMES = frozenset(TRANSITIONS) | MAINTENANCE_SCRIPTS
 

@@ -43,9 +43,20 @@ TRANSITIONS: Final[dict[str, Transition]] = {
     "lease": _t({S.PENDING}, {S.PROCESSING}, "claim and start up to N jobs for an HTTP consumer"),
     "start": _t({S.PENDING}, {S.PROCESSING}, "start one id a worker took with BLMOVE"),
     "extend": _t({S.PROCESSING}, {S.PROCESSING}, "move a held HTTP lease's expiry, store progress"),
-    "complete": _t({S.PROCESSING}, {S.COMPLETED}, "record a result under a valid lease"),
-    "fail": _t({S.PROCESSING}, {S.SCHEDULED, S.PENDING, S.FAILED}, "retry with backoff or dead"),
-    "cancel": _t({S.PENDING, S.SCHEDULED}, {S.CANCELLED}, "withdraw a job not yet started"),
+    # A run whose cancel was requested ends cancelled however it ends (common/scripts/cancel.lua).
+    "complete": _t(
+        {S.PROCESSING}, {S.COMPLETED, S.CANCELLED}, "record a result under a valid lease"
+    ),
+    "fail": _t(
+        {S.PROCESSING},
+        {S.SCHEDULED, S.PENDING, S.FAILED, S.CANCELLED},
+        "retry with backoff or dead",
+    ),
+    "cancel": _t(
+        {S.PENDING, S.SCHEDULED, S.PROCESSING},
+        {S.CANCELLED, S.PROCESSING},
+        "withdraw a job not yet started; ask a running one to stop (cancel_requested)",
+    ),
     "expire": _t({S.PENDING, S.SCHEDULED}, {S.CANCELLED}, "cancel jobs not started by expires_at"),
     "retry": _t({S.FAILED}, {S.PENDING}, "operator retry of a dead job, attempts reset"),
     "promote": _t({S.SCHEDULED}, {S.PENDING}, "move due scheduled jobs onto their queue"),

@@ -41,9 +41,9 @@ def test_terminal_states_have_no_way_out_but_retry_of_failed_and_delete() -> Non
             assert name in {"retry", "delete"}
 
 
-def test_only_pending_and_scheduled_jobs_can_be_cancelled() -> None:
+def test_only_jobs_that_have_not_ended_can_be_cancelled() -> None:
     cancellable = {status for status in JobStatus if allowed("cancel", status)}
-    assert cancellable == {JobStatus.PENDING, JobStatus.SCHEDULED}
+    assert cancellable == {JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.PROCESSING}
 
 
 def test_all_keys_share_the_namespace_hash_tag() -> None:
