@@ -60,8 +60,16 @@ TRANSITIONS: Final[dict[str, Transition]] = {
     "expire": _t({S.PENDING, S.SCHEDULED}, {S.CANCELLED}, "cancel jobs not started by expires_at"),
     "retry": _t({S.FAILED}, {S.PENDING}, "operator retry of a dead job, attempts reset"),
     "promote": _t({S.SCHEDULED}, {S.PENDING}, "move due scheduled jobs onto their queue"),
-    "recover": _t({S.PROCESSING, S.PENDING}, {S.PENDING, S.FAILED}, "requeue a dead worker's list"),
-    "reclaim": _t({S.PROCESSING}, {S.SCHEDULED, S.PENDING, S.FAILED}, "take back an overdue job"),
+    "recover": _t(
+        {S.PROCESSING, S.PENDING},
+        {S.PENDING, S.FAILED, S.CANCELLED},
+        "requeue a dead worker's list (a run asked to stop ends cancelled)",
+    ),
+    "reclaim": _t(
+        {S.PROCESSING},
+        {S.SCHEDULED, S.PENDING, S.FAILED, S.CANCELLED},
+        "take back an overdue job (a run asked to stop ends cancelled)",
+    ),
     "release": _t({S.PROCESSING, S.PENDING}, {S.PENDING}, "shutdown: requeue without an attempt"),
     "delete": _t({S.COMPLETED, S.FAILED, S.CANCELLED}, set(), "remove a terminal job's record"),
 }

@@ -420,13 +420,15 @@ class JobStore:
     def recover(self, worker_id: str) -> tuple[int, int]:
         """Recovers a dead worker's list. Returns (requeued, failed)."""
         keys = self._script_keys("recover", worker_id=worker_id)
-        args = [self._prefix, worker_id, self.settings.dead_letter_max]
+        ttl_ms = round(self.settings.result_ttl.total_seconds() * 1000)
+        args = [self._prefix, worker_id, self.settings.dead_letter_max, ttl_ms]
         requeued, failed = scripts.call(self.redis, "recover", keys, args)
         return int(requeued), int(failed)
 
     def reclaim(self, margin_ms: int, limit: int = 100) -> int:
         args = [self._prefix, margin_ms, limit, *self._backoff_args()]
         args.append(self.settings.dead_letter_max)
+        args.append(round(self.settings.result_ttl.total_seconds() * 1000))
         return int(scripts.call(self.redis, "reclaim", self._script_keys("reclaim"), args))
 
     def prune(self, limit: int = 1000) -> int:

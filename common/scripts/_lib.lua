@@ -11,7 +11,7 @@ local function now_ms()
 end
 
 local FIELDS = {'status', 'queue', 'type', 'attempts', 'max_attempts', 'timeout_ms',
-  'created_at', 'enqueued_at', 'started_at', 'worker', 'lease'}
+  'created_at', 'enqueued_at', 'started_at', 'worker', 'lease', 'cancel_requested'}
 
 -- The job's bookkeeping fields as a table, or nil when the hash is gone.
 local function load(id)
@@ -133,6 +133,14 @@ end
 local function expire_terminal(job, now, ttl_ms)
   redis.call('PEXPIRE', key_job(job.id), ttl_ms)
   redis.call('ZADD', KEY_expiries, now + ttl_ms, job.id)
+end
+
+-- A run asked to stop (cancel.lua) whose holder never answered (recover, reclaim): the job ends
+-- cancelled, not retried, as complete.lua and fail.lua end it when the holder answers.
+local function to_cancelled(job, now, err, ttl_ms)
+  set_status(job, ST.cancelled, 'error', err, 'finished_at', now)
+  count('cancelled', job)
+  expire_terminal(job, now, ttl_ms)
 end
 
 -- Removes a job's record and every index entry (a dead letter pushed out by the cap, a delete).

@@ -7,6 +7,7 @@
 -- KEYS[6..11] status:*  (job hashes and their lists: key_<name>)
 -- ARGV[1] prefix  ARGV[2] margin ms  ARGV[3] most jobs per call  ARGV[4] backoff base ms
 -- ARGV[5] backoff cap ms  ARGV[6] jitter fraction [0,1)  ARGV[7] dead-letter cap
+-- ARGV[8] result ttl (ms), for a job whose cancel was requested: it ends cancelled
 -- Returns the number of jobs reclaimed
 local now = now_ms()
 local overdue = redis.call('ZRANGEBYSCORE', KEY_deadlines, '-inf', now - tonumber(ARGV[2]),
@@ -24,9 +25,13 @@ for i, id in ipairs(overdue) do
     add_history(job, now, 'lost', err, '')
     leave_processing(job)
     revoke_lease(job)
-    local fraction = (tonumber(ARGV[6]) + i * 0.6180339887) % 1
-    local delay = backoff_ms(job.attempts, tonumber(ARGV[4]), tonumber(ARGV[5]), fraction)
-    retry_or_bury(job, now, err, false, delay, tonumber(ARGV[7]))
+    if job.cancel_requested == '1' then
+      to_cancelled(job, now, err, tonumber(ARGV[8]))
+    else
+      local fraction = (tonumber(ARGV[6]) + i * 0.6180339887) % 1
+      local delay = backoff_ms(job.attempts, tonumber(ARGV[4]), tonumber(ARGV[5]), fraction)
+      retry_or_bury(job, now, err, false, delay, tonumber(ARGV[7]))
+    end
     reclaimed = reclaimed + 1
   else
     redis.call('ZREM', KEY_deadlines, id)

@@ -8,7 +8,8 @@
 -- KEYS[5] inflight  KEYS[6] deadlines  KEYS[7] jobs  KEYS[8] expiries  KEYS[9..14] status:*
 -- (job hashes and their queues: key_<name>)
 -- ARGV[1] prefix  ARGV[2] dead worker id  ARGV[3] dead-letter cap
--- Returns {requeued, failed}
+-- ARGV[4] result ttl (ms), for a job whose cancel was requested: it ends cancelled
+-- Returns {requeued, failed} (a job that ends cancelled is neither)
 local worker = ARGV[2]
 local now = now_ms()
 local requeued, failed = 0, 0
@@ -29,7 +30,9 @@ for _, job in ipairs(started) do
   leave_processing(job)
   revoke_lease(job)
   if not blamed then job.attempts = job.attempts - 1 end
-  if job.attempts < job.max_attempts then
+  if job.cancel_requested == '1' then
+    to_cancelled(job, now, err, tonumber(ARGV[4]))
+  elseif job.attempts < job.max_attempts then
     count('recovered', job)
     to_pending(job, now, true, 'error', err, 'attempts', job.attempts, 'suspect', 1)
     requeued = requeued + 1

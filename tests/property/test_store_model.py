@@ -71,8 +71,9 @@ class ModelJob:
     failed_by: ClaimedJob | None = None  # the holder whose own fail ended the latest attempt
     completed_by: ClaimedJob | None = None  # the holder whose complete made it completed
     history: list[tuple[int, str]] = field(default_factory=list)  # (attempt, outcome) ended
-    # A cancel asked for while it ran. It stays on the hash: a run that recover, reclaim or
-    # release ended leaves it set, and the job's next run ends cancelled when it stops.
+    # A cancel asked for while it ran. The run ends cancelled however it ends (its holder's
+    # answer, recover, reclaim); a release gives the run back with the flag still set, and the
+    # job's next run ends cancelled when it stops.
     cancel_requested: bool = False
     started: bool = False  # an attempt began (started_at is set; an operator retry clears it)
     group: str | None = None  # counted in its queue's groups hash while it runs
@@ -484,9 +485,14 @@ class JobStoreMachine(RuleBasedStateMachine):
         job.history.append((job.attempts, "lost"))
         self.model.leave_processing(job, by_holder=False)
         status = JobStatus(self.client.hget(self.keys.job(job.id), "status"))
-        retries = job.attempts < job.max_attempts
-        assert status in ({S.SCHEDULED, S.PENDING} if retries else {S.FAILED})
-        self._after_failed_attempt(job, status)
+        if job.cancel_requested:
+            assert status == S.CANCELLED
+            job.status = S.CANCELLED
+            self.model.counts["cancelled"] += 1
+        else:
+            retries = job.attempts < job.max_attempts
+            assert status in ({S.SCHEDULED, S.PENDING} if retries else {S.FAILED})
+            self._after_failed_attempt(job, status)
         # The overdue holder reports right away (later reports: the stale-lease rules).
         self._late_outcome(handle, data.draw(LATE_OUTCOMES))
 
@@ -511,6 +517,10 @@ class JobStoreMachine(RuleBasedStateMachine):
             self.model.leave_processing(job, by_holder=False)
             if len(started) > 1:
                 job.attempts -= 1
+            if job.cancel_requested:
+                job.status = S.CANCELLED
+                self.model.counts["cancelled"] += 1
+                continue
             job.suspect = True
             if job.attempts < job.max_attempts:
                 job.status = S.PENDING
