@@ -304,7 +304,7 @@ def build_parser() -> Parser:
     _wait_option(status, "wait until the job finishes")
 
     for name, handler, help_text in (
-        ("cancel", cmd_cancel, "cancel a pending or scheduled job"),
+        ("cancel", cmd_cancel, "cancel a pending or scheduled job; ask a running one to stop"),
         ("retry", cmd_retry, "run a failed job again (attempts start over)"),
     ):
         action = command(name, handler, help_text)
@@ -544,7 +544,11 @@ def cmd_status(args: argparse.Namespace, ctx: Context) -> int:
 
 def cmd_cancel(args: argparse.Namespace, ctx: Context) -> int:
     job = ctx.client.cancel(args.id)
-    ctx.emit(dict(job.raw), f"cancelled job {job.id}")
+    if job.status == "processing" or job.cancel_requested:
+        # 202: the handler is asked to stop; the job ends cancelled once it does.
+        ctx.emit(dict(job.raw), f"asked job {job.id} to stop (it is running)")
+    else:
+        ctx.emit(dict(job.raw), f"cancelled job {job.id}")
     return EXIT_OK
 
 

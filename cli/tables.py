@@ -125,12 +125,34 @@ def job_detail(job: Mapping[str, Any]) -> str:
     """The job's fields, then its attempt history (oldest first) with each traceback, when
     the server records history."""
     pairs: list[tuple[str, Any]] = [(name, job.get(name)) for name in JOB_FIELDS]
+    if job.get("cancel_requested") is True:
+        pairs[JOB_FIELDS.index("status")] = ("status", f"{cell(job.get('status'))} (cancelling…)")
+    if job.get("progress") is not None:
+        pairs.insert(JOB_FIELDS.index("status") + 1, ("progress", progress_text(job["progress"])))
     pairs += [(name, timestamp(job.get(name))) for name in JOB_TIMES]
     text = render_record(pairs)
     history = job.get("history")
     if isinstance(history, list):
         text += "\n\n" + history_text([a for a in history if isinstance(a, Mapping)])
     return text
+
+
+def progress_text(progress: Any) -> str:
+    """A handler's report: `45% — 3 of 10 files` when its value is a fraction in [0, 1], else
+    the value as JSON, then the message."""
+    if isinstance(progress, Mapping) and set(progress) <= {"value", "message"}:
+        value, message = progress.get("value"), progress.get("message")
+        text = (
+            f"{value * 100:.0f}%"
+            if _is_number(value) and 0 <= value <= 1
+            else cell(value)
+            if value is not None
+            else ""
+        )
+        if isinstance(message, str) and message:
+            text = f"{text} — {cell(message)}" if text else cell(message)
+        return text or MISSING
+    return cell(progress)
 
 
 def history_text(history: Sequence[Mapping[str, Any]]) -> str:

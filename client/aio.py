@@ -154,7 +154,9 @@ class AsyncClient:
         return job
 
     async def cancel(self, job_id: str) -> Job:
-        """pending or scheduled -> cancelled; Conflict (invalid_transition) otherwise."""
+        """pending or scheduled -> cancelled at once (200). A processing job is asked to stop
+        (202): it stays processing with cancel_requested True until its handler stops or
+        finishes, and then ends cancelled. Conflict (invalid_transition) once it finished."""
         return await self._run(calls.job_action_call(job_id, "cancel"))
 
     async def retry(self, job_id: str) -> Job:

@@ -94,6 +94,10 @@ class Job:
     history: tuple[Attempt, ...] = ()
     unique_key: str | None = None  # the unique option's key, given or derived
     expires_at: datetime | None = None  # not started by then: cancelled, error "expired"
+    # What the handler last reported (any JSON; Python handlers send {"value", "message"});
+    # None before any report.
+    progress: Any = None
+    cancel_requested: bool = False  # a processing job asked to stop; it ends cancelled
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -127,6 +131,8 @@ class Job:
             history=tuple(Attempt.from_json(a) for a in attempts if isinstance(a, Mapping)),
             unique_key=_str(data.get("unique_key")),
             expires_at=parse_time(data.get("expires_at")),
+            progress=data.get("progress"),
+            cancel_requested=data.get("cancel_requested") is True,
             raw=dict(data),
         )
 

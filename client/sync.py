@@ -146,7 +146,9 @@ class Client:
         return job
 
     def cancel(self, job_id: str) -> Job:
-        """pending or scheduled -> cancelled; Conflict (invalid_transition) otherwise."""
+        """pending or scheduled -> cancelled at once (200). A processing job is asked to stop
+        (202): it stays processing with cancel_requested True until its handler stops or
+        finishes, and then ends cancelled. Conflict (invalid_transition) once it finished."""
         return self._run(calls.job_action_call(job_id, "cancel"))
 
     def retry(self, job_id: str) -> Job:

@@ -16,6 +16,7 @@ from workstream.cli.commands import (
     EXIT_OK,
     Context,
     build_parser,
+    cmd_cancel,
     list_pages,
     submit_batches,
     wait_exit_code,
@@ -176,3 +177,21 @@ def test_top_without_a_terminal_draws_one_frame_by_default() -> None:
     args = build_parser().parse_args(["top"])
     assert args.handler(args, ctx) == EXIT_OK
     assert len(client.queue_answers) == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        ({"status": "processing", "cancel_requested": True}, "asked job a to stop (it is running)"),
+        ({"status": "cancelled"}, "cancelled job a"),
+    ],
+)
+def test_cancel_says_whether_the_job_ended_or_was_asked_to_stop(
+    answer: dict[str, Any], said: str
+) -> None:
+    client = FakeClient()
+    client.cancel = lambda job_id: Job.from_json({"id": job_id, **answer})  # type: ignore[method-assign]
+    ctx = context(client, [])
+    ctx.json = False
+    assert cmd_cancel(build_parser().parse_args(["cancel", "a"]), ctx) == EXIT_OK
+    assert ctx.out.getvalue() == said + "\n"

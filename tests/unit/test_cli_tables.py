@@ -174,3 +174,21 @@ def test_job_detail_shows_each_attempt_and_its_traceback() -> None:
 
 def test_job_detail_without_history_from_an_older_server_shows_none() -> None:
     assert "history" not in tables.job_detail({"id": "a", "status": "pending"})
+
+
+def test_job_detail_shows_progress_and_a_requested_cancel() -> None:
+    job = {
+        "id": "a",
+        "status": "processing",
+        "cancel_requested": True,
+        "progress": {"value": 0.45, "message": "3 of 10 files"},
+    }
+    lines = tables.job_detail(job).splitlines()
+    assert "status           processing (cancelling…)" in lines
+    assert "progress         45% — 3 of 10 files" in lines
+
+
+def test_progress_that_is_not_a_fraction_is_shown_as_json() -> None:
+    assert tables.progress_text({"value": {"done": 3}, "message": None}) == '{"done":3}'
+    assert tables.progress_text([1, 2]) == "[1,2]"
+    assert "progress" not in tables.job_detail({"id": "a", "status": "pending"})
