@@ -3,7 +3,6 @@ workstream-worker (serving queue `default` only) on the session's private redis-
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
@@ -13,6 +12,7 @@ import httpx
 import pytest
 import redis
 
+from tests.support import aio
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.stack import Api, Stack, wait_until
 from workstream import AsyncClient, Client
@@ -168,7 +168,7 @@ def test_async_client_submits_and_waits(api: Api) -> None:
             assert job.id in listed
             return done.status, done.result
 
-    assert asyncio.run(scenario()) == ("completed", {"async": True})
+    assert aio.run(scenario()) == ("completed", {"async": True})
 
 
 def test_unreachable_api_raises_transport_error_after_bounded_retries() -> None:

@@ -1,6 +1,6 @@
 """`http` jobs on real processes: the API refuses a bad URL, the worker reads
 HTTP_JOB_ALLOWED_NETWORKS and WEBHOOK_SECRET from its environment, retries a 500, signs every
-request, and fails a forbidden target at once without contacting it."""
+request, and fails a target forbidden by its own networks at once without contacting it."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from tests.support.stack import Stack
 
 __all__ = ["receiver_factory"]  # the fixture, bound here so that pytest finds it
 
+# The API is told a wider network than the worker, so that a target the API lets through is
+# still judged by the worker on its own (the one that connects).
+API_ENV = {"HTTP_JOB_ALLOWED_NETWORKS": "127.0.0.0/8"}
 WORKER_ENV = {
     "HTTP_JOB_ALLOWED_NETWORKS": "127.0.0.1/32",
     "WEBHOOK_SECRET": "s3cret",
@@ -31,7 +34,7 @@ def _finished(api: Any, job_id: str) -> dict[str, Any]:
 def test_http_jobs_through_the_api_and_a_worker_process(
     stack: Stack, receiver_factory: Callable[..., Receiver]
 ) -> None:
-    api = stack.start_api()
+    api = stack.start_api(API_ENV)
     stack.start_worker(WORKER_ENV)
     receiver = receiver_factory(Reply(500, b"oops"), Reply(200, b"thanks"))
     forbidden = receiver_factory(host="127.0.0.2")
@@ -46,7 +49,7 @@ def test_http_jobs_through_the_api_and_a_worker_process(
     status, refused, _ = api.request(
         "POST", "/jobs", {"type": "http", "payload": {"url": forbidden.url()}}
     )
-    assert status == 201  # a literal is refused by the worker (the API checks the form only)
+    assert status == 201  # allowed by the API's networks, not by the worker's
 
     job = _finished(api, delivered["id"])
     assert (job["status"], job["attempts"], job["result"]["body"]) == ("completed", 2, "thanks")
@@ -59,3 +62,11 @@ def test_http_jobs_through_the_api_and_a_worker_process(
     assert (job["status"], job["attempts"]) == ("failed", 1)
     assert "target_forbidden: 127.0.0.2 is loopback" in job["error"]
     assert forbidden.seen == []
+
+
+def test_the_api_refuses_a_forbidden_literal_address_at_submission(stack: Stack) -> None:
+    api = stack.start_api()
+    status, body, _ = api.request(
+        "POST", "/jobs", {"type": "http", "payload": {"url": "http://127.0.0.2:9/"}}
+    )
+    assert (status, body["error"]["code"]) == (400, "target_forbidden")

@@ -3,7 +3,6 @@ failures are retried, how long it pauses, and that a replayed submit is the same
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -11,6 +10,7 @@ from datetime import datetime
 import httpx
 import pytest
 
+from tests.support import aio
 from workstream.client import AsyncClient, Client, RetryPolicy
 from workstream.client.errors import (
     Conflict,
@@ -196,7 +196,7 @@ def test_async_client_retries_like_the_blocking_one(monkeypatch: pytest.MonkeyPa
         async with AsyncClient("http://api.test", transport=transport) as api:
             return (await api.get(JOB["id"])).status
 
-    assert asyncio.run(scenario()) == "pending"
+    assert aio.run(scenario()) == "pending"
     assert len(script.requests) == 2
 
 
