@@ -144,7 +144,7 @@ def progress_text(progress: Any) -> str:
         value, message = progress.get("value"), progress.get("message")
         text = (
             f"{value * 100:.0f}%"
-            if _is_number(value) and 0 <= value <= 1
+            if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
             else cell(value)
             if value is not None
             else ""
