@@ -105,7 +105,7 @@ def finish(job: ClaimedJob, result: Any, error: BaseException | None) -> Outcome
         return Outcome(False, error=CANCELLED_ERROR, permanent=True)
     if error is not None:  # any handler error is the job's failure, never the worker's
         outcome = failed(
-            f"{type(error).__name__}: {_text(error)}",
+            _error_text(error),
             permanent=isinstance(error, PermanentError),
             traceback=_traceback(error),
         )
@@ -149,6 +149,17 @@ def timed_out(job: ClaimedJob) -> Outcome:
 
 def failed(error: str, *, permanent: bool = False, traceback: str = "") -> Outcome:
     return Outcome(False, error=_storable(error), permanent=permanent, traceback=traceback)
+
+
+def _error_text(ex: BaseException) -> str:
+    """`<code>: <message>` when the exception carries a string `code` (a stable name, such as
+    the http job's target_forbidden), else `<class name>: <message>`. A message that already
+    starts with its code does not repeat it."""
+    code = getattr(ex, "code", None)
+    text = _text(ex)
+    if isinstance(code, str) and code:
+        return text if text.startswith(f"{code}: ") else f"{code}: {text}"
+    return f"{type(ex).__name__}: {text}"
 
 
 def _traceback(ex: BaseException) -> str:

@@ -66,6 +66,8 @@ class HttpNetworkError(Exception):
 class TargetForbidden(PermanentError):
     """The guard refused the target (or a redirect's): the job fails at once, uncontacted."""
 
+    code = "target_forbidden"  # the stored error starts with it (see execution.finish)
+
 
 class HttpRejected(PermanentError):
     """A status no retry will change (4xx but 408 and 429, an unfollowable 3xx)."""

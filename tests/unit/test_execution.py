@@ -68,3 +68,19 @@ def test_a_payload_nested_past_the_parser_is_a_permanent_job_error(
     outcome = execution.prepare(deep, "w", None)  # type: ignore[arg-type]
     assert isinstance(outcome, execution.Outcome) and outcome.permanent
     assert outcome.error.startswith("payload is not valid JSON: ")
+
+
+def test_an_error_with_a_code_is_stored_under_its_code_not_its_class() -> None:
+    class Refused(Exception):
+        code = "target_refused"
+
+    assert finish(job(), None, Refused("no entry")).error == "target_refused: no entry"
+    assert finish(job(), None, Refused("target_refused: x")).error == "target_refused: x"
+    assert finish(job(), None, ValueError("bad")).error == "ValueError: bad"
+
+
+def test_the_http_jobs_forbidden_target_is_stored_as_target_forbidden() -> None:
+    from workstream.worker.http_job import TargetForbidden
+
+    outcome = finish(job(), None, TargetForbidden("target_forbidden: 127.0.0.2 is loopback"))
+    assert outcome.error == "target_forbidden: 127.0.0.2 is loopback" and outcome.permanent
