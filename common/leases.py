@@ -96,7 +96,8 @@ class Leases:
     def complete(self, job_id: str, token: str, result_json: str) -> Job:
         held = self._held(job_id, token)
         codes, _ = self._store.complete_many(held.worker, [(held.claimed, result_json)], 0, ())
-        if codes[0] != "ok":  # reclaimed between the check and the script (counted there)
+        # Anything else: reclaimed between the check and the script (counted there).
+        if codes[0] not in ("ok", "cancelled"):
             raise LeaseLostError(job_id)
         return self._job(job_id)
 

@@ -322,7 +322,8 @@ class JobStore:
         idle: bool = False,
     ) -> tuple[list[str], Claimed]:
         """Records results and claims up to `claim` next jobs, in one call (`idle`: see
-        claim). Returns a code per result ("ok" | "stale_lease" | "not_found") and the claimed
+        claim). Returns a code per result ("ok" | "cancelled" | "stale_lease" | "not_found";
+        cancelled: a cancel was requested while it ran, so it ended cancelled) and the claimed
         jobs (with wait_ms, see Claimed): a lost lease does not raise here, so a job claimed in
         the same call is never dropped."""
         ttl_ms = round(self.settings.result_ttl.total_seconds() * 1000)

@@ -236,7 +236,9 @@ class Fetcher:
         info = log.isEnabledFor(logging.INFO)  # skip building fields nobody reads
         for (job, _), code in zip(results, codes, strict=True):
             self.running.discard(job.id)
-            if code != "ok":
+            if code == "cancelled":  # asked to stop while it ran: Redis ended it cancelled
+                log.info("job.cancelled", extra=_fields(job))
+            elif code != "ok":
                 log.warning(f"job.{code}", extra=_fields(job))
             elif info:
                 log.info("job.completed", extra=_fields(job))

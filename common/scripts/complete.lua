@@ -7,10 +7,11 @@
 -- ARGV[1] prefix  ARGV[2] worker id  ARGV[3] result ttl (ms)  ARGV[4] N
 -- then 3 per job: id, lease, result JSON; then M to claim (0: none), then idle (1|0: the worker
 -- runs nothing once these are recorded, see start_ids), then queue names
--- Returns {code1, ..., codeN, claimed...}: code "ok" | "stale_lease" | "not_found", claimed is
--- 10 fields per started job (see start_ids), then the wait (ms) when a limit held one back (see
--- claim.lua). A job whose cancel was requested while it ran
--- (cancel.lua) ends cancelled instead, its result dropped; its code is "ok" too.
+-- Returns {code1, ..., codeN, claimed...}: code "ok" | "cancelled" | "stale_lease" |
+-- "not_found", claimed is 10 fields per started job (see start_ids), then the wait (ms) when a
+-- limit held one back (see claim.lua). A job whose cancel was requested while it ran
+-- (cancel.lua) ends cancelled instead, its result dropped; its code is "cancelled", so the
+-- worker logs what happened (the result was recorded all the same, as far as the caller goes).
 local worker, ttl_ms, n = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
 local processing = KEY_processing
@@ -27,7 +28,8 @@ for i = 1, n do
     redis.call('LREM', processing, 1, id)
     reply[i] = 'not_found'
   elseif (v[1] == ST.completed or v[1] == ST.cancelled) and v[2] == lease then
-    reply[i] = 'ok' -- this very call, sent again after a lost reply
+    -- this very call, sent again after a lost reply
+    reply[i] = v[1] == ST.cancelled and 'cancelled' or 'ok'
   elseif not SOURCES[v[1]] or v[2] ~= lease then
     -- A late result from a worker that lost its claim: rejected and counted, never written.
     tally(stats, 'stale_completions', 1)
@@ -42,7 +44,7 @@ for i = 1, n do
     set_status(job, ST.cancelled, 'finished_at', now, 'error', 'cancelled while running')
     count('cancelled', job)
     expire_terminal(job, now, ttl_ms)
-    reply[i] = 'ok'
+    reply[i] = 'cancelled'
   else
     redis.call('HSET', key, 'status', ST.completed, 'result', ARGV[b + 3], 'finished_at', now,
       'error', '')

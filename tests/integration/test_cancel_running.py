@@ -5,6 +5,7 @@ first is not changed."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Any
 
@@ -18,7 +19,8 @@ from workstream.common.errors import InvalidTransitionError
 from workstream.common.jobs import CANCELLED_ERROR, ClaimedJob, JobSpec
 from workstream.common.states import JobStatus
 from workstream.common.store import JobStore
-from workstream.worker.execution import run_job, timed_out
+from workstream.worker.execution import Outcome, run_job, timed_out
+from workstream.worker.fetcher import Fetcher
 from workstream.worker.registry import CANCEL_CHECK_S, JobContext, handler
 
 app = api_fixtures.app
@@ -194,3 +196,27 @@ def test_ctx_cancelled_in_a_tight_loop_asks_redis_at_most_every_check_interval(
         assert not ctx.cancelled
     elapsed = time.monotonic() - started
     assert len(asked) <= 1 + elapsed / CANCEL_CHECK_S
+
+
+def test_complete_answers_cancelled_for_a_run_asked_to_stop_and_ok_otherwise(
+    store: JobStore,
+) -> None:
+    asked, plain = running(store), running(store)
+    store.cancel(asked.id)
+    codes, _ = store.complete_many("w1", [(asked, "1"), (plain, "2")], 0, ())
+    assert codes == ["cancelled", "ok"]
+    codes, _ = store.complete_many("w1", [(asked, "1"), (plain, "2")], 0, ())  # a resend
+    assert codes == ["cancelled", "ok"]
+
+
+def test_the_fetcher_logs_job_cancelled_for_a_result_redis_ended_cancelled(
+    store: JobStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    job = running(store, "cancel_test_ignores")
+    store.cancel(job.id)
+    fetcher = Fetcher(store, None, "w1", ["default"], threading.Event())  # type: ignore[arg-type]
+    fetcher.unrecorded = [(job, Outcome(True, result_json='"done anyway"'))]
+    with caplog.at_level(logging.INFO, logger="worker.fetcher"):
+        fetcher._record(0)
+    events = [r.getMessage() for r in caplog.records if r.name == "worker.fetcher"]
+    assert events == ["job.cancelled"]
