@@ -22,6 +22,7 @@ from workstream.common.prefork import Supervisor
 from workstream.common.redis_conn import connect
 from workstream.common.settings import Settings, load_or_exit
 from workstream.common.store import JobStore
+from workstream.worker.background import Periodic, scheduler_step, sweeper_step
 
 log = logging.getLogger("api")
 
@@ -49,14 +50,26 @@ class Api:
         self.stopping = threading.Event()
         app = create_app(settings, self.store, stopping=self.stopping)
         self.server = ApiServer(app, sock, **adjustments(settings, connections))
+        # The API sweeps and schedules too (under the same lock and scripts as the workers), so
+        # a deployment whose consumers all speak HTTP still gets expired leases back, delayed
+        # jobs promoted and schedules fired without any workstream-worker.
+        duty_id = f"api:{socket.gethostname()}:{os.getpid()}"
+        self.duties = [
+            Periodic("scheduler", duty_id, scheduler_step(self.store)),
+            Periodic("sweeper", duty_id, sweeper_step(self.store, duty_id)),
+        ]
 
     def stop(self) -> None:
         """From a signal handler or another thread: long-polls end now, the loop after its
         current pass; requests in flight are answered."""
         self.stopping.set()
+        for duty in self.duties:
+            duty.stop.set()
         self.server.stop()
 
     def serve(self) -> None:
+        for duty in self.duties:
+            duty.thread.start()
         try:
             self.server.serve()
         finally:
