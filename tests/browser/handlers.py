@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from workstream.worker.registry import JobContext, PermanentError, handler
@@ -20,3 +21,16 @@ def fail_first_run(payload: Any, ctx: JobContext) -> dict[str, int]:
     if runs == 1:
         raise PermanentError("fails on its first run, on purpose")
     return {"runs": runs}
+
+
+@handler("report_until_cancelled")
+def report_until_cancelled(payload: Any, ctx: JobContext) -> str:
+    """Reports 45% once, then waits for a cancel (bounded: 60 s) and takes 3 s more to stop, so
+    the page shows the job processing with its cancel requested for a while."""
+    ctx.progress(0.45, "3 of 10 files")
+    for _ in range(600):
+        if ctx.cancelled:
+            time.sleep(3)
+            return "stopped"
+        time.sleep(0.1)
+    return "never cancelled"

@@ -11,7 +11,7 @@ from tests.support.stack import wait_until
 
 pytestmark = pytest.mark.browser
 
-QUEUES = ["retry", "pausable"]
+QUEUES = ["retry", "pausable", "stoppable"]
 HANDLERS = ["tests.browser.handlers"]
 PAUSED_HOLD_S = 3.0
 
@@ -34,6 +34,30 @@ def test_retrying_a_failed_job_from_its_page_makes_it_complete(
     expect(page.get_by_test_id("job-result")).to_contain_text('"runs": 2')
     expect(page.get_by_test_id("job-attempts")).to_have_text("1 / 1")
     expect(page.get_by_test_id("job-retry")).to_be_disabled()
+    dashboard.snap()
+
+
+def test_cancelling_a_running_job_asks_it_to_stop_and_it_ends_cancelled(
+    dashboard: Dashboard, live: Live
+) -> None:
+    job = submit(live.api, "report_until_cancelled", queue="stoppable")
+    assert wait_until(lambda: get_job(live.api, job["id"]).get("progress") is not None, 30)
+
+    page = dashboard.open(f"#/jobs/{job['id']}")
+    expect(page.get_by_test_id("job-status")).to_have_text("processing")
+    expect(page.get_by_test_id("job-progress")).to_have_text("45% — 3 of 10 files")
+    expect(page.get_by_test_id("job-cancelling")).to_be_hidden()
+    page.get_by_test_id("job-cancel").click()
+    dashboard.confirm()
+
+    # 202 answers with the job still processing: the badge shows until the handler stops.
+    expect(page.get_by_test_id("job-cancelling")).to_be_visible()
+    expect(page.get_by_test_id("job-status")).to_have_text("processing")
+    expect(page.get_by_test_id("job-cancel")).to_be_disabled()
+    dashboard.snap("cancelling")
+    expect(page.get_by_test_id("job-status")).to_have_text("cancelled", timeout=15_000)
+    expect(page.get_by_test_id("job-cancelling")).to_be_hidden()
+    assert get_job(live.api, job["id"])["status"] == "cancelled"
     dashboard.snap()
 
 

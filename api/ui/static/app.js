@@ -47,7 +47,8 @@
  *              filter-type (<input>), filter-limit (<select>), filter-apply (submit),
  *              filter-reset, jobs-refresh, jobs-table, job-row-<id>, job-link-<id>,
  *              job-status-<id>, jobs-empty, first-page, prev-page, next-page, page-info
- *   Job page:  job-view, job-id, job-status, job-type, job-queue, job-attempts, job-timeout,
+ *   Job page:  job-view, job-id, job-status, job-cancelling (badge shown while a processing job
+ *              was asked to stop), job-progress (the handler's last report), job-type, job-queue, job-attempts, job-timeout,
  *              job-worker, job-idempotency-key, job-created-at, job-enqueued-at, job-run-at,
  *              job-started-at, job-finished-at, job-payload, job-result, job-error,
  *              job-history (table), job-history-empty, history-row-<n> (n = 1 for the oldest
@@ -1411,6 +1412,10 @@
       return fields[key];
     };
     const statusBadge = h("span", { class: "badge", testid: "job-status" }, "…");
+    const cancelling = h("span", {
+      class: "badge flag", testid: "job-cancelling", hidden: true,
+      title: "Asked to stop: it ends cancelled once its handler stops or returns",
+    }, "cancelling…");
     const payload = h("pre", { class: "json", testid: "job-payload" }, "…");
     const result = h("pre", { class: "json", testid: "job-result" }, "…");
     const error = h("pre", { class: "json error-text", testid: "job-error" }, "…");
@@ -1421,7 +1426,7 @@
     }, "Retry");
     const cancel = h("button", {
       type: "button", class: "btn", id: "job-cancel", testid: "job-cancel", disabled: true,
-      title: "Withdraw a job that has not started",
+      title: "Withdraw a job that has not started, or ask a running one to stop",
       onclick: () => jobAction(id, "cancel"),
     }, "Cancel");
     const del = h("button", {
@@ -1447,6 +1452,7 @@
       h("section", { class: "panel" },
         h("h2", null, "Details"),
         h("dl", { class: "kv" },
+          h("dt", null, "Progress"), dd("progress"),
           h("dt", null, "Type"), dd("type"),
           h("dt", null, "Queue"), dd("queue"),
           h("dt", null, "Attempts"), dd("attempts"),
@@ -1463,13 +1469,13 @@
     view.appendChild(h("div", { testid: "job-view" },
       h("p", null, h("a", { href: "#/jobs", testid: "job-back" }, "← All jobs")),
       h("div", { class: "detail-head" },
-        h("h1", { class: "mono", testid: "job-id" }, id), statusBadge),
+        h("h1", { class: "mono", testid: "job-id" }, id), statusBadge, cancelling),
       h("div", { class: "detail-actions" }, retry, cancel, del),
       notFound,
       body));
 
     const dom = {
-      fields, statusBadge, payload, result, error, retry, cancel, del, body, notFound,
+      fields, statusBadge, cancelling, payload, result, error, retry, cancel, del, body, notFound,
       historyPanel, historyBody, historyEmpty,
     };
     const token = routeToken;
@@ -1509,7 +1515,10 @@
     dom.notFound.hidden = true;
     setText(dom.statusBadge, status);
     dom.statusBadge.className = "badge status-" + status;
+    const cancelRequested = job.cancel_requested === true && status === "processing";
+    dom.cancelling.hidden = !cancelRequested;
     const f = dom.fields;
+    setText(f.progress, progressText(job.progress));
     setText(f.type, job.type || "–");
     setText(f.queue, job.queue || "–");
     setText(f.attempts, fmtInt(num(job.attempts)) + " / " + fmtInt(num(job.max_attempts)));
@@ -1527,12 +1536,34 @@
     setText(dom.error, prettyError(job.error));
     dom.error.classList.toggle("error-text", job.error !== null && job.error !== undefined);
     dom.retry.disabled = status !== "failed";
-    dom.cancel.disabled = !(status === "pending" || status === "scheduled");
+    dom.cancel.disabled = !(status === "pending" || status === "scheduled"
+      || (status === "processing" && !cancelRequested));
     dom.del.disabled = !TERMINAL.has(status);
     fillHistory(dom, job);
   }
 
+  /**
+   * A handler's last report: "45% — 3 of 10 files" when its value is a fraction in [0, 1], else
+   * the value as JSON, then the message; "–" before any report.
+   */
+  function progressText(progress) {
+    if (progress === null || progress === undefined) return "–";
+    if (typeof progress !== "object" || Array.isArray(progress)
+      || Object.keys(progress).some((key) => key !== "value" && key !== "message")) {
+      return JSON.stringify(progress);
+    }
+    const value = progress.value;
+    let text = "";
+    if (typeof value === "number" && value >= 0 && value <= 1) text = Math.round(value * 100) + "%";
+    else if (value !== null && value !== undefined) text = JSON.stringify(value);
+    if (typeof progress.message === "string" && progress.message) {
+      text = text ? text + " — " + progress.message : progress.message;
+    }
+    return text || "–";
+  }
+
   const OUTCOME_CLASS = {
+    cancelled: "status-cancelled",
     completed: "status-completed", failed: "status-failed", timed_out: "status-failed",
     lost: "status-processing", running: "status-pending",
   };
@@ -1593,7 +1624,8 @@
     const copy = {
       retry: ["Retry job", "Put job " + id + " back in its queue with its attempts reset?",
         "Retry", false],
-      cancel: ["Cancel job", "Cancel job " + id + "? It will not run.", "Cancel job", true],
+      cancel: ["Cancel job", "Cancel job " + id + "? It will not run (if it is running, it is "
+        + "asked to stop and ends cancelled once its handler stops).", "Cancel job", true],
       delete: ["Delete job", "Delete job " + id + " and its record? This cannot be undone.",
         "Delete", true],
     }[action];
@@ -1607,7 +1639,9 @@
       navigate("#/jobs");
       return;
     }
-    showNotice(action === "retry" ? "Job " + id + " queued again." : "Job " + id + " cancelled.");
+    const running = outcome.value && outcome.value.status === "processing"; // 202: asked to stop
+    showNotice(action === "retry" ? "Job " + id + " queued again."
+      : running ? "Job " + id + " asked to stop (it is running)." : "Job " + id + " cancelled.");
     if (currentJobView && currentJobView.id === id) {
       if (outcome.value && outcome.value.id === id) fillJob(currentJobView.dom, outcome.value);
       currentJobView.load();
