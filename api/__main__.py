@@ -22,7 +22,7 @@ from workstream.common.prefork import Supervisor
 from workstream.common.redis_conn import connect
 from workstream.common.settings import Settings, load_or_exit
 from workstream.common.store import JobStore
-from workstream.worker.background import Periodic, scheduler_step, sweeper_step
+from workstream.worker.background import Periodic, scheduler_step
 
 log = logging.getLogger("api")
 
@@ -50,14 +50,12 @@ class Api:
         self.stopping = threading.Event()
         app = create_app(settings, self.store, stopping=self.stopping)
         self.server = ApiServer(app, sock, **adjustments(settings, connections))
-        # The API sweeps and schedules too (under the same lock and scripts as the workers), so
-        # a deployment whose consumers all speak HTTP still gets expired leases back, delayed
-        # jobs promoted and schedules fired without any workstream-worker.
+        # The API promotes delayed jobs and fires schedules too (the scripts make a repeat a
+        # no-op), so those happen with no workstream-worker running. It does not sweep: the
+        # sweeper lock is held for the holder's SWEEPER_INTERVAL and judged by its WORKER_TTL,
+        # which are the workers' settings to choose.
         duty_id = f"api:{socket.gethostname()}:{os.getpid()}"
-        self.duties = [
-            Periodic("scheduler", duty_id, scheduler_step(self.store)),
-            Periodic("sweeper", duty_id, sweeper_step(self.store, duty_id)),
-        ]
+        self.duties = [Periodic("scheduler", duty_id, scheduler_step(self.store))]
 
     def stop(self) -> None:
         """From a signal handler or another thread: long-polls end now, the loop after its
