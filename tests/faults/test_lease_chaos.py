@@ -32,7 +32,7 @@ class ChaosSize:
     drain_timeout_s: float
 
 
-FAST = ChaosSize("fast", jobs=1_000, consumers=2, storm_s=8, drain_timeout_s=60)
+FAST = ChaosSize("fast", jobs=600, consumers=2, storm_s=5, drain_timeout_s=60)
 FULL = ChaosSize("full", jobs=10_000, consumers=4, storm_s=60, drain_timeout_s=240)
 
 

@@ -45,7 +45,7 @@ class CutSize:
     cut_every_s: float
 
 
-FAST = CutSize("fast", jobs=2_000, workers=2, run_s=10, cut_every_s=1.5)
+FAST = CutSize("fast", jobs=1_500, workers=2, run_s=6, cut_every_s=1.5)
 FULL = CutSize("full", jobs=15_000, workers=4, run_s=60, cut_every_s=2.0)
 
 

@@ -28,7 +28,7 @@ class OverloadSize:
     run_s: float
 
 
-FAST = OverloadSize("fast", capacity=300, producers=4, run_s=8)
+FAST = OverloadSize("fast", capacity=300, producers=4, run_s=5)
 FULL = OverloadSize("full", capacity=2_000, producers=6, run_s=40)
 
 

@@ -32,7 +32,7 @@ class SoakSize:
     timeout_s: float
 
 
-FAST = SoakSize("fast", jobs=5_000, workers=2, timeout_s=60)
+FAST = SoakSize("fast", jobs=2_000, workers=2, timeout_s=60)
 FULL = SoakSize("full", jobs=200_000, workers=2, timeout_s=420)
 
 
