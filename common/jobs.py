@@ -232,7 +232,8 @@ MAX_TRACEBACK_CHARS = 8000
 # characters and its traceback 8,000), so one entry can be all a history holds.
 HISTORY_MAX_BYTES = 16384
 OUTCOMES = ("completed", "failed", "timed_out", "lost", "cancelled")
-# The worker's error text for its own timeout; JobStore.fail records that attempt as timed_out.
+# The worker's error text for its own timeout (the attempt is recorded as timed_out because the
+# worker says so, Outcome.timed_out, never because of the text).
 TIMED_OUT_PREFIX = "timed out after "
 # A running job's cancel: POST /jobs/{id}/cancel sets the hash field `cancel_requested` to "1";
 # the run then ends cancelled (complete.lua, fail.lua), with this error when the handler stopped.

@@ -24,10 +24,8 @@ from workstream.common.errors import (
     TooManyTypesError,
 )
 from workstream.common.jobs import (
-    CANCELLED_ERROR,
     CLAIM_FIELDS,
     LISTED_FIELDS,
-    TIMED_OUT_PREFIX,
     ClaimedJob,
     EnqueueResult,
     Job,
@@ -337,18 +335,19 @@ class JobStore:
         return codes, _claimed(reply[len(results) :], self.settings.namespace)
 
     def fail(
-        self, worker_id: str, job: ClaimedJob, error: str, *, permanent: bool, traceback: str = ""
+        self,
+        worker_id: str,
+        job: ClaimedJob,
+        error: str,
+        *,
+        permanent: bool,
+        traceback: str = "",
+        outcome: str = "failed",
     ) -> JobStatus:
         """Retries with backoff while attempts remain, else dead-letters. Returns the status.
         The attempt joins the job's history with its error and traceback (both bounded by the
-        worker, see worker.execution), as timed_out when the error is the worker's timeout."""
-        outcome = (
-            "timed_out"
-            if error.startswith(TIMED_OUT_PREFIX)
-            else "cancelled"
-            if error == CANCELLED_ERROR
-            else "failed"
-        )
+        worker, see worker.execution) as `outcome` (failed | timed_out | cancelled), which the
+        caller states: error text is the handler's or a consumer's and decides nothing."""
         reply = scripts.call(
             self.redis,
             "fail",

@@ -51,7 +51,13 @@ class Outcome:
     error: str = ""
     permanent: bool = False
     timed_out: bool = False
+    cancelled: bool = False  # the handler stopped on JobCancelled
     traceback: str = ""
+
+    @property
+    def kind(self) -> str:
+        """The attempt's outcome in the job's history: failed | timed_out | cancelled."""
+        return "timed_out" if self.timed_out else "cancelled" if self.cancelled else "failed"
 
 
 @dataclass(frozen=True)
@@ -102,7 +108,7 @@ def finish(job: ClaimedJob, result: Any, error: BaseException | None) -> Outcome
     if isinstance(error, JobTimeoutError):
         return timed_out(job)
     if isinstance(error, JobCancelled):  # asked for: not a handler error, no traceback
-        return Outcome(False, error=CANCELLED_ERROR, permanent=True)
+        return Outcome(False, error=CANCELLED_ERROR, permanent=True, cancelled=True)
     if error is not None:  # any handler error is the job's failure, never the worker's
         outcome = failed(
             _error_text(error),

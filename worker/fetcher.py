@@ -253,6 +253,7 @@ class Fetcher:
                 outcome.error,
                 permanent=outcome.permanent,
                 traceback=outcome.traceback,
+                outcome=outcome.kind,
             )
         except (StaleLeaseError, JobNotFoundError) as ex:
             log.warning("job.stale_lease", extra={**_fields(job), "error": str(ex)})

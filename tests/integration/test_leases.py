@@ -225,6 +225,19 @@ def test_fail_with_retry_schedules_another_attempt(client: TestClient, store: Jo
     assert resp.json["status"] == "failed"  # attempts used up
 
 
+@pytest.mark.parametrize("error", ["cancelled while running", "timed out after 5s"])
+def test_a_consumers_error_text_never_decides_the_outcome(
+    client: TestClient, store: JobStore, error: str
+) -> None:
+    """Only a requested cancel ends a run cancelled, whatever words a consumer sends back."""
+    job_id = submit(store, max_attempts=2)
+    (held,) = lease(client)
+    resp = answer(client, job_id, "fail", lease=held["lease"], error=error, retry=True)
+    assert resp.status_code == 200
+    assert (resp.json["status"], resp.json["error"]) == ("pending", error)
+    assert resp.json["history"][-1]["outcome"] == "failed"
+
+
 def test_fail_without_retry_fails_for_good(client: TestClient, store: JobStore) -> None:
     job_id = submit(store, max_attempts=5)
     (held,) = lease(client)

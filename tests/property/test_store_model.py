@@ -378,10 +378,15 @@ class JobStoreMachine(RuleBasedStateMachine):
         assert job.handle is not None and job.worker is not None
         handle = job.handle
         error = "timed out after 1s" if timed_out else "boom"
-        status = self.store.fail(
-            job.worker, handle, error, permanent=permanent, traceback="Traceback ..."
-        )
         outcome = "timed_out" if timed_out else "failed"
+        status = self.store.fail(
+            job.worker,
+            handle,
+            error,
+            permanent=permanent,
+            traceback="Traceback ...",
+            outcome=outcome,
+        )
         job.history.append((job.attempts, "cancelled" if job.cancel_requested else outcome))
         self.model.leave_processing(job, by_holder=True)
         job.failed_by = handle
