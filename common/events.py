@@ -1,0 +1,195 @@
+"""The live event stream: one entry per job transition, appended by the Lua script that makes
+the transition (common/scripts/_events.lua) to a capped Redis stream, read here.
+
+Event ids. An event's id is its position, the form a client sends back (SSE Last-Event-ID,
+`since`, `workstream events --since`) to resume after it. Today a namespace has one stream and
+an id is that stream's entry id, `<ms>-<seq>`. On the Cluster layout (issue 17) each shard
+keeps its own stream; a merged id will then be a comma-separated list of `<shard>=<ms>-<seq>`,
+one position per shard, where a bare `<ms>-<seq>` keeps meaning the position in the default
+shard, so ids issued today stay valid. parse_position is the one place that reads them; it
+refuses anything else (400 malformed_event_id), so no client depends on another form.
+
+The cap. EVENTS_MAX is kept in Redis (keys.events_max) and read by the scripts, never passed
+per call: processes started with different settings cannot trim to different lengths, since
+they share one value; configure() writes this process's setting at start and logs
+events.max_changed (warning) when it replaces another value, so a disagreement is visible in
+the logs of the process that changed it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from workstream.common.keys import Keys
+
+log = logging.getLogger(__name__)
+
+EVENTS_MAX_DEFAULT = 100_000
+# Longest `detail` (an error, a progress report) an entry keeps, in bytes.
+EVENT_DETAIL_MAX = 200
+# Names the scripts write (the `ev` field), for documentation, filters and tests.
+EVENT_NAMES: tuple[str, ...] = (
+    "created",  # enqueue, a schedule firing: status pending or scheduled
+    "started",  # claim, lease, start: processing
+    "progress",  # a running job reported progress (detail: the report, cut)
+    "completed",
+    "retrying",  # an attempt failed, attempts left: pending or scheduled (detail: the error)
+    "failed",  # failed for good (detail: the error)
+    "cancel_requested",  # a running job was asked to stop
+    "cancelled",  # cancelled (pending, scheduled, or a run asked to stop that ended)
+    "expired",  # not started by its expires_at: cancelled
+    "promoted",  # a delayed or backed-off job became due: pending
+    "retried",  # an operator retried a failed or cancelled job: pending
+    "recovered",  # its worker died: pending again, failed or cancelled
+    "reclaimed",  # ran past its deadline or lease: pending, scheduled, failed or cancelled
+    "released",  # given back by a worker shutting down: pending
+    "deleted",
+)
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+
+_STREAM_ID = re.compile(r"(\d{1,20})-(\d{1,20})")
+_MS = re.compile(r"\d{1,20}")
+_SEQ_MAX = 2**64 - 1
+
+
+class MalformedEventId(ValueError):
+    """An event id that is not a position this version issues."""
+
+
+def parse_position(text: str) -> str:
+    """The stream id to read after: `<ms>-<seq>` as given; `<ms>` alone means from that time
+    on (inclusive); `0` from the oldest entry kept. Raises MalformedEventId otherwise."""
+    value = text.strip()
+    match = _STREAM_ID.fullmatch(value)
+    if match:
+        ms, seq = int(match.group(1)), int(match.group(2))
+        if ms > _SEQ_MAX or seq > _SEQ_MAX:
+            raise MalformedEventId(text)
+        return f"{ms}-{seq}"
+    if _MS.fullmatch(value):
+        ms = int(value)
+        if ms > _SEQ_MAX:
+            raise MalformedEventId(text)
+        return "0-0" if ms == 0 else f"{ms - 1}-{_SEQ_MAX}"
+    raise MalformedEventId(text)
+
+
+def id_key(stream_id: str) -> tuple[int, int]:
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass(frozen=True)
+class Event:
+    id: str
+    event: str
+    job: str
+    status: str
+    queue: str
+    type: str
+    attempt: int
+    worker: str
+    detail: str
+
+    @property
+    def at(self) -> int:
+        """Redis server time (ms) of the transition: the id's time part."""
+        return id_key(self.id)[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "event": self.event,
+            "job_id": self.job,
+            "status": self.status,
+            "queue": self.queue,
+            "type": self.type,
+            "attempt": self.attempt,
+            "at": self.at,
+        }
+        if self.worker:
+            body["worker"] = self.worker
+        if self.detail:
+            body["detail"] = self.detail
+        return body
+
+    @classmethod
+    def from_entry(cls, stream_id: str, fields: dict[str, str]) -> Event:
+        try:
+            attempt = int(fields.get("attempt") or 0)
+        except ValueError:
+            attempt = 0
+        return cls(
+            id=stream_id,
+            event=fields.get("ev", ""),
+            job=fields.get("job", ""),
+            status=fields.get("status", ""),
+            queue=fields.get("queue", ""),
+            type=fields.get("type", ""),
+            attempt=attempt,
+            worker=fields.get("worker", ""),
+            detail=fields.get("detail", ""),
+        )
+
+
+@dataclass(frozen=True)
+class Filter:
+    queue: str | None = None
+    type: str | None = None
+    job: str | None = None
+
+    def matches(self, event: Event) -> bool:
+        return (
+            (self.queue is None or event.queue == self.queue)
+            and (self.type is None or event.type == self.type)
+            and (self.job is None or event.job == self.job)
+        )
+
+
+def configure(client: redis.Redis, keys: Keys, events_max: int) -> int | None:
+    """Writes EVENTS_MAX where the scripts read it; returns the value it replaced (None: none).
+    A different value replaced is logged as a warning: two processes disagree."""
+    previous = client.set(keys.events_max, events_max, get=True)
+    before = int(previous) if previous is not None and str(previous).isdigit() else None
+    if before is not None and before != events_max:
+        log.warning(
+            "events.max_changed",
+            extra={
+                "before": before,
+                "after": events_max,
+                "hint": "processes disagree on EVENTS_MAX; the last one started wins",
+            },
+        )
+    return before
+
+
+def read_after(client: redis.Redis, keys: Keys, after: str, count: int) -> list[Event]:
+    """Up to `count` entries after the position `after` (a stream id), oldest first."""
+    entries = client.xrange(keys.events, min=f"({after}", max="+", count=count)
+    return [Event.from_entry(stream_id, fields) for stream_id, fields in entries]
+
+
+def last_id(client: redis.Redis, keys: Keys) -> str:
+    """The newest entry's id ('0-0' when the stream is empty or absent)."""
+    entries = client.xrevrange(keys.events, max="+", min="-", count=1)
+    return str(entries[0][0]) if entries else "0-0"
+
+
+def missed_since(client: redis.Redis, keys: Keys, after: str) -> bool:
+    """Whether entries after `after` were trimmed away (a reader resuming there missed some).
+    Exact on Redis >= 7 (the stream's max-deleted-entry-id); else judged from its first
+    entry, which errs towards saying so."""
+    try:
+        info = client.xinfo_stream(keys.events)
+    except redis.ResponseError:  # no such key: nothing written, nothing missed
+        return False
+    deleted = info.get("max-deleted-entry-id")
+    if deleted is not None:
+        return id_key(str(deleted)) > id_key(after)
+    first = info.get("first-entry")
+    return bool(first) and after != "0-0" and id_key(str(first[0])) > id_key(after)
