@@ -24,6 +24,7 @@ from workstream.client import Client, ClientError, JobRequest, QueueFull, RetryP
 from workstream.client.calls import DEFAULT_URL, MAX_BATCH, MAX_PAGE
 from workstream.client.errors import ApiError, TransportError
 from workstream.client.models import Job
+from workstream.common.durations import parse_duration
 
 # Exit statuses (documented in the README and `workstream --help`; scripts rely on them).
 EXIT_OK = 0
@@ -58,6 +59,9 @@ STATUSES = ("scheduled", "pending", "processing", "completed", "failed", "cancel
 # Fewer, shorter retries than the library's default: a person or a script is waiting.
 CLI_RETRY = RetryPolicy(attempts=3, backoff=0.25, max_pause=5.0)
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
+# The API's unique.until values (common.jobs.UNIQUE_UNTIL; a unit test keeps them equal, and the
+# CLI stays clear of the server's modules).
+UNIQUE_UNTIL = ("finished", "started", "ttl")
 
 Handler = Callable[[argparse.Namespace, "Context"], int]
 
@@ -415,7 +419,78 @@ def _submit_parser(submit: Parser) -> None:
         help="submitting the same KEY again returns the first job instead of a new one "
         "(without it the CLI makes one up, so its own retries never submit twice)",
     )
+    _unique_and_expiry_options(submit)
     _wait_option(submit, "after submitting one job, wait until it finishes")
+
+
+def duration(raw: str) -> str:
+    """Seconds or a duration such as 500ms, 10s, 10m, 1h, 2d (as the API reads it); passed on
+    as given, so the API's own bounds and messages apply."""
+    try:
+        if parse_duration(raw).total_seconds() <= 0:
+            raise ValueError(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration > 0 such as 90, 10s, 10m or 1h, got {raw!r}"
+        ) from None
+    return raw.strip()
+
+
+def _unique_and_expiry_options(submit: Parser) -> None:
+    """--unique KEY / --unique-payload (+ --unique-ttl, --unique-until) and --expires-in /
+    --expires-at, onto the API's `unique` and `expires_*` options (README: Idempotency, unique
+    jobs and expiry)."""
+    unique = submit.add_mutually_exclusive_group()
+    unique.add_argument(
+        "--unique",
+        metavar="KEY",
+        help="refuse this job while a live job holds KEY (409 duplicate_job: exit 1, the error "
+        "names the holder)",
+    )
+    unique.add_argument(
+        "--unique-payload",
+        action="store_true",
+        help="the same, keyed on a hash of the job's type, queue and payload",
+    )
+    submit.add_argument(
+        "--unique-ttl",
+        type=duration,
+        metavar="DURATION",
+        help="how long the unique lock lasts at most (API default 1h)",
+    )
+    submit.add_argument(
+        "--unique-until",
+        choices=UNIQUE_UNTIL,
+        help="when the holder lets go of the key: once it starts, once it finishes (the API "
+        "default), or only when the ttl runs out",
+    )
+    expiry = submit.add_mutually_exclusive_group()
+    expiry.add_argument(
+        "--expires-in",
+        type=duration,
+        metavar="DURATION",
+        help="cancel the job (error expired) if it has not started this long after submission",
+    )
+    expiry.add_argument(
+        "--expires-at",
+        type=zoned_time,
+        metavar="TIME",
+        help="the same by an RFC 3339 time with its zone, e.g. 2026-12-03T18:00:00Z",
+    )
+
+
+def unique_option(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The API's `unique` object from the --unique* flags; None when none was given."""
+    if args.unique is None and not args.unique_payload:
+        if args.unique_ttl is not None or args.unique_until is not None:
+            raise UsageError("--unique-ttl and --unique-until go with --unique or --unique-payload")
+        return None
+    option: dict[str, Any] = {} if args.unique is None else {"key": args.unique}
+    if args.unique_ttl is not None:
+        option["ttl"] = args.unique_ttl
+    if args.unique_until is not None:
+        option["until"] = args.unique_until
+    return option
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -437,6 +512,9 @@ def job_request(args: argparse.Namespace) -> JobRequest:
         delay=args.delay,
         run_at=args.run_at,
         idempotency_key=args.idempotency_key,
+        unique=unique_option(args),
+        expires_at=args.expires_at,
+        expires_in=args.expires_in,
     )
 
 
@@ -447,6 +525,10 @@ def cmd_submit(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError("--idempotency-key names one job; it cannot go with --count")
     if args.count > 1 and args.wait is not None:
         raise UsageError("--wait follows one job; it cannot go with --count")
+    if args.count > 1 and (args.unique is not None or args.unique_payload):
+        raise UsageError(
+            "--unique makes copies duplicates of each other; it cannot go with --count"
+        )
     request = job_request(args)
     if args.count > 1:
         return submit_batches(request, args.count, ctx)
@@ -459,6 +541,9 @@ def cmd_submit(args: argparse.Namespace, ctx: Context) -> int:
         delay=request.delay,
         run_at=request.run_at,
         idempotency_key=request.idempotency_key,
+        unique=request.unique,
+        expires_at=request.expires_at,
+        expires_in=request.expires_in,
     )
     if args.wait is None:
         ctx.emit(dict(job.raw), tables.job_detail(job.raw))

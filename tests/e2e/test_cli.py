@@ -322,6 +322,38 @@ def test_submit_with_the_same_idempotency_key_returns_the_first_job(live: Live) 
     assert live.queue("unserved")["pending"] == 1
 
 
+def test_submit_unique_refuses_a_duplicate_with_exit_1_naming_the_holder(live: Live) -> None:
+    args = ("--json", "submit", "echo", "--queue", "unserved", "--unique", "nightly-report")
+    first = submitted_id(live.cli(*args, "--unique-ttl", "10m"))
+    again = live.cli(*args)
+    assert again.returncode == 1
+    assert again.stderr.startswith(f"error: duplicate_job: job {first} holds unique key ")
+    assert live.queue("unserved")["pending"] == 1  # nothing written for the duplicate
+
+
+def test_submit_unique_payload_keys_the_job_on_its_content(live: Live) -> None:
+    args = ("--json", "submit", "echo", "--queue", "unserved", "--unique-payload")
+    first_id = submitted_id(live.cli(*args, "--payload", '{"n": 1}'))
+    first = live.get(f"/jobs/{first_id}")
+    assert first["unique_key"].startswith("sha256:")
+    assert live.cli(*args, "--payload", '{"n": 1}').returncode == 1
+    assert live.cli(*args, "--payload", '{"n": 2}').returncode == 0  # another payload
+
+
+def test_submit_expires_in_sets_the_jobs_expiry(live: Live) -> None:
+    done = live.cli("--json", "submit", "echo", "--queue", "unserved", "--expires-in", "10m")
+    job = live.get(f"/jobs/{submitted_id(done)}")
+    expires = datetime.fromisoformat(job["expires_at"].replace("Z", "+00:00"))
+    created = datetime.fromisoformat(job["created_at"].replace("Z", "+00:00"))
+    assert abs((expires - created).total_seconds() - 600) < 2
+
+
+def test_submit_expires_at_in_the_past_exits_1_with_the_api_error(live: Live) -> None:
+    done = live.cli("submit", "echo", "--expires-at", "2020-01-01T00:00:00Z")
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: validation_error: expires_at: "), done.stderr
+
+
 def test_retry_runs_a_failed_job_again(live: Live) -> None:
     (job_id,) = make_failed(live, 1)
     done = live.cli("retry", job_id)

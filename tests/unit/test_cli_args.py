@@ -230,3 +230,85 @@ def test_queues_alone_lists_and_queues_delete_names_one_queue() -> None:
     listing, deleting = parse("queues"), parse("queues", "delete", "mail")
     assert listing.handler.__name__ == "cmd_queues"
     assert deleting.handler.__name__ == "cmd_queue_delete" and deleting.queue == "mail"
+
+
+def test_submit_unique_flags_build_the_unique_option() -> None:
+    args = parse(
+        "submit", "report", "--unique", "report-2026-12-03", "--unique-ttl", "10m",
+        "--unique-until", "started",
+    )  # fmt: skip
+    assert job_request(args).unique == {
+        "key": "report-2026-12-03",
+        "ttl": "10m",
+        "until": "started",
+    }
+
+
+def test_submit_unique_payload_asks_for_a_key_derived_from_the_job() -> None:
+    assert job_request(parse("submit", "echo", "--unique-payload")).unique == {}
+
+
+def test_submit_without_unique_flags_sends_no_unique_option() -> None:
+    assert "unique" not in job_request(parse("submit", "echo")).to_json()
+
+
+def test_submit_unique_ttl_without_a_unique_key_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["submit", "echo", "--unique-ttl", "5m"], {"API_URL": "http://127.0.0.1:1"})
+    assert code == 2
+    assert "--unique-ttl and --unique-until go with --unique" in capsys.readouterr().err
+
+
+def test_submit_unique_cannot_go_with_count(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["submit", "echo", "--count", "3", "--unique", "k"], {"API_URL": "http://127.0.0.1:1"}
+    )
+    assert code == 2
+    assert "--count" in capsys.readouterr().err
+
+
+def test_submit_unique_key_and_unique_payload_exclude_each_other() -> None:
+    with pytest.raises(SystemExit) as caught:
+        parse("submit", "echo", "--unique", "k", "--unique-payload")
+    assert caught.value.code == 2
+
+
+def test_submit_unique_until_accepts_exactly_the_api_values() -> None:
+    from workstream.cli.commands import UNIQUE_UNTIL
+    from workstream.common.jobs import UNIQUE_UNTIL as API_UNIQUE_UNTIL
+
+    assert sorted(UNIQUE_UNTIL) == sorted(API_UNIQUE_UNTIL)
+    with pytest.raises(SystemExit):
+        parse("submit", "echo", "--unique", "k", "--unique-until", "forever")
+
+
+def test_submit_expires_in_is_passed_on_as_given() -> None:
+    assert job_request(parse("submit", "echo", "--expires-in", "10m")).to_json()["expires_in"] == (
+        "10m"
+    )
+    assert job_request(parse("submit", "echo", "--expires-in", "90")).expires_in == "90"
+
+
+@pytest.mark.parametrize("raw", ["0", "-5", "soon", "10 minutes"])
+def test_submit_expires_in_refuses_what_is_not_a_positive_duration(
+    raw: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        parse("submit", "echo", "--expires-in", raw)
+    assert caught.value.code == 2
+    assert "expected a duration > 0" in capsys.readouterr().err
+
+
+def test_submit_expires_at_needs_its_zone_and_excludes_expires_in() -> None:
+    assert (
+        job_request(parse("submit", "echo", "--expires-at", "2026-12-03T18:00:00Z")).to_json()[
+            "expires_at"
+        ]
+        == "2026-12-03T18:00:00Z"
+    )
+    for argv in (
+        ("submit", "echo", "--expires-at", "2026-12-03T18:00:00"),
+        ("submit", "echo", "--expires-at", "2026-12-03T18:00:00Z", "--expires-in", "5m"),
+    ):
+        with pytest.raises(SystemExit) as caught:
+            parse(*argv)
+        assert caught.value.code == 2
