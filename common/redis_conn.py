@@ -8,7 +8,13 @@ authenticate to the primary; sentinels that require their own take `?sentinel_us
 `?sentinel_password=`. Every new connection asks the sentinels for the primary, so a failover
 is followed by reconnecting: a connection error, READONLY (a demoted primary) or MASTERDOWN
 drops the connection, and the callers' own capped backoff (the worker's fetcher and duties,
-the API client's Retry-After) paces the rediscovery."""
+the API client's Retry-After) paces the rediscovery.
+
+A Redis Cluster URL names some of its nodes (the client finds the rest):
+`redis+cluster://[[user]:password@]host[:port][,host[:port]...][/0]` (`rediss+cluster://` for
+TLS). redis-py's RedisCluster follows MOVED/ASK redirections (a resharding) and reads the slot
+map again after a connection error (a failover); it never resends a command whose reply was
+lost, as above."""
 
 from __future__ import annotations
 
@@ -16,11 +22,12 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, ClusterPipeline
 from redis.retry import Retry
 from redis.sentinel import (
     Sentinel,
@@ -91,6 +98,9 @@ def connect(
         "retry": Retry(NoBackoff(), 0),
         "max_connections": max_connections,
     }
+    if is_cluster_url(settings.redis_url):
+        # A pool per node; `dedicated` cannot hold one connection for every node.
+        return cast("redis.Redis", cluster_client(parse_cluster_url(settings.redis_url), **options))
     if not is_sentinel_url(settings.redis_url):
         return redis.Redis.from_url(
             settings.redis_url, single_connection_client=dedicated, **options
@@ -142,7 +152,7 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
         user, colon, secret = userinfo.partition(":")
         username = unquote(user) or None
         password = unquote(secret) if colon else None
-    sentinels = tuple(_host_port(entry) for entry in hostlist.split(","))
+    sentinels = tuple(_host_port(entry, SENTINEL_PORT, "sentinel") for entry in hostlist.split(","))
     path = [unquote(p) for p in parts.path.split("/")[1:]]
     if not path or not path[0]:
         raise ValueError("expected the master name after the sentinels: .../<master-name>/<db>")
@@ -169,21 +179,21 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
     )
 
 
-def _host_port(entry: str) -> tuple[str, int]:
+def _host_port(entry: str, default_port: int, what: str) -> tuple[str, int]:
     entry = entry.strip()
     if entry.startswith("["):  # [IPv6]:port
         host, _, rest = entry[1:].partition("]")
         port_text = rest[1:] if rest.startswith(":") else ""
         if rest and not rest.startswith(":"):
-            raise ValueError("expected [address]:port for an IPv6 sentinel")
+            raise ValueError(f"expected [address]:port for an IPv6 {what}")
     else:
         host, _, port_text = entry.partition(":")
     if not host:
-        raise ValueError("expected sentinels as host[:port], comma-separated")
+        raise ValueError(f"expected {what}s as host[:port], comma-separated")
     if not port_text:
-        return host, SENTINEL_PORT
+        return host, default_port
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError("expected a sentinel port 1-65535")
+        raise ValueError(f"expected a {what} port 1-65535")
     return host, int(port_text)
 
 
@@ -270,6 +280,112 @@ def _watch_primaries() -> None:
                 pass  # no primary now: connections fail and are rediscovered on reconnect
 
 
+# -- Cluster ---------------------------------------------------------------------------------
+
+CLUSTER_SCHEMES: Final = ("redis+cluster", "rediss+cluster")
+CLUSTER_PORT: Final = 6379
+_CLUSTER_QUERY: Final = ("ssl_ca_certs", "ssl_cert_reqs")
+
+
+@dataclass(frozen=True)
+class ClusterUrl:
+    nodes: tuple[tuple[str, int], ...]
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ssl: bool = False
+    ssl_ca_certs: str | None = None
+    ssl_cert_reqs: str | None = None
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.strip().lower().startswith(tuple(f"{s}://" for s in CLUSTER_SCHEMES))
+
+
+def parse_cluster_url(url: str) -> ClusterUrl:
+    """Raises ValueError naming what is wrong (never echoing the URL: it may hold a secret)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme.lower() not in CLUSTER_SCHEMES:
+        raise ValueError("expected a redis+cluster:// or rediss+cluster:// URL")
+    userinfo, at, hostlist = parts.netloc.rpartition("@")
+    username, password = None, None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    nodes = tuple(_host_port(entry, CLUSTER_PORT, "node") for entry in hostlist.split(","))
+    path = parts.path.strip("/")
+    if path not in ("", "0"):
+        raise ValueError("a cluster has only database 0: expected no path or /0")
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
+        if name not in _CLUSTER_QUERY:
+            raise ValueError(f"unknown option {name!r}; known: {', '.join(_CLUSTER_QUERY)}")
+        query[name] = value
+    if query.get("ssl_cert_reqs", "required") not in ("none", "optional", "required"):
+        raise ValueError("ssl_cert_reqs: expected none, optional or required")
+    return ClusterUrl(
+        nodes=nodes,
+        username=username,
+        password=password,
+        ssl=parts.scheme.lower() == "rediss+cluster",
+        ssl_ca_certs=query.get("ssl_ca_certs") or None,
+        ssl_cert_reqs=query.get("ssl_cert_reqs") or None,
+    )
+
+
+def cluster_client(url: ClusterUrl, **options: Any) -> redis.RedisCluster:
+    """redis-py's RedisCluster over the URL's nodes. `retry` (no retries, see above) applies
+    to connection errors; MOVED and ASK are followed whatever it says."""
+    tls: dict[str, Any] = {}
+    if url.ssl:
+        tls = {"ssl": True, "ssl_ca_certs": url.ssl_ca_certs}
+        if url.ssl_cert_reqs:
+            tls["ssl_cert_reqs"] = url.ssl_cert_reqs
+    return _Cluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in url.nodes],  # type: ignore[no-untyped-call]
+        username=url.username,
+        password=url.password,
+        **tls,
+        **options,
+    )
+
+
+class _Cluster(redis.RedisCluster):
+    """RedisCluster whose pipelines take EVALSHA. redis-py blocks pipe.evalsha in cluster mode
+    (a script's keys might span slots), but routes EVALSHA by its keys when sent by name; every
+    WorkStream script's keys share one slot (common/keys.py), so each call goes to its slot's
+    master, in order with the other commands for that node (BLMOVE then start.lua)."""
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        pipe: ClusterPipeline = super().pipeline(transaction, shard_hint)  # type: ignore[no-untyped-call]
+
+        def evalsha(sha: str, numkeys: int, *keys_and_args: Any) -> Any:
+            return pipe.execute_command("EVALSHA", sha, numkeys, *keys_and_args)  # type: ignore[no-untyped-call]
+
+        pipe.evalsha = evalsha  # type: ignore[method-assign]
+        return pipe
+
+
+def is_cluster(client: Any) -> bool:
+    return isinstance(client, redis.RedisCluster)
+
+
+def node_client(client: Any, key: str) -> redis.Redis:
+    """The client of the node that is master of `key`'s slot now (for commands that must
+    share one connection with a keyed one, as WAIT does); `client` itself when not a cluster."""
+    if not is_cluster(client):
+        return cast(redis.Redis, client)
+    node = client.get_node_from_key(key, replica=False)
+    return cast(redis.Redis, client.get_redis_connection(node))
+
+
+def refresh_slots(client: Any) -> None:
+    """After a MOVED met outside RedisCluster's own routing (node_client): read the slot map
+    again."""
+    if is_cluster(client):
+        client.nodes_manager.initialize()
+
+
 # -- DURABILITY=replicated ------------------------------------------------------------------
 
 
@@ -303,13 +419,20 @@ def call_replicated(
     counts the replicas that have this connection's last write. A reply that is not "ok" wrote
     nothing (a refusal), so it is returned whatever WAIT says. NOSCRIPT (a promoted replica or
     a restart lost the script cache) is answered before the script runs: load and resend."""
-    for attempt in range(2):
-        pipe = client.pipeline(transaction=False)
+    loaded = False
+    for _ in range(3):
+        # On a cluster: the slot's master, so that WAIT shares the script's connection.
+        node = node_client(client, keys[0])
+        pipe = node.pipeline(transaction=False)
         pipe.evalsha(script.sha, len(keys), *keys, *args)
         pipe.wait(replicas, timeout_ms)
         reply, acked = pipe.execute(raise_on_error=False)
-        if isinstance(reply, redis.exceptions.NoScriptError) and attempt == 0:
-            client.script_load(script.source)
+        if isinstance(reply, redis.exceptions.NoScriptError) and not loaded:
+            node.script_load(script.source)
+            loaded = True
+            continue
+        if isinstance(reply, redis.exceptions.MovedError) and is_cluster(client):
+            refresh_slots(client)  # the slot moved (failover, resharding): it did not run
             continue
         if isinstance(reply, Exception):
             raise reply
@@ -318,14 +441,14 @@ def call_replicated(
         if int(acked) < replicas and _wrote(reply):
             raise NotReplicatedError(int(acked), replicas)
         return reply
-    raise AssertionError("unreachable")
+    raise redis.exceptions.TryAgainError("the slot kept moving; try again")
 
 
 def confirm_replicated(client: redis.Redis, channel: str, replicas: int, timeout_ms: int) -> None:
     """WAIT for everything the primary holds now, for a call that wrote nothing (a replayed
     idempotency key: its job was written earlier, perhaps never replicated). WAIT counts only
     its connection's own writes, so one is made: PUBLISH is replicated and touches no key."""
-    pipe = client.pipeline(transaction=False)
+    pipe = node_client(client, channel).pipeline(transaction=False)
     pipe.publish(channel, "")
     pipe.wait(replicas, timeout_ms)
     _, acked = pipe.execute()
@@ -341,7 +464,7 @@ def reopen_if_dropped(client: redis.Redis) -> None:
     """Before using a dedicated client: if the server or the network closed its idle
     connection, disconnect so the next command reconnects instead of failing. redis-py does
     this check only for pooled connections; about 1 us (one non-blocking read)."""
-    connection = client.connection
+    connection: Any = getattr(client, "connection", None)  # a RedisCluster has none
     if connection is None:
         return
     try:  # a connection never opened is opened here (public API only: no socket peeking)
@@ -349,4 +472,4 @@ def reopen_if_dropped(client: redis.Redis) -> None:
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError):
         reusable = False
     if not reusable:
-        connection.disconnect()  # type: ignore[no-untyped-call]
+        connection.disconnect()
