@@ -10,17 +10,23 @@ from typing import Any
 
 from workstream.api import scopes
 from workstream.api.middleware import is_public
+from workstream.api.openapi_batches import batch_paths, batch_schemas
 from workstream.api.openapi_leases import lease_paths, lease_responses, lease_schemas
 from workstream.api.openapi_schedules import schedule_paths, schedule_schemas
 from workstream.api.validation import CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT, MAX_WAIT_S
+from workstream.common.events import EVENT_NAMES
 from workstream.common.jobs import (
     HISTORY_MAX_ENTRIES,
     MAX_ATTEMPTS_LIMIT,
+    MAX_CHILDREN_SHOWN,
     MAX_DELAY_S,
+    MAX_DEPENDS_ON,
     MAX_PROGRESS_BYTES,
     MAX_TIMEOUT_S,
     MAX_TRACEBACK_CHARS,
+    ON_PARENT_FAILURE,
     OUTCOMES,
+    PRIORITY_MAX,
     UNIQUE_UNTIL,
 )
 from workstream.common.limits import MAX_CONCURRENCY, RATE_PATTERN
@@ -32,7 +38,8 @@ from workstream.common.timeline import MAX_MINUTES
 JSON = "application/json"
 TYPE_RE = "^[A-Za-z0-9_.:-]{1,128}$"
 QUEUE_RE = "^[A-Za-z0-9_.-]{1,64}$"
-JOB_ID_RE = "^[0-9a-f]{32}$"
+# A job id: one the store made (32 hex digits) or a client's own (the idempotency key's rules).
+JOB_ID_RE = TYPE_RE
 
 Schema = dict[str, Any]
 
@@ -89,6 +96,7 @@ def _job_schema() -> Schema:
         "unique_key": text,
         "expires_at": timestamp,
         "group": text,
+        "priority": {"type": "integer", "minimum": 0, "maximum": PRIORITY_MAX},
         "progress": {
             "description": "The last progress its run reported (Python: ctx.progress(value, "
             'message) stores {"value": ..., "message": ...}; an HTTP consumer: the `progress` '
@@ -100,6 +108,26 @@ def _job_schema() -> Schema:
             "answered 202): the run ends cancelled when it stops, or when its lease or timeout "
             "runs out.",
         },
+        "depends_on": _nullable(
+            {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "The parents it was submitted with (null: none).",
+            }
+        ),
+        "on_parent_failure": _nullable({"enum": list(ON_PARENT_FAILURE)}),
+        "parents_left": _nullable(
+            {
+                "type": "integer",
+                "minimum": 0,
+                "description": "While waiting: parents that have not ended yet; else null.",
+            }
+        ),
+        "children_count": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Jobs submitted with this one in their depends_on.",
+        },
     }
     for name in ("created_at", "enqueued_at", "run_at", "started_at", "finished_at"):
         properties[name] = timestamp
@@ -110,6 +138,14 @@ def _job_schema() -> Schema:
         "maxItems": HISTORY_MAX_ENTRIES,
         "description": "The attempts that ended, oldest first (at most the last "
         f"{HISTORY_MAX_ENTRIES}). In every answer about one job; listings leave it out.",
+    }
+    properties["children"] = {
+        "type": "array",
+        "items": {"type": "string"},
+        "maxItems": MAX_CHILDREN_SHOWN,
+        "description": f"The first {MAX_CHILDREN_SHOWN} jobs that depend on this one "
+        "(children_count counts them all). In every answer about one job; listings leave it "
+        "out.",
     }
     return {"type": "object", "required": required, "properties": properties}
 
@@ -184,6 +220,49 @@ def _submission_schema() -> Schema:
                     "queue's group_concurrency (see /queues/{name}/limits).",
                 }
             ),
+            "priority": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": PRIORITY_MAX,
+                "default": 0,
+                "description": "Higher first within the queue, first in first out within one "
+                "level; 0 (the default) is the queue's plain order, after every higher level. "
+                "Anything but an integer from 0 to 9 is a 400 validation_error (field "
+                "priority), nothing written.",
+            },
+            "id": _nullable(
+                {
+                    "type": "string",
+                    "pattern": TYPE_RE,
+                    "description": "Your own id for the job, unique in the namespace while its "
+                    "record exists. The same request under it again answers the job (200, or "
+                    "created false in a batch); another request is 409 id_conflict, nothing "
+                    "written. Default: 32 hex digits the server makes.",
+                }
+            ),
+            "depends_on": _nullable(
+                {
+                    "type": "array",
+                    "items": {"type": "string", "pattern": TYPE_RE},
+                    "minItems": 1,
+                    "maxItems": MAX_DEPENDS_ON,
+                    "uniqueItems": True,
+                    "description": "Ids of jobs that exist, or of jobs of the same batch. The "
+                    "job is created waiting and becomes pending in the same step that "
+                    "completes its last parent; a parent already completed counts as done. "
+                    "Unknown ids are 400 unknown_parents and a cycle within a batch 400 "
+                    "dependency_cycle, each naming the ids (`ids`), nothing written. Not with "
+                    "delay or run_at. Waiting jobs count toward the queue's capacity.",
+                }
+            ),
+            "on_parent_failure": {
+                "enum": list(ON_PARENT_FAILURE),
+                "default": "cancel",
+                "description": "When a parent fails for good or is cancelled: cancel (the job "
+                "is cancelled, error parent_failed: <parent id>, and so in turn are its own "
+                "dependents that say cancel) or run (the parent counts as ended; the job runs "
+                "once every parent has ended, its parent_results giving null for that one).",
+            },
         },
         "description": "Give either delay (seconds) or run_at (RFC 3339), not both. A job not "
         "started by expires_at (or expires_in after submission) is cancelled, error expired.",
@@ -223,6 +302,12 @@ def _queue_schema() -> Schema:
                 "description": "Pending jobs parked at their group's cap (not in pending; "
                 "they count toward the queue's capacity).",
             },
+            "waiting": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Jobs waiting for their parents (depends_on); they count "
+                "toward the queue's capacity.",
+            },
             **serving,
         },
     }
@@ -252,7 +337,7 @@ def _limits_schema() -> Schema:
     }
 
 
-_DEPTHS = ("pending", "processing", "scheduled", "failed")
+_DEPTHS = ("pending", "processing", "scheduled", "failed", "waiting")
 
 
 def _histogram_schema() -> Schema:
@@ -392,7 +477,13 @@ def _error_schema() -> Schema:
                     "field": {"type": "string", "description": "The offending field."},
                     "job_id": {
                         "type": "string",
-                        "description": "duplicate_job, idempotency_conflict: the job meant.",
+                        "description": "duplicate_job, idempotency_conflict, id_conflict: the "
+                        "job meant.",
+                    },
+                    "ids": {
+                        "type": "array",
+                        "items": {"type": "string"},
+                        "description": "unknown_parents, dependency_cycle: the job ids meant.",
                     },
                 },
             }
@@ -404,7 +495,11 @@ def _responses() -> Schema:
     error = _ref("Error")
     www = {"WWW-Authenticate": {"schema": {"type": "string"}}}
     return {
-        "BadRequest": _json(error, "invalid_json or validation_error (with `field`)."),
+        "BadRequest": _json(
+            error,
+            "invalid_json or validation_error (with `field`); for depends_on, "
+            "unknown_parents or dependency_cycle (with `ids`).",
+        ),
         "Unauthorized": _json(error, "unauthorized: a bearer token is required.", www),
         "InsufficientScope": _json(
             error, "insufficient_scope: the token lacks every scope this operation allows.", www
@@ -450,7 +545,8 @@ def _job_id_param() -> Schema:
         "in": "path",
         "required": True,
         "schema": {"type": "string", "pattern": JOB_ID_RE},
-        "description": "32 lowercase hex digits; anything else answers 404 job_not_found.",
+        "description": "32 lowercase hex digits, or the id a client gave the job "
+        "([A-Za-z0-9_.:-]{1,128}); anything else answers 404 job_not_found.",
     }
 
 
@@ -759,6 +855,57 @@ def _queue_paths() -> Schema:
     }
 
 
+def _events_operation() -> Schema:
+    names = ", ".join(EVENT_NAMES)
+    operation = _op(
+        "The job event stream as Server-Sent Events: one message per transition (`id:` its "
+        "position, `event:` its name, `data:` JSON {id, event, job_id, status, queue, type, "
+        f"attempt, at, worker?, detail?}}; names: {names}). A response waits up to EVENTS_HOLD "
+        "for a matching event, sends what there is (up to 500) and ends; an idle one ends with "
+        "a heartbeat comment. Every response starts with `retry:` and its last message carries "
+        "the position to resume from (Last-Event-ID), so EventSource follows it as one stream. "
+        "A position older than the oldest entry kept gets `event: gap` first.",
+        {
+            "200": {
+                "description": "text/event-stream messages.",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            "400": _json(
+                _ref("Error"),
+                "malformed_event_id: Last-Event-ID / last_event_id / since is not `<ms>-<seq>` "
+                "or a time in ms; validation_error: a malformed filter.",
+            ),
+            "404": _json(_ref("Error"), "events_disabled: EVENTS_MAX=0."),
+        },
+        operationId="events",
+        parameters=[
+            _query("queue", {"type": "string", "pattern": QUEUE_RE}, "Only this queue."),
+            _query("type", {"type": "string", "pattern": TYPE_RE}, "Only this job type."),
+            _query("job", {"type": "string"}, "Only this job."),
+            _query(
+                "last_event_id",
+                {"type": "string"},
+                "Resume after this event id (for clients that cannot send Last-Event-ID).",
+            ),
+            _query("since", {"type": "string"}, "Same as last_event_id; a time in ms also."),
+            {
+                "name": "Last-Event-ID",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "Resume after this event id (EventSource sends it).",
+            },
+        ],
+    )
+    operation["responses"]["503"] = _json(
+        _ref("Error"),
+        "too_many_streams: EVENTS_STREAMS responses already wait in this process; or "
+        "redis_unavailable. Retry after Retry-After.",
+        RETRY_AFTER,
+    )
+    return operation
+
+
 def _other_paths() -> Schema:
     health = {
         "type": "object",
@@ -785,6 +932,7 @@ def _other_paths() -> Schema:
             "get": _op("Live workers.", {"200": _json(workers, "Workers.")}, operationId="workers")
         },
         "/metrics": {"get": _op("Global figures.", {"200": metrics}, operationId="metrics")},
+        "/events": {"get": _events_operation()},
         "/stats/timeline": {
             "get": _op(
                 "Throughput and wait/run percentiles, one point a minute, over the last N "
@@ -882,6 +1030,7 @@ def build_document(max_payload_bytes: int) -> Schema:
                 **_other_paths(),
                 **lease_paths(),
                 **schedule_paths(_op),
+                **batch_paths(_op),
             }
         ),
         "components": {
@@ -908,6 +1057,7 @@ def build_document(max_payload_bytes: int) -> Schema:
                 "Timeline": _timeline_schema(),
                 **lease_schemas(),
                 **schedule_schemas(),
+                **batch_schemas(),
                 "Error": _error_schema(),
                 "LegacyStatus": legacy_status,
                 "LegacyResult": legacy_result,

@@ -25,6 +25,7 @@ from workstream.common.serialization import (
     nests_too_deep,
     rfc3339_to_ms,
 )
+from workstream.common.ssrf import InvalidUrlError, parse_url
 from workstream.common.states import JobStatus
 
 TYPE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
@@ -39,6 +40,9 @@ RUN_AT_SKEW_S = 300.0
 SPEC_FIELDS = frozenset(
     {"type", "payload", "queue", "max_attempts", "timeout", "delay", "run_at", "idempotency_key"}
     | {"unique", "expires_at", "expires_in", "group"}
+    | {"priority"}
+    | {"id", "depends_on", "on_parent_failure"}
+    | {"callback_url"}
 )
 # unique: while a job holding the key is live, another job with the key is refused (409
 # duplicate_job). `until` says when the holder lets go: once it starts, once it finishes, or
@@ -48,6 +52,20 @@ UNIQUE_UNTIL = ("finished", "started", "ttl")
 DEFAULT_UNIQUE_TTL_S = 3600.0
 MAX_UNIQUE_TTL_S = MAX_DELAY_S
 _EMPTY_PAYLOAD = "{}"
+# A client's own job id: the idempotency key's characters (TYPE_PATTERN); unique within the
+# namespace while its record exists (a second submit: a replay, or 409 id_conflict).
+CLIENT_ID_PATTERN = TYPE_PATTERN
+# depends_on: at most MAX_DEPENDS_ON parents a job (ids of jobs, or of jobs in the same
+# submission); a parent shows its first MAX_CHILDREN_SHOWN children (and counts them all).
+MAX_DEPENDS_ON = 100
+MAX_CHILDREN_SHOWN = 100
+ON_PARENT_FAILURE = ("cancel", "run")
+# The error of a job cancelled because a parent failed or was cancelled: "parent_failed: <id>".
+PARENT_FAILED = "parent_failed"
+# priority: 0 (the default) to PRIORITY_MAX, higher first within a queue, FIFO within a level.
+PRIORITY_MAX = 9
+# callback_url: when the job ends, an `http` job POSTs its final record there (_callbacks.lua);
+# checked by the outbound guard (common/ssrf.py) at submission and again at delivery.
 
 
 def new_job_id() -> str:
@@ -86,6 +104,15 @@ class JobSpec:
     expires_at_ms: int | None = None  # an absolute time: not started by then -> cancelled
     # A queue's group_concurrency caps the jobs of one group processing at once (limits.py).
     group: str | None = None
+    # 0 (the default) to PRIORITY_MAX: higher levels are claimed first, FIFO within one.
+    priority: int = 0
+    # The client's own id (CLIENT_ID_PATTERN); None: the store makes one.
+    id: str | None = None
+    # Parents: the job waits (status waiting) until each has ended (common/scripts/_deps.lua).
+    depends_on: tuple[str, ...] | None = None
+    on_parent_failure: str = "cancel"  # cancel | run: what a failed or cancelled parent does
+    # Where the job's final record is POSTed when it ends (see callback_url above).
+    callback_url: str | None = None
     _payload_json: str = field(default=_EMPTY_PAYLOAD, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -103,6 +130,10 @@ class JobSpec:
         _check_expiry(self.delay, self.run_at_ms, self.expires_in, self.expires_at_ms)
         if self.group is not None:
             _check_name("group", self.group, QUEUE_PATTERN)
+        _optional_int("priority", self.priority, 0, PRIORITY_MAX)
+        _check_workflow(self)
+        if self.callback_url is not None:
+            _callback_url(self.callback_url)
         object.__setattr__(self, "_payload_json", _encode_payload(self.payload))
 
     @classmethod
@@ -135,8 +166,24 @@ class JobSpec:
         fields["payload"] = payload = data.get("payload")
         fields["_payload_json"] = _encode_payload(payload)
         fields["unique"] = fields["expires_in"] = fields["expires_at_ms"] = fields["group"] = None
+        fields["priority"] = 0
+        if "priority" in data:
+            fields["priority"] = _optional_int("priority", data["priority"], 0, PRIORITY_MAX) or 0
         if "unique" in data or "expires_at" in data or "expires_in" in data or "group" in data:
             spec._read_options(data)  # the hot path
+        fields["id"] = fields["depends_on"] = None
+        fields["on_parent_failure"] = "cancel"
+        if "id" in data or "depends_on" in data or "on_parent_failure" in data:
+            fields["id"] = data.get("id")
+            parents = data.get("depends_on")
+            if parents is not None and not isinstance(parents, list):
+                raise ValidationError("depends_on", "expected an array of job ids")
+            fields["depends_on"] = None if parents is None else tuple(parents)
+            fields["on_parent_failure"] = data.get("on_parent_failure", "cancel")
+            _check_workflow(spec)
+        fields["callback_url"] = None
+        if "callback_url" in data and data["callback_url"] is not None:
+            fields["callback_url"] = _callback_url(data["callback_url"])
         return spec
 
     def _read_options(self, data: Mapping[str, Any]) -> None:
@@ -168,6 +215,13 @@ class JobSpec:
             self.expires_in,
             self.expires_at_ms,
             *([] if self.group is None else [self.group]),  # fingerprints without one unchanged
+            *([] if not self.priority else [["priority", self.priority]]),  # the same
+            *(
+                []
+                if self.depends_on is None
+                else [["depends_on", list(self.depends_on), self.on_parent_failure]]
+            ),
+            *([] if self.callback_url is None else [["callback_url", self.callback_url]]),
         ]
         return hashlib.blake2b(_canonical_json(canonical), digest_size=16).hexdigest()
 
@@ -247,7 +301,10 @@ MAX_PROGRESS_BYTES = 4096
 LISTED_FIELDS = (
     "id", "type", "queue", "status", "payload", "result", "error", "attempts", "max_attempts",
     "timeout_ms", *_TIMESTAMPS, "worker", "idempotency_key", "progress", "cancel_requested",
-    "unique_key", "expires_at", "group",
+    "unique_key", "expires_at", "group", "priority",
+    "depends_on", "on_parent_failure", "parents_left", "children_count",
+    "callback_url", "callback_job_id", "callback_for",
+    "batch",
 )  # fmt: skip
 
 
@@ -277,6 +334,18 @@ class Job:
     unique_key: str | None = None  # the `unique` option's key, given or derived
     expires_at: int | None = None  # not started by then: cancelled, error "expired"
     group: str | None = None  # capped by its queue's group_concurrency
+    priority: int = 0  # 0-9, higher first within its queue
+    callback_url: str | None = None  # POSTed the final record when the job ends
+    callback_job_id: str | None = None  # the http job delivering it (set when the job ended)
+    callback_for: str | None = None  # a callback job: the job whose record it delivers
+    depends_on: list[str] | None = None  # parents (None: none)
+    on_parent_failure: str | None = None  # cancel | run, with depends_on
+    parents_left: int | None = None  # while waiting: parents not yet ended
+    # The first MAX_CHILDREN_SHOWN jobs that named this one in depends_on; None when not read
+    # (listings), then to_json leaves it out. children_count counts them all.
+    children: list[str] | None = None
+    children_count: int = 0
+    batch: str | None = None  # the batch it is a member of (common/batches.py)
 
     @classmethod
     def from_hash(cls, data: Mapping[str, str], *, with_history: bool = True) -> Job:
@@ -309,6 +378,18 @@ class Job:
             unique_key=data.get("unique_key") or None,
             expires_at=_stored_int(data.get("expires_at")),
             group=data.get("group") or None,
+            priority=_stored_int(data.get("priority")) or 0,
+            callback_url=data.get("callback_url") or None,
+            callback_job_id=data.get("callback_job_id") or None,
+            callback_for=data.get("callback_for") or None,
+            depends_on=_stored_ids(data.get("depends_on")),
+            on_parent_failure=data.get("on_parent_failure") or None,
+            parents_left=(
+                _stored_int(data.get("parents_left")) if status is JobStatus.WAITING else None
+            ),
+            children=(_stored_ids(data.get("children")) or []) if with_history else None,
+            children_count=_stored_int(data.get("children_count")) or 0,
+            batch=data.get("batch") or None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -330,11 +411,22 @@ class Job:
             "unique_key": self.unique_key,
             "expires_at": ms_to_rfc3339(self.expires_at),
             "group": self.group,
+            "priority": self.priority,
+            "callback_url": self.callback_url,
+            "callback_job_id": self.callback_job_id,
+            "callback_for": self.callback_for,
+            "depends_on": self.depends_on,
+            "on_parent_failure": self.on_parent_failure,
+            "parents_left": self.parents_left,
+            "children_count": self.children_count,
+            "batch": self.batch,
         }
         for name in _TIMESTAMPS:
             body[name] = ms_to_rfc3339(getattr(self, name))
         if self.history is not None:
             body["history"] = self.history
+        if self.children is not None:
+            body["children"] = self.children
         return body
 
 
@@ -387,6 +479,19 @@ def _entry_json(entry: Mapping[str, Any]) -> dict[str, Any]:
         "error": text("error"),
         "traceback": text("traceback"),
     }
+
+
+def stored_json(text: str | None) -> Any:
+    """A stored payload or result as the API answers it (see _stored_json)."""
+    return _stored_json(text)
+
+
+def _stored_ids(text: str | None) -> list[str] | None:
+    """A stored JSON array of job ids (depends_on, children); anything else reads as None."""
+    value = _stored_json(text)
+    if not isinstance(value, list):
+        return None
+    return [item for item in value if isinstance(item, str)]
 
 
 def _stored_int(text: str | None) -> int | None:
@@ -509,6 +614,38 @@ def _check_expiry(
             raise ValidationError("expires_in", "expected more than delay")
         if run_at_ms is not None and time.time() * 1000 + expires_in * 1000 <= run_at_ms:
             raise ValidationError("expires_in", "expected a time after the job is due")
+
+
+def _callback_url(value: Any) -> str:
+    """A callback_url the outbound guard can parse (whether its address may be reached is
+    judged with HTTP_JOB_ALLOWED_NETWORKS: by the API at submission, by the worker at delivery)."""
+    try:
+        parse_url(value, "callback_url")
+    except InvalidUrlError as ex:
+        raise ValidationError("callback_url", ex.message) from None
+    return str(value)
+
+
+def _check_workflow(spec: JobSpec) -> None:
+    """id, depends_on and on_parent_failure (common/scripts/_deps.lua)."""
+    if spec.id is not None:
+        _check_name("id", spec.id, CLIENT_ID_PATTERN)
+    parents = spec.depends_on
+    if parents is None:
+        if spec.on_parent_failure != "cancel":
+            raise ValidationError("on_parent_failure", "only with depends_on")
+        return
+    if not 1 <= len(parents) <= MAX_DEPENDS_ON:
+        raise ValidationError("depends_on", f"expected 1 to {MAX_DEPENDS_ON} job ids")
+    for parent in parents:
+        _check_name("depends_on", parent, CLIENT_ID_PATTERN)
+    if len(set(parents)) != len(parents):
+        raise ValidationError("depends_on", "names a job more than once")
+    if spec.on_parent_failure not in ON_PARENT_FAILURE:
+        choices = ", ".join(ON_PARENT_FAILURE)
+        raise ValidationError("on_parent_failure", f"expected one of {choices}")
+    if spec.delay is not None or spec.run_at_ms is not None:
+        raise ValidationError("depends_on", "cannot be combined with delay or run_at")
 
 
 def _one_timing(delay: float | None, run_at_ms: int | None) -> None:

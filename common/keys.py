@@ -58,6 +58,22 @@ class Keys:
         group_ref is group_ref(queue, group)."""
         return f"{self.prefix}waiting:{group_ref}"
 
+    def priority(self, queue: str) -> str:
+        """ZSET: a queue's pending jobs of priority 1-9 (priority 0, the default, stays in the
+        queue list). Score (10 - priority) * 2^48 + a sequence within the level: the lowest is
+        taken first, so higher levels first and FIFO within one (_lib.lua push_priority)."""
+        return f"{self.prefix}priority:{queue}"
+
+    def dependents(self, job_id: str) -> str:
+        """SET: ids of waiting jobs that depend on this job (depends_on), registered by
+        enqueue.lua; consumed (deleted) by the script that ends the job (_deps.lua)."""
+        return f"{self.prefix}dependents:{job_id}"
+
+    def awaiting(self, queue: str) -> str:
+        """ZSET: a queue's jobs in status waiting (id -> created_at), counted toward its
+        capacity and shown by GET /queues; left when released, cancelled or expired."""
+        return f"{self.prefix}awaiting:{queue}"
+
     def idempotency(self, key: str) -> str:
         return f"{self.prefix}idem:{key}"
 
@@ -124,11 +140,47 @@ class Keys:
         return f"{self.prefix}schedules_due"
 
     @property
+    def events(self) -> str:
+        """STREAM: one entry per job transition, appended by the script that makes it and
+        capped near EVENTS_MAX (common/events.py, common/scripts/_events.lua)."""
+        return f"{self.prefix}events"
+
+    @property
+    def events_max(self) -> str:
+        """STRING: the event stream's cap that every script trims to (0: no stream), written
+        from EVENTS_MAX by each process at start; absent: the default."""
+        return f"{self.prefix}events:max"
+
+    def batch(self, batch_id: str) -> str:
+        """HASH: a batch (common/batches.py): its state (open | sealed | settled), member counts
+        by outcome and its callbacks; expires RESULT_TTL after it settles."""
+        return f"{self.prefix}batch:{batch_id}"
+
+    def batch_jobs(self, batch_id: str) -> str:
+        """LIST: a batch's member ids in the order they were added (paged by offset)."""
+        return f"{self.prefix}batch_jobs:{batch_id}"
+
+    @property
+    def batches(self) -> str:
+        """ZSET: every batch id -> created ms (listing index, newest first)."""
+        return f"{self.prefix}batches"
+
+    @property
+    def batch_expiries(self) -> str:
+        """ZSET: settled batch ids -> when their record expires (settling drops due entries)."""
+        return f"{self.prefix}batch_expiries"
+
+    @property
     def sweeper_lock(self) -> str:
         return f"{self.prefix}lock:sweeper"
 
     def all_status(self) -> list[str]:
         return [self.status(status) for status in JobStatus]
+
+
+# The member _lib.lua pushes onto an empty queue list to wake a worker blocked in BLMOVE when a
+# prioritized job arrives; never a job id (32 hex digits). At most one per list, at its front.
+WAKE = "wake"
 
 
 def group_ref(queue: str, group: str) -> str:

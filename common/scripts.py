@@ -12,6 +12,7 @@ from typing import Any
 import redis
 
 from workstream.common import jobs
+from workstream.common.events import EVENT_DETAIL_MAX, EVENTS_MAX_DEFAULT
 from workstream.common.keys import Keys
 from workstream.common.states import TRANSITIONS, JobStatus
 
@@ -28,6 +29,9 @@ MAINTENANCE_SCRIPTS = frozenset({"heartbeat", "prune", "pause_queue", "delete_qu
     "schedule_fire",
     # ctx.progress(): store a running job's progress under its lease (changes no state).
     "progress",
+    # Batches (common/batches.py): seal an open batch, settling it (its callback jobs
+    # created) when every member already finished.
+    "batch_seal",
 }
 SCRIPT_NAMES = frozenset(TRANSITIONS) | MAINTENANCE_SCRIPTS
 
@@ -47,7 +51,8 @@ def _read(name: str) -> str:
 # touches is declared in its header and passed in KEYS (see keys_for), as redis-py's Lock does.
 BUILDERS: tuple[str, ...] = (
     "job", "queue", "processing", "worker", "scheduled", "dead", "idempotency", "types",
-    "schedule", "unique", "limits", "groups", "waiting",
+    "schedule", "unique", "limits", "groups", "waiting", "priority",
+    "dependents", "awaiting", "batch", "batch_jobs",
 )  # fmt: skip
 _ARG = "\x00arg\x00"
 
@@ -64,9 +69,42 @@ def _builders() -> str:
     return "".join(lines)
 
 
+def _suffix(key: str) -> str:
+    """A fixed key without the namespace's prefix (Lua prepends P)."""
+    prefix = Keys("ns").prefix
+    assert key.startswith(prefix), key
+    return key.removeprefix(prefix)
+
+
 # A top-level definition in the Lua library: `local function name(` or `local A, B =`.
 _DEFINITION = re.compile(r"^local (?:function )?([A-Za-z_]\w*(?:, [A-Za-z_]\w*)*)", re.MULTILINE)
 _WORD = re.compile(r"[A-Za-z_]\w*")
+
+
+# The library files in dependency order (a definition uses only those above it); a file not
+# (yet) written is skipped. _finish.lua's on_finished calls each feature's function, so the
+# feature files come before it, and _claim.lua (a claim cancels expired jobs) after it.
+LIBRARY: tuple[str, ...] = (
+    "_lib.lua",
+    "_events.lua",  # event(): every transition appended to the events stream
+    "_callbacks.lua",  # owe_callback(): a finished job's callback_url
+    "_deps.lua",  # settle_dependents(): jobs waiting for this one
+    "_batches.lua",  # settle_batch(): the job's batch
+    "_finish.lua",  # on_finished(): the hook every terminal transition calls
+    "_claim.lua",
+)
+
+
+# (Lua name, Keys property) of the fixed keys rendered for _batches.lua.
+BATCH_FIXED_KEYS: tuple[tuple[str, str], ...] = (
+    ("JOBS_INDEX_KEY", "jobs"),
+    ("BATCHES_KEY", "batches"),
+    ("BATCH_EXPIRIES_KEY", "batch_expiries"),
+)
+
+
+def _exists(name: str) -> bool:
+    return resources.files("workstream.common").joinpath("scripts").joinpath(name).is_file()
 
 
 def _library() -> list[tuple[frozenset[str], str]]:
@@ -74,6 +112,7 @@ def _library() -> list[tuple[frozenset[str], str]]:
     (the constants rendered from Python first: ST = status names, BUCKETS_MS = histogram
     bounds, the attempt history's bounds, the key builders). Text before the first definition
     is kept with it."""
+    keys = Keys("ns")
     statuses = ", ".join(f"{status.name.lower()} = '{status.value}'" for status in JobStatus)
     buckets = ", ".join(str(bound) for bound in BUCKETS_MS)
     text = (
@@ -83,7 +122,23 @@ def _library() -> list[tuple[frozenset[str], str]]:
         # start_ids (claim, start, complete's piggybacked claim) starts what `start` may.
         + f"local START_SOURCES = {_lua_set(TRANSITIONS['start'].sources)}\n"
         + _builders()
-        + "".join(_read(name) for name in ("_lib.lua", "_claim.lua"))
+        # The event stream (_events.lua): its key and its cap's key, built from P like the
+        # builders above (the stream is the namespace's, in its slot; see common/events.py).
+        + f"local EVENTS_KEY, EVENTS_MAX_KEY = P .. '{_suffix(keys.events)}', "
+        + f"P .. '{_suffix(keys.events_max)}'\n"
+        + f"local EVENTS_MAX_DEFAULT = {EVENTS_MAX_DEFAULT}\n"
+        + f"local EVENT_DETAIL_MAX = {EVENT_DETAIL_MAX}\n"
+        # _deps.lua gives a job cancelled by a failed parent its result TTL from any script that
+        # ends a job, also those with no expiries key in their KEYS (the claims).
+        + f"local EXPIRIES_KEY = P .. '{_suffix(keys.expiries)}'\n"
+        + f"local CHILDREN_SHOWN = {jobs.MAX_CHILDREN_SHOWN}\n"
+        # Batches (_batches.lua): fixed keys a batch's settling writes from whichever script
+        # ends its last member (the finish hook), so none of them can name them in KEYS.
+        + "".join(
+            f"local {name} = P .. '{getattr(keys, attr).removeprefix(keys.prefix)}'\n"
+            for name, attr in BATCH_FIXED_KEYS
+        )
+        + "".join(_read(name) for name in LIBRARY if _exists(name))
     )
     matches = list(_DEFINITION.finditer(text))
     ends = [match.start() for match in matches[1:]] + [len(text)]

@@ -12,7 +12,12 @@ from typing import Any
 
 from workstream.common.durations import parse_duration
 from workstream.common.errors import SettingsError
-from workstream.common.redis_conn import is_sentinel_url, parse_sentinel_url
+from workstream.common.redis_conn import (
+    is_cluster_url,
+    is_sentinel_url,
+    parse_cluster_url,
+    parse_sentinel_url,
+)
 from workstream.common.ssrf import IPNetwork, parse_networks
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -46,7 +51,14 @@ SETTING_DOCS: tuple[SettingDoc, ...] = (
         "Worker processes under one supervising parent (like API_PROCESSES); "
         "each has WORKER_COUNT slots and its own worker id.",
     ),
-    SettingDoc("QUEUES", "default", "Queues a worker serves, comma-separated, highest first."),
+    SettingDoc(
+        "QUEUES",
+        "default",
+        "Queues a worker serves, comma-separated: in strict order, highest first (a busy "
+        "first queue starves the rest), or each with a weight (critical:6,default:3,low:1): "
+        "each claim then orders them by weighted random choice, so every queue gets about its "
+        "share.",
+    ),
     SettingDoc("JOB_QUEUE_CAPACITY", "100000", "Pending + scheduled jobs per queue before 429."),
     SettingDoc("MAX_ATTEMPTS", "3", "Default attempts per job before it is dead-lettered."),
     SettingDoc("RETRY_BACKOFF", "1s", "Base retry delay; doubles per attempt, full jitter."),
@@ -128,6 +140,50 @@ SETTING_DOCS += (
         "REPLICA_ACK_TIMEOUT", "500ms", "How long a write waits for REPLICA_ACKS confirmations."
     ),
 )
+SETTING_DOCS += (
+    SettingDoc(
+        "EVENTS_MAX",
+        "100000",
+        "Entries kept in the job event stream (GET /events), trimmed approximately (up to one "
+        "stream node, 100 entries, more); 0 turns the stream off. Kept in Redis: the last "
+        "process started sets it for all.",
+    ),
+    SettingDoc(
+        "EVENTS_STREAMS",
+        "32",
+        "Concurrent GET /events responses per API process (each holds a request thread, "
+        "taken from the long-polls' share; at most half of API_THREADS - 16); the next "
+        "answers 503 too_many_streams.",
+    ),
+    SettingDoc(
+        "EVENTS_HOLD",
+        "15s",
+        "How long a GET /events response waits for a matching event before it ends with a "
+        "heartbeat; a response ends once it sent what there was (clients resume with "
+        "Last-Event-ID).",
+    ),
+)
+SETTING_DOCS += (
+    SettingDoc(
+        "CALLBACK_MAX_ATTEMPTS",
+        "20",
+        "Attempts a job's callback (the `http` job POSTing its record to callback_url) gets "
+        "before it is dead-lettered; with the default backoff, retries span up to about 1.8 hours "
+        "(half that on average: full jitter).",
+    ),
+    SettingDoc(
+        "CALLBACK_TIMEOUT",
+        "10s",
+        "Time a callback's POST may take (at most 300s), per attempt.",
+    ),
+    SettingDoc(
+        "RETRY_AFTER_MAX",
+        "1h",
+        "Longest delay a failed attempt may ask for its next (a 429/503's Retry-After in an "
+        "`http` job, RetryLater in a handler) instead of the backoff; a longer one waits this "
+        "long.",
+    ),
+)
 _DEFAULTS = {doc.name: doc.default for doc in SETTING_DOCS}
 
 
@@ -170,6 +226,15 @@ class Settings:
     durability: str = "local"
     replica_acks: int = 1
     replica_ack_timeout: timedelta = timedelta(milliseconds=500)
+    events_max: int = 100_000
+    events_streams: int = 32
+    events_hold: timedelta = timedelta(seconds=15)
+    callback_max_attempts: int = 20
+    callback_timeout: timedelta = timedelta(seconds=10)
+    retry_after_max: timedelta = timedelta(hours=1)
+    # QUEUES with weights (critical:6,default:3,low:1): one per queue, in order; () is strict
+    # order. worker.fetcher orders the queues of each claim by weighted random choice.
+    queue_weights: tuple[int, ...] = ()
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -190,6 +255,7 @@ class Settings:
         # API_TOKENS and API_TOKEN differ by one letter: name the scoped pairs apart.
         values["api_scoped_tokens"] = values.pop("api_tokens")
         values["api_tokens"] = values.pop("api_token")
+        values["queue_weights"] = queue_weights(env.get("QUEUES", _DEFAULTS["QUEUES"]))
         return cls(**values)
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -205,6 +271,23 @@ def _positive_int(raw: str) -> int:
         raise ValueError(f"expected a positive integer, got {raw!r}") from None
     if value < 1:
         raise ValueError(f"expected a positive integer, got {raw!r}")
+    return value
+
+
+def _nonnegative_int(raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValueError(f"expected a whole number (0 or more), got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"expected a whole number (0 or more), got {raw!r}")
+    return value
+
+
+def _duration_at_most(raw: str, most: timedelta) -> timedelta:
+    value = _duration(raw)
+    if value > most:
+        raise ValueError(f"expected at most {most.total_seconds():g}s, got {raw!r}")
     return value
 
 
@@ -234,12 +317,47 @@ def _name(raw: str) -> str:
 
 
 def _names(raw: str) -> tuple[str, ...]:
-    names = tuple(_name(part) for part in raw.split(",") if part.strip())
-    if not names:
-        raise ValueError("expected at least one queue name")
+    names = tuple(name for name, _ in _weighted(raw))
     if len(set(names)) != len(names):
         raise ValueError(f"a queue is listed twice in {raw!r}")
     return names
+
+
+QUEUE_WEIGHT_MAX = 1000
+
+
+def _weighted(raw: str) -> list[tuple[str, int | None]]:
+    """QUEUES entries: `name` (strict order) or `name:weight` (weighted); all one or the other."""
+    entries: list[tuple[str, int | None]] = []
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        name, colon, weight = part.partition(":")
+        if not colon:
+            entries.append((_name(name), None))
+            continue
+        if (
+            not re.fullmatch(r"\s*[0-9]{1,4}\s*", weight)
+            or not 1 <= int(weight) <= QUEUE_WEIGHT_MAX
+        ):
+            raise ValueError(
+                f"expected a weight from 1 to {QUEUE_WEIGHT_MAX} after {name.strip()!r}:, "
+                f"got {weight!r}"
+            )
+        entries.append((_name(name), int(weight)))
+    if not entries:
+        raise ValueError("expected at least one queue name")
+    if len({weight is None for _, weight in entries}) > 1:
+        raise ValueError(
+            f"give every queue a weight (critical:6,default:3,low:1) or none (strict order), "
+            f"got {raw!r}"
+        )
+    return entries
+
+
+def queue_weights(raw: str) -> tuple[int, ...]:
+    """The weight of each QUEUES entry, in order; () when none is weighted (strict order)."""
+    return tuple(weight for _, weight in _weighted(raw) if weight is not None)
 
 
 def _modules(raw: str) -> tuple[str, ...]:
@@ -275,9 +393,12 @@ def _redis_url(raw: str) -> str:
     value = raw.strip()
     if is_sentinel_url(value):
         parse_sentinel_url(value)  # a bad one stops the process at start, not at first use
+    elif is_cluster_url(value):
+        parse_cluster_url(value)
     elif not value.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError(
-            "expected a redis://, rediss://, unix://, redis+sentinel:// or rediss+sentinel:// URL"
+            "expected a redis://, rediss://, unix://, redis+sentinel://, rediss+sentinel://, "
+            "redis+cluster:// or rediss+cluster:// URL"
         )
     return value
 
@@ -352,6 +473,12 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "HTTP_JOB_ALLOWED_NETWORKS": parse_networks,
     "WEBHOOK_SECRET": str.strip,
     "HTTP_JOB_MAX_RESPONSE_BYTES": _positive_int,
+    "EVENTS_MAX": _nonnegative_int,
+    "EVENTS_STREAMS": _positive_int,
+    "EVENTS_HOLD": _duration,
+    "CALLBACK_MAX_ATTEMPTS": _positive_int,
+    "CALLBACK_TIMEOUT": lambda raw: _duration_at_most(raw, timedelta(seconds=300)),
+    "RETRY_AFTER_MAX": _duration,
 }
 assert set(_PARSERS) == set(_DEFAULTS), "every documented setting has exactly one parser"
 

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis
 
 from workstream.common import scripts
+from workstream.common.deps import submission_order
 from workstream.common.errors import (
+    BatchConflictError,
+    BatchNotFoundError,
+    BatchSealedError,
+    BatchTooLargeError,
+    DependencyError,
     DuplicateJobError,
+    IdConflictError,
     IdempotencyConflictError,
     InvalidTransitionError,
     JobNotFoundError,
+    NotInBatchError,
     QueueFullError,
     QueueNotEmptyError,
     QueueNotFoundError,
@@ -32,7 +40,7 @@ from workstream.common.jobs import (
     JobSpec,
     new_job_id,
 )
-from workstream.common.keys import Keys
+from workstream.common.keys import WAKE, Keys
 from workstream.common.limits import FIELDS as LIMIT_FIELDS
 from workstream.common.limits import PARKED_FIELD, Limits
 from workstream.common.redis_conn import call_replicated, confirm_replicated
@@ -58,6 +66,7 @@ class QueueInfo:
     serving: Serving | None = None  # read only when asked: see queue_infos
     limits: Limits = field(default_factory=Limits)
     parked: int = 0  # pending jobs parked at their group's cap (not in `pending`)
+    waiting: int = 0  # jobs waiting for their parents (depends_on); counted toward capacity
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -69,6 +78,7 @@ class QueueInfo:
             "paused": self.paused,
             "limits": self.limits.to_json(),
             "parked": self.parked,
+            "waiting": self.waiting,
         }
         if self.serving is not None:
             body["workers"] = self.serving.workers
@@ -130,17 +140,30 @@ class JobStore:
     # -- submission -------------------------------------------------------------------------
 
     def enqueue(self, spec: JobSpec, job_id: str | None = None) -> EnqueueResult:
-        return self.enqueue_many([spec], [job_id or new_job_id()])[0]
+        return self.enqueue_many([spec], [job_id or spec.id or new_job_id()])[0]
 
     def enqueue_many(
-        self, specs: Sequence[JobSpec], job_ids: Sequence[str] | None = None
+        self,
+        specs: Sequence[JobSpec],
+        job_ids: Sequence[str] | None = None,
+        *,
+        batch: Sequence[Any] = (),
     ) -> list[EnqueueResult]:
-        """All or nothing in one Lua call; capacity is checked for the whole batch."""
-        if not 1 <= len(specs) <= MAX_BATCH:
+        """All or nothing in one Lua call; capacity is checked for the whole batch. `batch`:
+        the members join a batch in the same call (common/batches.py builds it; no jobs is
+        then allowed, to create an empty open batch)."""
+        if not (0 if batch else 1) <= len(specs) <= MAX_BATCH:
             raise ValueError(f"a batch holds 1 to {MAX_BATCH} jobs")
-        ids = list(job_ids) if job_ids is not None else [new_job_id() for _ in specs]
+        ids = (
+            list(job_ids) if job_ids is not None else [spec.id or new_job_id() for spec in specs]
+        )
+        # Jobs of the call that depend on each other go parents first (common.deps); the
+        # results come back in the order of `specs`.
+        order = submission_order(ids, specs)
         args: list[Any] = [*self._enqueue_head, len(specs)]
-        for job_id, spec in zip(ids, specs, strict=True):
+        ttl_ms = round(self.settings.result_ttl.total_seconds() * 1000)
+        for index in order:
+            job_id, spec = ids[index], specs[index]
             args += [
                 job_id,
                 spec.type,
@@ -152,17 +175,37 @@ class JobStore:
                 -1 if spec.run_at_ms is None else spec.run_at_ms,
                 spec.idempotency_key or "",
                 spec.fingerprint() if spec.idempotency_key else "",
-                _options_json(spec),
+                _options_json(spec, job_id == spec.id, ttl_ms),
             ]
+            if spec.callback_url is not None:
+                args[-1] = self._callback_options(spec, args[-1])
+        args += batch
         reply = self._acknowledged("enqueue", self._enqueue_keys, args)
         if reply[0] != "ok":
-            self._refused(reply, specs)
+            self._refused(reply, specs, order)
         now = int(reply[1])
         status = _STATUS_BY_VALUE
-        return [
+        results = [
             EnqueueResult(str(reply[i]), status[reply[i + 1]], reply[i + 2] == 1, now)
-            for i in range(2, len(reply), 3)
+            for i in range(2, 2 + 3 * len(specs), 3)
         ]
+        if order == list(range(len(specs))):
+            return results
+        placed: list[EnqueueResult] = list(results)
+        for at, index in enumerate(order):
+            placed[index] = results[at]
+        return placed
+
+    def _callback_options(self, spec: JobSpec, options: str) -> str:
+        """enqueue.lua's options with the callback (_callbacks.lua): cb = callback_url, ca = its
+        attempts (CALLBACK_MAX_ATTEMPTS), ct = its timeout ms (CALLBACK_TIMEOUT)."""
+        merged: dict[str, Any] = json.loads(options) if options else {}
+        merged.update(
+            cb=spec.callback_url,
+            ca=self.settings.callback_max_attempts,
+            ct=round(self.settings.callback_timeout.total_seconds() * 1000),
+        )
+        return json.dumps(merged)
 
     def _acknowledged(self, name: str, keys: list[str], args: list[Any]) -> Any:
         """A write a client is told about: with DURABILITY=replicated it also waits for
@@ -195,14 +238,20 @@ class JobStore:
             self._own_keys[key] = cached
         return cached
 
-    def _refused(self, reply: list[Any], specs: Sequence[JobSpec]) -> None:
+    def _refused(self, reply: list[Any], specs: Sequence[JobSpec], order: list[int]) -> None:
+        if reply[0] == "unknown_parents":
+            raise DependencyError("unknown_parents", [str(i) for i in reply[2:]])
+        if reply[0] == "id_conflict":
+            raise IdConflictError(order[int(reply[1]) - 1], str(reply[2]))
         if reply[0] in ("idempotency_conflict", "duplicate_job"):
-            index = int(reply[1]) - 1
+            index = order[int(reply[1]) - 1]
             spec = specs[index]
             if reply[0] == "duplicate_job":
                 assert spec.unique is not None
                 raise DuplicateJobError(spec.unique.key, index, str(reply[2]))
             raise IdempotencyConflictError(spec.idempotency_key or "", index, str(reply[2]))
+        if reply[0] in _BATCH_REFUSALS:
+            raise _BATCH_REFUSALS[reply[0]](reply)
         if reply[0] == "queue_full":
             raise QueueFullError(str(reply[1]), self.settings.job_queue_capacity)
         if reply[0] == "too_many_queues":
@@ -221,6 +270,8 @@ class JobStore:
         result = self.enqueue(spec)
         if not result.created:
             return self._require(result.job_id), False
+        if spec.depends_on is not None:  # waiting, or cancelled by a parent: read it back
+            return self._require(result.job_id), True
         now = result.created_at
         due = now + round(spec.delay * 1000) if spec.delay is not None else spec.run_at_ms
         scheduled = result.status is JobStatus.SCHEDULED
@@ -250,6 +301,8 @@ class JobStore:
                 else spec.expires_at_ms
             ),
             group=spec.group,
+            priority=spec.priority,
+            callback_url=spec.callback_url,
         )
         return job, True
 
@@ -343,11 +396,18 @@ class JobStore:
         permanent: bool,
         traceback: str = "",
         outcome: str = "failed",
+        retry_delay_ms: int | None = None,
     ) -> JobStatus:
         """Retries with backoff while attempts remain, else dead-letters. Returns the status.
         The attempt joins the job's history with its error and traceback (both bounded by the
         worker, see worker.execution) as `outcome` (failed | timed_out | cancelled), which the
-        caller states: error text is the handler's or a consumer's and decides nothing."""
+        caller states: error text is the handler's or a consumer's and decides nothing.
+        retry_delay_ms: the delay the attempt asked for its next (a Retry-After), used instead
+        of the backoff, at most RETRY_AFTER_MAX."""
+        delay = ""
+        if retry_delay_ms is not None:
+            most = round(self.settings.retry_after_max.total_seconds() * 1000)
+            delay = str(max(0, min(int(retry_delay_ms), most)))
         reply = scripts.call(
             self.redis,
             "fail",
@@ -364,6 +424,7 @@ class JobStore:
                 traceback,
                 outcome,
                 round(self.settings.result_ttl.total_seconds() * 1000),
+                delay,
             ],
         )
         _finish_reply(job.id, reply)
@@ -612,11 +673,14 @@ class JobStore:
         types sets are bounded by MAX_TYPES in all, so this stays linear in the caps."""
         names = list(names) if names is not None else self.queue_names()
         workers = self.live_workers() if serving else []
-        width = 8 if serving else 7
+        width = 11 if serving else 10
         pipe = self.redis.pipeline(transaction=False)
         for name in names:
+            pipe.zcard(self.keys.awaiting(name))
             pipe.hmget(self.keys.limits(name), LIMIT_FIELDS)
             pipe.hget(self.keys.groups(name), PARKED_FIELD)
+            pipe.lindex(self.keys.queue(name), -1)  # a WAKE there is no job (_lib.lua)
+            pipe.zcard(self.keys.priority(name))  # pending with a priority
             pipe.llen(self.keys.queue(name))
             pipe.hget(self.keys.inflight, name)
             pipe.zcard(self.keys.scheduled(name))
@@ -627,11 +691,14 @@ class JobStore:
         values = pipe.execute()
         infos = []
         for i, name in enumerate(names):
-            limits, parked, *row = values[i * width : (i + 1) * width]
+            waiting, limits, parked, front, prioritized, *row = values[
+                i * width : (i + 1) * width
+            ]
+            listed = int(row[0]) - (1 if front == WAKE else 0)
             infos.append(
                 QueueInfo(
                     name=name,
-                    pending=int(row[0]),
+                    pending=listed + int(prioritized),
                     processing=max(int(row[1] or 0), 0),
                     scheduled=int(row[2]),
                     failed=int(row[3]),
@@ -639,6 +706,7 @@ class JobStore:
                     serving=_serving(name, {str(t) for t in row[5]}, workers) if serving else None,
                     limits=Limits.from_hash(dict(zip(LIMIT_FIELDS, limits, strict=True))),
                     parked=int(parked or 0),
+                    waiting=int(waiting),
                 )
             )
         return infos
@@ -750,6 +818,16 @@ def record_progress(
     return int(reply[1]) == 1
 
 
+# enqueue.lua's refusals of a batch's call (_batches.lua), by code.
+_BATCH_REFUSALS: dict[str, Callable[[list[Any]], Exception]] = {
+    "batch_not_found": lambda r: BatchNotFoundError(str(r[1])),
+    "batch_sealed": lambda r: BatchSealedError(str(r[1]), str(r[2])),
+    "batch_too_large": lambda r: BatchTooLargeError(str(r[1]), int(r[2])),
+    "batch_conflict": lambda r: BatchConflictError(str(r[1])),
+    "not_in_batch": lambda r: NotInBatchError(int(r[1]) - 1, str(r[2])),
+}
+
+
 def _finish_reply(job_id: str, reply: list[Any]) -> None:
     if reply[0] == "stale_lease":
         raise StaleLeaseError(job_id)
@@ -779,16 +857,28 @@ def _parse_cursor(cursor: str | None) -> tuple[float, int]:
     return int(score), int(offset)
 
 
-def _options_json(spec: JobSpec) -> str:
-    """enqueue.lua's options field: '' for a job with no unique, expiry or group (most)."""
+def _options_json(spec: JobSpec, client_id: bool, result_ttl_ms: int) -> str:
+    """enqueue.lua's options field: '' for a job with no unique, expiry, group, priority, id of
+    the client's (client_id) or depends_on (most)."""
     if (
         spec.unique is None
         and spec.expires_in is None
         and spec.expires_at_ms is None
         and spec.group is None
+        and not spec.priority
+        and not client_id
+        and spec.depends_on is None
     ):
         return ""
     options: dict[str, Any] = {}
+    if client_id:
+        options.update(ci=1, fp=spec.fingerprint())
+    if spec.depends_on is not None:
+        options.update(d=list(spec.depends_on), rt=result_ttl_ms)
+        if spec.on_parent_failure != "cancel":
+            options["pf"] = spec.on_parent_failure
+    if spec.priority:
+        options["p"] = spec.priority
     if spec.group is not None:
         options["g"] = spec.group
     if spec.unique is not None:

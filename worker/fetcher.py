@@ -1,5 +1,7 @@
 """The fetcher: one dedicated thread, the worker's only client for job state. It records what
-the slots finished and refills them, in strict queue priority, in one Lua call per batch.
+the slots finished and refills them, in one Lua call per batch: from the queues in strict
+QUEUES order, or, with weights, in an order drawn per claim (claim_order); within a queue, jobs
+of a higher priority first (the claim takes the queue's priority ZSET before its list).
 
 Under a backlog one call completes every finished job and claims as many new ones as slots
 are free, and while the jobs are short one more per slot (PREFETCH_PER_SLOT): a slot that
@@ -9,7 +11,10 @@ per call. A job claimed ahead that no slot takes within PREFETCH_HOLD_S (long jo
 slot), and any at shutdown, goes back to its queue without using an attempt (Pool.take_back,
 then the release script). With nothing to claim and nothing running it blocks in BLMOVE (no
 polling: an idle worker makes one blocking call a second), rotating over the queues it serves,
-with the start script pipelined behind it (one round trip).
+with the start script pipelined behind it (one round trip). BLMOVE reads only the list: a job
+of priority 1-9 pushes a WAKE onto an empty list so that a blocked worker wakes, and the start
+script starts the best job of the priority ZSET instead of the id BLMOVE moved whenever one
+waits (that id goes back to the front of the list), so no job of the list ever goes first.
 
 Outcomes are kept until Redis has them. Any Redis error (a lost connection, or a reply such as
 BUSY, OOM, LOADING, READONLY) leaves them in `unrecorded` and the call is resent after a capped
@@ -31,9 +36,11 @@ from __future__ import annotations
 
 import logging
 import queue
+import random
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 
 import redis
 
@@ -75,11 +82,16 @@ class Fetcher:
         worker_id: str,
         queues: list[str],
         stopping: threading.Event,
+        weights: Sequence[int] = (),
     ) -> None:
         self.store = store
         self.pool = pool
         self.worker_id = worker_id
         self.queues = queues
+        # QUEUES with weights: each claim orders the queues by weighted random choice
+        # (claim_order), so a busy queue never starves the others; none: strict order.
+        self.weights = tuple(weights)
+        self._random = random.Random()
         self.stopping = stopping  # no more claims; keep recording outcomes
         self.closed = threading.Event()  # grace is over: record what is done and exit
         self.idle = threading.Event()  # nothing in the slots, nothing unrecorded
@@ -225,9 +237,8 @@ class Fetcher:
         if not (results or free):
             return Claimed()
         idle = self.in_slots == 0  # nothing runs once these are recorded
-        codes, claimed = self.store.complete_many(
-            self.worker_id, results, free, self.queues, idle=idle
-        )
+        queues = claim_order(self.queues, self.weights, self._random) if free else self.queues
+        codes, claimed = self.store.complete_many(self.worker_id, results, free, queues, idle=idle)
         self.unrecorded.clear()
         if free:  # a call that claims nothing says nothing about the queues
             self._backlog = len(claimed) == free
@@ -254,6 +265,7 @@ class Fetcher:
                 permanent=outcome.permanent,
                 traceback=outcome.traceback,
                 outcome=outcome.kind,
+                retry_delay_ms=outcome.retry_delay_ms,
             )
         except (StaleLeaseError, JobNotFoundError) as ex:
             log.warning("job.stale_lease", extra={**_fields(job), "error": str(ex)})
@@ -352,6 +364,24 @@ class Fetcher:
         self._resync = False
         if released:
             log.warning("fetcher.released_orphans", extra={"count": released})
+
+
+def claim_order(queues: list[str], weights: Sequence[int], rng: random.Random) -> list[str]:
+    """The queues in the order one claim tries them: as configured (strict) without weights;
+    with them, by weighted random choice without replacement, as Sidekiq's weighted mode does:
+    each queue comes first with probability weight / total, so each gets about its share of
+    the claims while all have work, and a low weight is slower, never starved. Each queue's
+    key is u ** (1 / weight) for a uniform u (Efraimidis and Spirakis), largest first."""
+    if not weights or len(queues) < 2:
+        return queues
+    keyed = sorted(
+        (
+            (rng.random() ** (1.0 / weight), name)
+            for name, weight in zip(queues, weights, strict=True)
+        ),
+        reverse=True,
+    )
+    return [name for _, name in keyed]
 
 
 def _fields(job: ClaimedJob) -> dict[str, object]:

@@ -53,7 +53,14 @@ class Worker:
         self._stopping = threading.Event()
         self._signals = 0
         self.pool = Pool(store, self.worker_id, settings.worker_count)
-        self.fetcher = Fetcher(store, self.pool, self.worker_id, self.queues, self._stopping)
+        self.fetcher = Fetcher(
+            store,
+            self.pool,
+            self.worker_id,
+            self.queues,
+            self._stopping,
+            weights=settings.queue_weights,
+        )
         beat = heartbeat_step(
             store,
             self.worker_id,

@@ -53,14 +53,41 @@ local function charge(queue, claim, n, now)
   return math.max(1, math.ceil(tat - RATE_BURST_MS - now))
 end
 
--- Puts ids[from..] (oldest first) back at the front of the queue list in their order.
-local function put_back(processing, queue_key, ids, from)
-  local back = {}
+-- Puts ids[from..] (as taken: first to go first) back at the front of the queue in their
+-- order, each where its priority keeps it (the list or the priority ZSET).
+local function put_back(processing, queue, ids, from)
   for i = #ids, from, -1 do
     redis.call('LREM', processing, 1, ids[i])
-    back[#back + 1] = ids[i]
+    push_pending(queue, ids[i], priority_of(redis.call('HGET', key_job(ids[i]), 'priority')), true)
   end
-  if #back > 0 then redis.call('RPUSH', queue_key, unpack(back)) end
+end
+
+-- take: moves up to `want` pending ids of `queue` (its list: queue_key) into the worker's list
+-- and returns them in the order they go: prioritized ones first (highest level, then oldest),
+-- then the list's, oldest first. Newest taken leftmost in the worker's list, as BLMOVE leaves
+-- it: recovery then restores the queue order. A WAKE taken from the list is returned like an
+-- id (start_ids drops it: no job); one left at the list's front once the ZSET is empty is
+-- dropped here, as nothing waits for it.
+local function take(queue, queue_key, want)
+  local ids = {}
+  local zset = key_priority(queue)
+  local popped = redis.call('ZPOPMIN', zset, want)
+  if #popped > 0 then
+    for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
+    if redis.call('EXISTS', zset) == 0 and redis.call('LINDEX', queue_key, -1) == WAKE then
+      redis.call('RPOP', queue_key)
+    end
+  end
+  local more = want - #ids
+  if more > 0 then
+    local taken = redis.call('LRANGE', queue_key, -more, -1)
+    if #taken > 0 then
+      redis.call('LTRIM', queue_key, 0, -(#taken + 1))
+      for i = #taken, 1, -1 do ids[#ids + 1] = taken[i] end
+    end
+  end
+  if #ids > 0 then redis.call('LPUSH', KEY_processing, unpack(ids)) end
+  return ids
 end
 
 -- expires_at (jobs.py): a job not started by then is cancelled, never started, however late a
@@ -79,6 +106,12 @@ local function expire_unstarted(id, v, now)
   redis.call('ZREM', STATUS_KEY[ST.pending], id)
   redis.call('ZADD', STATUS_KEY[ST.cancelled], v[7], id)
   redis.call('HINCRBY', KEY_stats, 'cancelled|' .. v[2] .. '|' .. v[3], 1)
+  emit(id, 'expired', ST.cancelled, v[2], v[3], 0, '', 'expired')
+  local finish = redis.call('HGET', key_job(id), 'finish')
+  if finish then
+    on_finished({id = id, queue = v[2], type = v[3], status = ST.cancelled,
+      created_at = tonumber(v[7]) or 0, finish = finish}, ST.cancelled, now)
+  end
   return ST.cancelled
 end
 
@@ -108,7 +141,7 @@ local function start_ids(worker, queue, queue_key, ids, now, reply, claim)
       redis.call('HINCRBY', key_groups(queue), PARKED, 1)
       claim.parked = claim.parked + 1
     elseif alone and not (claim.idle and claim.started == 0) then
-      put_back(processing, queue_key, ids, i)
+      put_back(processing, queue, ids, i)
       claim.stop = true
       break
     else
@@ -123,6 +156,7 @@ local function start_ids(worker, queue, queue_key, ids, now, reply, claim)
       deadlines[#deadlines + 1] = id
       tally(inflight, v[2], 1)
       tally_latency(stats, 'wait', v[2], now - (tonumber(v[8]) or now))
+      emit(id, 'started', ST.processing, v[2], v[3], attempt, worker, '')
       claim.started = claim.started + 1
       if group then
         -- Counted whether or not a cap is set, so a cap set later sees what already runs.
@@ -145,7 +179,7 @@ local function start_ids(worker, queue, queue_key, ids, now, reply, claim)
       reply[n + 9] = v[7]
       reply[n + 10] = alone and 1 or 0
       if alone then
-        put_back(processing, queue_key, ids, i + 1)
+        put_back(processing, queue, ids, i + 1)
         claim.stop = true
         break
       end
@@ -179,18 +213,12 @@ local function claim_into(worker, wanted, idle, first, now, reply)
       -- Cancelled ids are dropped and parked ones set aside by start_ids, so loop until
       -- enough started or empty.
       while claim.started < upto and not claim.stop and claim.parked < PARK_MAX do
-        local want = upto - claim.started
-        local taken = redis.call('LRANGE', queue, -want, -1)
-        if #taken == 0 then break end
-        redis.call('LTRIM', queue, 0, -(#taken + 1))
-        local ids = {}
-        for i = #taken, 1, -1 do ids[#ids + 1] = taken[i] end
-        -- Newest taken leftmost, as BLMOVE leaves it: recovery then restores the queue order.
-        redis.call('LPUSH', processing, unpack(ids))
+        local ids = take(ARGV[q], queue, upto - claim.started)
+        if #ids == 0 then break end
         start_ids(worker, ARGV[q], queue, ids, now, reply, claim)
       end
       if allowed == 0 then
-        if redis.call('LLEN', queue) == 0 then held = 0 end  -- nothing is held back
+        if pending_depth(ARGV[q]) == 0 then held = 0 end  -- nothing is held back
       elseif allowed < wanted - before and claim.started == upto then
         held = charge(ARGV[q], claim, claim.started - before, now)  -- the limit stopped it
       else

@@ -11,7 +11,9 @@ local function now_ms()
 end
 
 local FIELDS = {'status', 'queue', 'type', 'attempts', 'max_attempts', 'timeout_ms',
-  'created_at', 'enqueued_at', 'started_at', 'worker', 'lease', 'cancel_requested'}
+  'created_at', 'enqueued_at', 'started_at', 'worker', 'lease', 'cancel_requested',
+  'finish', 'priority'}  -- finish: something is owed when the job ends (_finish.lua)
+-- priority: where the job waits when pending (push_pending)
 
 -- The job's bookkeeping fields as a table, or nil when the hash is gone.
 local function load(id)
@@ -64,6 +66,62 @@ local function observe(name, queue, ms)
   flush_tally(KEY_stats, stats)
 end
 
+-- Priority (jobs.py PRIORITY_MAX): a pending job of priority 0, the default, waits in its queue's
+-- list as ever; one of 1-9 in the queue's priority ZSET (key_priority), scored
+-- (10 - priority) * PRIORITY_SPAN + a sequence within its level, so the lowest score is the
+-- highest level and, within it, the oldest (a job put back to the front gets one below the
+-- level's lowest). Claims take from the ZSET first (_claim.lua take).
+--
+-- A worker blocked in BLMOVE on the empty list is woken by WAKE, pushed onto the list by the
+-- prioritized job that finds it empty; start.lua drops it and takes from the ZSET. WAKE is no
+-- job id (ids are 32 hex digits): every path that reads an id from a list finds no job for it
+-- and drops it. It is pushed only onto an empty list, every later push goes behind it (LPUSH)
+-- or drops it first (push_pending's front), and takes remove it from the front: so a list holds
+-- at most one WAKE, always at its front (index -1), and pending_depth subtracts it exactly.
+local WAKE = 'wake'
+local PRIORITY_SPAN = 1099511627776  -- 2^40 sequences per level: every score is exact
+
+local function priority_of(value) return tonumber(value) or 0 end
+
+local function push_priority(queue, id, priority, front)
+  local zset = key_priority(queue)
+  local low = string.format('%.0f', (10 - priority) * PRIORITY_SPAN)
+  local high = string.format('%.0f', (11 - priority) * PRIORITY_SPAN - 1)
+  local edge
+  if front then
+    edge = redis.call('ZRANGEBYSCORE', zset, low, high, 'WITHSCORES', 'LIMIT', 0, 1)
+  else
+    edge = redis.call('ZREVRANGEBYSCORE', zset, high, low, 'WITHSCORES', 'LIMIT', 0, 1)
+  end
+  -- An empty level starts mid-band, so fronts and backs each have 2^39 steps before its edge.
+  local score = (10 - priority + 0.5) * PRIORITY_SPAN
+  if edge[2] then score = tonumber(edge[2]) + (front and -1 or 1) end
+  redis.call('ZADD', zset, string.format('%.0f', score), id)
+  local list = key_queue(queue)
+  if redis.call('LLEN', list) == 0 then redis.call('RPUSH', list, WAKE) end
+end
+
+-- Queues a pending id by its priority: at the back (where new jobs go) or the front (where
+-- workers take next: recovered, released, put-back and unparked jobs).
+local function push_pending(queue, id, priority, front)
+  if priority > 0 then return push_priority(queue, id, priority, front) end
+  local list = key_queue(queue)
+  if front then
+    if redis.call('LINDEX', list, -1) == WAKE then redis.call('RPOP', list) end
+    redis.call('RPUSH', list, id)
+  else
+    redis.call('LPUSH', list, id)
+  end
+end
+
+-- The queue's waiting jobs: its list (less a WAKE) and its prioritized jobs.
+local function pending_depth(queue)
+  local list = key_queue(queue)
+  local depth = redis.call('LLEN', list)
+  if depth > 0 and redis.call('LINDEX', list, -1) == WAKE then depth = depth - 1 end
+  return depth + redis.call('ZCARD', key_priority(queue))
+end
+
 -- The groups hash's field counting the queue's parked jobs (no group name holds a ':'), so that
 -- enqueue counts them toward the queue's capacity: parking must not unbound a queue.
 local PARKED = ':parked'
@@ -82,8 +140,9 @@ local function unpark_one(queue, group)
     local id = redis.call('RPOP', waiting)
     if not id then return end
     unpark(groups)
-    if redis.call('HGET', key_job(id), 'status') == ST.pending then
-      redis.call('RPUSH', key_queue(queue), id)
+    local v = redis.call('HMGET', key_job(id), 'status', 'priority')
+    if v[1] == ST.pending then
+      push_pending(queue, id, priority_of(v[2]), true)
       return
     end
   end
@@ -118,11 +177,7 @@ end
 -- front = true puts the id where workers take next (recovered and released jobs go first).
 local function to_pending(job, now, front, ...)
   set_status(job, ST.pending, 'enqueued_at', now, 'worker', '', ...)
-  if front then
-    redis.call('RPUSH', key_queue(job.queue), job.id)
-  else
-    redis.call('LPUSH', key_queue(job.queue), job.id)
-  end
+  push_pending(job.queue, job.id, priority_of(job.priority), front)
 end
 
 local function to_scheduled(job, due, ...)

@@ -1,5 +1,5 @@
 -- enqueue: create N jobs atomically, all or nothing -> pending (or scheduled when delayed).
--- KEYS[1] stats  KEYS[2] queues  KEYS[3] jobs  KEYS[4..9] status:*  KEYS[10] expiring  (per job
+-- KEYS[1] stats  KEYS[2] queues  KEYS[3] jobs  KEYS[4..10] status:*  KEYS[11] expiring  (per job
 -- and per queue, named by ARGV: key_job, key_idempotency, key_unique, key_queue, key_scheduled,
 -- key_types)
 -- ARGV[1] prefix  ARGV[2] capacity per queue  ARGV[3] idempotency ttl (s)  ARGV[4] max queues
@@ -7,10 +7,21 @@
 -- then 11 per job: id, type, queue, payload JSON, max_attempts, timeout_ms,
 --   delay_ms (-1: none), run_at_ms (-1: none), idempotency key ('' none), request fingerprint
 --   ('' none), options JSON ('' none: the common case) {u = unique key, t = its ttl ms, n = until
---   (started | finished | ttl), ea = expires_at ms, ei = expires_in ms, g = group}
+--   (started | finished | ttl), ea = expires_at ms, ei = expires_in ms, g = group,
+--   p = priority 1-9 (0 is never sent: the list, as without one), ci = 1 when the id is the
+--   client's own with fp = its request fingerprint, d = parent ids (depends_on, parents in this
+--   call come before their children), pf = 'run' (on_parent_failure; absent: cancel), rt =
+--   result ttl ms (for a job created cancelled because a parent already failed), cb =
+--   callback_url with ca = its attempts and ct = its timeout ms (_callbacks.lua)}
+-- then, for a batch's call only (_batches.lua): batch id, mode (create | add), most members,
+--   state (open | sealed), ttl ms, on_complete JSON, its payload, on_success JSON, its payload
 -- Returns {"ok", now ms, id1, status1, created1, id2, ...} | {"queue_full", queue}
 --   | {"too_many_queues", queue} | {"too_many_types", queue, type}
 --   | {"idempotency_conflict", index (1-based), original id} | {"duplicate_job", index, holder id}
+--   | {"batch_not_found", id} | {"batch_sealed", id, state} | {"batch_too_large", id, most}
+--   | {"batch_conflict", id} | {"not_in_batch", index, job id}
+--   | {"id_conflict", index, id} (a client's id taken by another request)
+--   | {"unknown_parents", index of the first, id, ...} (depends_on naming no job; at most 20)
 --
 -- An idempotency key maps to "<id>:<fingerprint>"; the same key with another fingerprint is a
 -- conflict (a bare "<id>", stored by older code, matches any). A unique lock holds
@@ -38,13 +49,16 @@ local function holds(id, mode)
   if mode == 'ttl' then return true end
   local v = redis.call('HMGET', key_job(id), 'status', 'started_at')
   if not v[1] then return false end
-  if mode == 'started' then return (v[1] == ST.pending or v[1] == ST.scheduled) and not v[2] end
+  if mode == 'started' then
+    return (v[1] == ST.pending or v[1] == ST.scheduled or v[1] == ST.waiting) and not v[2]
+  end
   return v[1] ~= ST.completed and v[1] ~= ST.failed and v[1] ~= ST.cancelled
 end
 
 -- Pass 1, reads only: which jobs are new (ids[i], fresh[i]), how many each queue gains, and
 -- which queue names and (queue, type) pairs are new (one SISMEMBER each per call).
 local ids, fresh, replayed, options = {}, {}, {}, {}
+local submitted, unknown, unknown_at = {}, {}, nil  -- ids of this call; unknown parents
 local adding, seen_keys, seen_fingerprints, seen_unique = {}, {}, {}, {}
 local known_queue, known_type = {}, {}  -- queue -> bool; queue -> {type -> bool}
 local new_queues, new_types = {}, {}  -- {queue, ...}; queue -> {type, ...}
@@ -74,8 +88,16 @@ for i = 1, n do
     end
   end
   if new and redis.call('EXISTS', key_job(id)) == 1 then
-    -- The same request sent again after a lost reply (a reconnect): it already took effect.
-    new, replayed[i] = false, true
+    if ARGV[b + 11] ~= '' and cjson.decode(ARGV[b + 11]).ci then
+      -- A client's own id: the same request again is a replay (answered as the original), any
+      -- other request naming it a conflict. Refused before any write.
+      local fp = cjson.decode(ARGV[b + 11]).fp
+      if redis.call('HGET', key_job(id), 'fingerprint') ~= fp then return {'id_conflict', i, id} end
+      new = false
+    else
+      -- The same request sent again after a lost reply (a reconnect): it already took effect.
+      new, replayed[i] = false, true
+    end
   end
   if new and ARGV[b + 11] ~= '' then
     local opts = cjson.decode(ARGV[b + 11])
@@ -112,6 +134,27 @@ for i = 1, n do
     end
   end
   ids[i], fresh[i] = id, new
+  submitted[id] = true
+  local parents = new and options[i] and options[i].d
+  if parents then  -- each must be a job, or one of this call (its parents come before it)
+    for _, parent in ipairs(parents) do
+      if not submitted[parent] and redis.call('EXISTS', key_job(parent)) == 0
+        and #unknown < 21 then
+        unknown[#unknown + 1] = parent
+        unknown_at = unknown_at or i
+      end
+    end
+  end
+end
+if unknown_at then return {'unknown_parents', unknown_at, unpack(unknown, 1, 20)} end
+
+-- A batch's members join in this call (_batches.lua): ARGV after the jobs names the batch.
+local batch_base = J + n * W
+local batch = ARGV[batch_base + 1]
+if batch then
+  local refused = batch_refusal(batch_base, ids, fresh, n, known_queue, known_type, new_queues,
+    new_types)
+  if refused then return refused end
 end
 
 -- Names are bounded so that the queues set, the stats hash and /metrics stay small whatever
@@ -143,8 +186,9 @@ end
 -- Capacity counts pending (queued, or parked at a group's cap) and scheduled jobs; checked for
 -- the whole batch before any write.
 for queue, extra in pairs(adding) do
-  local depth = redis.call('LLEN', key_queue(queue)) + redis.call('ZCARD', key_scheduled(queue))
+  local depth = pending_depth(queue) + redis.call('ZCARD', key_scheduled(queue))
     + (tonumber(redis.call('HGET', key_groups(queue), PARKED)) or 0)
+    + redis.call('ZCARD', key_awaiting(queue))  -- waiting for parents: pending when released
   if depth + extra > capacity then return {'queue_full', queue} end
 end
 
@@ -152,7 +196,10 @@ end
 -- counters once per call with variadic commands.
 local reply = {'ok', now}
 local pushes, schedules = {}, {}  -- queue -> ids | {score, id, ...}
+local prioritized = {}  -- indexes of pending jobs with a priority (1-9)
 local pending_index, scheduled_index, all_index = {}, {}, {}
+local waiting_index, ended_index = {}, {}  -- created waiting; created cancelled (parent failed)
+local planned, children, parent_order = {}, {}, {}  -- id -> status; parent -> child ids
 local created = {}  -- 'created|queue|type' -> count
 for i = 1, n do
   local b = J + (i - 1) * W
@@ -163,7 +210,28 @@ for i = 1, n do
     local delay_ms, due = tonumber(ARGV[b + 7]), tonumber(ARGV[b + 8])
     if delay_ms >= 0 and due < 0 then due = now + delay_ms end
     local timing
-    if due > now then
+    local deps = options[i]
+    local parents = deps and deps.d
+    local left, failed_parent = 0, nil  -- parents not yet ended; a parent that already failed
+    if parents then
+      for _, parent in ipairs(parents) do
+        local ended = planned[parent] or redis.call('HGET', key_job(parent), 'status')
+        if ended == ST.failed or ended == ST.cancelled then
+          if deps.pf ~= 'run' then failed_parent = failed_parent or parent end
+        elseif ended ~= ST.completed then
+          left = left + 1
+        end
+      end
+    end
+    if failed_parent then  -- on_parent_failure = cancel, applied at once (validation: no delay)
+      status, timing, due = ST.cancelled, 'finished_at', now
+      ended_index[#ended_index + 1] = now
+      ended_index[#ended_index + 1] = id
+    elseif left > 0 then
+      status, timing, due = ST.waiting, 'created_at', now
+      waiting_index[#waiting_index + 1] = now
+      waiting_index[#waiting_index + 1] = id
+    elseif due > now then
       status, timing = ST.scheduled, 'run_at'
       local list = schedules[queue]
       if not list then list = {}; schedules[queue] = list end
@@ -173,9 +241,14 @@ for i = 1, n do
       scheduled_index[#scheduled_index + 1] = id
     else
       status, timing, due = ST.pending, 'enqueued_at', now
-      local list = pushes[queue]
-      if not list then list = {}; pushes[queue] = list end
-      list[#list + 1] = id
+      local opts = options[i]
+      if opts and opts.p then
+        prioritized[#prioritized + 1] = i  -- into the queue's priority ZSET, after the hash
+      else
+        local list = pushes[queue]
+        if not list then list = {}; pushes[queue] = list end
+        list[#list + 1] = id
+      end
       pending_index[#pending_index + 1] = now
       pending_index[#pending_index + 1] = id
     end
@@ -198,14 +271,52 @@ for i = 1, n do
         redis.call('SET', key_unique(opts.u), id .. ':' .. opts.n, 'PX', opts.t)
       end
       if opts.g then redis.call('HSET', key, 'group', opts.g) end
+      if opts.ci then  -- a client's own id, maybe of a record that expired: its old entries go
+        redis.call('HSET', key, 'fingerprint', opts.fp)
+        for _, index in pairs(STATUS_KEY) do redis.call('ZREM', index, id) end
+        redis.call('ZREM', EXPIRIES_KEY, id)
+      end
+      if opts.p then redis.call('HSET', key, 'priority', opts.p) end
+      if opts.cb then  -- owed a callback when it ends (_callbacks.lua, via _finish.lua)
+        redis.call('HSET', key, 'callback_url', opts.cb, 'callback_max_attempts', opts.ca,
+          'callback_timeout_ms', opts.ct, 'finish', '1')
+      end
       local expires = opts.ea or (opts.ei and now + opts.ei)
       if expires then
         redis.call('HSET', key, 'expires_at', expires)
         redis.call('ZADD', KEY_expiring, expires, id)
       end
     end
+    if parents then
+      redis.call('HSET', key, 'depends_on', cjson.encode(parents),
+        'on_parent_failure', deps.pf or 'cancel')
+      for _, parent in ipairs(parents) do
+        local list = children[parent]
+        if not list then list = {}; children[parent] = list; parent_order[#parent_order + 1] = parent end
+        list[#list + 1] = id
+      end
+      if failed_parent then  -- created cancelled: a failed parent's settling, at submission
+        redis.call('HSET', key, 'error', 'parent_failed: ' .. failed_parent)
+        redis.call('PEXPIRE', key, deps.rt)
+        redis.call('ZADD', EXPIRIES_KEY, now + deps.rt, id)
+        local field = 'cancelled|' .. queue .. '|' .. job_type
+        created[field] = (created[field] or 0) + 1
+      elseif left > 0 then  -- registered with each parent not yet ended (_deps.lua)
+        redis.call('HSET', key, 'parents_left', left, 'result_ttl_ms', deps.rt)
+        redis.call('ZADD', key_awaiting(queue), now, id)
+        for _, parent in ipairs(parents) do
+          local ended = planned[parent] or redis.call('HGET', key_job(parent), 'status')
+          if ended ~= ST.completed and ended ~= ST.failed and ended ~= ST.cancelled then
+            redis.call('SADD', key_dependents(parent), id)
+            redis.call('HSET', key_job(parent), 'finish', '1')
+          end
+        end
+      end
+    end
+    planned[id] = status
     all_index[#all_index + 1] = now
     all_index[#all_index + 1] = id
+    emit(id, 'created', status, queue, job_type, 0, '', '')
     local field = 'created|' .. queue .. '|' .. job_type
     created[field] = (created[field] or 0) + 1
   else
@@ -219,6 +330,9 @@ end
 for queue, list in pairs(pushes) do
   redis.call('LPUSH', key_queue(queue), unpack(list))
 end
+for _, i in ipairs(prioritized) do  -- in submission order: FIFO within a level
+  push_priority(ARGV[J + (i - 1) * W + 3], ids[i], options[i].p, false)
+end
 for queue, list in pairs(schedules) do
   redis.call('ZADD', key_scheduled(queue), unpack(list))
 end
@@ -231,5 +345,22 @@ if #scheduled_index > 0 then
   redis.call('ZADD', STATUS_KEY[ST.scheduled], unpack(scheduled_index))
 end
 if #all_index > 0 then redis.call('ZADD', KEY_jobs, unpack(all_index)) end
+if #waiting_index > 0 then redis.call('ZADD', STATUS_KEY[ST.waiting], unpack(waiting_index)) end
+if #ended_index > 0 then redis.call('ZADD', STATUS_KEY[ST.cancelled], unpack(ended_index)) end
+-- Each parent shows its first CHILDREN_SHOWN children (GET /jobs/{id}) and counts them all.
+for _, parent in ipairs(parent_order) do
+  local list, key = children[parent], key_job(parent)
+  local total = redis.call('HINCRBY', key, 'children_count', #list)
+  if total - #list < CHILDREN_SHOWN then
+    local ok, shown = pcall(cjson.decode, redis.call('HGET', key, 'children') or '[]')
+    if not ok or type(shown) ~= 'table' then shown = {} end
+    for _, child in ipairs(list) do
+      if #shown >= CHILDREN_SHOWN then break end
+      shown[#shown + 1] = child
+    end
+    redis.call('HSET', key, 'children', cjson.encode(shown))
+  end
+end
 flush_tally(KEY_stats, created)
+if batch then batch_record(batch_base, ids, fresh, n, now, reply) end
 return reply

@@ -1,8 +1,8 @@
--- expire: pending | scheduled -> cancelled (error "expired") for jobs whose expires_at passed
+-- expire: pending | scheduled | waiting -> cancelled (error "expired") for jobs whose expires_at passed
 -- before they started, oldest first, at most N per call. A claim cancels those it meets
 -- (start_ids), so none runs late; this cancels the rest (a paused queue, no worker, a job still
 -- scheduled) and gives the records a claim cancelled their result TTL.
--- KEYS[1] expiring  KEYS[2] stats  KEYS[3] expiries  KEYS[4..9] status:*  (job hashes, queue
+-- KEYS[1] expiring  KEYS[2] stats  KEYS[3] expiries  KEYS[4..10] status:*  KEYS[11] jobs  (job hashes, queue
 -- lists, scheduled sets: key_<name>)
 -- ARGV[1] prefix  ARGV[2] most ids per call  ARGV[3] result ttl (ms)
 -- Returns the number of due entries handled (a full batch: call again)
@@ -17,13 +17,21 @@ for _, id in ipairs(due) do
   if job and SOURCES[job.status] and job.attempts == 0 then
     if job.status == ST.pending then
       -- An id a worker already moved with BLMOVE is dropped by start_ids on seeing "cancelled".
-      redis.call('LREM', key_queue(job.queue), 1, id)
+      if priority_of(job.priority) > 0 then
+        redis.call('ZREM', key_priority(job.queue), id)
+      else
+        redis.call('LREM', key_queue(job.queue), 1, id)
+      end
+    elseif job.status == ST.waiting then
+      redis.call('ZREM', key_awaiting(job.queue), id)
     else
       redis.call('ZREM', key_scheduled(job.queue), id)
     end
     set_status(job, ST.cancelled, 'error', 'expired', 'finished_at', now) -- jobs.EXPIRED_ERROR
     count('cancelled', job)
+    event(job, 'expired', now, 'expired')
     expire_terminal(job, now, ttl_ms)
+    on_finished(job, ST.cancelled, now)
   elseif job and job.status == ST.cancelled and redis.call('PTTL', key_job(id)) == -1 then
     expire_terminal(job, now, ttl_ms) -- cancelled by a claim, which has no result TTL to give
   end

@@ -5,7 +5,7 @@
 -- may have killed the worker and the next run, alone, will tell. A job taken but never started
 -- did not use an attempt either.
 -- KEYS[1] processing:<worker_id>  KEYS[2] workers  KEYS[3] worker:<worker_id>  KEYS[4] stats
--- KEYS[5] inflight  KEYS[6] deadlines  KEYS[7] jobs  KEYS[8] expiries  KEYS[9..14] status:*
+-- KEYS[5] inflight  KEYS[6] deadlines  KEYS[7] jobs  KEYS[8] expiries  KEYS[9..15] status:*
 -- (job hashes and their queues: key_<name>)
 -- ARGV[1] prefix  ARGV[2] dead worker id  ARGV[3] dead-letter cap
 -- ARGV[4] result ttl (ms), for a job whose cancel was requested: it ends cancelled
@@ -32,6 +32,7 @@ for _, job in ipairs(started) do
   if not blamed then job.attempts = job.attempts - 1 end
   if job.cancel_requested == '1' then
     to_cancelled(job, now, err, tonumber(ARGV[4]))
+    on_finished(job, ST.cancelled, now)
   elseif job.attempts < job.max_attempts then
     count('recovered', job)
     to_pending(job, now, true, 'error', err, 'attempts', job.attempts, 'suspect', 1)
@@ -40,11 +41,13 @@ for _, job in ipairs(started) do
     to_failed(job, now, err .. ' alone (last attempt)', tonumber(ARGV[3]))
     -- Still suspect should an operator retry it: it runs alone then too.
     redis.call('HSET', key_job(job.id), 'suspect', 1)
+    on_finished(job, ST.failed, now)
     failed = failed + 1
   end
+  event(job, 'recovered', now, err)
 end
 for _, job in ipairs(waiting) do
-  redis.call('RPUSH', key_queue(job.queue), job.id)
+  push_pending(job.queue, job.id, priority_of(job.priority), true)
   requeued = requeued + 1
 end
 redis.call('DEL', KEY_processing)

@@ -3,7 +3,7 @@
 -- whole list; after a lost reply, every id except those still running. A job left running
 -- in an abandoned thread loses its lease, so its late result is rejected.
 -- KEYS[1] processing:<worker_id>  KEYS[2] workers  KEYS[3] worker:<worker_id>  KEYS[4] inflight
--- KEYS[5] deadlines  KEYS[6..11] status:*  (job hashes and their queues: key_<name>)
+-- KEYS[5] deadlines  KEYS[6..12] status:*  (job hashes and their queues: key_<name>)
 -- ARGV[1] prefix  ARGV[2] worker id  ARGV[3] deregister (1|0)  ARGV[4..] ids still running
 -- Returns the number of jobs requeued
 local worker = ARGV[2]
@@ -19,9 +19,11 @@ for _, id in ipairs(redis.call('LRANGE', KEY_processing, 0, -1)) do
       leave_processing(job)
       revoke_lease(job)
       to_pending(job, now, true, 'attempts', math.max(job.attempts - 1, 0))
+      job.attempts = math.max(job.attempts - 1, 0)
+      event(job, 'released', now, nil)
       requeued = requeued + 1
     elseif job and job.status == ST.pending then
-      redis.call('RPUSH', key_queue(job.queue), id)
+      push_pending(job.queue, id, priority_of(job.priority), true)
       requeued = requeued + 1
     end
   end

@@ -1,5 +1,5 @@
 -- schedule_fire: enqueue a schedule's due run exactly once and advance it (compare-and-set).
--- KEYS[1] schedules_due  KEYS[2] stats  KEYS[3] queues  KEYS[4] jobs  KEYS[5..10] status:*
+-- KEYS[1] schedules_due  KEYS[2] stats  KEYS[3] queues  KEYS[4] jobs  KEYS[5..11] status:*
 -- (the schedule's hash: key_schedule(ARGV[2]); the job's keys by key_job, key_queue, ...)
 -- ARGV[1] prefix  ARGV[2] schedule id  ARGV[3] revision read  ARGV[4] due run (ms) read
 -- ARGV[5] next run (ms), computed in Python  ARGV[6] 1: enqueue this run | 0: skip it
@@ -20,7 +20,7 @@ if state[1] ~= ARGV[3] or state[2] ~= ARGV[4] or state[3] ~= '0' then return {'s
 local now = now_ms()
 if ARGV[6] == '1' and redis.call('EXISTS', key_job(id)) == 0 then
   -- The checks enqueue.lua makes, before any write.
-  local depth = redis.call('LLEN', key_queue(queue)) + redis.call('ZCARD', key_scheduled(queue))
+  local depth = pending_depth(queue) + redis.call('ZCARD', key_scheduled(queue))
   if depth >= tonumber(ARGV[13]) then return {'queue_full', queue} end
   local new_queue = redis.call('SISMEMBER', KEY_queues, queue) == 0
   if new_queue then
@@ -47,6 +47,7 @@ if ARGV[6] == '1' and redis.call('EXISTS', key_job(id)) == 0 then
   redis.call('ZADD', STATUS_KEY[ST.pending], now, id)
   redis.call('ZADD', KEY_jobs, now, id)
   redis.call('HINCRBY', KEY_stats, 'created|' .. queue .. '|' .. job_type, 1)
+  emit(id, 'created', ST.pending, queue, job_type, 0, '', '')
 end
 redis.call('HSET', key, 'next_run_at', ARGV[5])
 redis.call('ZADD', KEY_schedules_due, ARGV[5], ARGV[2])

@@ -42,6 +42,7 @@ def test_the_key_table_lists_every_key_the_code_builds() -> None:
         keys.limits("<name>"),
         keys.groups("<name>"),
         keys.waiting(group_ref("<name>", "<group>")),
+        keys.priority("<name>"),
         keys.unique("<key>"),
         keys.expiring,
         keys.schedule("<id>"),
@@ -58,6 +59,8 @@ def test_the_key_table_lists_every_key_the_code_builds() -> None:
         keys.expiries,
         keys.deadlines,
         keys.sweeper_lock,
+        keys.events,
+        keys.events_max,
     }
     documented = set(re.findall(r"^\| `(ws:\{ns\}:[^`]+)` \|", table, re.M))
     assert documented == built
