@@ -12,8 +12,14 @@ import falcon
 
 from workstream.api.errors import ApiError, validation_error
 from workstream.common.errors import ValidationError
-from workstream.common.jobs import QUEUE_PATTERN, TYPE_PATTERN, JobSpec, is_job_id
-from workstream.common.ssrf import InvalidUrlError, IPNetwork, forbidden_reason, parse_http_payload
+from workstream.common.jobs import CLIENT_ID_PATTERN, QUEUE_PATTERN, TYPE_PATTERN, JobSpec
+from workstream.common.ssrf import (
+    InvalidUrlError,
+    IPNetwork,
+    forbidden_reason,
+    parse_http_payload,
+    parse_url,
+)
 from workstream.common.states import JobStatus
 from workstream.common.store import MAX_BATCH
 
@@ -106,9 +112,33 @@ def job_spec(
                 "Idempotency-Key", "differs from the body's idempotency_key; send one of them"
             )
         data = {**data, "idempotency_key": idempotency_key}
-    spec = JobSpec.from_mapping(data)
+    spec = _from_mapping(data, "")
     _check_http_job(spec, "", allowed_networks)
+    _check_callback(spec, "", allowed_networks)
     return spec
+
+
+def _from_mapping(data: Any, prefix: str) -> JobSpec:
+    """JobSpec.from_mapping; a malformed callback_url is 400 invalid_url, as an http job's url."""
+    try:
+        return JobSpec.from_mapping(data)
+    except ValidationError as ex:
+        if ex.field != "callback_url":
+            raise
+        name = prefix + ex.field
+        raise ApiError(400, "invalid_url", f"{name}: {ex.message}", field=name) from None
+
+
+def _check_callback(spec: JobSpec, prefix: str, allowed: Sequence[IPNetwork]) -> None:
+    """A callback_url naming a forbidden address is refused as an http job's url is (a name
+    is resolved at delivery, where the worker checks it again)."""
+    if spec.callback_url is None:
+        return
+    literal = parse_url(spec.callback_url, "callback_url").literal
+    reason = None if literal is None else forbidden_reason(literal, allowed)
+    if reason is not None:
+        name = f"{prefix}callback_url"
+        raise ApiError(400, "target_forbidden", f"{name}: {literal} is {reason}", field=name)
 
 
 def _check_http_job(spec: JobSpec, prefix: str, allowed: Sequence[IPNetwork]) -> None:
@@ -144,10 +174,17 @@ def batch_specs(data: Any, allowed_networks: Sequence[IPNetwork] = ()) -> list[J
     if not 1 <= len(jobs) <= MAX_BATCH:
         raise validation_error("jobs", f"expected 1 to {MAX_BATCH} jobs, got {len(jobs)}")
     specs = []
+    ids: set[str] = set()
     for index, item in enumerate(jobs):
         try:
-            specs.append(JobSpec.from_mapping(item))
+            specs.append(_from_mapping(item, f"jobs[{index}]."))
             _check_http_job(specs[-1], f"jobs[{index}].", allowed_networks)
+            _check_callback(specs[-1], f"jobs[{index}].", allowed_networks)
+            own_id = specs[-1].id
+            if own_id is not None:
+                if own_id in ids:
+                    raise ValidationError("id", f"{own_id!r} is given to an earlier job")
+                ids.add(own_id)
         except ValidationError as ex:
             name = f"jobs[{index}]" if ex.field == "body" else f"jobs[{index}].{ex.field}"
             raise validation_error(name, ex.message) from None
@@ -155,8 +192,9 @@ def batch_specs(data: Any, allowed_networks: Sequence[IPNetwork] = ()) -> list[J
 
 
 def job_id(raw: str) -> str:
-    """Anything that is not an id cannot name a job: 404, as for an unknown id."""
-    if not is_job_id(raw) or "\n" in raw:
+    """Anything that is not an id cannot name a job: 404, as for an unknown id. An id is one
+    the store made (32 hex digits) or a client's own (CLIENT_ID_PATTERN, which holds those)."""
+    if not CLIENT_ID_PATTERN.fullmatch(raw):
         raise ApiError(404, "job_not_found", f"job {raw[:64]!r} not found")
     return raw
 

@@ -33,6 +33,7 @@ from workstream.worker.registry import (
     JobContext,
     JobTimeoutError,
     PermanentError,
+    RetryLater,
     lookup,
 )
 
@@ -53,6 +54,7 @@ class Outcome:
     timed_out: bool = False
     cancelled: bool = False  # the handler stopped on JobCancelled
     traceback: str = ""
+    retry_delay_ms: int | None = None  # RetryLater: the next attempt's delay, not the backoff
 
     @property
     def kind(self) -> str:
@@ -114,6 +116,7 @@ def finish(job: ClaimedJob, result: Any, error: BaseException | None) -> Outcome
             _error_text(error),
             permanent=isinstance(error, PermanentError),
             traceback=_traceback(error),
+            retry_delay_ms=_retry_delay_ms(error),
         )
         log.warning(
             "job.handler_error",
@@ -153,8 +156,26 @@ def timed_out(job: ClaimedJob) -> Outcome:
     return Outcome(False, error=error, timed_out=True)
 
 
-def failed(error: str, *, permanent: bool = False, traceback: str = "") -> Outcome:
-    return Outcome(False, error=_storable(error), permanent=permanent, traceback=traceback)
+def failed(
+    error: str, *, permanent: bool = False, traceback: str = "", retry_delay_ms: int | None = None
+) -> Outcome:
+    return Outcome(
+        False,
+        error=_storable(error),
+        permanent=permanent,
+        traceback=traceback,
+        retry_delay_ms=retry_delay_ms,
+    )
+
+
+def _retry_delay_ms(error: BaseException) -> int | None:
+    """RetryLater's delay in ms (a negative, nan or non-number delay is no delay asked)."""
+    if not isinstance(error, RetryLater):
+        return None
+    delay = error.delay_s
+    if isinstance(delay, bool) or not isinstance(delay, int | float) or not delay >= 0:
+        return None
+    return round(min(delay, 10.0**9) * 1000)
 
 
 def _error_text(ex: BaseException) -> str:

@@ -9,7 +9,14 @@ followed by httpx: each hop is checked by the guard like the first, at most MAX_
 
 A 2xx completes the job with {"status", "headers", "body", "truncated"}; a network error, a
 timeout, 408, 429 or 5xx fails the attempt (retried with the job's backoff); any other status
-fails for good, and so does a target the guard refuses ("target_forbidden: ...").
+fails for good, and so does a target the guard refuses ("target_forbidden: ..."). A 429 or 503
+with a Retry-After (seconds or an HTTP date) is waited out within the attempt when short; a
+longer one fails the attempt with that delay for the next (RetryLater, at most RETRY_AFTER_MAX)
+instead of the backoff.
+
+A completion callback (_callbacks.lua) is an `http` job whose payload also carries `record`,
+the finished job's hash as it was at the transition: its body is that record rendered as
+GET /jobs/{id} renders it (common.jobs.Job), so a record that expired meanwhile is still sent.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from urllib.parse import urljoin
 
 import httpx
 
+from workstream.common.jobs import Job
 from workstream.common.serialization import dumps
 from workstream.common.settings import Settings
 from workstream.common.ssrf import (
@@ -42,12 +50,12 @@ from workstream.common.ssrf import (
     parse_url,
     system_resolver,
 )
-from workstream.worker.registry import JobContext, PermanentError, handler
+from workstream.worker.registry import JobContext, PermanentError, RetryLater, handler
 
 MAX_REDIRECTS = 5
 # A 429/503 asking to wait at most this long is waited out within the attempt (once), when the
-# job's timeout leaves room; a longer wait fails the attempt and the job's backoff applies,
-# since a handler cannot choose its retry delay.
+# job's timeout leaves room; a longer wait fails the attempt with that wait as the delay of the
+# next (HttpRetryAfter, a RetryLater: the store caps it at RETRY_AFTER_MAX).
 RETRY_AFTER_WAIT_MAX_S = 10.0
 WAIT_STEP_S = 0.1
 ERROR_BODY_CHARS = 200
@@ -57,6 +65,10 @@ _CROSS_ORIGIN_DROPPED = frozenset({"authorization", "cookie", "proxy-authorizati
 
 class HttpStatusError(Exception):
     """A status worth retrying (408, 429, 5xx): the attempt fails, the job's backoff applies."""
+
+
+class HttpRetryAfter(HttpStatusError, RetryLater):
+    """A 429/503 with a readable Retry-After: the next attempt waits that long, not the backoff."""
 
 
 class HttpNetworkError(Exception):
@@ -110,6 +122,7 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def deliver(payload: Any, ctx: JobContext, config: HttpJobConfig) -> dict[str, Any]:
+    payload = _with_record_body(payload)
     try:
         request = parse_http_payload(payload)
     except InvalidUrlError as ex:  # the API checks this; a job enqueued otherwise may not be
@@ -142,6 +155,22 @@ def deliver(payload: Any, ctx: JobContext, config: HttpJobConfig) -> dict[str, A
                     continue
             return _outcome(result)
     raise HttpRejected(f"too_many_redirects: more than {MAX_REDIRECTS}")
+
+
+def _with_record_body(payload: Any) -> Any:
+    """A callback's payload ({"url", ..., "record": the job's hash}) with the rendered record
+    as its body; any other payload as it is."""
+    if not isinstance(payload, dict) or "record" not in payload:
+        return payload
+    rest = {name: value for name, value in payload.items() if name != "record"}
+    record = payload["record"]
+    try:
+        if not isinstance(record, dict) or not all(isinstance(v, str) for v in record.values()):
+            raise TypeError("expected the job hash's fields as text")
+        rest["body"] = Job.from_hash(record).to_json()
+    except (KeyError, TypeError, ValueError) as ex:  # not a record the scripts wrote
+        raise PermanentError(f"invalid_callback: record: {type(ex).__name__}: {ex}") from None
+    return rest
 
 
 @dataclass(frozen=True)
@@ -296,6 +325,13 @@ def _outcome(result: dict[str, Any]) -> dict[str, Any]:
     snippet = result["body"][:ERROR_BODY_CHARS]
     if status in (408, 429) or status >= 500:
         after = result["headers"].get("retry-after")
+        wait_s = _retry_after(after) if status in (429, 503) else None
+        if after is not None and wait_s is not None:
+            raise HttpRetryAfter(
+                f"http_status {status} (Retry-After {after[:40]}: the next attempt waits "
+                f"{wait_s:g}s): {snippet}",
+                wait_s,
+            )
         hint = ""
         if after is not None:
             hint = f" (Retry-After {after[:40]}; the job's backoff decides the next attempt)"

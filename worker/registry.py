@@ -26,6 +26,16 @@ class PermanentError(Exception):
     """Raise from a handler to fail the job at once, without retries."""
 
 
+class RetryLater(Exception):
+    """Raise from a handler to fail this attempt and have the next one wait `delay_s` seconds
+    (say, a server's Retry-After) instead of the job's backoff; at most RETRY_AFTER_MAX. The
+    job's attempts still bound the retries: the last attempt fails the job for good."""
+
+    def __init__(self, message: str, delay_s: float) -> None:
+        super().__init__(message)
+        self.delay_s = delay_s
+
+
 class JobTimeoutError(BaseException):
     """Raised inside a handler thread when its job runs past its timeout. A BaseException so
     that a handler's `except Exception` cannot swallow it."""
@@ -44,6 +54,11 @@ class _CancelCheck:
     checked_at: float = float("-inf")
 
 
+@dataclass
+class _Parents:
+    results: dict[str, Any] | None = None  # read once, on first use
+
+
 @dataclass(frozen=True)
 class JobContext:
     job_id: str
@@ -58,6 +73,21 @@ class JobContext:
     lease: str = ""
     keys: Keys | None = None  # None: a context made by hand (tests): nothing is ever cancelled
     _check: _CancelCheck = field(default_factory=_CancelCheck, repr=False, compare=False)
+    _parents: _Parents = field(default_factory=lambda: _Parents(), repr=False, compare=False)
+
+    @property
+    def parent_results(self) -> dict[str, Any]:
+        """Each parent's id (depends_on) with its result, read from Redis on first use: {} for
+        a job without parents. A parent that failed or was cancelled (on_parent_failure=run),
+        whose record expired, or whose result would pass MAX_PARENT_RESULTS_BYTES (1 MiB of
+        JSON for all parents together; common/deps.py) reads as None."""
+        if self._parents.results is None:
+            if self.keys is None:  # a context made by hand (tests)
+                return {}
+            from workstream.common.deps import parent_results
+
+            self._parents.results = parent_results(self.redis, self.keys, self.job_id)
+        return self._parents.results
 
     @property
     def cancelled(self) -> bool:

@@ -25,6 +25,7 @@ from workstream.worker.registry import (
     JobContext,
     JobTimeoutError,
     PermanentError,
+    RetryLater,
     handler,
 )
 
@@ -38,6 +39,7 @@ __all__ = [
     "JobContext",
     "JobTimeoutError",
     "PermanentError",
+    "RetryLater",
     "handler",
 ]
 

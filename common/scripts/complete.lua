@@ -2,7 +2,7 @@
 -- (fencing); then, as a piggyback, claim up to M next jobs for the same worker. One round
 -- trip finishes a batch and refills the slots it freed.
 -- KEYS[1] processing:<worker_id>  KEYS[2] paused  KEYS[3] stats  KEYS[4] inflight
--- KEYS[5] deadlines  KEYS[6] expiries  KEYS[7..12] status:*  KEYS[13..] queue:<queues> (one per
+-- KEYS[5] deadlines  KEYS[6] expiries  KEYS[7..13] status:*  KEYS[14] jobs  KEYS[15..] queue:<queues> (one per
 -- queue name of the piggybacked claim, in ARGV after the results)  (job hashes: key_job(id))
 -- ARGV[1] prefix  ARGV[2] worker id  ARGV[3] result ttl (ms)  ARGV[4] N
 -- then 3 per job: id, lease, result JSON; then M to claim (0: none), then idle (1|0: the worker
@@ -23,7 +23,7 @@ for i = 1, n do
   local id, lease = ARGV[b + 1], ARGV[b + 2]
   local key = key_job(id)
   local v = redis.call('HMGET', key, 'status', 'lease', 'queue', 'type', 'started_at',
-    'created_at', 'cancel_requested', 'group')
+    'created_at', 'cancel_requested', 'group', 'finish', 'attempts')
   if not v[1] then
     redis.call('LREM', processing, 1, id)
     reply[i] = 'not_found'
@@ -43,7 +43,9 @@ for i = 1, n do
     leave_processing(job)
     set_status(job, ST.cancelled, 'finished_at', now, 'error', 'cancelled while running')
     count('cancelled', job)
+    event(job, 'cancelled', now, 'cancelled while running')
     expire_terminal(job, now, ttl_ms)
+    on_finished(job, ST.cancelled, now)
     reply[i] = 'cancelled'
   else
     redis.call('HSET', key, 'status', ST.completed, 'result', ARGV[b + 3], 'finished_at', now,
@@ -58,7 +60,12 @@ for i = 1, n do
     tally(inflight, v[3], -1)
     if v[8] then release_group(v[3], v[8]) end
     tally(stats, 'completed|' .. v[3] .. '|' .. v[4], 1)
+    emit(id, 'completed', ST.completed, v[3], v[4], v[10], worker, '')
     tally_latency(stats, 'run', v[3], now - (tonumber(v[5]) or now))
+    if v[9] then  -- rare: a callback, dependents or a batch wait on this job (_finish.lua)
+      on_finished({id = id, queue = v[3], type = v[4], status = ST.completed,
+        created_at = tonumber(v[6]) or 0, finish = v[9]}, ST.completed, now)
+    end
     reply[i] = 'ok'
   end
 end

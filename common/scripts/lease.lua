@@ -5,8 +5,8 @@
 -- the expiry. Then the consumer's heartbeat: its score is the later of now and this expiry, so
 -- the sweeper never presumes an idle consumer dead while a lease it holds may still be answered.
 -- KEYS[1] processing:<worker_id>  KEYS[2] paused  KEYS[3] stats  KEYS[4] inflight
--- KEYS[5] deadlines  KEYS[6] workers  KEYS[7] worker:<worker_id>  KEYS[8..13] status:*
--- KEYS[14..] queue:<queues> (one per name in ARGV[10..])
+-- KEYS[5] deadlines  KEYS[6] workers  KEYS[7] worker:<worker_id>  KEYS[8..14] status:*
+-- KEYS[15] jobs  KEYS[16..] queue:<queues> (one per name in ARGV[10..])
 -- ARGV[1] prefix  ARGV[2] consumer's worker id  ARGV[3] N  ARGV[4] lease ms
 -- ARGV[5] reclaim margin ms (the sweeper's)  ARGV[6] worker info ttl ms  ARGV[7] host
 -- ARGV[8] N nonces, comma separated  ARGV[9] consumer name  ARGV[10..] queue names, in order

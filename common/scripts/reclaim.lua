@@ -4,7 +4,7 @@
 -- rejected by the lease check. An HTTP consumer's lease (lease.lua, extend.lua) sets the
 -- deadline to its expiry less the margin, so such a job comes back as soon as its lease ends.
 -- KEYS[1] deadlines  KEYS[2] stats  KEYS[3] inflight  KEYS[4] jobs  KEYS[5] expiries
--- KEYS[6..11] status:*  (job hashes and their lists: key_<name>)
+-- KEYS[6..12] status:*  (job hashes and their lists: key_<name>)
 -- ARGV[1] prefix  ARGV[2] margin ms  ARGV[3] most jobs per call  ARGV[4] backoff base ms
 -- ARGV[5] backoff cap ms  ARGV[6] jitter fraction [0,1)  ARGV[7] dead-letter cap
 -- ARGV[8] result ttl (ms), for a job whose cancel was requested: it ends cancelled
@@ -27,11 +27,15 @@ for i, id in ipairs(overdue) do
     revoke_lease(job)
     if job.cancel_requested == '1' then
       to_cancelled(job, now, err, tonumber(ARGV[8]))
+      on_finished(job, ST.cancelled, now)
     else
       local fraction = (tonumber(ARGV[6]) + i * 0.6180339887) % 1
       local delay = backoff_ms(job.attempts, tonumber(ARGV[4]), tonumber(ARGV[5]), fraction)
-      retry_or_bury(job, now, err, false, delay, tonumber(ARGV[7]))
+      if retry_or_bury(job, now, err, false, delay, tonumber(ARGV[7])) == ST.failed then
+        on_finished(job, ST.failed, now)
+      end
     end
+    event(job, 'reclaimed', now, err)
     reclaimed = reclaimed + 1
   else
     redis.call('ZREM', KEY_deadlines, id)
