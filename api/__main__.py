@@ -17,6 +17,7 @@ from workstream.api.dispatch import (
     raise_open_files_limit,
 )
 from workstream.api.prefork import listening_socket
+from workstream.common.events import configure_at_start
 from workstream.common.logs import configure_logging
 from workstream.common.prefork import Supervisor
 from workstream.common.redis_conn import connect
@@ -46,6 +47,7 @@ class Api:
         log.log(level, "api.open_files", extra=fields)
         self.client = connect(settings, max_connections=redis_connections)
         self.store = JobStore(self.client, settings)
+        configure_at_start(self.client, self.store.keys, settings.events_max)
         # Set on SIGTERM/SIGINT: every long-poll answers at once.
         self.stopping = threading.Event()
         app = create_app(settings, self.store, stopping=self.stopping)

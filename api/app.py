@@ -10,6 +10,8 @@ import falcon
 from workstream.api.drain import DrainRate
 from workstream.api.errors import register_error_handlers
 from workstream.api.middleware import BearerAuth, RequestContext
+from workstream.api.resources.batches import BatchCollection, BatchItem
+from workstream.api.resources.events import EventHub, EventStream
 from workstream.api.resources.health import Health
 from workstream.api.resources.jobs import (
     JobBatch,
@@ -27,6 +29,8 @@ from workstream.api.resources.schedules import add_schedule_routes
 from workstream.api.resources.timeline import Timeline
 from workstream.api.resources.workers import WorkerCollection
 from workstream.api.ui import register_ui
+from workstream.common.batches import BatchStore
+from workstream.common.redis_conn import connect
 from workstream.common.schedules import ScheduleStore
 from workstream.common.serialization import dumps_reply
 from workstream.common.settings import Settings
@@ -36,6 +40,8 @@ log = logging.getLogger(__name__)
 
 # Threads kept free of long-polls so that submissions and reads always find one.
 RESERVED_THREADS = 16
+# The event hub blocks 1 s per XREAD; its socket waits longer than that.
+HUB_SOCKET_TIMEOUT_S = 5.0
 
 
 def create_app(
@@ -57,9 +63,37 @@ def create_app(
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(dumps=dumps_reply)
     register_error_handlers(app, DrainRate(store.stats))
 
-    capacity = waiters if waiters is not None else settings.api_threads - RESERVED_THREADS
+    # Event streams (GET /events) hold a thread each like long-polls: their share comes out of
+    # the long-polls', so RESERVED_THREADS stay free for everything else.
+    streams = min(settings.events_streams, max(1, (settings.api_threads - RESERVED_THREADS) // 2))
+    capacity = (
+        waiters
+        if waiters is not None
+        else max(1, settings.api_threads - RESERVED_THREADS - streams)
+    )
+    # A test client has no `stopping`: its event readers stop when idle (HUB_IDLE_S).
+    streams_stop = stopping or threading.Event()
+    hub = None
+    if settings.events_max > 0:
+        hub = EventHub(
+            # Its own connection: XREAD BLOCK never holds one of the request threads' pool.
+            lambda: connect(settings, dedicated=True, socket_timeout=HUB_SOCKET_TIMEOUT_S),
+            store.keys,
+            streams_stop,
+        )
+    app.add_route(
+        "/events",
+        EventStream(
+            store.redis,
+            store.keys,
+            hub,
+            streams=streams,
+            hold_s=settings.events_hold.total_seconds(),
+            stopping=streams_stop,
+        ),
+    )
     jobs = JobCollection(store)
-    item = JobItem(store, Waiter(store, capacity, stopping=stopping))
+    item = JobItem(store, Waiter(store, capacity, stopping=stopping, hub=hub))
     queue = QueueItem(store)
     app.add_route("/jobs", jobs)
     app.add_route("/job", jobs, suffix="submit")
@@ -67,6 +101,12 @@ def create_app(
     app.add_route("/jobs/{job_id}", item)
     app.add_route("/jobs/{job_id}/cancel", item, suffix="cancel")
     app.add_route("/jobs/{job_id}/retry", item, suffix="retry")
+    batches = BatchStore(store)
+    batch = BatchItem(batches)
+    app.add_route("/batches", BatchCollection(batches))
+    app.add_route("/batches/{batch_id}", batch)
+    app.add_route("/batches/{batch_id}/jobs", batch, suffix="jobs")
+    app.add_route("/batches/{batch_id}/seal", batch, suffix="seal")
     # Lease long-polls have a bound of their own, a quarter of the job waits'.
     app.add_route("/leases", LeaseCollection(store, LeaseWaiter(capacity // 4, stopping=stopping)))
     answers = LeaseAnswers(store)

@@ -46,6 +46,11 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], frozenset[Scope]]] = {
     # No job records who submitted it, so "its own jobs" cannot be told apart: admin only.
     ("/jobs/{job_id}/cancel", "POST"): ADMIN_ONLY,
     ("/jobs/{job_id}/retry", "POST"): ADMIN_ONLY,
+    ("/batches", "POST"): PRODUCERS,
+    ("/batches", "GET"): JOB_READERS,
+    ("/batches/{batch_id}", "GET"): JOB_READERS,
+    ("/batches/{batch_id}/jobs", "POST"): PRODUCERS,
+    ("/batches/{batch_id}/seal", "POST"): PRODUCERS,
     ("/leases", "POST"): WORKERS,
     ("/jobs/{job_id}/complete", "POST"): WORKERS,
     ("/jobs/{job_id}/fail", "POST"): WORKERS,
@@ -69,6 +74,7 @@ ROUTE_SCOPES: Final[dict[tuple[str, str], frozenset[Scope]]] = {
     ("/schedules/{schedule_id}/resume", "POST"): ADMIN_ONLY,
     ("/metrics", "GET"): READERS,
     ("/stats/timeline", "GET"): READERS,
+    ("/events", "GET"): READERS,  # every job's transitions: what GET /jobs shows
     ("/openapi.json", "GET"): ALL,  # the protocol's description, needed by every client
     ("/health", "GET"): PUBLIC,
     ("/", "GET"): PUBLIC,

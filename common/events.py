@@ -168,6 +168,15 @@ def configure(client: redis.Redis, keys: Keys, events_max: int) -> int | None:
     return before
 
 
+def configure_at_start(client: redis.Redis, keys: Keys, events_max: int) -> None:
+    """configure() for a starting process: Redis not answering yet is logged, not fatal (the
+    scripts use the value already there, or the default, until a process writes it)."""
+    try:
+        configure(client, keys, events_max)
+    except redis.RedisError as ex:
+        log.warning("events.max_not_written", extra={"error": str(ex), "events_max": events_max})
+
+
 def read_after(client: redis.Redis, keys: Keys, after: str, count: int) -> list[Event]:
     """Up to `count` entries after the position `after` (a stream id), oldest first."""
     entries = client.xrange(keys.events, min=f"({after}", max="+", count=count)
@@ -181,15 +190,17 @@ def last_id(client: redis.Redis, keys: Keys) -> str:
 
 
 def missed_since(client: redis.Redis, keys: Keys, after: str) -> bool:
-    """Whether entries after `after` were trimmed away (a reader resuming there missed some).
-    Exact on Redis >= 7 (the stream's max-deleted-entry-id); else judged from its first
-    entry, which errs towards saying so."""
+    """Whether entries after `after` may have been trimmed away (a reader resuming there
+    missed some): the oldest entry kept is younger than `after` and the stream was trimmed.
+    Errs towards saying so (when exactly the entries up to `after` went, nothing was missed);
+    `0-0` (from the oldest kept) never has a gap."""
+    if after == "0-0":
+        return False
     try:
         info = client.xinfo_stream(keys.events)
     except redis.ResponseError:  # no such key: nothing written, nothing missed
         return False
-    deleted = info.get("max-deleted-entry-id")
-    if deleted is not None:
-        return id_key(str(deleted)) > id_key(after)
     first = info.get("first-entry")
-    return bool(first) and after != "0-0" and id_key(str(first[0])) > id_key(after)
+    added = info.get("entries-added")  # Redis >= 7; before, assume it was trimmed
+    trimmed = added is None or int(added) > int(info.get("length", 0))
+    return bool(first) and trimmed and id_key(str(first[0])) > id_key(after)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import sys
 
+from workstream.common.events import configure_at_start
 from workstream.common.logs import configure_logging
 from workstream.common.prefork import Supervisor
 from workstream.common.redis_conn import connect
@@ -48,7 +49,9 @@ def serve(settings: Settings, *, supervised: bool = False) -> int:
     """One worker process until SIGTERM/SIGINT; its exit code."""
     # One pool for all threads: each slot, the fetcher and each duty hold one connection.
     client = connect(settings)
-    worker = Worker(settings, JobStore(client, settings))
+    store = JobStore(client, settings)
+    configure_at_start(client, store.keys, settings.events_max)
+    worker = Worker(settings, store)
     worker.install_signal_handlers()
     if supervised:
         # Ctrl-C reaches the whole process group and the parent forwards it as SIGTERM: two

@@ -1,5 +1,5 @@
 -- delete: remove a terminal job's record and every index entry.
--- KEYS[1] job:<job_id>  KEYS[2] jobs  KEYS[3] expiries  KEYS[4..9] status:*  (dead letters:
+-- KEYS[1] job:<job_id>  KEYS[2] jobs  KEYS[3] expiries  KEYS[4..10] status:*  (dead letters:
 -- key_dead(the job's queue))
 -- ARGV[1] prefix  ARGV[2] job id
 -- Returns {"ok"} | {"invalid_transition", status} | {"not_found"}
@@ -9,4 +9,5 @@ if not SOURCES[job.status] then
   return {'invalid_transition', job.status}
 end
 purge(job.id, job.queue)
+event(job, 'deleted', 0, nil)
 return {'ok'}

@@ -10,5 +10,7 @@ if v[1] ~= ST.processing or v[2] ~= ARGV[2] then
   return {'stale_lease', v[1] or ''}
 end
 redis.call('HSET', KEY_job, 'progress', ARGV[3])
+local job = redis.call('HMGET', KEY_job, 'id', 'queue', 'type', 'attempts', 'worker')
+emit(job[1], 'progress', ST.processing, job[2], job[3], job[4], job[5], ARGV[3])
 if v[3] == '1' then return {'ok', 1} end
 return {'ok', 0}

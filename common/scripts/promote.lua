@@ -1,5 +1,5 @@
 -- promote: scheduled -> pending for every job whose due time has come, in every known queue.
--- KEYS[1] queues  KEYS[2..7] status:*  (each queue's scheduled set and list: key_<name>)
+-- KEYS[1] queues  KEYS[2..8] status:*  (each queue's scheduled set and list: key_<name>)
 -- ARGV[1] prefix  ARGV[2] most ids to move per queue in this call
 -- Returns {promoted, next due ms or -1}
 local limit = tonumber(ARGV[2])
@@ -12,6 +12,7 @@ for _, queue in ipairs(redis.call('SMEMBERS', KEY_queues)) do
     local job = load(id)
     if job and SOURCES[job.status] then
       to_pending(job, now, false)
+      event(job, 'promoted', now, nil)
       promoted = promoted + 1
     end
   end

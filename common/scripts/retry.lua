@@ -1,5 +1,5 @@
 -- retry: failed -> pending, by an operator; attempts start again from zero.
--- KEYS[1] job:<job_id>  KEYS[2..7] status:*  (the job's queue and dead letters: key_<name>)
+-- KEYS[1] job:<job_id>  KEYS[2..8] status:*  (the job's queue and dead letters: key_<name>)
 -- ARGV[1] prefix  ARGV[2] job id
 -- Returns {"ok"} | {"invalid_transition", status} | {"not_found"}
 local job = load(ARGV[2])
@@ -8,4 +8,6 @@ if not SOURCES[job.status] then return {'invalid_transition', job.status} end
 redis.call('ZREM', key_dead(job.queue), job.id)
 redis.call('HDEL', KEY_job, 'finished_at', 'started_at', 'result')
 to_pending(job, now_ms(), false, 'attempts', 0, 'error', '')
+job.attempts = 0
+event(job, 'retried', 0, nil)
 return {'ok'}

@@ -1,0 +1,344 @@
+"""GET /events: the job event stream (common/events.py) as Server-Sent Events, and the hub that
+lets every stream and long-poll of an API process share one Redis reader.
+
+One response, one batch. waitress sends a reply's bytes from its loop thread once the request
+is done, or from the pool thread once SEND_BYTES (64 KiB, api/dispatch.py) are buffered; bytes
+written by a request still running below that stay buffered (and keep the loop polling the
+socket). So a response holds its thread while nothing matches, without writing, up to
+EVENTS_HOLD; writes what is there once something matches (up to BATCH events); and ends. An
+idle response ends with a heartbeat comment. Each response starts with `retry:`, and every
+message, the heartbeat included, carries its position in `id:`, so EventSource and
+`workstream events` resume at once with Last-Event-ID and miss nothing still in the stream.
+
+Bounds. At most EVENTS_STREAMS responses wait at once per process (503 too_many_streams beyond,
+Retry-After 1); their threads are taken from the long-polls' share (api/app.py), so POST /jobs
+always finds a thread. No response blocks a pooled Redis connection: the hub reads the stream
+with XREAD BLOCK (1 s at a time) on a connection of its own, and responses wait on the hub in
+memory; a pooled connection is used only for short XRANGE pages, when a client resumes from
+further back than the hub's buffer.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import falcon
+import redis
+
+from workstream.api import validation
+from workstream.api.errors import ApiError, validation_error
+from workstream.common.events import (
+    TERMINAL_STATUSES,
+    Event,
+    Filter,
+    MalformedEventId,
+    id_key,
+    last_id,
+    missed_since,
+    parse_position,
+    read_after,
+)
+from workstream.common.jobs import TYPE_PATTERN
+from workstream.common.keys import Keys
+
+log = logging.getLogger(__name__)
+
+# Entries the hub keeps in memory, newest last: a reader behind them reads Redis instead.
+HUB_BUFFER = 4096
+HUB_BLOCK_MS = 1000
+HUB_READ_COUNT = 500
+HUB_IDLE_S = 30.0
+# Events one response carries at most, and entries it looks through (filters) at most.
+BATCH = 500
+SCAN_MAX = 5000
+PAGE = 500
+# The reconnection delay a response asks of EventSource (ms).
+RETRY_MS = 250
+# A waiting reader re-checks Redis itself at least this often (a hub that lost Redis).
+RECHECK_S = 1.0
+
+
+class EventHub:
+    """One XREAD BLOCK reader per process, started on first use; readers wait on it in memory.
+    `after(position)` answers every entry after a position from the buffer, or None when the
+    buffer does not reach back that far (the reader then reads Redis)."""
+
+    def __init__(
+        self,
+        connect_reader: Callable[[], redis.Redis],
+        keys: Keys,
+        stopping: threading.Event,
+        *,
+        buffer_size: int = HUB_BUFFER,
+        block_ms: int = HUB_BLOCK_MS,
+    ) -> None:
+        self._connect = connect_reader
+        self._keys = keys
+        self._stopping = stopping
+        self._size = buffer_size
+        self._block_ms = block_ms
+        self._cond = threading.Condition()
+        self._events: list[Event] = []
+        self._ids: list[tuple[int, int]] = []
+        # Every entry after _floor is in the buffer (None: not reading yet).
+        self._floor: tuple[int, int] | None = None
+        self._newest = "0-0"
+        self._thread: threading.Thread | None = None
+        self._used_at = 0.0
+
+    def ensure_started(self) -> None:
+        with self._cond:
+            self._used_at = time.monotonic()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="event-hub", daemon=True)
+                self._thread.start()
+
+    @property
+    def newest(self) -> str | None:
+        """The newest position the hub has read up to (None: not reading yet)."""
+        with self._cond:
+            return self._newest if self._floor is not None else None
+
+    def after(self, position: str) -> list[Event] | None:
+        key = id_key(position)
+        with self._cond:
+            if self._floor is None or key < self._floor:
+                return None
+            return self._events[bisect.bisect_right(self._ids, key) :]
+
+    def wait(self, position: str, timeout: float) -> None:
+        """Until an entry after `position` arrives, shutdown, or `timeout` seconds."""
+        key = id_key(position)
+        self.ensure_started()  # a waiting reader keeps the hub running (or starts it again)
+        with self._cond:
+            self._cond.wait_for(
+                lambda: (
+                    self._stopping.is_set()
+                    or (self._floor is not None and id_key(self._newest) > key)
+                ),
+                timeout,
+            )
+
+    def _run(self) -> None:
+        client: redis.Redis | None = None
+        position: str | None = None
+        failing = False
+        while not self._stopping.is_set() and not self._idle():
+            try:
+                if client is None:
+                    client = self._connect()
+                if position is None:
+                    position = last_id(client, self._keys)
+                    with self._cond:
+                        self._events, self._ids = [], []
+                        self._floor, self._newest = id_key(position), position
+                        self._cond.notify_all()
+                reply = client.xread(
+                    {self._keys.events: position}, count=HUB_READ_COUNT, block=self._block_ms
+                )
+                if failing:
+                    log.info("events.hub_reconnected")
+                    failing = False
+                if reply:
+                    entries = reply[0][1]
+                    events = [Event.from_entry(str(i), fields) for i, fields in entries]
+                    position = events[-1].id
+                    self._add(events)
+            except redis.RedisError as ex:
+                if not failing:
+                    log.warning("events.hub_failed", extra={"error": str(ex)})
+                    failing = True
+                if client is not None:
+                    client.close()
+                    client = None
+                self._stopping.wait(RECHECK_S)
+        if client is not None:
+            client.close()
+
+    def _idle(self) -> bool:
+        """Nobody used the hub for HUB_IDLE_S: it stops (its connection closes) until the next
+        reader starts it again."""
+        with self._cond:
+            if time.monotonic() - self._used_at < HUB_IDLE_S:
+                return False
+            self._thread, self._floor = None, None
+            self._events, self._ids = [], []
+            self._cond.notify_all()
+            return True
+
+    def _add(self, events: list[Event]) -> None:
+        with self._cond:
+            self._events.extend(events)
+            self._ids.extend(id_key(event.id) for event in events)
+            if len(self._events) > 2 * self._size:  # amortized: cut once per `size` entries
+                cut = len(self._events) - self._size
+                self._floor = self._ids[cut - 1]
+                self._events, self._ids = self._events[cut:], self._ids[cut:]
+            self._newest = events[-1].id
+            self._cond.notify_all()
+
+
+def _message(event: Event) -> str:
+    data = json.dumps(event.to_dict(), separators=(",", ":"))
+    return f"id: {event.id}\nevent: {event.event}\ndata: {data}\n\n"
+
+
+class EventStream:
+    """GET /events[?queue=&type=&job=&last_event_id=|since=] (Last-Event-ID header first)."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        hub: EventHub | None,
+        *,
+        streams: int,
+        hold_s: float,
+        stopping: threading.Event,
+    ) -> None:
+        self._redis = client
+        self._keys = keys
+        self._hub = hub
+        self._slots = threading.BoundedSemaphore(max(streams, 1))
+        self._hold_s = hold_s
+        self._stopping = stopping
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self._hub is None:
+            raise ApiError(404, "events_disabled", "the event stream is off (EVENTS_MAX=0)")
+        wanted = _filter(req)
+        raw = (
+            req.get_header("Last-Event-ID")
+            or req.get_param("last_event_id")
+            or req.get_param("since")
+        )
+        try:
+            position = parse_position(raw) if raw else None
+        except MalformedEventId:
+            raise ApiError(
+                400,
+                "malformed_event_id",
+                "Last-Event-ID (or last_event_id, since) must be an event id `<ms>-<seq>` "
+                "or a time in ms",
+                field="Last-Event-ID",
+            ) from None
+        if not self._slots.acquire(blocking=False):
+            raise ApiError(
+                503,
+                "too_many_streams",
+                "this API process serves as many event streams as EVENTS_STREAMS allows; "
+                "retry shortly",
+                headers={"Retry-After": "1"},
+            )
+        try:
+            self._hub.ensure_started()
+            body = self._collect(self._hub, position, wanted)
+        finally:
+            self._slots.release()
+        resp.content_type = "text/event-stream"
+        resp.set_header("Cache-Control", "no-cache")
+        resp.set_header("X-Accel-Buffering", "no")
+        resp.text = body
+
+    def _collect(self, hub: EventHub, position: str | None, wanted: Filter) -> str:
+        parts = [f"retry: {RETRY_MS}\n\n"]
+        if position is None:
+            position = hub.newest or last_id(self._redis, self._keys)
+        else:
+            parts += self._gap(position)
+        deadline = time.monotonic() + self._hold_s
+        delivered = scanned = 0
+        last_sent = None
+        while True:
+            events = hub.after(position)
+            if events is None:
+                events = read_after(self._redis, self._keys, position, PAGE)
+                if not events:
+                    position = hub.newest or position  # nothing between: join the hub
+            if events:
+                events = events[: SCAN_MAX - scanned]
+                position = events[-1].id
+                scanned += len(events)
+                for event in events:
+                    if wanted.matches(event):
+                        parts.append(_message(event))
+                        last_sent = event.id
+                        delivered += 1
+                if delivered >= BATCH or scanned >= SCAN_MAX:
+                    break
+                continue
+            if delivered:
+                break
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stopping.is_set():
+                break
+            hub.wait(position, min(left, RECHECK_S))
+        if last_sent != position:
+            # Entries looked through but not matched: the client resumes after them.
+            parts.append(f": {'heartbeat' if not delivered else 'more'}\nid: {position}\n\n")
+        return "".join(parts)
+
+    def _gap(self, position: str) -> list[str]:
+        """An `event: gap` message when entries after `position` were trimmed away."""
+        if not missed_since(self._redis, self._keys, position):
+            return []
+        first = read_after(self._redis, self._keys, "0-0", 1)
+        gap = {"after": position, "oldest": first[0].id if first else None}
+        return [f"event: gap\ndata: {json.dumps(gap, separators=(',', ':'))}\n\n"]
+
+
+def _filter(req: falcon.Request) -> Filter:
+    queue = req.get_param("queue")
+    if queue is not None:
+        validation.queue_name(queue, "queue")
+    job_type = req.get_param("type")
+    if job_type is not None and not TYPE_PATTERN.fullmatch(job_type):
+        raise validation_error("type", "expected [A-Za-z0-9_.:-]{1,128}")
+    job = req.get_param("job")
+    if job is not None:
+        try:
+            job = validation.job_id(job)
+        except ApiError:
+            raise validation_error("job", "expected a job id") from None
+    return Filter(queue=queue, type=job_type, job=job)
+
+
+def wait_for_terminal(
+    hub: EventHub,
+    job_id: str,
+    is_done: Callable[[], bool],
+    deadline: float,
+    stopping: threading.Event,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Returns once `job_id` reaches a terminal state (seen in the stream, or is_done() says
+    so on a re-check every RECHECK_S), at `deadline` or at shutdown. The hub's position is
+    taken before each check, so no transition after it can be missed."""
+    hub.ensure_started()
+    while True:
+        position = hub.newest
+        if is_done():
+            return
+        left = deadline - clock()
+        while left > 0 and not stopping.is_set():
+            if position is None:
+                stopping.wait(min(left, 0.05))  # the hub is starting: check again
+                break
+            hub.wait(position, min(left, RECHECK_S))
+            events = hub.after(position)
+            if events is None:
+                break  # the hub moved past us (restart, a burst): re-check Redis
+            for event in events:
+                if event.job == job_id and event.status in TERMINAL_STATUSES:
+                    return
+            if not events:
+                break  # RECHECK_S passed with nothing: re-check Redis
+            position = events[-1].id
+            left = deadline - clock()
+        if deadline - clock() <= 0 or stopping.is_set():
+            return

@@ -1,0 +1,334 @@
+"""The job event stream: every transition appended by the script that makes it, capped, and
+served by GET /events as Server-Sent Events that resume from Last-Event-ID."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import falcon.testing
+import pytest
+import redis
+
+from tests.integration import api_fixtures
+from tests.integration.api_fixtures import submit
+from workstream.api.app import create_app
+from workstream.common import events
+from workstream.common.jobs import JobSpec
+from workstream.common.settings import Settings
+from workstream.common.store import JobStore
+
+make_client = api_fixtures.make_client
+
+# Events of one API response: short holds keep each test sub-second.
+FAST = {"EVENTS_HOLD": "200ms", "RETRY_BACKOFF": "0s"}
+# stream-node-max-entries (Redis default): MAXLEN ~ removes whole nodes only.
+NODE_ENTRIES = 100
+
+
+@dataclass
+class Message:
+    id: str | None
+    event: str
+    data: Any
+
+
+def parse_sse(text: str) -> tuple[list[Message], str | None, list[str]]:
+    """The messages with data, the last id seen (what EventSource would send back), comments."""
+    messages: list[Message] = []
+    comments: list[str] = []
+    last_id = None
+    for block in text.split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.splitlines():
+            if line.startswith(":"):
+                comments.append(line[1:].strip())
+                continue
+            name, _, value = line.partition(": ")
+            fields[name] = value
+        if "id" in fields:
+            last_id = fields["id"]
+        if "data" in fields:
+            messages.append(
+                Message(
+                    fields.get("id"), fields.get("event", "message"), json.loads(fields["data"])
+                )
+            )
+    return messages, last_id, comments
+
+
+def names_for(client: redis.Redis, store: JobStore, job_id: str) -> list[str]:
+    entries = client.xrange(store.keys.events)
+    return [fields["ev"] for _, fields in entries if fields["job"] == job_id]
+
+
+def get_events(
+    client: falcon.testing.TestClient, last_id: str | None = None, **params: str
+) -> falcon.testing.Result:
+    headers = {"Last-Event-ID": last_id} if last_id else {}
+    return client.simulate_get("/events", params=params, headers=headers)
+
+
+# -- the scripts --------------------------------------------------------------------------------
+
+
+def test_a_completed_job_tells_created_started_completed_once_in_order(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    job_id = submit(store)
+    (job,) = store.claim("w1", 1, ["default"])
+    store.complete("w1", job, "1")
+    entries = [f for _, f in redis_client.xrange(store.keys.events) if f["job"] == job_id]
+    assert [(f["ev"], f["status"]) for f in entries] == [
+        ("created", "pending"),
+        ("started", "processing"),
+        ("completed", "completed"),
+    ]
+    assert entries[-1]["worker"] == "w1" and entries[-1]["attempt"] == "1"
+    assert entries[-1]["queue"] == "default" and entries[-1]["type"] == "echo"
+
+
+def test_a_retried_job_tells_each_attempt(store: JobStore, redis_client: redis.Redis) -> None:
+    job_id = submit(store, max_attempts=2)
+    (job,) = store.claim("w1", 1, ["default"])
+    store.fail("w1", job, "boom", permanent=False)
+    (job,) = store.claim("w1", 1, ["default"])
+    store.fail("w1", job, "boom again", permanent=False)
+    assert names_for(redis_client, store, job_id) == [
+        "created",
+        "started",
+        "retrying",
+        "started",
+        "failed",
+    ]
+    last = redis_client.xrevrange(store.keys.events, count=1)[0][1]
+    assert last["detail"].endswith("boom again") and last["attempt"] == "2"
+
+
+def test_cancelled_jobs_tell_their_cancel(store: JobStore, redis_client: redis.Redis) -> None:
+    waiting = submit(store)
+    store.cancel(waiting)
+    running = submit(store)
+    (job,) = store.claim("w1", 1, ["default"])
+    store.cancel(running)
+    store.cancel(running)  # asking twice is asking once
+    store.complete("w1", job, "1")
+    assert names_for(redis_client, store, waiting) == ["created", "cancelled"]
+    assert names_for(redis_client, store, running) == [
+        "created",
+        "started",
+        "cancel_requested",
+        "cancelled",
+    ]
+
+
+def test_operator_actions_and_delays_are_told(store: JobStore, redis_client: redis.Redis) -> None:
+    job_id = submit(store, max_attempts=1)
+    (job,) = store.claim("w1", 1, ["default"])
+    store.fail("w1", job, "boom", permanent=False)
+    store.retry(job_id)
+    delayed = store.enqueue(JobSpec(type="echo", delay=0.001)).job_id
+    time.sleep(0.01)
+    store.promote()
+    assert names_for(redis_client, store, job_id) == [
+        "created",
+        "started",
+        "failed",
+        "retried",
+    ]
+    assert names_for(redis_client, store, delayed) == ["created", "promoted"]
+
+
+def test_a_dead_workers_job_is_told_recovered(store: JobStore, redis_client: redis.Redis) -> None:
+    job_id = submit(store)
+    store.claim("w1", 1, ["default"])
+    store.recover("w1")
+    assert names_for(redis_client, store, job_id)[-1] == "recovered"
+    last = redis_client.xrevrange(store.keys.events, count=1)[0][1]
+    assert last["status"] == "pending" and "died" in last["detail"]
+
+
+def test_the_stream_stays_within_events_max_give_or_take_a_node(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    events.configure(redis_client, store.keys, 150)
+    store.enqueue_many([JobSpec(type="echo") for _ in range(1000)])
+    length = redis_client.xlen(store.keys.events)
+    # Approximate trimming removes whole nodes: never below the cap, at most a node above.
+    assert 150 <= length <= 150 + NODE_ENTRIES
+
+
+def test_events_max_zero_writes_no_stream(store: JobStore, redis_client: redis.Redis) -> None:
+    events.configure(redis_client, store.keys, 0)
+    job_id = submit(store)
+    (job,) = store.claim("w1", 1, ["default"])
+    store.complete("w1", job, "1")
+    assert store.get_status(job_id).value == "completed"  # type: ignore[union-attr]
+    assert redis_client.exists(store.keys.events) == 0
+
+
+def test_a_process_changing_events_max_says_so(
+    store: JobStore, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert events.configure(redis_client, store.keys, 500) is None
+    with caplog.at_level("WARNING"):
+        assert events.configure(redis_client, store.keys, 900) == 500
+    assert any(r.getMessage() == "events.max_changed" for r in caplog.records)
+
+
+# -- GET /events ---------------------------------------------------------------------------------
+
+
+def test_a_resumed_consumer_misses_nothing_still_in_the_stream(
+    store: JobStore, make_client: Callable[..., falcon.testing.TestClient]
+) -> None:
+    client = make_client(**FAST)
+    first = submit(store)
+    body, last_id, _ = parse_sse(get_events(client, since="0").text)
+    assert [m.data["job_id"] for m in body] == [first] and last_id == body[-1].id
+    # Disconnected: meanwhile jobs are created and run.
+    later = [submit(store) for _ in range(3)]
+    (job,) = store.claim("w1", 1, ["default"])
+    store.complete("w1", job, "1")
+    seen: list[tuple[str, str]] = []
+    for _ in range(5):
+        messages, last_id, _ = parse_sse(get_events(client, last_id).text)
+        seen += [(m.data["job_id"], m.event) for m in messages]
+    assert seen == [(job_id, "created") for job_id in later] + [
+        (first, "started"),
+        (first, "completed"),
+    ]
+
+
+def test_each_message_carries_its_stream_id_name_and_json(
+    store: JobStore, make_client: Callable[..., falcon.testing.TestClient]
+) -> None:
+    job_id = submit(store, queue="mail")
+    result = get_events(make_client(**FAST), since="0")
+    assert result.status_code == 200
+    assert result.headers["content-type"].startswith("text/event-stream")
+    assert result.text.startswith("retry: ")
+    (message,), _, _ = parse_sse(result.text)
+    assert message.event == "created" and message.id == message.data["id"]
+    assert message.data["job_id"] == job_id and message.data["queue"] == "mail"
+    assert message.data["at"] == int(message.id.split("-")[0])
+
+
+def test_filters_pick_queue_type_and_job(
+    store: JobStore, make_client: Callable[..., falcon.testing.TestClient]
+) -> None:
+    client = make_client(**FAST)
+    mail = submit(store, queue="mail", type="send")
+    submit(store, queue="mail", type="other")
+    other = submit(store, queue="bulk", type="send")
+
+    def jobs(**params: str) -> list[str]:
+        messages, _, _ = parse_sse(get_events(client, since="0", **params).text)
+        return [m.data["job_id"] for m in messages]
+
+    assert jobs(queue="mail", type="send") == [mail]
+    assert jobs(type="send") == [mail, other]
+    assert jobs(job=other) == [other]
+
+
+def test_an_idle_response_ends_with_a_heartbeat_and_its_position(
+    store: JobStore, make_client: Callable[..., falcon.testing.TestClient]
+) -> None:
+    submit(store, queue="mail")
+    started = time.monotonic()
+    messages, last_id, comments = parse_sse(get_events(make_client(**FAST), queue="bulk").text)
+    assert messages == [] and "heartbeat" in comments
+    assert time.monotonic() - started >= 0.15  # it held for EVENTS_HOLD
+    # Resuming after what it looked through, not from the start again.
+    assert last_id is not None and last_id != "0-0"
+
+
+def test_a_waiting_response_answers_when_an_event_arrives(
+    store: JobStore, make_client: Callable[..., falcon.testing.TestClient]
+) -> None:
+    client = make_client(EVENTS_HOLD="5s")
+    timer = threading.Timer(0.3, lambda: submit(store))
+    timer.start()
+    started = time.monotonic()
+    messages, _, _ = parse_sse(get_events(client).text)  # no position: from now on
+    timer.join()
+    assert [m.event for m in messages] == ["created"]
+    assert time.monotonic() - started < 3
+
+
+def test_a_position_older_than_the_stream_says_gap_first(
+    store: JobStore,
+    redis_client: redis.Redis,
+    make_client: Callable[..., falcon.testing.TestClient],
+) -> None:
+    events.configure(redis_client, store.keys, 10)
+    first = submit(store)
+    position = redis_client.xrange(store.keys.events)[0][0]
+    store.enqueue_many([JobSpec(type="echo") for _ in range(300)])
+    messages, _, _ = parse_sse(get_events(make_client(**FAST), position).text)
+    assert messages[0].event == "gap" and messages[0].data["after"] == position
+    assert first not in [m.data.get("job_id") for m in messages]
+    assert messages[1].id == messages[0].data["oldest"]
+
+
+@pytest.mark.parametrize("bad", ["abc", "1-2-3", "-1", "1-", "99999999999999999999999-0"])
+def test_a_malformed_last_event_id_is_400(
+    bad: str, make_client: Callable[..., falcon.testing.TestClient]
+) -> None:
+    result = get_events(make_client(**FAST), bad)
+    assert result.status_code == 400
+    assert result.json["error"]["code"] == "malformed_event_id"
+
+
+def test_malformed_filters_are_400(make_client: Callable[..., falcon.testing.TestClient]) -> None:
+    client = make_client(**FAST)
+    for params in ({"queue": "a b"}, {"type": "x" * 200}, {"job": "../x"}):
+        result = client.simulate_get("/events", params=params)
+        assert result.status_code == 400, params
+        assert result.json["error"]["code"] == "validation_error"
+
+
+def test_events_off_answers_404_events_disabled(
+    make_client: Callable[..., falcon.testing.TestClient],
+) -> None:
+    result = get_events(make_client(EVENTS_MAX="0"))
+    assert result.status_code == 404 and result.json["error"]["code"] == "events_disabled"
+
+
+def test_streams_past_the_cap_answer_503_with_retry_after(
+    settings: Settings, store: JobStore
+) -> None:
+    capped = settings.with_overrides(events_streams=1, events_hold=timedelta(seconds=2))
+    client = falcon.testing.TestClient(create_app(capped, store))
+    holder = threading.Thread(target=lambda: get_events(client))
+    holder.start()
+    time.sleep(0.3)  # the first response is waiting for an event
+    result = get_events(client)
+    submit(store)  # lets the first answer
+    holder.join(timeout=5)
+    assert result.status_code == 503
+    assert result.json["error"]["code"] == "too_many_streams"
+    assert result.headers["retry-after"] == "1"
+    assert get_events(client, since="0").status_code == 200  # its slot came back
+
+
+def test_a_long_poll_answers_on_the_terminal_event(store: JobStore, settings: Settings) -> None:
+    client = falcon.testing.TestClient(create_app(settings, store))
+    job_id = submit(store)
+
+    def finish() -> None:
+        (job,) = store.claim("w1", 1, ["default"])
+        store.complete("w1", job, "1")
+
+    timer = threading.Timer(0.3, finish)
+    timer.start()
+    started = time.monotonic()
+    result = client.simulate_get(f"/jobs/{job_id}", params={"wait": "10"})
+    timer.join()
+    assert result.json["status"] == "completed"
+    assert time.monotonic() - started < 1.0
