@@ -168,6 +168,17 @@ def positive_int(raw: str) -> int:
     return value
 
 
+def priority_level(raw: str) -> int:
+    """A job priority: an integer from 0 to 9 (higher first within its queue)."""
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 9:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 9, got {raw!r}")
+    return value
+
+
 def nonnegative_int(raw: str) -> int:
     try:
         value = int(raw)
@@ -383,6 +394,12 @@ def build_parser() -> Parser:
     from workstream.cli import limits
 
     limits.add_parser(command, common)
+    from workstream.cli import batches
+
+    batches.add_parser(command, common)
+    from workstream.cli import events
+
+    events.add_parser(command, common)
     return parser
 
 
@@ -414,12 +431,25 @@ def _submit_parser(submit: Parser) -> None:
         "--timeout", type=positive_seconds, metavar="S", help="seconds one attempt may run"
     )
     submit.add_argument(
+        "--priority",
+        type=priority_level,
+        metavar="0-9",
+        help="higher first within the queue, first in first out within a level (default 0)",
+    )
+    submit.add_argument(
         "--idempotency-key",
         metavar="KEY",
         help="submitting the same KEY again returns the first job instead of a new one "
         "(without it the CLI makes one up, so its own retries never submit twice)",
     )
     _unique_and_expiry_options(submit)
+    _dependency_options(submit)
+    submit.add_argument(
+        "--callback-url",
+        metavar="URL",
+        help="when the job ends, POST its final record (JSON, as `workstream status --json`) "
+        "to URL; retried like an http job",
+    )
     _wait_option(submit, "after submitting one job, wait until it finishes")
 
 
@@ -434,6 +464,37 @@ def duration(raw: str) -> str:
             f"expected a duration > 0 such as 90, 10s, 10m or 1h, got {raw!r}"
         ) from None
     return raw.strip()
+
+
+def _dependency_options(submit: Parser) -> None:
+    """--id, --depends-on and --on-parent-failure, onto the API's own fields (README:
+    Dependencies)."""
+    submit.add_argument(
+        "--id",
+        metavar="ID",
+        help="your own job id: the same submission again returns the job, another one under "
+        "the ID is refused (409 id_conflict: exit 1)",
+    )
+    submit.add_argument(
+        "--depends-on",
+        metavar="ID[,ID...]",
+        action="append",
+        help="the job waits (status waiting) until each of these jobs has completed "
+        "(repeat or comma-separate)",
+    )
+    submit.add_argument(
+        "--on-parent-failure",
+        choices=("cancel", "run"),
+        help="when a parent fails or is cancelled: cancel this job (the default) or run it once "
+        "every parent has ended",
+    )
+
+
+def depends_on(args: argparse.Namespace) -> list[str] | None:
+    given = getattr(args, "depends_on", None)
+    if not given:
+        return None
+    return [part.strip() for item in given for part in item.split(",") if part.strip()]
 
 
 def _unique_and_expiry_options(submit: Parser) -> None:
@@ -515,6 +576,11 @@ def job_request(args: argparse.Namespace) -> JobRequest:
         unique=unique_option(args),
         expires_at=args.expires_at,
         expires_in=args.expires_in,
+        priority=args.priority,
+        id=getattr(args, "id", None),
+        depends_on=depends_on(args),
+        on_parent_failure=getattr(args, "on_parent_failure", None),
+        callback_url=getattr(args, "callback_url", None),
     )
 
 
@@ -523,6 +589,8 @@ def cmd_submit(args: argparse.Namespace, ctx: Context) -> int:
         raise UsageError(f"--count: at most {MAX_COUNT}")
     if args.count > 1 and args.idempotency_key is not None:
         raise UsageError("--idempotency-key names one job; it cannot go with --count")
+    if args.count > 1 and args.id is not None:
+        raise UsageError("--id names one job; it cannot go with --count")
     if args.count > 1 and args.wait is not None:
         raise UsageError("--wait follows one job; it cannot go with --count")
     if args.count > 1 and (args.unique is not None or args.unique_payload):
@@ -544,6 +612,11 @@ def cmd_submit(args: argparse.Namespace, ctx: Context) -> int:
         unique=request.unique,
         expires_at=request.expires_at,
         expires_in=request.expires_in,
+        priority=request.priority,
+        id=request.id,
+        depends_on=request.depends_on,
+        on_parent_failure=request.on_parent_failure,
+        callback_url=request.callback_url,
     )
     if args.wait is None:
         ctx.emit(dict(job.raw), tables.job_detail(job.raw))

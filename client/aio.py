@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -78,6 +78,7 @@ class AsyncClient:
                     call.path,
                     params=call.params,
                     json=call.body,
+                    headers=call.headers or None,
                     timeout=self._timeout if call.timeout is None else call.timeout,
                 )
                 return calls.decode(call, response)
@@ -106,13 +107,28 @@ class AsyncClient:
         unique: Mapping[str, Any] | None = None,
         expires_at: datetime | str | None = None,
         expires_in: float | str | None = None,
+        id: str | None = None,
+        depends_on: Sequence[str] | None = None,
+        on_parent_failure: str | None = None,
+        priority: int | None = None,
+        callback_url: str | None = None,
     ) -> Job:
         """Submits one job and returns it. Without an idempotency key one is made up, so
         the client's own retries can never create two jobs; give your own to make retries
         across processes safe too (the same key returns the original job; the key with a
         different request raises Conflict, idempotency_conflict). unique ({"key", "ttl",
         "until"}) raises Conflict (duplicate_job, `job_id` the holder) while a live job holds
-        the key; a job not started by expires_at (or expires_in) is cancelled, "expired"."""
+        the key; a job not started by expires_at (or expires_in) is cancelled, "expired".
+        id: your own job id (the same request again returns the job; another request raises
+        Conflict, id_conflict). depends_on: ids of jobs that must complete first (the job
+        waits, status waiting; on_parent_failure "cancel", the default, or "run" says what a
+        parent that fails or is cancelled does); unknown ids raise BadRequest
+        (unknown_parents). priority: 0-9, higher first within the queue, first in first out
+        within a level (None: 0); anything else raises BadRequest (validation_error).
+        callback_url: when the job ends (completed, failed, cancelled), the job's final record
+        (as get() answers it) is POSTed there by an http job (`callback_job_id` on the job);
+        a malformed URL or a forbidden address raises BadRequest (invalid_url,
+        target_forbidden)."""
         request = JobRequest(
             type,
             payload,
@@ -125,6 +141,11 @@ class AsyncClient:
             unique=unique,
             expires_at=expires_at,
             expires_in=expires_in,
+            id=id,
+            depends_on=depends_on,
+            on_parent_failure=on_parent_failure,
+            priority=priority,
+            callback_url=callback_url,
         )
         return await self._run(calls.submit_call(request))
 
@@ -227,6 +248,50 @@ class AsyncClient:
 
     async def workers(self) -> list[Worker]:
         return await self._run(calls.WORKERS)
+
+    # -- batches (JSON objects as GET /batches/{id} answers them) ----------------------------
+
+    async def create_batch(
+        self,
+        jobs: Iterable[JobRequest | Mapping[str, Any]] = (),
+        *,
+        on_complete: Mapping[str, Any] | None = None,
+        on_success: Mapping[str, Any] | None = None,
+        open: bool = False,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Creates a batch with up to 1,000 jobs and its callbacks (job objects: type,
+        payload, queue, max_attempts, timeout), sealed unless `open` (or no jobs). The
+        callback's payload gets `batch`: the summary. A retry sends the same Idempotency-Key
+        (made up when none is given), so it never creates a second batch."""
+        call = calls.create_batch_call(jobs, on_complete, on_success, open, idempotency_key)
+        return await self._run(call)
+
+    async def add_to_batch(
+        self,
+        batch_id: str,
+        jobs: Iterable[JobRequest | Mapping[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Adds up to 1,000 jobs to an open batch, all or nothing; safe to retry (see
+        create_batch). Conflict (batch_sealed) once the batch is sealed."""
+        return await self._run(calls.add_batch_call(batch_id, jobs, idempotency_key))
+
+    async def seal_batch(self, batch_id: str) -> dict[str, Any]:
+        """No more jobs; the batch settles (its callbacks created) once every member ended."""
+        return await self._run(calls.batch_call(batch_id, "/seal"))
+
+    async def batch(
+        self, batch_id: str, *, limit: int = 50, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """The batch with counts, progress and a page of member ids (`next_cursor`)."""
+        params = {"limit": str(limit), **({} if cursor is None else {"cursor": cursor})}
+        return await self._run(calls.batch_call(batch_id, params=params))
+
+    async def batches(self, *, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
+        """A page of batches, newest first: {"batches": [...], "next_cursor": ...}."""
+        return await self._run(calls.batches_call(limit, cursor))
 
     # -- schedules (JSON objects as GET /schedules/{id} answers them) ------------------------
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Generic, TypeVar
@@ -61,6 +61,7 @@ class Call(Generic[T]):
     replayable: bool = True
     timeout: float | None = None  # overrides the client's read timeout (long-poll)
     accept: frozenset[int] = frozenset()  # error statuses that carry an answer, not an error
+    headers: Mapping[str, str] = field(default_factory=dict)  # e.g. Idempotency-Key
 
 
 @dataclass(frozen=True)
@@ -77,25 +78,43 @@ class JobRequest:
     run_at: datetime | str | None = None
     idempotency_key: str | None = None
     group: str | None = None  # capped by the queue's group_concurrency
+    priority: int | None = None  # 0-9, higher first within the queue; None: 0
     # {"key", "ttl", "until"}: refused (Conflict, duplicate_job) while a live job holds the key
     unique: Mapping[str, Any] | None = None
     expires_at: datetime | str | None = None  # not started by then: cancelled ("expired")
     expires_in: float | str | None = None  # the same, seconds (or "10m") after submission
+    # Your own id for the job (the idempotency key's characters): the same request under it
+    # again answers the job, another request Conflict (id_conflict). None: the server's.
+    id: str | None = None
+    # Ids of jobs (or of jobs in the same submit_many) that must end first: the job waits
+    # (status waiting) until each has completed; on_parent_failure "cancel" (the default:
+    # cancelled, error parent_failed) or "run" when one fails or is cancelled.
+    depends_on: Sequence[str] | None = None
+    on_parent_failure: str | None = None
+    # Where the job's final record is POSTed when it ends (an http job, retried like any).
+    callback_url: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The request body; an idempotency key is made up when none was given, so a retried
         submit can never create a second job."""
         body: dict[str, Any] = {"type": self.type, "payload": self.payload}
-        for name in ("queue", "max_attempts", "timeout", "delay", "group", "expires_in"):
+        for name in (
+            "queue", "max_attempts", "timeout", "delay", "group", "expires_in", "id",
+            "on_parent_failure", "priority",
+        ):  # fmt: skip
             value = getattr(self, name)
             if value is not None:
                 body[name] = value
         if self.unique is not None:
             body["unique"] = dict(self.unique)
+        if self.depends_on is not None:
+            body["depends_on"] = list(self.depends_on)
         if self.run_at is not None:
             body["run_at"] = format_time(self.run_at)
         if self.expires_at is not None:
             body["expires_at"] = format_time(self.expires_at)
+        if self.callback_url is not None:
+            body["callback_url"] = self.callback_url
         body["idempotency_key"] = self.idempotency_key or new_idempotency_key()
         return body
 
@@ -324,6 +343,73 @@ def schedule_call(
 
 def delete_schedule_call(schedule_id: str) -> Call[None]:
     return Call("DELETE", "/schedules/" + _segment(schedule_id), nothing, replayable=False)
+
+
+def _batch_entries(
+    jobs: Iterable[JobRequest | Mapping[str, Any]],
+) -> tuple[list[dict[str, Any]], bool]:
+    """Batch entries as sent, and whether any carries its own idempotency key (then those keys
+    make a retry safe; else the call's Idempotency-Key does, and no entry may carry one)."""
+    bodies: list[dict[str, Any]] = []
+    keyed = False
+    for item in jobs:
+        if isinstance(item, JobRequest):
+            body = item.to_json()
+            if item.idempotency_key is None:
+                del body["idempotency_key"]
+        else:
+            body = dict(item)
+        keyed = keyed or body.get("idempotency_key") is not None
+        bodies.append(body)
+    if len(bodies) > MAX_BATCH:
+        raise ValueError(f"a batch call takes at most {MAX_BATCH} jobs, got {len(bodies)}")
+    return bodies, keyed
+
+
+def _keyed(keyed: bool, key: str | None) -> dict[str, str]:
+    return {} if keyed and key is None else {"Idempotency-Key": key or new_idempotency_key()}
+
+
+def create_batch_call(
+    jobs: Iterable[JobRequest | Mapping[str, Any]],
+    on_complete: Mapping[str, Any] | None,
+    on_success: Mapping[str, Any] | None,
+    open_: bool,
+    idempotency_key: str | None,
+) -> Call[dict[str, Any]]:
+    bodies, keyed = _batch_entries(jobs)
+    body: dict[str, Any] = {"jobs": bodies} if bodies else {}
+    if open_ or not bodies:
+        body["open"] = True
+    for name, callback in (("on_complete", on_complete), ("on_success", on_success)):
+        if callback is not None:
+            body[name] = dict(callback)
+    headers = _keyed(keyed, idempotency_key)
+    return Call("POST", "/batches", schedule, body=body, headers=headers)
+
+
+def add_batch_call(
+    batch_id: str, jobs: Iterable[JobRequest | Mapping[str, Any]], idempotency_key: str | None
+) -> Call[dict[str, Any]]:
+    bodies, keyed = _batch_entries(jobs)
+    if not bodies:
+        raise ValueError("add_to_batch takes 1 or more jobs")
+    headers = _keyed(keyed, idempotency_key)
+    path = f"/batches/{_segment(batch_id)}/jobs"
+    return Call("POST", path, schedule, body={"jobs": bodies}, headers=headers)
+
+
+def batch_call(
+    batch_id: str, suffix: str = "", params: Mapping[str, str] | None = None
+) -> Call[dict[str, Any]]:
+    """GET a batch (a page of its members), or seal it (sealing again changes nothing)."""
+    method = "POST" if suffix else "GET"
+    return Call(method, f"/batches/{_segment(batch_id)}{suffix}", schedule, params=params or {})
+
+
+def batches_call(limit: int, cursor: str | None) -> Call[dict[str, Any]]:
+    params = {"limit": str(limit), **({} if cursor is None else {"cursor": cursor})}
+    return Call("GET", "/batches", schedule, params=params)
 
 
 SCHEDULES: Call[list[dict[str, Any]]] = Call("GET", "/schedules", schedules)

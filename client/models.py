@@ -76,7 +76,7 @@ class Job:
     id: str
     type: str
     queue: str
-    status: str  # scheduled | pending | processing | completed | failed | cancelled
+    status: str  # scheduled | pending | processing | completed | failed | cancelled | waiting
     payload: Any
     result: Any
     error: str | None
@@ -98,6 +98,16 @@ class Job:
     # None before any report.
     progress: Any = None
     cancel_requested: bool = False  # a processing job asked to stop; it ends cancelled
+    depends_on: tuple[str, ...] = ()  # parents: it waits (status waiting) until they end
+    on_parent_failure: str | None = None  # cancel | run, with depends_on
+    # The first 100 jobs that depend on this one (only from get(), empty in listings) and
+    # how many there are in all.
+    children: tuple[str, ...] = ()
+    children_count: int = 0
+    priority: int = 0  # 0-9, higher first within its queue (0 from servers without it)
+    callback_url: str | None = None  # its final record is POSTed there when it ends
+    callback_job_id: str | None = None  # the http job delivering that callback, once owed
+    callback_for: str | None = None  # a callback job: the job whose record it delivers
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -133,6 +143,14 @@ class Job:
             expires_at=parse_time(data.get("expires_at")),
             progress=data.get("progress"),
             cancel_requested=data.get("cancel_requested") is True,
+            depends_on=_strings(data.get("depends_on")),
+            on_parent_failure=_str(data.get("on_parent_failure")),
+            children=_strings(data.get("children")),
+            children_count=_int(data.get("children_count")),
+            priority=_int(data.get("priority")),
+            callback_url=_str(data.get("callback_url")),
+            callback_job_id=_str(data.get("callback_job_id")),
+            callback_for=_str(data.get("callback_for")),
             raw=dict(data),
         )
 

@@ -490,3 +490,9 @@ def _read_pty(fd: int) -> bytes:
         return os.read(fd, 65536)
     except OSError:  # EIO: the writer side is closed and drained
         return b""
+
+
+def test_submit_priority_sets_the_jobs_priority(live: Live) -> None:
+    done = live.cli("--json", "submit", "echo", "--queue", "unserved", "--priority", "8")
+    assert live.get(f"/jobs/{submitted_id(done)}")["priority"] == 8
+    assert live.queue("unserved")["pending"] == 1

@@ -188,3 +188,12 @@ def test_secured_api_wants_the_token(secured_api: Api) -> None:
         anonymous.queues()
     with Client(secured_api.url, token="secret") as client:
         assert isinstance(client.queues(), list)
+
+
+def test_a_submitted_priority_orders_the_queue(client: Client) -> None:
+    low = client.submit("echo", {}, queue="idle")
+    high = client.submit("echo", {}, queue="idle", priority=9)
+    batch = client.submit_many([JobRequest("echo", {}, queue="idle", priority=5)])
+    assert (client.get(high.id).priority, client.get(low.id).priority) == (9, 0)
+    assert client.get(batch[0].id).priority == 5
+    assert client.queue("idle").pending == 3

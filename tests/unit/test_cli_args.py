@@ -312,3 +312,20 @@ def test_submit_expires_at_needs_its_zone_and_excludes_expires_in() -> None:
         with pytest.raises(SystemExit) as caught:
             parse(*argv)
         assert caught.value.code == 2
+
+
+def test_submit_priority_reaches_the_job_request() -> None:
+    request = job_request(parse("submit", "echo", "--priority", "7"))
+    assert request.priority == 7 and request.to_json()["priority"] == 7
+
+
+def test_submit_without_priority_sends_none() -> None:
+    assert "priority" not in job_request(parse("submit", "echo")).to_json()
+
+
+@pytest.mark.parametrize("bad", ["10", "-1", "1.5", "high"])
+def test_submit_priority_out_of_range_exits_2(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        parse("submit", "echo", "--priority", bad)
+    assert caught.value.code == 2
+    assert "expected an integer from 0 to 9" in capsys.readouterr().err

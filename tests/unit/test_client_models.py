@@ -18,3 +18,8 @@ def test_job_from_an_older_server_has_no_progress_and_no_cancel_request() -> Non
     job = Job.from_json({"id": "a", "status": "pending"})
     assert job.progress is None
     assert job.cancel_requested is False
+
+
+def test_job_reads_its_priority_and_an_older_server_reads_as_0() -> None:
+    assert Job.from_json({"id": "a", "status": "pending", "priority": 7}).priority == 7
+    assert Job.from_json({"id": "a", "status": "pending"}).priority == 0
