@@ -179,13 +179,18 @@ def configure_at_start(client: redis.Redis, keys: Keys, events_max: int) -> None
 
 def read_after(client: redis.Redis, keys: Keys, after: str, count: int) -> list[Event]:
     """Up to `count` entries after the position `after` (a stream id), oldest first."""
-    entries = client.xrange(keys.events, min=f"({after}", max="+", count=count)
-    return [Event.from_entry(stream_id, fields) for stream_id, fields in entries]
+    entries: Any = client.xrange(keys.events, min=f"({after}", max="+", count=count)
+    return entries_to_events(entries)
+
+
+def entries_to_events(entries: Any) -> list[Event]:
+    """Events from XRANGE / XREAD entries, [(id, {field: value}), ...] (decoded replies)."""
+    return [Event.from_entry(str(stream_id), dict(fields)) for stream_id, fields in entries]
 
 
 def last_id(client: redis.Redis, keys: Keys) -> str:
     """The newest entry's id ('0-0' when the stream is empty or absent)."""
-    entries = client.xrevrange(keys.events, max="+", min="-", count=1)
+    entries: Any = client.xrevrange(keys.events, max="+", min="-", count=1)
     return str(entries[0][0]) if entries else "0-0"
 
 
@@ -197,7 +202,7 @@ def missed_since(client: redis.Redis, keys: Keys, after: str) -> bool:
     if after == "0-0":
         return False
     try:
-        info = client.xinfo_stream(keys.events)
+        info: Any = client.xinfo_stream(keys.events)
     except redis.ResponseError:  # no such key: nothing written, nothing missed
         return False
     first = info.get("first-entry")

@@ -26,6 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import falcon
 import redis
@@ -37,6 +38,7 @@ from workstream.common.events import (
     Event,
     Filter,
     MalformedEventId,
+    entries_to_events,
     id_key,
     last_id,
     missed_since,
@@ -138,15 +140,14 @@ class EventHub:
                         self._events, self._ids = [], []
                         self._floor, self._newest = id_key(position), position
                         self._cond.notify_all()
-                reply = client.xread(
+                reply: Any = client.xread(
                     {self._keys.events: position}, count=HUB_READ_COUNT, block=self._block_ms
                 )
                 if failing:
                     log.info("events.hub_reconnected")
                     failing = False
                 if reply:
-                    entries = reply[0][1]
-                    events = [Event.from_entry(str(i), fields) for i, fields in entries]
+                    events = entries_to_events(reply[0][1])
                     position = events[-1].id
                     self._add(events)
             except redis.RedisError as ex:
@@ -278,9 +279,9 @@ class EventStream:
             if left <= 0 or self._stopping.is_set():
                 break
             hub.wait(position, min(left, RECHECK_S))
-        if last_sent != position:
-            # Entries looked through but not matched: the client resumes after them.
-            parts.append(f": {'heartbeat' if not delivered else 'more'}\nid: {position}\n\n")
+        parts.append(
+            _ending(delivered >= BATCH or scanned >= SCAN_MAX, delivered, last_sent, position)
+        )
         return "".join(parts)
 
     def _gap(self, position: str) -> list[str]:
@@ -290,6 +291,16 @@ class EventStream:
         first = read_after(self._redis, self._keys, "0-0", 1)
         gap = {"after": position, "oldest": first[0].id if first else None}
         return [f"event: gap\ndata: {json.dumps(gap, separators=(',', ':'))}\n\n"]
+
+
+def _ending(full: bool, delivered: int, last_sent: str | None, position: str) -> str:
+    """`: more` when the response was cut short (more is there already), `: heartbeat` when
+    it brings nothing; then the position looked through to, unless its last event says it."""
+    ending = ": more\n\n" if full else "" if delivered else ": heartbeat\n\n"
+    if last_sent != position:
+        # Entries looked through but not matched: the client resumes after them.
+        ending += f"id: {position}\n\n"
+    return ending
 
 
 def _filter(req: falcon.Request) -> Filter:

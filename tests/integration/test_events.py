@@ -62,9 +62,15 @@ def parse_sse(text: str) -> tuple[list[Message], str | None, list[str]]:
     return messages, last_id, comments
 
 
+def stream(client: redis.Redis, store: JobStore, *, newest_first: bool = False) -> Any:
+    """The stream's entries [(id, fields)] (decoded), oldest first."""
+    if newest_first:
+        return client.xrevrange(store.keys.events)
+    return client.xrange(store.keys.events)
+
+
 def names_for(client: redis.Redis, store: JobStore, job_id: str) -> list[str]:
-    entries = client.xrange(store.keys.events)
-    return [fields["ev"] for _, fields in entries if fields["job"] == job_id]
+    return [fields["ev"] for _, fields in stream(client, store) if fields["job"] == job_id]
 
 
 def get_events(
@@ -83,7 +89,7 @@ def test_a_completed_job_tells_created_started_completed_once_in_order(
     job_id = submit(store)
     (job,) = store.claim("w1", 1, ["default"])
     store.complete("w1", job, "1")
-    entries = [f for _, f in redis_client.xrange(store.keys.events) if f["job"] == job_id]
+    entries = [f for _, f in stream(redis_client, store) if f["job"] == job_id]
     assert [(f["ev"], f["status"]) for f in entries] == [
         ("created", "pending"),
         ("started", "processing"),
@@ -106,7 +112,7 @@ def test_a_retried_job_tells_each_attempt(store: JobStore, redis_client: redis.R
         "started",
         "failed",
     ]
-    last = redis_client.xrevrange(store.keys.events, count=1)[0][1]
+    last = stream(redis_client, store, newest_first=True)[0][1]
     assert last["detail"].endswith("boom again") and last["attempt"] == "2"
 
 
@@ -149,7 +155,7 @@ def test_a_dead_workers_job_is_told_recovered(store: JobStore, redis_client: red
     store.claim("w1", 1, ["default"])
     store.recover("w1")
     assert names_for(redis_client, store, job_id)[-1] == "recovered"
-    last = redis_client.xrevrange(store.keys.events, count=1)[0][1]
+    last = stream(redis_client, store, newest_first=True)[0][1]
     assert last["status"] == "pending" and "died" in last["detail"]
 
 
@@ -216,7 +222,7 @@ def test_each_message_carries_its_stream_id_name_and_json(
     (message,), _, _ = parse_sse(result.text)
     assert message.event == "created" and message.id == message.data["id"]
     assert message.data["job_id"] == job_id and message.data["queue"] == "mail"
-    assert message.data["at"] == int(message.id.split("-")[0])
+    assert message.id is not None and message.data["at"] == int(message.id.split("-")[0])
 
 
 def test_filters_pick_queue_type_and_job(
@@ -268,7 +274,7 @@ def test_a_position_older_than_the_stream_says_gap_first(
 ) -> None:
     events.configure(redis_client, store.keys, 10)
     first = submit(store)
-    position = redis_client.xrange(store.keys.events)[0][0]
+    position = stream(redis_client, store)[0][0]
     store.enqueue_many([JobSpec(type="echo") for _ in range(300)])
     messages, _, _ = parse_sse(get_events(make_client(**FAST), position).text)
     assert messages[0].event == "gap" and messages[0].data["after"] == position
