@@ -22,7 +22,7 @@ from workstream.common.logs import configure_logging
 from workstream.common.prefork import Supervisor
 from workstream.common.redis_conn import connect
 from workstream.common.settings import Settings, load_or_exit
-from workstream.common.store import JobStore
+from workstream.common.shards import open_store, shards_in_place
 from workstream.worker.background import Periodic, scheduler_step
 
 log = logging.getLogger("api")
@@ -46,7 +46,7 @@ class Api:
             level, fields["hint"] = logging.WARNING, "raise the open-files hard limit (ulimit -n)"
         log.log(level, "api.open_files", extra=fields)
         self.client = connect(settings, max_connections=redis_connections)
-        self.store = JobStore(self.client, settings)
+        self.store = open_store(self.client, settings)
         configure_at_start(self.client, self.store.keys, settings.events_max)
         # Set on SIGTERM/SIGINT: every long-poll answers at once.
         self.stopping = threading.Event()
@@ -97,6 +97,9 @@ def serve(settings: Settings, *, shared: bool = False) -> int:
         log.error("api.bind_failed", extra={"error": str(ex), "port": settings.port})
         return 1
     api = Api(settings, sock)
+    if settings.queue_shards and not shards_in_place(api.client, settings):
+        api.client.close()
+        return 2
 
     def stop(signum: int, frame: FrameType | None) -> None:
         api.stop()

@@ -30,7 +30,7 @@ from workstream.common.states import JobStatus
 
 TYPE_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 QUEUE_PATTERN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-JOB_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+JOB_ID_PATTERN = re.compile(r"(?:[a-z0-9_]{1,32}:)?[0-9a-f]{32}")  # <shard>: see common/shards.py
 MAX_ATTEMPTS_LIMIT = 100
 MAX_TIMEOUT_S = 7 * 86400.0
 MAX_DELAY_S = 366 * 86400.0

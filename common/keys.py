@@ -11,9 +11,14 @@ from workstream.common.states import JobStatus
 @dataclass(frozen=True)
 class Keys:
     namespace: str
+    # A shard group (common/shards.py): its own hash tag, so its keys live on one cluster slot
+    # of their own. The default shard ("") keeps the namespace's tag: today's layout.
+    shard: str = ""
 
     @property
     def prefix(self) -> str:
+        if self.shard:
+            return f"ws:{{{self.namespace}/{self.shard}}}:"
         return f"ws:{{{self.namespace}}}:"
 
     def job(self, job_id: str) -> str:

@@ -184,6 +184,15 @@ SETTING_DOCS += (
         "long.",
     ),
 )
+SETTING_DOCS += (
+    SettingDoc(
+        "QUEUE_SHARDS",
+        "",
+        "queue:shard pairs (comma-separated) placing queues in shard groups, each with its own "
+        "hash tag (a Redis Cluster spreads them over its masters); unlisted queues stay in the "
+        "default shard. A worker process serves queues of one shard.",
+    ),
+)
 _DEFAULTS = {doc.name: doc.default for doc in SETTING_DOCS}
 
 
@@ -235,6 +244,8 @@ class Settings:
     # QUEUES with weights (critical:6,default:3,low:1): one per queue, in order; () is strict
     # order. worker.fetcher orders the queues of each claim by weighted random choice.
     queue_weights: tuple[int, ...] = ()
+    # (queue, shard) pairs from QUEUE_SHARDS; see common/shards.py.
+    queue_shards: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -360,6 +371,25 @@ def queue_weights(raw: str) -> tuple[int, ...]:
     return tuple(weight for _, weight in _weighted(raw) if weight is not None)
 
 
+SHARD_PATTERN = re.compile(r"[a-z0-9_]{1,32}")
+
+
+def _queue_shards(raw: str) -> tuple[tuple[str, str], ...]:
+    pairs: dict[str, str] = {}
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        queue, colon, shard = part.strip().rpartition(":")
+        if not colon or not NAME_PATTERN.fullmatch(queue.strip()):
+            raise ValueError(f"expected queue:shard pairs, got {part.strip()!r}")
+        if not SHARD_PATTERN.fullmatch(shard.strip()):
+            raise ValueError(f"a shard name is 1-32 characters of [a-z0-9_], got {shard!r}")
+        if queue.strip() in pairs:
+            raise ValueError(f"queue {queue.strip()!r} is given a shard twice")
+        pairs[queue.strip()] = shard.strip()
+    return tuple(sorted(pairs.items()))
+
+
 def _modules(raw: str) -> tuple[str, ...]:
     modules = tuple(part.strip() for part in raw.split(",") if part.strip())
     for module in modules:
@@ -479,6 +509,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "CALLBACK_MAX_ATTEMPTS": _positive_int,
     "CALLBACK_TIMEOUT": lambda raw: _duration_at_most(raw, timedelta(seconds=300)),
     "RETRY_AFTER_MAX": _duration,
+    "QUEUE_SHARDS": _queue_shards,
 }
 assert set(_PARSERS) == set(_DEFAULTS), "every documented setting has exactly one parser"
 

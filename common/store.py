@@ -118,10 +118,11 @@ class JobPage:
 
 
 class JobStore:
-    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+    def __init__(self, client: redis.Redis, settings: Settings, shard: str = "") -> None:
         self.redis = client
         self.settings = settings
-        self.keys = Keys(settings.namespace)
+        self.shard = shard  # this store's shard group (common/shards.py); "": the default
+        self.keys = Keys(settings.namespace, shard)
         self._prefix = self.keys.prefix
         # Computed once: enqueue is the producer's hot path.
         self._enqueue_keys = self._script_keys("enqueue")

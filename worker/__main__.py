@@ -10,11 +10,13 @@ from __future__ import annotations
 import signal
 import sys
 
+from workstream.common.errors import SettingsError
 from workstream.common.events import configure_at_start
 from workstream.common.logs import configure_logging
 from workstream.common.prefork import Supervisor
 from workstream.common.redis_conn import connect
 from workstream.common.settings import Settings, load_or_exit
+from workstream.common.shards import shards_in_place, worker_shard
 from workstream.common.store import JobStore
 from workstream.worker.registry import HandlerImportError, load_modules
 from workstream.worker.worker import Worker
@@ -34,6 +36,11 @@ def main() -> None:
     except HandlerImportError as ex:
         sys.stderr.write(f"workstream: {ex}\n")
         raise SystemExit(2) from None
+    try:
+        worker_shard(settings)  # a worker's queues share one shard
+    except SettingsError as ex:
+        sys.stderr.write(f"workstream: invalid configuration: {ex}\n")
+        raise SystemExit(2) from None
     if settings.worker_processes == 1:
         sys.exit(serve(settings))
     supervisor = Supervisor(
@@ -49,7 +56,9 @@ def serve(settings: Settings, *, supervised: bool = False) -> int:
     """One worker process until SIGTERM/SIGINT; its exit code."""
     # One pool for all threads: each slot, the fetcher and each duty hold one connection.
     client = connect(settings)
-    store = JobStore(client, settings)
+    if settings.queue_shards and not shards_in_place(client, settings, settings.queues):
+        return 2
+    store = JobStore(client, settings, worker_shard(settings))
     configure_at_start(client, store.keys, settings.events_max)
     worker = Worker(settings, store)
     worker.install_signal_handlers()

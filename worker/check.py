@@ -24,6 +24,7 @@ import redis
 from workstream.common.keys import Keys
 from workstream.common.redis_conn import connect
 from workstream.common.settings import Settings, load_or_exit
+from workstream.common.shards import worker_shard
 
 TIMEOUT_S = 3.0  # below a healthcheck's usual timeout, so a hung Redis reads as unhealthy
 
@@ -91,7 +92,7 @@ def check(settings: Settings, host: str | None = None) -> tuple[bool, str]:
     try:
         seconds, micros = client.time()
         now_ms = int(seconds) * 1000 + int(micros) // 1000
-        found = registrations(client, Keys(settings.namespace))
+        found = registrations(client, Keys(settings.namespace, worker_shard(settings)))
     except redis.exceptions.RedisError as ex:
         return False, f"cannot read the heartbeats: {type(ex).__name__}: {ex}"
     finally:

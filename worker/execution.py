@@ -27,6 +27,7 @@ from workstream.common.jobs import (
 )
 from workstream.common.keys import Keys
 from workstream.common.serialization import dumps, loads
+from workstream.common.shards import shard_of
 from workstream.worker.registry import (
     Handler,
     JobCancelled,
@@ -95,14 +96,14 @@ def prepare(job: ClaimedJob, worker_id: str, client: redis.Redis) -> Call | Outc
         redis=client,
         log=log,
         lease=job.lease,
-        keys=_keys(job.namespace) if job.namespace else None,
+        keys=_keys(job.namespace, shard_of(job.id)) if job.namespace else None,
     )
     return Call(fn, payload, ctx)
 
 
 @functools.lru_cache(maxsize=8)
-def _keys(namespace: str) -> Keys:
-    return Keys(namespace)
+def _keys(namespace: str, shard: str) -> Keys:
+    return Keys(namespace, shard)
 
 
 def finish(job: ClaimedJob, result: Any, error: BaseException | None) -> Outcome:

@@ -145,7 +145,8 @@ class Worker:
     def _dedicated_store(self) -> JobStore:
         """The fetcher is the busiest Redis user: give it a connection of its own."""
         try:
-            return JobStore(connect(self.settings, dedicated=True), self.settings)
+            client = connect(self.settings, dedicated=True)
+            return JobStore(client, self.settings, self.store.shard)
         except redis.exceptions.RedisError:
             return self.store
 

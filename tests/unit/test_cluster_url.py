@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from workstream.common.redis_conn import ClusterUrl, parse_cluster_url
+from workstream.common.errors import SettingsError
+from workstream.common.redis_conn import ClusterUrl, is_cluster_url, parse_cluster_url
+from workstream.common.settings import Settings
 
 
 def test_nodes_are_read_with_the_default_port() -> None:
@@ -34,3 +36,12 @@ def test_credentials_and_tls_are_read_as_for_a_plain_url() -> None:
 def test_a_malformed_cluster_url_is_refused_naming_the_fault(url: str, says: str) -> None:
     with pytest.raises(ValueError, match=says):
         parse_cluster_url(url)
+
+
+def test_settings_accept_a_cluster_url_and_refuse_a_bad_one_without_echoing_it() -> None:
+    good = "redis+cluster://u:secret@n1:7000,n2:7001"
+    assert Settings.from_environ({"REDIS_URL": good}).redis_url == good
+    assert is_cluster_url(good) and not is_cluster_url("redis://n1:7000")
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_environ({"REDIS_URL": "redis+cluster://u:secret@n1:99999"})
+    assert "secret" not in str(refused.value)

@@ -1,0 +1,111 @@
+"""REDIS_URL=redis+cluster:// with QUEUE_SHARDS: real workstream-api and workstream-worker
+processes on a real three-master cluster, one queue per shard, each shard on its own master."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.cluster import RedisCluster
+from tests.support.stack import Stack, wait_until
+
+from .conftest import REPO
+
+# Hash tags {default/a}, {default/b}, {default/c} fall in slots 12123, 3786, 7915: one master
+# each (checked below, not assumed).
+SHARDS = {"emails": "a", "images": "b", "reports": "c"}
+QUEUE_SHARDS = ",".join(f"{queue}:{shard}" for queue, shard in SHARDS.items())
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisCluster]:
+    started = RedisCluster.start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def stack(cluster: RedisCluster, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    client = cluster.client()
+    for node in client.get_primaries():
+        client.get_redis_connection(node).flushall()
+    client.close()
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)[:80]
+    live = Stack(
+        cluster.url,
+        REPO / "test-output" / "e2e" / name,
+        env={"QUEUE_SHARDS": QUEUE_SHARDS, "LOG_LEVEL": "info", "WORKER_COUNT": "4"},
+    )
+    yield live
+    live.stop_all()
+
+
+def test_each_shard_lives_on_its_own_master(cluster: RedisCluster) -> None:
+    masters = {cluster.master_of(f"ws:{{default/{shard}}}:jobs").port for shard in "abc"}
+    assert len(masters) == 3
+
+
+def test_jobs_on_three_queues_in_three_shards_all_complete_and_the_views_add_them_up(
+    cluster: RedisCluster, stack: Stack
+) -> None:
+    api = stack.start_api()
+    for queue in SHARDS:
+        stack.start_worker({"QUEUES": queue})
+    ids: dict[str, list[str]] = {queue: [] for queue in SHARDS}
+    for queue in SHARDS:
+        for n in range(10):
+            status, reply, _ = api.request(
+                "POST", "/jobs", {"type": "echo", "queue": queue, "payload": {"n": n}}
+            )
+            assert status == 201, reply
+            ids[queue].append(reply["id"])
+    assert all(i.startswith(f"{SHARDS[q]}:") for q, found in ids.items() for i in found)
+
+    def all_completed() -> bool:
+        for found in ids.values():
+            for job_id in found:
+                status, reply, _ = api.request("GET", f"/jobs/{job_id}")
+                if status != 200 or reply["status"] != "completed":
+                    return False
+        return True
+
+    assert wait_until(all_completed, 30, 0.2), [w.log()[-1500:] for w in stack.workers()]
+    # Each shard's job keys are on that shard's master.
+    for queue, found in ids.items():
+        owner = cluster.master_of(f"ws:{{default/{SHARDS[queue]}}}:jobs")
+        assert owner.client().exists(f"ws:{{default/{SHARDS[queue]}}}:job:{found[0]}")
+    status, queues, _ = api.request("GET", "/queues")
+    assert status == 200
+    by_name = (
+        {q["name"]: q for q in queues["queues"]}
+        if isinstance(queues, dict)
+        else {q["name"]: q for q in queues}
+    )
+    assert {"emails", "images", "reports"} <= set(by_name)
+    assert all(by_name[q]["workers"] == 1 for q in SHARDS)
+    status, text, _ = api.request("GET", "/metrics", headers={"Accept": "text/plain"})
+    assert status == 200
+    completed = {
+        q: sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in str(text).splitlines()
+            if line.startswith("workstream_jobs_completed_total") and f'queue="{q}"' in line
+        )
+        for q in SHARDS
+    }
+    assert completed == dict.fromkeys(SHARDS, 10.0), completed
+    status, workers, _ = api.request("GET", "/workers")
+    assert status == 200
+    listed = workers["workers"] if isinstance(workers, dict) else workers
+    assert sorted(q for w in listed for q in w["queues"]) == sorted(SHARDS)
+    status, page, _ = api.request("GET", "/jobs?limit=100")
+    assert status == 200
+    assert sorted(j["id"] for j in page["jobs"]) == sorted(i for f in ids.values() for i in f)
+    status, page, _ = api.request("GET", "/jobs?limit=7")
+    seen = [j["id"] for j in page["jobs"]]
+    while page["next_cursor"]:
+        status, page, _ = api.request("GET", f"/jobs?limit=7&cursor={page['next_cursor']}")
+        seen += [j["id"] for j in page["jobs"]]
+    assert sorted(seen) == sorted(i for f in ids.values() for i in f)  # each once

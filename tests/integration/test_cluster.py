@@ -1,0 +1,108 @@
+"""connect() on a redis+cluster:// URL: the JobStore's scripts, pipelines, BLMOVE and health
+checks on a real three-master cluster (tests.support.cluster)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests.support.cluster import RedisCluster
+from workstream.common.jobs import JobSpec
+from workstream.common.redis_conn import connect
+from workstream.common.settings import Settings
+from workstream.common.states import JobStatus
+from workstream.common.store import JobStore
+from workstream.worker.check import check
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisCluster]:
+    started = RedisCluster.start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def settings(cluster: RedisCluster) -> Iterator[Settings]:
+    client = cluster.client()
+    for node in client.get_primaries():
+        client.get_redis_connection(node).flushall()
+    client.close()
+    yield Settings.from_environ({"REDIS_URL": cluster.url, "WORKER_TTL": "2s"})
+
+
+def store_on(settings: Settings) -> JobStore:
+    return JobStore(connect(settings, dedicated=True), settings)
+
+
+def test_a_job_is_submitted_started_and_completed_through_a_cluster_client(
+    settings: Settings,
+) -> None:
+    store = store_on(settings)
+    job_id = store.enqueue(JobSpec(type="echo", queue="q", payload={"n": 1})).job_id
+    claimed = store.take_and_start("w1", "q", 1.0)  # BLMOVE and start.lua, pipelined
+    assert claimed is not None and claimed.id == job_id
+    codes, _ = store.complete_many("w1", [(claimed, '{"ok": true}')], 0, ["q"])
+    assert codes == ["ok"]
+    job = store.get_job(job_id)
+    assert job is not None and job.status is JobStatus.COMPLETED
+
+
+def test_claim_fail_cancel_and_the_views_work_on_a_cluster(settings: Settings) -> None:
+    store = store_on(settings)
+    ids = [r.job_id for r in store.enqueue_many([JobSpec(type="t", queue="q")] * 3)]
+    claimed = store.claim("w1", 2, ["q"])
+    assert [c.id for c in claimed] == ids[:2]
+    assert store.fail("w1", claimed[0], "boom", permanent=True) is JobStatus.FAILED
+    assert store.cancel(ids[2]).status is JobStatus.CANCELLED
+    store.heartbeat("w1", "host", 1, ["q"], 2, 1)
+    [info] = store.queue_infos(["q"], serving=True)
+    assert (info.pending, info.processing, info.failed) == (0, 1, 1)
+    assert [w.id for w in store.live_workers()] == ["w1"]
+    page = store.list_jobs(limit=10)
+    assert sorted(j.id for j in page.jobs) == sorted(ids)
+    assert store.retry_failed("q") == 1  # call_many: a pipeline of scripts
+    assert store.get_status(ids[0]) is JobStatus.PENDING
+    assert store.ping() and store.server_time_ms() > 0
+
+
+def flush_scripts(client: redis.RedisCluster) -> None:
+    for node in client.get_nodes():
+        client.get_redis_connection(node).script_flush()
+
+
+def test_scripts_lost_by_every_node_are_loaded_again(settings: Settings) -> None:
+    store = store_on(settings)
+    store.enqueue(JobSpec(type="t", queue="q"))
+    client = store.redis
+    assert isinstance(client, redis.RedisCluster)
+    flush_scripts(client)
+    store.enqueue(JobSpec(type="t", queue="q"))  # NOSCRIPT: loaded, sent again
+    first, _ = store.claim("w1", 5, ["q"])
+    store.fail("w1", first, "boom", permanent=True)
+    flush_scripts(client)
+    assert store.retry_failed("q") == 1  # call_many's pipeline after NOSCRIPT
+    flush_scripts(client)
+    assert store.take_and_start("w2", "q", 0.1) is not None  # blmove_then's pipeline
+
+
+def test_replicated_durability_waits_for_the_slots_replica(settings: Settings) -> None:
+    replicated = Settings.from_environ(
+        {"REDIS_URL": settings.redis_url, "DURABILITY": "replicated", "REPLICA_ACKS": "1"}
+    )
+    store = store_on(replicated)
+    result = store.enqueue(JobSpec(type="t", queue="q", idempotency_key="k1"))
+    again = store.enqueue(JobSpec(type="t", queue="q", idempotency_key="k1"))  # a replay
+    assert result.created and not again.created and again.job_id == result.job_id
+    assert store.cancel(result.job_id).status is JobStatus.CANCELLED
+
+
+def test_the_worker_healthcheck_reads_heartbeats_on_a_cluster(settings: Settings) -> None:
+    store = store_on(settings)
+    store.heartbeat("w1", "h", 1, ["q"], 1, 0)
+    time.sleep(0.01)
+    healthy, reason = check(settings, host="h")
+    assert healthy, reason
