@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP_DEV := $(VENV)/.installed-dev
 STAMP_EMB := $(VENV)/.installed-embedded
 PYTEST_ARGS ?=
+# Test processes for `make test` (pytest-xdist): most tests wait on processes they started, so
+# three share two cores well; PYTEST_WORKERS=0 runs them in this process.
+PYTEST_WORKERS ?= 3
 
 .PHONY: test lint typecheck chromium run chaos bench bench-quick clean
 
@@ -33,7 +36,7 @@ chromium: $(STAMP_DEV)
 	$(BIN)/python -m tests.browser.chromium
 
 test: lint typecheck chromium
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 run: $(STAMP_EMB)
 	$(BIN)/workstream dev

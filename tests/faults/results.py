@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import time
 from pathlib import Path
@@ -33,20 +34,20 @@ def record(
     notes: str = "",
     path: Path = RESULTS_PATH,
 ) -> None:
-    rows = load_rows(path)
-    rows.append(
-        {
-            "scenario": scenario,
-            "size": size,
-            "jobs": jobs,
-            "faults": faults,
-            "lost": lost,
-            "duplicates": duplicates,
-            "wall_s": round(wall_s, 1),
-            "passed": passed,
-            "notes": notes,
-            "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
-    )
+    row = {
+        "scenario": scenario,
+        "size": size,
+        "jobs": jobs,
+        "faults": faults,
+        "lost": lost,
+        "duplicates": duplicates,
+        "wall_s": round(wall_s, 1),
+        "passed": passed,
+        "notes": notes,
+        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rows, indent=1) + "\n")
+    # Suites run in parallel test processes (pytest-xdist): one writer at a time, or rows vanish.
+    with open(path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        path.write_text(json.dumps([*load_rows(path), row], indent=1) + "\n")
