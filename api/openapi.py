@@ -128,6 +128,21 @@ def _job_schema() -> Schema:
             "minimum": 0,
             "description": "Jobs submitted with this one in their depends_on.",
         },
+        "callback_url": text,
+        "callback_job_id": _nullable(
+            {
+                "type": "string",
+                "pattern": JOB_ID_RE,
+                "description": "The http job delivering its callback (GET /jobs/{id} shows "
+                "its attempts); null until the job has ended, or without callback_url.",
+            }
+        ),
+        "callback_for": _nullable(
+            {
+                "type": "string",
+                "description": "On a callback's http job: the job whose record it delivers.",
+            }
+        ),
     }
     for name in ("created_at", "enqueued_at", "run_at", "started_at", "finished_at"):
         properties[name] = timestamp
@@ -263,6 +278,21 @@ def _submission_schema() -> Schema:
                 "dependents that say cancel) or run (the parent counts as ended; the job runs "
                 "once every parent has ended, its parent_results giving null for that one).",
             },
+            "callback_url": _nullable(
+                {
+                    "type": "string",
+                    "format": "uri",
+                    "maxLength": 2048,
+                    "description": "When the job ends (completed, failed for good, cancelled or "
+                    "expired), an http job POSTs its final record (the JSON GET /jobs/{id} "
+                    "answers, as it was then) to this http(s) URL, signed as http jobs are "
+                    "(WEBHOOK_SECRET), retried CALLBACK_MAX_ATTEMPTS times; it is created in "
+                    "the same step that ends the job, so it is never lost. A malformed URL is "
+                    "400 invalid_url, an address outside HTTP_JOB_ALLOWED_NETWORKS that is not "
+                    "public 400 target_forbidden, nothing written; a name is resolved and "
+                    "checked at delivery.",
+                }
+            ),
         },
         "description": "Give either delay (seconds) or run_at (RFC 3339), not both. A job not "
         "started by expires_at (or expires_in after submission) is cancelled, error expired.",

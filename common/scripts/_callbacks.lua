@@ -47,4 +47,5 @@ local function owe_callback(job, status, now)
   redis.call('ZADD', KEY_jobs, now, id)
   redis.call('SADD', key_types(queue), 'http')
   redis.call('HINCRBY', KEY_stats, 'created|' .. queue .. '|http', 1)
+  emit(id, 'created', ST.pending, queue, 'http', 0, '', 'callback of ' .. job.id)
 end
