@@ -6,6 +6,9 @@
  *   #/jobs?status=&queue=&type=&limit=&cursor=   job list with filters and cursor pagination
  *   #/jobs/<id>                                  one job: payload, result, error, timestamps,
  *                                                every attempt (worker, outcome, traceback)
+ *   #/schedules                                  every schedule: timing, zone, state, next and
+ *                                                last run, last job; pause/resume
+ *   #/queues/<name>                              one queue: counts, limits, in flight vs cap
  *
  * Charts: the last 15 minutes come from GET /stats/timeline (one point a minute, recorded by
  * the server whether or not a page was open), continued by the page's own 2.5 s samples of
@@ -49,13 +52,28 @@
  *              job-status-<id>, jobs-empty, first-page, prev-page, next-page, page-info
  *   Job page:  job-view, job-id, job-status, job-cancelling (badge shown while a processing job
  *              was asked to stop), job-progress (the handler's last report), job-type, job-queue, job-attempts, job-timeout,
- *              job-worker, job-idempotency-key, job-created-at, job-enqueued-at, job-run-at,
+ *              job-worker, job-idempotency-key, job-depends-on and job-children (job-link
+ *              anchors to each parent's and child's page), job-created-at, job-enqueued-at, job-run-at,
  *              job-started-at, job-finished-at, job-payload, job-result, job-error,
  *              job-history (table), job-history-empty, history-row-<n> (n = 1 for the oldest
  *              attempt shown; a processing job's last row is the attempt running now, outcome
  *              "running"), history-worker-<n>, history-outcome-<n>, history-error-<n>,
  *              history-traceback-<n> (a <details> holding the traceback),
  *              job-retry, job-cancel, job-delete, job-back, job-not-found
+ *   Schedules: nav-schedules, schedules-view, schedules-table, schedules-empty,
+ *              schedule-row-<sid>, schedule-id-<sid>, schedule-timing-<sid> ("cron <expr>" or
+ *              "every <d>"), schedule-timezone-<sid> (– for every), schedule-job-<sid>,
+ *              schedule-paused-<sid> (data-paused="true|false"), schedule-next-<sid>,
+ *              schedule-last-<sid> (data-iso = the RFC 3339 time), schedule-last-job-<sid> (a
+ *              link to the job once one ran), schedule-runs-<sid>, schedule-pause-<sid> (shown
+ *              while active), schedule-resume-<sid> (shown while paused)
+ *   Queue page: queue-page-link-<name> (overview row), queue-page, queue-page-name,
+ *              queue-page-paused, queue-page-jobs, queue-page-pending, queue-page-processing,
+ *              queue-page-scheduled, queue-page-failed, queue-page-parked, queue-page-waiting,
+ *              queue-page-workers,
+ *              queue-limits, limit-rate, limit-concurrency, limit-group-concurrency ("none" when
+ *              unset), limit-inflight ("processing / cap", "/ no cap"), limit-parked,
+ *              queue-not-found, queue-back
  *   Other:     route-not-found (unknown hash route)
  */
 (function () {
@@ -67,7 +85,9 @@
   const TIMELINE_MS = 60000; // the server records a point a minute: no use asking more often
   const WINDOW_MS = 15 * 60 * 1000;
   const GAP_MS = 15000; // a longer hole between samples breaks the chart line
-  const STATUSES = ["scheduled", "pending", "processing", "completed", "failed", "cancelled"];
+  const STATUSES = [
+    "waiting", "scheduled", "pending", "processing", "completed", "failed", "cancelled",
+  ];
   const TERMINAL = new Set(["completed", "failed", "cancelled"]);
   const LIMITS = [25, 50, 100, 200, 500];
   const DEFAULT_LIMIT = 50;
@@ -940,7 +960,10 @@
     const row = h("tr", { testid: "queue-row-" + name },
       h("td", null, h("a", {
         href: "#/jobs?queue=" + enc(name), testid: "queue-jobs-" + name, title: "Jobs of " + name,
-      }, name)),
+      }, name), " ", h("a", {
+        href: "#/queues/" + enc(name), class: "muted", testid: "queue-page-link-" + name,
+        title: "Limits and counts of " + name,
+      }, "limits")),
       cells.pending, cells.processing, cells.scheduled, cells.failed, cells.workers,
       h("td", null, h("div", { class: "badges" }, cells.state, cells.unserved, cells.unhandled)),
       h("td", null, h("div", { class: "actions" }, pause, resume, retry, purge)));
@@ -1397,6 +1420,65 @@
   function stopJobPoll() {
     clearTimeout(jobPollTimer);
     jobPollTimer = null;
+    if (jobWatch) jobWatch.abort();
+    jobWatch = null;
+  }
+
+  // A job page whose job is still live watches GET /events?job=<id> instead of polling: the
+  // API holds each request until something happens to the job (or EVENTS_HOLD, 15 s, passes)
+  // and the page reloads the job once per change, at once rather than up to JOB_POLL_MS late,
+  // and reads nothing while the job sits still. EventSource cannot send the bearer token, so
+  // each batch is one fetch resumed from the last position. An API with the stream off (404
+  // events_disabled) or any trouble falls back to the timer.
+  let jobWatch = null; // the AbortController of the job page's pending GET /events
+
+  /** One GET /events response: how many events it carried and where to resume. */
+  async function eventsOnce(query, position, signal) {
+    const headers = { Accept: "text/event-stream" };
+    const token = getToken() || memoryToken;
+    if (token) headers.Authorization = "Bearer " + token;
+    const params = query + (position ? "&last_event_id=" + enc(position) : "");
+    const resp = await fetch("/events?" + params, {
+      headers, credentials: "omit", cache: "no-store", signal,
+    });
+    if (!resp.ok) throw new ApiError(resp.status, "events_" + resp.status, "GET /events failed");
+    const text = await resp.text();
+    let count = 0;
+    let last = position;
+    for (const block of text.split("\n\n")) {
+      for (const line of block.split("\n")) {
+        if (line.startsWith("id: ")) last = line.slice(4);
+        else if (line.startsWith("data: ")) count += 1;
+      }
+    }
+    return { count, position: last };
+  }
+
+  /** The latest time (ms) the job record tells of: events from then on are news to the page. */
+  function jobSince(job) {
+    let since = 0;
+    for (const name of ["created_at", "enqueued_at", "started_at", "finished_at"]) {  // not run_at: to come
+      const ms = job && job[name] ? Date.parse(job[name]) : NaN;
+      if (Number.isFinite(ms) && ms > since) since = ms;
+    }
+    return since ? String(since) : "";
+  }
+
+  function watchJob(id, token, load, position) {
+    const controller = new AbortController();
+    jobWatch = controller;
+    const step = (from) => {
+      eventsOnce("job=" + enc(id), from, controller.signal).then((answer) => {
+        if (token !== routeToken || controller.signal.aborted) return;
+        if (answer.count > 0) load(answer.position);
+        else step(answer.position);
+      }).catch(() => {
+        if (token !== routeToken || controller.signal.aborted) return;
+        jobWatch = null;
+        jobPollTimer = setTimeout(load, JOB_POLL_MS);
+      });
+    };
+    step(position);
   }
 
   const TIMESTAMPS = ["created_at", "enqueued_at", "run_at", "started_at", "finished_at"];
@@ -1459,6 +1541,8 @@
           h("dt", null, "Timeout"), dd("timeout"),
           h("dt", null, "Worker"), dd("worker"),
           h("dt", null, "Idempotency key"), dd("idempotency_key"),
+          h("dt", null, "Parents"), dd("depends_on"),
+          h("dt", null, "Children"), dd("children"),
           TIMESTAMPS.map((key) => [h("dt", null, TIMESTAMP_LABELS[key]), dd(key)]))),
       h("div", { class: "grid-2" },
         h("section", { class: "panel" }, h("h2", null, "Payload"), payload),
@@ -1480,13 +1564,16 @@
     };
     const token = routeToken;
 
-    const load = () => {
+    // position: the last event seen (a watch resumes after it), else the job's latest time.
+    const load = (position) => {
       stopJobPoll();
       api("GET", "/jobs/" + enc(id)).then((job) => {
         if (token !== routeToken) return;
         fillJob(dom, job);
         clearError("route");
-        if (job && !TERMINAL.has(job.status)) jobPollTimer = setTimeout(load, JOB_POLL_MS);
+        if (job && !TERMINAL.has(job.status)) {
+          watchJob(id, token, load, typeof position === "string" ? position : jobSince(job));
+        }
       }).catch((err) => {
         if (token !== routeToken) return;
         if (err instanceof ApiError && err.status === 404) {
@@ -1508,6 +1595,31 @@
 
   let currentJobView = null;
 
+  /** A job's parents or children as links to their pages ("–" for none), then a note. */
+  function fillJobLinks(dd, ids, note) {
+    const list = Array.isArray(ids) ? ids.filter((x) => typeof x === "string") : [];
+    const key = JSON.stringify([list, note]);
+    if (dd.dataset.shown === key) return;  // unchanged: keep the links (no flicker on a poll)
+    dd.dataset.shown = key;
+    dd.textContent = "";
+    if (!list.length) {
+      dd.textContent = "–";
+      return;
+    }
+    list.forEach((id, i) => {
+      if (i) dd.appendChild(document.createTextNode(", "));
+      dd.appendChild(h("a", { href: "#/jobs/" + enc(id), class: "mono", testid: "job-link" }, id));
+    });
+    if (note) dd.appendChild(document.createTextNode(" " + note));
+  }
+
+  function dependsNote(job) {
+    if (!Array.isArray(job.depends_on) || !job.depends_on.length) return "";
+    const left = num(job.parents_left);
+    const waiting = job.status === "waiting" && left !== null ? fmtInt(left) + " left, " : "";
+    return "(" + waiting + "on failure: " + (job.on_parent_failure || "cancel") + ")";
+  }
+
   function fillJob(dom, job) {
     if (!job || typeof job !== "object") return;
     const status = String(job.status || "");
@@ -1526,6 +1638,11 @@
     setText(f.timeout, timeout === null ? "–" : timeout + "s");
     setText(f.worker, job.worker || "–");
     setText(f.idempotency_key, job.idempotency_key || "–");
+    fillJobLinks(f.depends_on, job.depends_on, dependsNote(job));
+    const shown = Array.isArray(job.children) ? job.children.length : 0;
+    const allChildren = num(job.children_count);
+    fillJobLinks(f.children, job.children,
+      allChildren !== null && allChildren > shown ? "(" + fmtInt(allChildren) + " in all)" : "");
     for (const key of TIMESTAMPS) {
       const iso = job[key];
       setText(f[key], iso ? iso + "  (" + relative(iso) + ")" : "–");
@@ -1536,7 +1653,7 @@
     setText(dom.error, prettyError(job.error));
     dom.error.classList.toggle("error-text", job.error !== null && job.error !== undefined);
     dom.retry.disabled = status !== "failed";
-    dom.cancel.disabled = !(status === "pending" || status === "scheduled"
+    dom.cancel.disabled = !(status === "pending" || status === "scheduled" || status === "waiting"
       || (status === "processing" && !cancelRequested));
     dom.del.disabled = !TERMINAL.has(status);
     fillHistory(dom, job);
@@ -1648,6 +1765,195 @@
     }
   }
 
+  // ---------------------------------------------------------------- schedules and queue pages
+  // (issue 20) #/schedules: every schedule with its timing, next and last run, pause/resume;
+  // #/queues/<name>: a queue's counts and its rate, concurrency and group limits. Each page
+  // refreshes itself every POLL_MS on a timer of its own (opsTimer), stopped on every render.
+
+  let opsTimer = null;
+
+  function stopOpsPoll() {
+    clearTimeout(opsTimer);
+    opsTimer = null;
+  }
+
+  /** Loads `load` now and every POLL_MS while the page that started it is shown. */
+  function opsPoll(load) {
+    const token = routeToken;
+    const tick = () => {
+      stopOpsPoll();
+      Promise.resolve(load()).then(() => {
+        if (token !== routeToken) return;
+        clearError("route");
+        setText($("last-updated"), "Updated " + new Date().toLocaleTimeString());
+      }).catch((err) => {
+        if (token !== routeToken) return;
+        if (err instanceof ApiError && err.status === 401) return;
+        showError(errorMessage(err), "route");
+      }).finally(() => {
+        if (token === routeToken && !authBlocked) opsTimer = setTimeout(tick, POLL_MS);
+      });
+    };
+    tick();
+  }
+
+  function scheduleTiming(schedule) {
+    if (schedule.cron) return "cron " + schedule.cron;
+    if (schedule.every) return "every " + schedule.every;
+    return "–";
+  }
+
+  function timeCell(iso, testid) {
+    return h("td", { class: "nowrap", testid, title: iso || "", "data-iso": iso || "" },
+      iso ? fmtTime(iso) : "–", iso ? h("span", { class: "muted" }, " (" + relative(iso) + ")") : null);
+  }
+
+  function scheduleRow(schedule) {
+    const id = String(schedule.id);
+    const paused = schedule.paused === true;
+    const job = schedule.job && typeof schedule.job === "object" ? schedule.job : {};
+    const lastJob = typeof schedule.last_job_id === "string" ? schedule.last_job_id : null;
+    const action = paused ? "resume" : "pause";
+    return h("tr", { testid: "schedule-row-" + id },
+      h("td", { class: "mono", testid: "schedule-id-" + id }, id),
+      h("td", { class: "mono", testid: "schedule-timing-" + id }, scheduleTiming(schedule)),
+      h("td", { testid: "schedule-timezone-" + id },
+        schedule.cron ? String(schedule.timezone || "UTC") : "–"),
+      h("td", { testid: "schedule-job-" + id },
+        String(job.type || "–"), h("span", { class: "muted" }, " → " + String(job.queue || "default"))),
+      h("td", null, h("span", {
+        class: "badge " + (paused ? "state-paused" : "state-active"),
+        testid: "schedule-paused-" + id, "data-paused": String(paused),
+      }, paused ? "paused" : "active")),
+      timeCell(schedule.next_run_at, "schedule-next-" + id),
+      timeCell(schedule.last_run_at, "schedule-last-" + id),
+      h("td", { class: "mono" }, lastJob
+        ? h("a", { href: "#/jobs/" + enc(lastJob), testid: "schedule-last-job-" + id, title: lastJob },
+          shortId(lastJob))
+        : h("span", { class: "muted", testid: "schedule-last-job-" + id }, "–")),
+      h("td", { class: "num", testid: "schedule-runs-" + id }, fmtInt(num(schedule.runs))),
+      h("td", null, h("div", { class: "actions" }, h("button", {
+        type: "button", class: "btn btn-small", testid: "schedule-" + action + "-" + id,
+        onclick: () => scheduleAction(id, action),
+      }, paused ? "Resume" : "Pause"))));
+  }
+
+  function renderSchedules(view) {
+    const body = h("tbody");
+    const empty = h("p", { class: "empty", testid: "schedules-empty", hidden: true },
+      "No schedules. Create one with PUT /schedules/{id} or `workstream schedules put`.");
+    view.appendChild(h("div", { testid: "schedules-view" },
+      h("section", { class: "panel" },
+        h("div", { class: "panel-head" }, h("h2", null, "Schedules")),
+        tableWrap(h("table", { testid: "schedules-table" },
+          h("thead", null, h("tr", null,
+            h("th", null, "Schedule"), h("th", null, "Runs on"), h("th", null, "Time zone"),
+            h("th", null, "Job"), h("th", null, "State"), h("th", null, "Next run"),
+            h("th", null, "Last run"), h("th", null, "Last job"), h("th", { class: "num" }, "Runs"),
+            h("th", null, "Actions"))),
+          body)),
+        empty)));
+    const token = routeToken;
+    opsPoll(() => api("GET", "/schedules").then((data) => {
+      if (token !== routeToken) return;
+      const schedules = data && Array.isArray(data.schedules) ? data.schedules : [];
+      body.replaceChildren(...schedules.map(scheduleRow));
+      empty.hidden = schedules.length > 0;
+    }));
+  }
+
+  async function scheduleAction(id, action) {
+    const pausing = action === "pause";
+    const outcome = await confirmed(
+      pausing ? "Pause schedule" : "Resume schedule",
+      pausing
+        ? "Pause schedule “" + id + "”? It creates no jobs until it is resumed."
+        : "Resume schedule “" + id + "”? It fires again from now on, without catching up.",
+      pausing ? "Pause" : "Resume", false,
+      () => api("POST", "/schedules/" + enc(id) + "/" + action));
+    if (!outcome) return;
+    showNotice("Schedule “" + id + "” " + (pausing ? "paused." : "resumed."));
+    if (currentRoute && currentRoute.name === "schedules") render();
+  }
+
+  function limitText(value) {
+    return value === null || value === undefined ? "none" : String(value);
+  }
+
+  function renderQueuePage(view, name) {
+    const dd = (key) => h("dd", { testid: "queue-page-" + key }, "–");
+    const fields = {};
+    for (const key of ["pending", "processing", "scheduled", "failed", "parked", "waiting",
+      "workers"]) {
+      fields[key] = dd(key);
+    }
+    const state = h("span", { class: "badge", testid: "queue-page-paused" });
+    const limit = (key) => h("dd", { testid: "limit-" + key }, "–");
+    const limits = {
+      rate: limit("rate"), concurrency: limit("concurrency"),
+      "group-concurrency": limit("group-concurrency"), inflight: limit("inflight"),
+      parked: limit("parked"),
+    };
+    const notFound = h("section", { class: "panel", testid: "queue-not-found", hidden: true },
+      h("p", null, "No queue named “" + name + "”."));
+    const body = h("div", { class: "grid-2", hidden: true },
+      h("section", { class: "panel" },
+        h("h2", null, "Jobs"),
+        h("dl", { class: "kv" },
+          h("dt", null, "Pending"), fields.pending,
+          h("dt", null, "Processing"), fields.processing,
+          h("dt", null, "Scheduled"), fields.scheduled,
+          h("dt", null, "Failed"), fields.failed,
+          h("dt", null, "Parked (group at its cap)"), fields.parked,
+          h("dt", null, "Waiting for parents"), fields.waiting,
+          h("dt", null, "Workers serving it"), fields.workers)),
+      h("section", { class: "panel", testid: "queue-limits" },
+        h("h2", null, "Limits"),
+        h("dl", { class: "kv" },
+          h("dt", null, "Rate"), limits.rate,
+          h("dt", null, "Concurrency"), limits.concurrency,
+          h("dt", null, "In flight / cap"), limits.inflight,
+          h("dt", null, "Group concurrency"), limits["group-concurrency"],
+          h("dt", null, "Parked jobs"), limits.parked),
+        h("p", { class: "muted" }, "Limits hold across every worker; set them with PUT /queues/",
+          name, "/limits or `workstream limits set ", name, "`.")));
+    view.appendChild(h("div", { testid: "queue-page" },
+      h("p", null, h("a", { href: "#/overview", testid: "queue-back" }, "← Overview")),
+      h("div", { class: "detail-head" },
+        h("h1", { testid: "queue-page-name" }, name), state,
+        h("a", { href: "#/jobs?queue=" + enc(name), testid: "queue-page-jobs" }, "Jobs of " + name)),
+      notFound, body));
+    const token = routeToken;
+    opsPoll(() => api("GET", "/queues/" + enc(name)).then((queue) => {
+      if (token !== routeToken || !queue || typeof queue !== "object") return;
+      body.hidden = false;
+      notFound.hidden = true;
+      for (const key of ["pending", "processing", "scheduled", "failed", "parked", "waiting",
+        "workers"]) {
+        setText(fields[key], fmtInt(num(queue[key])));
+      }
+      const paused = Boolean(queue.paused);
+      setText(state, paused ? "paused" : "active");
+      state.dataset.paused = String(paused);
+      state.className = "badge " + (paused ? "state-paused" : "state-active");
+      const l = queue.limits && typeof queue.limits === "object" ? queue.limits : {};
+      setText(limits.rate, limitText(l.rate));
+      setText(limits.concurrency, limitText(l.concurrency));
+      setText(limits["group-concurrency"], limitText(l.group_concurrency));
+      const inflight = fmtInt(num(queue.processing));
+      setText(limits.inflight, l.concurrency ? inflight + " / " + l.concurrency : inflight + " / no cap");
+      limits.inflight.classList.toggle("stale", Boolean(l.concurrency) && num(queue.processing) >= l.concurrency);
+      setText(limits.parked, fmtInt(num(queue.parked)));
+    }).catch((err) => {
+      if (err instanceof ApiError && err.status === 404 && token === routeToken) {
+        body.hidden = true;
+        notFound.hidden = false;
+        return;
+      }
+      throw err;
+    }));
+  }
+
   // ---------------------------------------------------------------- router
 
   let currentRoute = null;
@@ -1663,6 +1969,16 @@
     const parts = path.split("/").filter(Boolean);
     if (parts.length === 1 && parts[0] === "overview") return { name: "overview" };
     if (parts.length === 1 && parts[0] === "jobs") return { name: "jobs", params };
+    if (parts.length === 1 && parts[0] === "schedules") return { name: "schedules" };
+    if (parts.length === 2 && parts[0] === "queues") {
+      let queue = parts[1];
+      try {
+        queue = decodeURIComponent(queue);
+      } catch (err) {
+        /* keep as written */
+      }
+      return { name: "queue", queue };
+    }
     if (parts.length === 2 && parts[0] === "jobs") {
       let id = parts[1];
       try {
@@ -1678,6 +1994,7 @@
   function render() {
     routeToken += 1;
     stopJobPoll();
+    stopOpsPoll();
     currentJobView = null;
     overviewDom = null;
     if (errorSource !== "poll") clearError(); // a new page starts clean; poll trouble persists
@@ -1685,7 +2002,8 @@
     const wasOverview = currentRoute && currentRoute.name === "overview";
     currentRoute = route;
     for (const link of document.querySelectorAll("[data-nav]")) {
-      const active = link.dataset.nav === (route.name === "job" ? "jobs" : route.name);
+      const section = { job: "jobs", queue: "overview" }[route.name] || route.name;
+      const active = link.dataset.nav === section;
       link.classList.toggle("active", active);
       if (active) link.setAttribute("aria-current", "page");
       else link.removeAttribute("aria-current");
@@ -1702,6 +2020,12 @@
     } else if (route.name === "job") {
       document.title = "Job " + shortId(route.id) + " · WorkStream";
       renderJob(view, route.id);
+    } else if (route.name === "schedules") {
+      document.title = "Schedules · WorkStream";
+      renderSchedules(view);
+    } else if (route.name === "queue") {
+      document.title = "Queue " + route.queue + " · WorkStream";
+      renderQueuePage(view, route.queue);
     } else {
       document.title = "Not found · WorkStream";
       view.appendChild(h("section", { class: "panel", testid: "route-not-found" },
