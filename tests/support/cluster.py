@@ -83,8 +83,8 @@ class RedisCluster:
                     ),
                 )  # fmt: skip
                 cluster.nodes.append(node.start())
-            if masters == 1 and replicas == 0:
-                cluster._assign_all_slots()
+            if masters < 3 and replicas == 0:
+                cluster._join_by_hand()
             else:
                 created = subprocess.run(
                     [
@@ -102,9 +102,15 @@ class RedisCluster:
             raise
         return cluster
 
-    def _assign_all_slots(self) -> None:
-        """redis-cli refuses a cluster of fewer than 3 masters: one node takes every slot."""
-        self.nodes[0].client().execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+    def _join_by_hand(self) -> None:
+        """redis-cli refuses a cluster of fewer than 3 masters: each node takes an equal range
+        of the slots and meets the first."""
+        count = len(self.nodes)
+        for i, node in enumerate(self.nodes):
+            first, last = i * 16384 // count, (i + 1) * 16384 // count - 1
+            node.client().execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+            if i:
+                node.client().execute_command("CLUSTER", "MEET", "127.0.0.1", self.nodes[0].port)
 
     @property
     def url(self) -> str:
