@@ -380,10 +380,13 @@ def node_client(client: Any, key: str) -> redis.Redis:
 
 
 def refresh_slots(client: Any) -> None:
-    """After a MOVED met outside RedisCluster's own routing (node_client): read the slot map
-    again."""
+    """After a MOVED or a lost connection met outside RedisCluster's own routing (node_client):
+    read the slot map again (a node that does not answer is skipped)."""
     if is_cluster(client):
-        client.nodes_manager.initialize()
+        try:
+            client.nodes_manager.initialize()
+        except redis.exceptions.RedisError:
+            pass  # no node answers now: the next call tries again
 
 
 # -- DURABILITY=replicated ------------------------------------------------------------------
@@ -426,7 +429,11 @@ def call_replicated(
         pipe = node.pipeline(transaction=False)
         pipe.evalsha(script.sha, len(keys), *keys, *args)
         pipe.wait(replicas, timeout_ms)
-        reply, acked = pipe.execute(raise_on_error=False)
+        try:
+            reply, acked = pipe.execute(raise_on_error=False)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            refresh_slots(client)  # a dead master: the next call asks the cluster again
+            raise
         if isinstance(reply, redis.exceptions.NoScriptError) and not loaded:
             node.script_load(script.source)
             loaded = True
@@ -451,7 +458,11 @@ def confirm_replicated(client: redis.Redis, channel: str, replicas: int, timeout
     pipe = node_client(client, channel).pipeline(transaction=False)
     pipe.publish(channel, "")
     pipe.wait(replicas, timeout_ms)
-    _, acked = pipe.execute()
+    try:
+        _, acked = pipe.execute()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        refresh_slots(client)
+        raise
     if int(acked) < replicas:
         raise NotReplicatedError(int(acked), replicas)
 

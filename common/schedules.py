@@ -28,6 +28,7 @@ from workstream.common.jobs import SPEC_FIELDS, TYPE_PATTERN, JobSpec
 from workstream.common.keys import Keys
 from workstream.common.serialization import dumps, loads, ms_to_rfc3339
 from workstream.common.settings import Settings
+from workstream.common.shards import shard_of_queue
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +245,13 @@ class ScheduleStore:
         """Creates or replaces a schedule; the schedule as GET shows it and whether it is new.
         The first run follows `now_ms` (Redis server time unless given: tests move the clock)."""
         definition = Definition.from_mapping(data)
+        if shard_of_queue(self.settings, definition.template["queue"]):
+            # Schedules and their runs' ids live in the default shard; a run is one script.
+            raise ScheduleInputError(
+                "validation_error",
+                "job.queue",
+                "a schedule's queue must be in the default shard (QUEUE_SHARDS)",
+            )
         created = self._write(check_schedule_id(schedule_id), definition, "", now_ms)
         return self.get(schedule_id), created
 

@@ -12,6 +12,7 @@ from tests.support.redis_server import RedisServer
 from workstream.common.errors import JobNotFoundError, SettingsError, ValidationError
 from workstream.common.jobs import JobSpec, is_job_id
 from workstream.common.keys import Keys
+from workstream.common.schedules import ScheduleStore
 from workstream.common.settings import Settings
 from workstream.common.shards import (
     ShardedStore,
@@ -166,3 +167,16 @@ def test_moving_a_queue_that_holds_jobs_is_refused_until_it_is_drained(
     assert old.get_status(job_id) is JobStatus.COMPLETED
     assert misplaced(stores) == []  # drained: the move is safe, the finished job stays readable
     refuse_misplaced(stores)
+
+
+def test_a_schedule_for_a_queue_in_a_named_shard_is_refused(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    """A schedule fires its runs from the default shard in one script: its queue must be
+    there too, or the runs would land where no worker of the queue's shard looks."""
+    schedules = ScheduleStore(redis_client, sharded(redis_server))
+    body = {"every": "1m", "job": {"type": "t", "queue": "emails"}}
+    with pytest.raises(ValidationError, match="default shard"):
+        schedules.put("nightly", body)
+    assert redis_client.dbsize() == 0
+    schedules.put("nightly", {**body, "job": {"type": "t", "queue": "other"}})
