@@ -41,19 +41,22 @@ EVENT_NAMES: tuple[str, ...] = (
     "retrying",  # an attempt failed, attempts left: pending or scheduled (detail: the error)
     "failed",  # failed for good (detail: the error)
     "cancel_requested",  # a running job was asked to stop
-    "cancelled",  # cancelled (pending, scheduled, or a run asked to stop that ended)
+    "cancelled",  # cancelled (pending, scheduled, waiting, or a run asked to stop that ended;
+    # detail parent_failed: a parent failed or was cancelled)
     "expired",  # not started by its expires_at: cancelled
     "promoted",  # a delayed or backed-off job became due: pending
     "retried",  # an operator retried a failed or cancelled job: pending
     "recovered",  # its worker died: pending again, failed or cancelled
     "reclaimed",  # ran past its deadline or lease: pending, scheduled, failed or cancelled
     "released",  # given back by a worker shutting down: pending
+    "ready",  # every parent ended (depends_on): waiting -> pending
     "deleted",
 )
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
-_STREAM_ID = re.compile(r"(\d{1,20})-(\d{1,20})")
-_MS = re.compile(r"\d{1,20}")
+# ASCII digits only: \d would take other scripts' digits, which int() reads as numbers.
+_STREAM_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+_MS = re.compile(r"[0-9]{1,20}")
 _SEQ_MAX = 2**64 - 1
 
 
@@ -179,6 +182,8 @@ def configure_at_start(client: redis.Redis, keys: Keys, events_max: int) -> None
 
 def read_after(client: redis.Redis, keys: Keys, after: str, count: int) -> list[Event]:
     """Up to `count` entries after the position `after` (a stream id), oldest first."""
+    if id_key(after) == (_SEQ_MAX, _SEQ_MAX):
+        return []  # nothing can come after the last possible id (Redis refuses the range)
     entries: Any = client.xrange(keys.events, min=f"({after}", max="+", count=count)
     return entries_to_events(entries)
 

@@ -20,12 +20,15 @@ local EVENTS = {}  -- EVENTS.max: the cap, read on the first event of this call
 local function emit(id, name, status, queue, job_type, attempt, worker, detail)
   local max = EVENTS.max
   if not max then
-    max = tonumber(redis.call('GET', EVENTS_MAX_KEY)) or EVENTS_MAX_DEFAULT
+    local stored = redis.pcall('GET', EVENTS_MAX_KEY)
+    max = type(stored) == 'string' and tonumber(stored) or EVENTS_MAX_DEFAULT
     EVENTS.max = max
   end
   if max <= 0 then return end
   if detail and #detail > EVENT_DETAIL_MAX then detail = string.sub(detail, 1, EVENT_DETAIL_MAX) end
-  redis.call('XADD', EVENTS_KEY, 'MAXLEN', '~', max, '*', 'ev', name, 'job', id,
+  -- pcall: a stream Redis refuses (a key of another type, written by hand) costs the event,
+  -- never the transition; a script that raised here would stop half-way through its writes.
+  redis.pcall('XADD', EVENTS_KEY, 'MAXLEN', '~', max, '*', 'ev', name, 'job', id,
     'status', status or '', 'queue', queue or '', 'type', job_type or '', 'attempt', attempt or 0,
     'worker', worker or '', 'detail', detail or '')
 end

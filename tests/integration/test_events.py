@@ -21,6 +21,7 @@ from workstream.api.app import create_app
 from workstream.common import events
 from workstream.common.jobs import JobSpec
 from workstream.common.settings import Settings
+from workstream.common.states import JobStatus
 from workstream.common.store import JobStore
 
 make_client = api_fixtures.make_client
@@ -178,6 +179,18 @@ def test_events_max_zero_writes_no_stream(store: JobStore, redis_client: redis.R
     assert redis_client.exists(store.keys.events) == 0
 
 
+def test_a_broken_stream_costs_the_events_never_the_transitions(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    redis_client.set(store.keys.events, "not a stream")
+    redis_client.sadd(store.keys.events_max, "not a number")
+    job_id = submit(store)
+    (job,) = store.claim("w1", 1, ["default"])
+    store.complete("w1", job, "1")
+    assert store.get_status(job_id).value == "completed"  # type: ignore[union-attr]
+    assert redis_client.zscore(store.keys.status(JobStatus.COMPLETED), job_id) is not None
+
+
 def test_a_process_changing_events_max_says_so(
     store: JobStore, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -282,13 +295,24 @@ def test_a_position_older_than_the_stream_says_gap_first(
     assert messages[1].id == messages[0].data["oldest"]
 
 
-@pytest.mark.parametrize("bad", ["abc", "1-2-3", "-1", "1-", "99999999999999999999999-0"])
+@pytest.mark.parametrize(
+    "bad", ["abc", "1-2-3", "-1", "1-", "99999999999999999999999-0", "\uff15-5", "1-\u0665"]
+)
 def test_a_malformed_last_event_id_is_400(
     bad: str, make_client: Callable[..., falcon.testing.TestClient]
 ) -> None:
     result = get_events(make_client(**FAST), bad)
     assert result.status_code == 400
     assert result.json["error"]["code"] == "malformed_event_id"
+
+
+def test_the_last_possible_id_is_a_position_with_nothing_after_it(
+    store: JobStore, make_client: Callable[..., falcon.testing.TestClient]
+) -> None:
+    submit(store)
+    result = get_events(make_client(**FAST), f"{2**64 - 1}-{2**64 - 1}")
+    assert result.status_code == 200  # Redis refuses an XRANGE after it: was a 500
+    assert parse_sse(result.text)[0] == []
 
 
 def test_malformed_filters_are_400(make_client: Callable[..., falcon.testing.TestClient]) -> None:
