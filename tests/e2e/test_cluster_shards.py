@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.support.cluster import RedisCluster
+from tests.support.redis_server import RedisServer
 from tests.support.stack import Stack, wait_until
 
 from .conftest import REPO
@@ -109,3 +111,36 @@ def test_jobs_on_three_queues_in_three_shards_all_complete_and_the_views_add_the
         status, page, _ = api.request("GET", f"/jobs?limit=7&cursor={page['next_cursor']}")
         seen += [j["id"] for j in page["jobs"]]
     assert sorted(seen) == sorted(i for f in ids.values() for i in f)  # each once
+
+
+def test_a_worker_whose_queues_span_shards_exits_2_naming_them(tmp_path: Path) -> None:
+    server = RedisServer().start()
+    try:
+        stack = Stack(server.url, tmp_path, env={"QUEUE_SHARDS": "emails:a"})
+        worker = stack.start_worker({"QUEUES": "emails,other"})
+        assert worker.wait(20) == 2
+        assert "serves the queues of one shard" in worker.log()
+        assert "emails in a" in worker.log() and "other in the default shard" in worker.log()
+    finally:
+        server.stop()
+
+
+def test_api_and_worker_refuse_to_start_while_a_moved_queue_holds_jobs(tmp_path: Path) -> None:
+    """The upgrade path's guard: a job submitted before `emails` was moved to shard a keeps
+    both processes from starting until it is drained."""
+    server = RedisServer().start()
+    try:
+        before = Stack(server.url, tmp_path / "before")
+        api = before.start_api()
+        status, _, _ = api.request("POST", "/jobs", {"type": "echo", "queue": "emails"})
+        assert status == 201
+        before.stop_all()
+        after = Stack(server.url, tmp_path / "after", env={"QUEUE_SHARDS": "emails:a"})
+        worker = after.start_worker({"QUEUES": "emails"})
+        assert worker.wait(20) == 2
+        assert "holds 1 job(s) in the default shard" in worker.log()
+        with pytest.raises(RuntimeError, match="misplaced_jobs"):
+            after.start_api()
+        after.stop_all()
+    finally:
+        server.stop()
