@@ -3,6 +3,7 @@ served by GET /events as Server-Sent Events that resume from Last-Event-ID."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 import time
@@ -18,6 +19,7 @@ import redis
 from tests.integration import api_fixtures
 from tests.integration.api_fixtures import submit
 from workstream.api.app import create_app
+from workstream.api.dispatch import adjustments
 from workstream.common import events
 from workstream.common.jobs import JobSpec
 from workstream.common.settings import Settings
@@ -362,3 +364,29 @@ def test_a_long_poll_answers_on_the_terminal_event(store: JobStore, settings: Se
     timer.join()
     assert result.json["status"] == "completed"
     assert time.monotonic() - started < 1.0
+
+
+# -- over real HTTP (waitress, as workstream-api serves it) -----------------------------------
+
+
+def test_over_waitress_a_waiting_response_arrives_when_its_event_does(
+    settings: Settings, store: JobStore
+) -> None:
+    """waitress sends a running request's bytes only past SEND_BYTES (64 KiB): the response
+    must end to arrive, so it ends as soon as it has its batch."""
+    app = create_app(settings.with_overrides(events_hold=timedelta(seconds=10)), store)
+    with api_fixtures.LiveServer(app, **adjustments(settings, connections=100)) as server:
+        timer = threading.Timer(0.3, lambda: submit(store))
+        timer.start()
+        started = time.monotonic()
+        conn = http.client.HTTPConnection("127.0.0.1", int(server.url.rsplit(":", 1)[1]))
+        try:
+            conn.request("GET", "/events", headers={"Accept": "text/event-stream"})
+            response = conn.getresponse()
+            text = response.read().decode()
+        finally:
+            conn.close()
+            timer.join()
+    assert response.status == 200
+    assert [m.event for m in parse_sse(text)[0]] == ["created"]
+    assert time.monotonic() - started < 2  # not the 10 s hold
