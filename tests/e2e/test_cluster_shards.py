@@ -31,7 +31,7 @@ def cluster() -> Iterator[RedisCluster]:
 @pytest.fixture
 def stack(cluster: RedisCluster, request: pytest.FixtureRequest) -> Iterator[Stack]:
     client = cluster.client()
-    for node in client.get_primaries():
+    for node in client.get_primaries():  # type: ignore[no-untyped-call]
         client.get_redis_connection(node).flushall()
     client.close()
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)[:80]

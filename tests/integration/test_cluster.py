@@ -28,7 +28,7 @@ def cluster() -> Iterator[RedisCluster]:
 @pytest.fixture
 def settings(cluster: RedisCluster) -> Iterator[Settings]:
     client = cluster.client()
-    for node in client.get_primaries():
+    for node in client.get_primaries():  # type: ignore[no-untyped-call]
         client.get_redis_connection(node).flushall()
     client.close()
     yield Settings.from_environ({"REDIS_URL": cluster.url, "WORKER_TTL": "2s"})
@@ -70,7 +70,7 @@ def test_claim_fail_cancel_and_the_views_work_on_a_cluster(settings: Settings) -
 
 
 def flush_scripts(client: redis.RedisCluster) -> None:
-    for node in client.get_nodes():
+    for node in client.get_nodes():  # type: ignore[no-untyped-call]
         client.get_redis_connection(node).script_flush()
 
 

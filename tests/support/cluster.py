@@ -108,9 +108,9 @@ class RedisCluster:
         count = len(self.nodes)
         for i, node in enumerate(self.nodes):
             first, last = i * 16384 // count, (i + 1) * 16384 // count - 1
-            node.client().execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+            node.client().execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)  # type: ignore[no-untyped-call]
             if i:
-                node.client().execute_command("CLUSTER", "MEET", "127.0.0.1", self.nodes[0].port)
+                node.client().execute_command("CLUSTER", "MEET", "127.0.0.1", self.nodes[0].port)  # type: ignore[no-untyped-call]
 
     @property
     def url(self) -> str:
@@ -121,7 +121,7 @@ class RedisCluster:
         return [n for n in self.nodes if n.process is not None and n.process.poll() is None]
 
     def info(self, node: RedisServer) -> dict[str, str]:
-        text: Any = node.client(socket_timeout=1).execute_command("CLUSTER", "INFO")
+        text: Any = node.client(socket_timeout=1).execute_command("CLUSTER", "INFO")  # type: ignore[no-untyped-call]
         if isinstance(text, dict):
             return {str(k): str(v) for k, v in text.items()}
         return dict(line.split(":", 1) for line in str(text).splitlines() if ":" in line)
@@ -170,7 +170,7 @@ class RedisCluster:
         """The node that is master of `key`'s slot now."""
         client = self.client()
         try:
-            found = client.get_node_from_key(key, replica=False)
+            found = client.get_node_from_key(key, replica=False)  # type: ignore[no-untyped-call]
             assert found is not None
             return self.node(int(found.port))
         finally:
