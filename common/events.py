@@ -34,7 +34,7 @@ EVENTS_MAX_DEFAULT = 100_000
 EVENT_DETAIL_MAX = 200
 # Names the scripts write (the `ev` field), for documentation, filters and tests.
 EVENT_NAMES: tuple[str, ...] = (
-    "created",  # enqueue, a schedule firing: status pending or scheduled
+    "created",  # enqueue, a schedule firing, a callback owed: pending, scheduled or waiting
     "started",  # claim, lease, start: processing
     "progress",  # a running job reported progress (detail: the report, cut)
     "completed",
@@ -51,6 +51,7 @@ EVENT_NAMES: tuple[str, ...] = (
     "released",  # given back by a worker shutting down: pending
     "ready",  # every parent ended (depends_on): waiting -> pending
     "deleted",
+    "ready",  # its dependencies were met: waiting -> pending (common/scripts/_deps.lua)
 )
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 
