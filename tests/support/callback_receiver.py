@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -20,6 +21,7 @@ class Delivery:
     signature: str
     raw: bytes
     record: Any  # the body, decoded
+    at: float  # time.monotonic() when it arrived
 
 
 def free_port() -> int:
@@ -37,6 +39,7 @@ class CallbackReceiver:
         headers: dict[str, str] | None = None,
     ) -> None:
         self.deliveries: list[Delivery] = []
+        self.open: dict[str, int] = {}  # callback job id -> its POSTs received, not answered
         self.lock = threading.Lock()
         self.statuses = statuses
         self.delay_s = delay_s
@@ -59,11 +62,20 @@ class CallbackReceiver:
                             self.headers.get("WorkStream-Signature", ""),
                             body,
                             record,
+                            time.monotonic(),
                         )
                     )
                     count = len(receiver.deliveries)
-                if receiver.delay_s:
-                    receiver._stop.wait(receiver.delay_s)
+                    sender = self.headers.get("WorkStream-Job-Id", "")
+                    receiver.open[sender] = receiver.open.get(sender, 0) + 1
+                try:
+                    if receiver.delay_s:
+                        receiver._stop.wait(receiver.delay_s)
+                finally:
+                    with receiver.lock:
+                        receiver.open[sender] -= 1
+                        if not receiver.open[sender]:
+                            del receiver.open[sender]
                 status = receiver.statuses[min(count, len(receiver.statuses)) - 1]
                 try:
                     self.send_response(status)
@@ -91,6 +103,11 @@ class CallbackReceiver:
 
     def url(self, path: str = "/done") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
+
+    def open_ids(self) -> list[str]:
+        """Callback job ids with a POST held open now (its sender is mid-delivery)."""
+        with self.lock:
+            return list(self.open)
 
     def records(self) -> list[Any]:
         with self.lock:
