@@ -351,10 +351,12 @@ def cluster_client(url: ClusterUrl, **options: Any) -> redis.RedisCluster:
 
 
 class _Cluster(redis.RedisCluster):
-    """RedisCluster whose pipelines take EVALSHA. redis-py blocks pipe.evalsha in cluster mode
-    (a script's keys might span slots), but routes EVALSHA by its keys when sent by name; every
-    WorkStream script's keys share one slot (common/keys.py), so each call goes to its slot's
-    master, in order with the other commands for that node (BLMOVE then start.lua)."""
+    """RedisCluster whose pipelines take EVALSHA and TIME. redis-py blocks pipe.evalsha in
+    cluster mode (a script's keys might span slots), but routes EVALSHA by its keys when sent by
+    name; every WorkStream script's keys share one slot (common/keys.py), so each call goes to
+    its slot's master, in order with the other commands for that node (BLMOVE then start.lua).
+    TIME, keyless, goes to any node in a non-transactional pipeline (a transaction on a cluster
+    holds one slot's commands only: none with TIME)."""
 
     def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
         pipe: ClusterPipeline = super().pipeline(transaction, shard_hint)  # type: ignore[no-untyped-call]
@@ -363,6 +365,12 @@ class _Cluster(redis.RedisCluster):
             return pipe.execute_command("EVALSHA", sha, numkeys, *keys_and_args)  # type: ignore[no-untyped-call]
 
         pipe.evalsha = evalsha  # type: ignore[method-assign]
+        if not transaction:  # keyless TIME goes to any node; blocked as pipe.time() too
+
+            def time() -> Any:
+                return pipe.execute_command("TIME")  # type: ignore[no-untyped-call]
+
+            pipe.time = time  # type: ignore[method-assign,assignment]
         return pipe
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import redis
 
 from workstream.common.metrics import BOUNDS_S, COUNTERS, HISTOGRAMS, Histogram, parse_stats
+from workstream.common.redis_conn import is_cluster
 from workstream.common.serialization import ms_to_rfc3339
 from workstream.common.store import JobStore
 
@@ -145,7 +146,11 @@ def point(before: Snapshot, after: Snapshot) -> dict[str, Any] | None:
 
 
 def _now_and_stats(store: JobStore) -> tuple[int, dict[str, int]]:
-    """The stats hash and the server time it was read at, in one transaction."""
+    """The stats hash and the server time it was read at, in one transaction. With shards
+    (common/shards.py) or on a cluster: every shard's stats summed, the clock read just before
+    (a cluster transaction holds one slot's commands, TIME has none)."""
+    if store.settings.queue_shards or is_cluster(store.redis):
+        return store.server_time_ms(), store.stats()
     pipe = store.redis.pipeline(transaction=True)
     pipe.time()
     pipe.hgetall(store.keys.stats)

@@ -10,8 +10,11 @@ import pytest
 import redis
 
 from tests.support.cluster import RedisCluster
+from workstream.common import timeline
 from workstream.common.jobs import JobSpec
+from workstream.common.limits import Limits
 from workstream.common.redis_conn import connect
+from workstream.common.schedules import ScheduleStore
 from workstream.common.settings import Settings
 from workstream.common.states import JobStatus
 from workstream.common.store import JobStore
@@ -106,3 +109,18 @@ def test_the_worker_healthcheck_reads_heartbeats_on_a_cluster(settings: Settings
     time.sleep(0.01)
     healthy, reason = check(settings, host="h")
     assert healthy, reason
+
+
+def test_limits_schedules_and_the_timeline_work_on_a_cluster(settings: Settings) -> None:
+    """Their transactions (MULTI on one slot) and keyless TIME beside a keyed read."""
+    store = store_on(settings)
+    store.enqueue(JobSpec(type="t", queue="q"))
+    store.set_limits("q", Limits(concurrency=2))
+    assert store.limits("q").concurrency == 2
+    schedules = ScheduleStore(store.redis, settings)
+    schedules.put("nightly", {"every": "1m", "job": {"type": "t", "queue": "q"}})
+    assert [s["id"] for s in schedules.list()] == ["nightly"]
+    schedules.delete("nightly")
+    minute = timeline.record(store)  # TIME and the stats, read apart on a cluster
+    assert store.redis.exists(store.keys.timeline(minute))
+    assert schedules.fire_due().fired == 0  # TIME beside a keyed read, pipelined

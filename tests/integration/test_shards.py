@@ -9,6 +9,7 @@ import redis
 
 from tests.conftest import make_settings
 from tests.support.redis_server import RedisServer
+from workstream.common import timeline
 from workstream.common.errors import JobNotFoundError, SettingsError, ValidationError
 from workstream.common.jobs import JobSpec, is_job_id
 from workstream.common.keys import Keys
@@ -118,6 +119,11 @@ def test_namespace_wide_views_add_up_every_shard(
     assert infos["images"].serving is not None and infos["images"].serving.workers == 0
     assert [w.id for w in store.live_workers()] == ["wa"] and store.live_worker_count() == 1
     assert store.stats()["completed|emails|t"] == 1
+    minute = timeline.record(store)  # the dashboard's snapshot counts every shard
+    snapshot = timeline.Snapshot.from_text(str(redis_client.get(store.keys.timeline(minute))))
+    assert snapshot == timeline.Snapshot.from_stats(
+        store.stats(), snapshot.at_ms if snapshot else 0
+    )
     assert store.stats()["created|images|t"] == 2
     listed = store.list_jobs(limit=100).jobs
     assert len(listed) == 6
