@@ -123,4 +123,5 @@ def test_limits_schedules_and_the_timeline_work_on_a_cluster(settings: Settings)
     schedules.delete("nightly")
     minute = timeline.record(store)  # TIME and the stats, read apart on a cluster
     assert store.redis.exists(store.keys.timeline(minute))
+    assert isinstance(timeline.read(store, 5), dict)  # MGET of one slot's keys
     assert schedules.fire_due().fired == 0  # TIME beside a keyed read, pipelined
