@@ -301,6 +301,9 @@ for i = 1, n do
         redis.call('ZADD', EXPIRIES_KEY, now + deps.rt, id)
         local field = 'cancelled|' .. queue .. '|' .. job_type
         created[field] = (created[field] or 0) + 1
+        if options[i] and options[i].cb then  -- it ends here: its callback is owed here
+          owe_callback({id = id, queue = queue, type = job_type}, ST.cancelled, now)
+        end
       elseif left > 0 then  -- registered with each parent not yet ended (_deps.lua)
         redis.call('HSET', key, 'parents_left', left, 'result_ttl_ms', deps.rt)
         redis.call('ZADD', key_awaiting(queue), now, id)

@@ -396,3 +396,31 @@ def test_a_retry_after_longer_than_retry_after_max_waits_the_maximum(
 ) -> None:
     store = JobStore(redis_client, _settings(redis_server, RETRY_AFTER_MAX="45s"))
     assert 44.9 <= _retry_delay_s(store, receivers, "86400") <= 45.1
+
+
+def test_a_job_created_cancelled_because_its_parent_failed_owes_its_callback(
+    store: JobStore, receivers: Callable[..., CallbackReceiver]
+) -> None:
+    receiver = receivers()
+    parent = store.enqueue(JobSpec(type="fail", max_attempts=1)).job_id
+    _drain(store)
+    child = store.enqueue(
+        JobSpec(type="echo", depends_on=(parent,), callback_url=receiver.url())
+    ).job_id
+    _drain(store)
+    [record] = receiver.records()
+    assert (record["id"], record["status"]) == (child, "cancelled")
+    assert record["error"] == f"parent_failed: {parent}"
+
+
+def test_a_job_cancelled_because_its_parent_failed_later_owes_its_callback(
+    store: JobStore, receivers: Callable[..., CallbackReceiver]
+) -> None:
+    receiver = receivers()
+    parent = store.enqueue(JobSpec(type="fail", max_attempts=1)).job_id
+    child = store.enqueue(
+        JobSpec(type="echo", depends_on=(parent,), callback_url=receiver.url())
+    ).job_id
+    _drain(store)
+    [record] = receiver.records()
+    assert (record["id"], record["status"]) == (child, "cancelled")
