@@ -12,10 +12,17 @@ import redis
 
 from workstream.api.drain import UNKNOWN_RETRY_AFTER_S, DrainRate
 from workstream.common.errors import (
+    BatchConflictError,
+    BatchNotFoundError,
+    BatchSealedError,
+    BatchTooLargeError,
+    DependencyError,
     DuplicateJobError,
+    IdConflictError,
     IdempotencyConflictError,
     InvalidTransitionError,
     JobNotFoundError,
+    NotInBatchError,
     QueueFullError,
     QueueNotEmptyError,
     QueueNotFoundError,
@@ -56,12 +63,14 @@ class ApiError(falcon.HTTPError):
         field: str | None = None,
         headers: dict[str, str] | None = None,
         job_id: str | None = None,
+        ids: list[str] | None = None,
     ) -> None:
         super().__init__(status, title=code, description=message, headers=headers)
         self.error_code = code
         self.message = message
         self.field = field
         self.job_id = job_id  # the job a 409 duplicate_job or 422 idempotency_conflict names
+        self.ids = ids  # the job ids a 400 unknown_parents or dependency_cycle names
 
 
 def validation_error(field: str, message: str) -> ApiError:
@@ -75,6 +84,8 @@ def error_body(req: falcon.Request, ex: falcon.HTTPError) -> dict[str, Any]:
             error["field"] = ex.field
         if ex.job_id is not None:
             error["job_id"] = ex.job_id
+        if ex.ids is not None:
+            error["ids"] = ex.ids
         return {"error": error}
     status = ex.status_code
     code = STATUS_CODES.get(status, "http_error")
@@ -135,7 +146,8 @@ def _invalid_transition(req: falcon.Request, resp: falcon.Response, ex: Exceptio
 
 def _entry_field(req: falcon.Request, index: int, name: str) -> str:
     """The field of a batch entry (`jobs[3].unique`) or of the one job submitted."""
-    return f"jobs[{index}].{name}" if req.path.endswith("/batch") else name
+    in_batch = req.path.endswith("/batch") or req.path.startswith("/batches")
+    return f"jobs[{index}].{name}" if in_batch else name
 
 
 def _idempotency_conflict(
@@ -150,6 +162,37 @@ def _duplicate_job(req: falcon.Request, resp: falcon.Response, ex: Exception, _:
     assert isinstance(ex, DuplicateJobError)
     field = _entry_field(req, ex.index, "unique")
     raise ApiError(409, "duplicate_job", str(ex), field=field, job_id=ex.job_id)
+
+
+def _id_conflict(req: falcon.Request, resp: falcon.Response, ex: Exception, _: Any) -> None:
+    assert isinstance(ex, IdConflictError)
+    field = _entry_field(req, ex.index, "id")
+    raise ApiError(409, "id_conflict", str(ex), field=field, job_id=ex.job_id)
+
+
+def _dependency(req: falcon.Request, resp: falcon.Response, ex: Exception, _: Any) -> None:
+    assert isinstance(ex, DependencyError)
+    raise ApiError(400, ex.code, str(ex), field="depends_on", ids=ex.ids)
+
+
+# Batches (common/batches.py): status and stable code per refusal; nothing was written.
+_BATCH_ERRORS: dict[type[Exception], tuple[int, str]] = {
+    BatchNotFoundError: (404, "batch_not_found"),
+    BatchSealedError: (409, "batch_sealed"),
+    BatchTooLargeError: (409, "batch_too_large"),
+    BatchConflictError: (422, "idempotency_conflict"),
+}
+
+
+def _batch(req: falcon.Request, resp: falcon.Response, ex: Exception, _: Any) -> None:
+    status, code = _BATCH_ERRORS[type(ex)]
+    raise ApiError(status, code, str(ex))
+
+
+def _not_in_batch(req: falcon.Request, resp: falcon.Response, ex: Exception, _: Any) -> None:
+    assert isinstance(ex, NotInBatchError)
+    field = _entry_field(req, ex.index, "idempotency_key")
+    raise ApiError(409, "job_not_in_batch", str(ex), field=field, job_id=ex.job_id)
 
 
 def _redis_down(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Any) -> None:
@@ -203,6 +246,11 @@ def register_error_handlers(
     app.add_error_handler(TooManyTypesError, _too_many_types)
     app.add_error_handler(IdempotencyConflictError, _idempotency_conflict)
     app.add_error_handler(DuplicateJobError, _duplicate_job)
+    app.add_error_handler(IdConflictError, _id_conflict)
+    app.add_error_handler(DependencyError, _dependency)
+    for batch_error in _BATCH_ERRORS:
+        app.add_error_handler(batch_error, _batch)
+    app.add_error_handler(NotInBatchError, _not_in_batch)
     app.add_error_handler(redis.exceptions.ConnectionError, _redis_down)
     app.add_error_handler(redis.exceptions.TimeoutError, _redis_down)
     app.add_error_handler(redis.exceptions.ResponseError, _redis_reply)

@@ -105,3 +105,71 @@ class DuplicateJobError(WorkStreamError):
         self.key = key
         self.index = index
         self.job_id = job_id
+
+
+class IdConflictError(WorkStreamError):
+    """A client's own job id that a job submitted with another request holds; nothing was
+    written. index: the request's position in its batch (0 for a single submission)."""
+
+    def __init__(self, index: int, job_id: str) -> None:
+        super().__init__(
+            f"job id {job_id!r} is taken by a job submitted with a different request; "
+            "send that request again, or choose another id"
+        )
+        self.index = index
+        self.job_id = job_id
+
+
+class DependencyError(WorkStreamError):
+    """depends_on that cannot be met; nothing was written. code: unknown_parents (ids naming
+    no job, nor one of the submission) | dependency_cycle (ids of the submission that depend
+    on each other in a cycle)."""
+
+    def __init__(self, code: str, ids: list[str]) -> None:
+        what = "no job has" if code == "unknown_parents" else "a dependency cycle joins"
+        super().__init__(f"depends_on: {what} the id(s) {', '.join(ids)}")
+        self.code = code
+        self.ids = ids
+
+
+class BatchNotFoundError(WorkStreamError):
+    def __init__(self, batch_id: str) -> None:
+        super().__init__(f"batch {batch_id} not found")
+        self.batch_id = batch_id
+
+
+class BatchSealedError(WorkStreamError):
+    """Jobs sent to a batch that is sealed (or settled); nothing was written."""
+
+    def __init__(self, batch_id: str, state: str) -> None:
+        super().__init__(f"batch {batch_id} is {state}: no job may join it")
+        self.batch_id = batch_id
+        self.state = state
+
+
+class BatchTooLargeError(WorkStreamError):
+    def __init__(self, batch_id: str, limit: int) -> None:
+        super().__init__(f"batch {batch_id} would hold more than {limit} jobs")
+        self.batch_id = batch_id
+        self.limit = limit
+
+
+class BatchConflictError(WorkStreamError):
+    """The Idempotency-Key of a batch's creation sent with other jobs; nothing was written."""
+
+    def __init__(self, batch_id: str) -> None:
+        super().__init__(
+            f"the idempotency key created batch {batch_id} with other jobs; "
+            "send that request again, or use a new key"
+        )
+        self.batch_id = batch_id
+
+
+class NotInBatchError(WorkStreamError):
+    """An entry naming an existing job (its id or idempotency key) that is not a member of the
+    batch: a job never joins a batch after it was created. Nothing was written."""
+
+    def __init__(self, index: int, job_id: str) -> None:
+        super().__init__(f"job {job_id} exists and is not a member of this batch")
+        self.index = index
+        self.job_id = job_id

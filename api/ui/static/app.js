@@ -9,6 +9,8 @@
  *   #/schedules                                  every schedule: timing, zone, state, next and
  *                                                last run, last job; pause/resume
  *   #/queues/<name>                              one queue: counts, limits, in flight vs cap
+ *   #/batches                                    every batch: state, counts, progress bar
+ *   #/batches/<id>                               one batch: counts, callbacks, members
  *
  * Charts: the last 15 minutes come from GET /stats/timeline (one point a minute, recorded by
  * the server whether or not a page was open), continued by the page's own 2.5 s samples of
@@ -74,6 +76,13 @@
  *              queue-limits, limit-rate, limit-concurrency, limit-group-concurrency ("none" when
  *              unset), limit-inflight ("processing / cap", "/ no cap"), limit-parked,
  *              queue-not-found, queue-back
+ *   Batches:   nav-batches, batches-view, batches-table, batches-empty, batch-row-<bid>,
+ *              batch-link-<bid>, batch-state-<bid> (data-state), batch-total-<bid>,
+ *              batch-progress-<bid> (data-progress = the fraction ended), batch-created-<bid>;
+ *              batch page: batch-page, batch-id, batch-progress, batch-state, batch-total,
+ *              batch-active, batch-completed, batch-failed, batch-cancelled, batch-on-complete,
+ *              batch-on-success, batch-created-at, batch-settled-at, batch-members,
+ *              batch-member-<id>, batch-back, batch-not-found
  *   Other:     route-not-found (unknown hash route)
  */
 (function () {
@@ -1954,6 +1963,148 @@
     }));
   }
 
+  // ---------------------------------------------------------------- batches (issue 21)
+  // #/batches: every batch, newest first, with its progress; #/batches/<id>: one batch's counts,
+  // progress bar, callbacks and a page of its members. Both refresh every POLL_MS (opsPoll).
+
+  function batchCounts(batch) {
+    const counts = batch && typeof batch.counts === "object" && batch.counts ? batch.counts : {};
+    return {
+      active: num(counts.active), completed: num(counts.completed),
+      failed: num(counts.failed), cancelled: num(counts.cancelled),
+    };
+  }
+
+  /** A bar split into completed / failed / cancelled segments over the batch's total. */
+  function progressBar(batch, testid) {
+    const total = num(batch.total);
+    const counts = batchCounts(batch);
+    const share = (n) => (total > 0 ? (100 * n) / total : 0).toFixed(2) + "%";
+    const done = total > 0 ? (counts.completed + counts.failed + counts.cancelled) / total : 1;
+    return h("div", {
+      class: "progress", testid, role: "progressbar", "aria-valuemin": "0",
+      "aria-valuemax": "100", "aria-valuenow": String(Math.round(done * 100)),
+      "data-progress": String(done), title: Math.round(done * 100) + "% ended",
+    }, ...[["completed", counts.completed], ["failed", counts.failed],
+      ["cancelled", counts.cancelled]].map(([name, n]) => {
+      const segment = h("span", { class: "progress-" + name });
+      segment.style.width = share(n); // CSSOM, not a style attribute: the CSP forbids those
+      return segment;
+    }));
+  }
+
+  function batchState(batch, testid) {
+    const state = String(batch.state || "open");
+    return h("span", { class: "badge state-" + state, testid, "data-state": state }, state);
+  }
+
+  function batchRow(batch) {
+    const id = String(batch.id);
+    const counts = batchCounts(batch);
+    return h("tr", { testid: "batch-row-" + id },
+      h("td", { class: "mono" }, h("a", { href: "#/batches/" + enc(id), testid: "batch-link-" + id,
+        title: id }, shortId(id))),
+      h("td", null, batchState(batch, "batch-state-" + id)),
+      h("td", { class: "num", testid: "batch-total-" + id }, fmtInt(num(batch.total))),
+      h("td", { class: "num" }, fmtInt(counts.active)),
+      h("td", { class: "num" }, fmtInt(counts.completed)),
+      h("td", { class: "num" }, fmtInt(counts.failed)),
+      h("td", { class: "num" }, fmtInt(counts.cancelled)),
+      h("td", { class: "progress-cell" }, progressBar(batch, "batch-progress-" + id)),
+      timeCell(batch.created_at, "batch-created-" + id));
+  }
+
+  function renderBatches(view) {
+    const body = h("tbody");
+    const empty = h("p", { class: "empty", testid: "batches-empty", hidden: true },
+      "No batches. Create one with POST /batches.");
+    view.appendChild(h("div", { testid: "batches-view" },
+      h("section", { class: "panel" },
+        h("div", { class: "panel-head" }, h("h2", null, "Batches")),
+        tableWrap(h("table", { testid: "batches-table" },
+          h("thead", null, h("tr", null,
+            h("th", null, "Batch"), h("th", null, "State"), h("th", { class: "num" }, "Total"),
+            h("th", { class: "num" }, "Active"), h("th", { class: "num" }, "Completed"),
+            h("th", { class: "num" }, "Failed"), h("th", { class: "num" }, "Cancelled"),
+            h("th", null, "Progress"), h("th", null, "Created"))),
+          body)),
+        empty)));
+    const token = routeToken;
+    opsPoll(() => api("GET", "/batches?limit=100").then((data) => {
+      if (token !== routeToken) return;
+      const batches = data && Array.isArray(data.batches) ? data.batches : [];
+      body.replaceChildren(...batches.map(batchRow));
+      empty.hidden = batches.length > 0;
+    }));
+  }
+
+  function callbackText(info) {
+    if (!info || typeof info !== "object") return h("span", { class: "muted" }, "–");
+    const job = String(info.job_id || "");
+    return h("span", null, String(info.type) + " → " + String(info.queue) + " ",
+      info.created
+        ? h("a", { href: "#/jobs/" + enc(job), class: "mono", title: job }, "job " + shortId(job))
+        : h("span", { class: "muted" }, "(when the batch settles)"));
+  }
+
+  function renderBatch(view, id) {
+    const fields = {};
+    const field = (label, key) => {
+      fields[key] = h("dd", { testid: "batch-" + key });
+      return [h("dt", null, label), fields[key]];
+    };
+    const bar = h("div", { testid: "batch-bar" });
+    const members = h("tbody");
+    view.appendChild(h("div", { testid: "batch-page" },
+      h("section", { class: "panel" },
+        h("div", { class: "panel-head" },
+          h("h2", null, "Batch ", h("span", { class: "mono", testid: "batch-id" }, id)),
+          h("a", { href: "#/batches", class: "btn btn-small", testid: "batch-back" }, "All batches")),
+        bar,
+        h("dl", { class: "kv" },
+          ...field("State", "state"), ...field("Total", "total"), ...field("Active", "active"),
+          ...field("Completed", "completed"), ...field("Failed", "failed"),
+          ...field("Cancelled", "cancelled"), ...field("on_complete", "on-complete"),
+          ...field("on_success", "on-success"), ...field("Created", "created-at"),
+          ...field("Settled", "settled-at"))),
+      h("section", { class: "panel" },
+        h("div", { class: "panel-head" }, h("h2", null, "Members (first 100)")),
+        tableWrap(h("table", { testid: "batch-members" },
+          h("thead", null, h("tr", null, h("th", null, "Job"), h("th", null, "Status"))),
+          members)))));
+    const token = routeToken;
+    opsPoll(() => api("GET", "/batches/" + enc(id) + "?limit=100").then((batch) => {
+      if (token !== routeToken || !batch || typeof batch !== "object") return;
+      const counts = batchCounts(batch);
+      bar.replaceChildren(progressBar(batch, "batch-progress"));
+      fields.state.replaceChildren(batchState(batch, "batch-state-badge"));
+      setText(fields.total, fmtInt(num(batch.total)));
+      setText(fields.active, fmtInt(counts.active));
+      setText(fields.completed, fmtInt(counts.completed));
+      setText(fields.failed, fmtInt(counts.failed));
+      setText(fields.cancelled, fmtInt(counts.cancelled));
+      fields["on-complete"].replaceChildren(callbackText(batch.on_complete));
+      fields["on-success"].replaceChildren(callbackText(batch.on_success));
+      setText(fields["created-at"], batch.created_at ? fmtTime(batch.created_at) : "–");
+      setText(fields["settled-at"], batch.settled_at ? fmtTime(batch.settled_at) : "–");
+      const jobs = Array.isArray(batch.jobs) ? batch.jobs : [];
+      members.replaceChildren(...jobs.map((job) => h("tr", { testid: "batch-member-" + job.id },
+        h("td", { class: "mono" }, h("a", { href: "#/jobs/" + enc(job.id), title: job.id }, shortId(job.id))),
+        h("td", null, h("span", { class: "badge status-" + (job.status || "expired") },
+          job.status || "expired")))));
+    }).catch((err) => {
+      if (err instanceof ApiError && err.status === 404 && token === routeToken) {
+        stopOpsPoll();
+        view.replaceChildren(h("section", { class: "panel", testid: "batch-not-found" },
+          h("h1", null, "Batch not found"),
+          h("p", null, "It may have expired (RESULT_TTL after it settled). ",
+            h("a", { href: "#/batches" }, "All batches."))));
+        return;
+      }
+      throw err;
+    }));
+  }
+
   // ---------------------------------------------------------------- router
 
   let currentRoute = null;
@@ -1970,6 +2121,8 @@
     if (parts.length === 1 && parts[0] === "overview") return { name: "overview" };
     if (parts.length === 1 && parts[0] === "jobs") return { name: "jobs", params };
     if (parts.length === 1 && parts[0] === "schedules") return { name: "schedules" };
+    if (parts.length === 1 && parts[0] === "batches") return { name: "batches" };
+    if (parts.length === 2 && parts[0] === "batches") return { name: "batch", id: parts[1] };
     if (parts.length === 2 && parts[0] === "queues") {
       let queue = parts[1];
       try {
@@ -2002,7 +2155,7 @@
     const wasOverview = currentRoute && currentRoute.name === "overview";
     currentRoute = route;
     for (const link of document.querySelectorAll("[data-nav]")) {
-      const section = { job: "jobs", queue: "overview" }[route.name] || route.name;
+      const section = { job: "jobs", queue: "overview", batch: "batches" }[route.name] || route.name;
       const active = link.dataset.nav === section;
       link.classList.toggle("active", active);
       if (active) link.setAttribute("aria-current", "page");
@@ -2023,6 +2176,12 @@
     } else if (route.name === "schedules") {
       document.title = "Schedules · WorkStream";
       renderSchedules(view);
+    } else if (route.name === "batches") {
+      document.title = "Batches · WorkStream";
+      renderBatches(view);
+    } else if (route.name === "batch") {
+      document.title = "Batch " + shortId(route.id) + " · WorkStream";
+      renderBatch(view, route.id);
     } else if (route.name === "queue") {
       document.title = "Queue " + route.queue + " · WorkStream";
       renderQueuePage(view, route.queue);
