@@ -20,6 +20,7 @@ from tests.faults.harness import FAST_RECOVERY
 from tests.faults.results import record
 from tests.faults.test_failover import NOTES, TERMINAL, Traffic, outcome
 from tests.support.cluster import RedisCluster
+from tests.support.redis_server import RedisServer
 from tests.support.stack import Api, Stack, wait_until
 
 SHARDS = {"emails": "a", "images": "b", "reports": "c"}
@@ -33,10 +34,24 @@ class ClusterFailoverSize:
     clients: int
     before_s: float  # submitting before the kill
     after_s: float  # and after the promotion
+    # The killed master's replica link is cut this long before the kill and kept from
+    # reconnecting: what the master acknowledges meanwhile reaches no replica.
+    lag_s: float = 0.0
 
 
 FAST = ClusterFailoverSize("fast", clients=3, before_s=1.5, after_s=1.0)
 FULL = ClusterFailoverSize("full", clients=6, before_s=5.0, after_s=4.0)
+FULL_LAGGING = ClusterFailoverSize("full-lagging", clients=6, before_s=5.0, after_s=4.0, lag_s=0.4)
+
+
+def cut_replication(master: RedisServer, replica: RedisServer, *, cut: bool) -> None:
+    """A replica with credentials its master does not know cannot reconnect (it would
+    otherwise resume the link at once and receive the backlog)."""
+    client = replica.client()
+    client.config_set("masteruser", "cut" if cut else "")
+    client.config_set("masterauth", "cut" if cut else "")
+    if cut:
+        master.client().execute_command("CLIENT", "KILL", "TYPE", "replica")  # type: ignore[no-untyped-call]
 
 
 def client(api: Api, name: str, traffic: Traffic, stop: threading.Event) -> None:
@@ -96,8 +111,13 @@ def run_cluster_failover(
         time.sleep(size.before_s)
         master = cluster.master_of(f"ws:{{default/{KILLED_SHARD}}}:jobs")
         replica = cluster.replica_of(master)
+        if size.lag_s:
+            cut_replication(master, replica, cut=True)
+            time.sleep(size.lag_s)
         killed_at = time.monotonic()
         master.kill()
+        if size.lag_s:
+            cut_replication(master, replica, cut=False)
         cluster.wait_promoted(replica)
         failover_s = time.monotonic() - killed_at
         time.sleep(size.after_s)
@@ -130,6 +150,7 @@ def run_cluster_failover(
         "states": states,
         "answers": traffic.answers,
         "failover_s": round(failover_s, 2),
+        "lag_s": size.lag_s,
         "drained": drained,
         "processes_alive": alive,
     }
@@ -145,7 +166,10 @@ def report(result: dict[str, object]) -> None:
         f"cluster-failover-{result['durability']}",
         str(result["size"]),
         jobs=int(str(result["acknowledged"])),
-        faults="the master of one of three shards SIGKILLed once; its replica promoted",
+        faults=(
+            "the master of one of three shards SIGKILLed once; its replica promoted"
+            + (f" ({result['lag_s']} s after its replica link was cut)" if result["lag_s"] else "")
+        ),
         lost=int(str(result["lost"])),
         duplicates=None,
         wall_s=float(str(result["failover_s"])),
@@ -162,9 +186,12 @@ def test_cluster_replicated_failover_loses_no_acknowledged_job_fast(tmp_path: Pa
 
 
 @pytest.mark.chaos
+@pytest.mark.parametrize("size", [FULL, FULL_LAGGING], ids=lambda size: size.name)
 @pytest.mark.parametrize("durability", ["replicated", "local"])
-def test_cluster_failover_under_load(durability: str, tmp_path: Path) -> None:
-    result = run_cluster_failover(durability, FULL, tmp_path / "logs")
+def test_cluster_failover_under_load(
+    durability: str, size: ClusterFailoverSize, tmp_path: Path
+) -> None:
+    result = run_cluster_failover(durability, size, tmp_path / "logs")
     report(result)
     assert result["not_terminal"] == 0, result
     assert result["processes_alive"], result
