@@ -51,6 +51,8 @@ EVENT_NAMES: tuple[str, ...] = (
     "released",  # given back by a worker shutting down: pending
     "ready",  # every parent ended (depends_on): waiting -> pending
     "deleted",
+    "batch_settled",  # a batch's last member ended (or it was sealed after): `job` is the batch
+    # id, `type` "batch", detail its counts; its callbacks follow as "created" (_batches.lua)
     "ready",  # its dependencies were met: waiting -> pending (common/scripts/_deps.lua)
 )
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})

@@ -79,7 +79,7 @@ end
 -- client's object with the batch summary first: spliced as text, so that cjson never decodes
 -- (and rounds) the client's numbers. Its queue and type were registered when the batch was
 -- created; capacity does not apply (the job is owed, as a retry is).
-local function batch_spawn(key, which, summary, now)
+local function batch_spawn(key, bid, which, summary, now)
   local v = redis.call('HMGET', key, which, which .. '_payload')
   if not v[1] then return end
   local meta = cjson.decode(v[1])
@@ -95,6 +95,7 @@ local function batch_spawn(key, which, summary, now)
   redis.call('ZADD', JOBS_INDEX_KEY, now, id)
   redis.call('HINCRBY', KEY_stats, 'created|' .. queue .. '|' .. meta.type, 1)
   redis.call('HSET', key, which .. '_job', id)
+  emit(id, 'created', ST.pending, queue, meta.type, 0, '', which .. ' of batch ' .. bid)
 end
 
 -- Settles batch `bid` when it is sealed and every member has ended: state settled, the
@@ -113,8 +114,11 @@ local function batch_settle_if_done(bid, now)
   end
   local summary = '{"id":"' .. bid .. '","total":' .. v[2] .. ',"completed":' .. v[4]
     .. ',"failed":' .. v[5] .. ',"cancelled":' .. v[6] .. ',"failed_ids":[' .. failed_ids .. ']}'
-  batch_spawn(key, 'on_complete', summary, now)
-  if v[4] == v[2] then batch_spawn(key, 'on_success', summary, now) end
+  -- The batch's own event: `job` is the batch id, `type` "batch" (common/events.py).
+  emit(bid, 'batch_settled', 'settled', '', 'batch', 0, '',
+    'completed=' .. v[4] .. ' failed=' .. v[5] .. ' cancelled=' .. v[6])
+  batch_spawn(key, bid, 'on_complete', summary, now)
+  if v[4] == v[2] then batch_spawn(key, bid, 'on_success', summary, now) end
   local ttl = tonumber(v[8]) or 86400000
   redis.call('PEXPIRE', key, ttl)
   redis.call('PEXPIRE', key_batch_jobs(bid), ttl)

@@ -241,3 +241,18 @@ def test_the_callback_job_is_a_plain_job_workers_run(store: JobStore, batches: B
     (claimed,) = list(store.claim("w1", 1, ["reports"]))
     payload = orjson.loads(claimed.payload_json)
     assert payload["batch"]["total"] == 1 and payload["to"] == "ops"
+
+
+def test_settling_appends_the_batch_event_and_its_callbacks_creation(
+    store: JobStore, batches: BatchStore, redis_client: redis.Redis
+) -> None:
+    batch_id, _ = batches.create(
+        specs(1), sealed=True, on_complete=callback_spec("on_complete", CALLBACK)
+    )
+    run_all(store)
+    entries = [fields for _, fields in redis_client.xrange(store.keys.events)]
+    settled = [e for e in entries if e["ev"] == "batch_settled"]
+    assert len(settled) == 1 and settled[0]["job"] == batch_id
+    assert settled[0]["detail"] == "completed=1 failed=0 cancelled=0"
+    made = [e for e in entries if e["ev"] == "created" and e["queue"] == "reports"]
+    assert len(made) == 1 and made[0]["detail"] == f"on_complete of batch {batch_id}"
