@@ -4,11 +4,13 @@ and id, and a queue moved to another shard while it holds jobs stops the process
 
 from __future__ import annotations
 
+import falcon.testing
 import pytest
 import redis
 
 from tests.conftest import make_settings
 from tests.support.redis_server import RedisServer
+from workstream.api.app import create_app
 from workstream.common import timeline
 from workstream.common.errors import JobNotFoundError, SettingsError, ValidationError
 from workstream.common.jobs import JobSpec, is_job_id
@@ -186,3 +188,26 @@ def test_a_schedule_for_a_queue_in_a_named_shard_is_refused(
         schedules.put("nightly", body)
     assert redis_client.dbsize() == 0
     schedules.put("nightly", {**body, "job": {"type": "t", "queue": "other"}})
+
+
+def test_the_api_finds_cancels_and_refuses_by_shard_ids_also_percent_encoded(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    """The Python client quotes ids in paths (a:... -> a%3A...); both forms reach the job."""
+    settings = sharded(redis_server)
+    client = falcon.testing.TestClient(create_app(settings, open_store(redis_client, settings)))
+    created = client.simulate_post("/jobs", json={"type": "t", "queue": "emails"})
+    assert created.status_code == 201
+    job_id = created.json["id"]
+    assert job_id.startswith("a:")
+    assert client.simulate_get(f"/jobs/{job_id}").json["queue"] == "emails"
+    encoded = job_id.replace(":", "%3A")
+    assert client.simulate_get(f"/jobs/{encoded}").json["id"] == job_id
+    assert client.simulate_post(f"/jobs/{encoded}/cancel").status_code == 200
+    batch = client.simulate_post(
+        "/jobs/batch",
+        json={"jobs": [{"type": "t", "queue": "emails"}, {"type": "t", "queue": "images"}]},
+    )
+    assert batch.status_code == 400 and batch.json["error"]["code"] == "validation_error"
+    queues = {q["name"]: q for q in client.simulate_get("/queues").json["queues"]}
+    assert queues["emails"]["pending"] == 0 and "images" not in queues
