@@ -18,8 +18,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from workstream.common import scripts
-from workstream.common.errors import JobNotFoundError, StaleLeaseError, WorkStreamError
+from workstream.common.errors import (
+    JobNotFoundError,
+    StaleLeaseError,
+    ValidationError,
+    WorkStreamError,
+)
 from workstream.common.jobs import ClaimedJob, Job
+from workstream.common.shards import shard_of, shard_of_queue
 from workstream.common.store import HTTP_CONSUMER_PREFIX, JobStore
 
 MAX_LEASE_COUNT = 100
@@ -55,6 +61,11 @@ class Leases:
     through JobStore's complete and fail, the Python worker's own."""
 
     def __init__(self, store: JobStore) -> None:
+        # The API's ShardedStore (common/shards.py): each call goes to its shard's Leases.
+        self._shards = {
+            shard: Leases(shard_store)
+            for shard, shard_store in getattr(store, "stores", {}).items()
+        }
         self._store = store
         self._redis = store.redis
         self._keys = store.keys
@@ -67,7 +78,15 @@ class Leases:
         self, consumer: str, queues: Sequence[str], count: int, lease_s: float, host: str = ""
     ) -> tuple[list[Lease], int]:
         """Leases up to `count` pending jobs from `queues` (in order, paused ones skipped).
-        Returns the leases and the Redis time of the call (ms), also a heartbeat."""
+        Returns the leases and the Redis time of the call (ms), also a heartbeat. With shards,
+        the queues of one call share one shard (the consumer's processing list is in it)."""
+        if self._shards:
+            found = {shard_of_queue(self._store.settings, queue) for queue in queues}
+            if len(found) > 1:
+                raise ValidationError(
+                    "queues", "a lease's queues must be in one shard (QUEUE_SHARDS)"
+                )
+            return self._shards[found.pop()].lease(consumer, queues, count, lease_s, host)
         worker = worker_id(consumer)
         spec = scripts.SCRIPTS["lease"].keys
         keys = scripts.keys_for(spec, self._keys, queues, worker_id=worker)
@@ -94,6 +113,8 @@ class Leases:
         return leases, expires - round(lease_s * 1000)
 
     def complete(self, job_id: str, token: str, result_json: str) -> Job:
+        if self._shards:
+            return self._for_job(job_id).complete(job_id, token, result_json)
         held = self._held(job_id, token)
         codes, _ = self._store.complete_many(held.worker, [(held.claimed, result_json)], 0, ())
         # Anything else: reclaimed between the check and the script (counted there).
@@ -102,6 +123,8 @@ class Leases:
         return self._job(job_id)
 
     def fail(self, job_id: str, token: str, error: str, *, retry: bool) -> Job:
+        if self._shards:
+            return self._for_job(job_id).fail(job_id, token, error, retry=retry)
         held = self._held(job_id, token)
         try:
             self._store.fail(held.worker, held.claimed, error, permanent=not retry)
@@ -113,6 +136,8 @@ class Leases:
         self, job_id: str, token: str, lease_s: float, progress_json: str = ""
     ) -> tuple[int, bool]:
         """Moves the expiry to now + lease_s. Returns (expires_at ms, cancel requested)."""
+        if self._shards:
+            return self._for_job(job_id).extend(job_id, token, lease_s, progress_json)
         lease, nonce = self._parse(job_id, token)
         keys = scripts.keys_for(scripts.SCRIPTS["extend"].keys, self._keys, job_id=job_id)
         args = [
@@ -129,6 +154,13 @@ class Leases:
         if reply[0] != "ok":
             raise LeaseLostError(job_id)
         return int(reply[1]), int(reply[2]) == 1
+
+    def _for_job(self, job_id: str) -> Leases:
+        shards = self._shards
+        leases = shards.get(shard_of(job_id))
+        if leases is None:  # names a shard not configured: no such lease here
+            raise LeaseLostError(job_id)
+        return leases
 
     def _parse(self, job_id: str, token: str) -> tuple[str, str]:
         match = TOKEN_PATTERN.fullmatch(token)

@@ -15,6 +15,7 @@ from workstream.common import timeline
 from workstream.common.errors import JobNotFoundError, SettingsError, ValidationError
 from workstream.common.jobs import JobSpec, is_job_id
 from workstream.common.keys import Keys
+from workstream.common.leases import LeaseLostError, Leases
 from workstream.common.schedules import ScheduleStore
 from workstream.common.settings import Settings
 from workstream.common.shards import (
@@ -211,3 +212,21 @@ def test_the_api_finds_cancels_and_refuses_by_shard_ids_also_percent_encoded(
     assert batch.status_code == 400 and batch.json["error"]["code"] == "validation_error"
     queues = {q["name"]: q for q in client.simulate_get("/queues").json["queues"]}
     assert queues["emails"]["pending"] == 0 and "images" not in queues
+
+
+def test_http_consumers_lease_and_answer_in_the_queues_shard(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    store = open_store(redis_client, sharded(redis_server))
+    leases = Leases(store)
+    job_id = store.enqueue(JobSpec(type="t", queue="emails")).job_id
+    [lease], _ = leases.lease("c1", ["emails"], 1, 30)
+    assert lease.job.id == job_id
+    assert redis_client.llen("ws:{default/a}:processing:http:c1") == 1
+    leases.extend(job_id, lease.token, 30)
+    assert leases.complete(job_id, lease.token, '"done"').status is JobStatus.COMPLETED
+    assert [w.id for w in store.live_workers()] == ["http:c1"]
+    with pytest.raises(ValidationError, match="one shard"):
+        leases.lease("c1", ["emails", "images"], 1, 30)
+    with pytest.raises(LeaseLostError):
+        leases.complete("zz:" + "0" * 32, lease.token, "1")
