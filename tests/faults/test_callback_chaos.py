@@ -88,7 +88,8 @@ def test_every_callback_arrives_although_its_workers_are_killed_mid_delivery(
                 kills += 1
                 next_kill = clock.elapsed + KILL_GAP_S
             time.sleep(0.02)
-        submit(size.jobs)
+        while len(job_ids) < size.jobs:
+            submit(500)
         storm_s = clock.elapsed
 
         def all_delivered() -> bool:
