@@ -47,7 +47,9 @@ class Api:
         log.log(level, "api.open_files", extra=fields)
         self.client = connect(settings, max_connections=redis_connections)
         self.store = open_store(self.client, settings)
-        configure_at_start(self.client, self.store.keys, settings.events_max)
+        # Each shard's scripts read the cap under their own prefix: write it for every shard.
+        for store in getattr(self.store, "stores", {"": self.store}).values():
+            configure_at_start(self.client, store.keys, settings.events_max)
         # Set on SIGTERM/SIGINT: every long-poll answers at once.
         self.stopping = threading.Event()
         app = create_app(settings, self.store, stopping=self.stopping)

@@ -11,7 +11,7 @@ from workstream.api.drain import DrainRate
 from workstream.api.errors import register_error_handlers
 from workstream.api.middleware import BearerAuth, RequestContext
 from workstream.api.resources.batches import BatchCollection, BatchItem
-from workstream.api.resources.events import EventHub, EventStream
+from workstream.api.resources.events import EventHub, EventStream, Source
 from workstream.api.resources.health import Health
 from workstream.api.resources.jobs import (
     JobBatch,
@@ -30,10 +30,12 @@ from workstream.api.resources.timeline import Timeline
 from workstream.api.resources.workers import WorkerCollection
 from workstream.api.ui import register_ui
 from workstream.common.batches import BatchStore
+from workstream.common.events import Filter
 from workstream.common.redis_conn import connect
 from workstream.common.schedules import ScheduleStore
 from workstream.common.serialization import dumps_reply
 from workstream.common.settings import Settings
+from workstream.common.shards import shard_of, shard_of_queue
 from workstream.common.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -71,29 +73,24 @@ def create_app(
         if waiters is not None
         else max(1, settings.api_threads - RESERVED_THREADS - streams)
     )
-    # A test client has no `stopping`: its event readers stop when idle (HUB_IDLE_S).
-    streams_stop = stopping or threading.Event()
-    hub = None
-    if settings.events_max > 0:
-        hub = EventHub(
-            # Its own connection: XREAD BLOCK never holds one of the request threads' pool.
-            lambda: connect(settings, dedicated=True, socket_timeout=HUB_SOCKET_TIMEOUT_S),
-            store.keys,
-            streams_stop,
-        )
+    sources = _event_sources(settings, store, stopping)
     app.add_route(
         "/events",
         EventStream(
-            store.redis,
-            store.keys,
-            hub,
+            sources,
+            lambda wanted: _shard_of_filter(settings, wanted),
             streams=streams,
             hold_s=settings.events_hold.total_seconds(),
-            stopping=streams_stop,
+            stopping=stopping or threading.Event(),
         ),
     )
+
+    def hub_for(job_id: str) -> EventHub | None:
+        source = sources.get(shard_of(job_id))
+        return source.hub if source is not None else None
+
     jobs = JobCollection(store)
-    item = JobItem(store, Waiter(store, capacity, stopping=stopping, hub=hub))
+    item = JobItem(store, Waiter(store, capacity, stopping=stopping, hub_for=hub_for))
     queue = QueueItem(store)
     app.add_route("/jobs", jobs)
     app.add_route("/job", jobs, suffix="submit")
@@ -134,6 +131,40 @@ def create_app(
     register_ui(app)
     app.add_route("/", Home())
     return app
+
+
+def _event_sources(
+    settings: Settings, store: JobStore, stopping: threading.Event | None
+) -> dict[str, Source]:
+    """Each shard's event stream with its hub (none when EVENTS_MAX=0). A hub reads on a
+    connection of its own, so XREAD BLOCK never holds one of the request threads' pool; it
+    starts on first use and stops when unused (HUB_IDLE_S), also in a test client, which has
+    no `stopping`."""
+    if settings.events_max <= 0:
+        return {}
+    stop = stopping or threading.Event()
+    stores: dict[str, JobStore] = getattr(store, "stores", None) or {"": store}
+    return {
+        shard: Source(
+            shard_store.redis,
+            shard_store.keys,
+            EventHub(
+                lambda: connect(settings, dedicated=True, socket_timeout=HUB_SOCKET_TIMEOUT_S),
+                shard_store.keys,
+                stop,
+            ),
+        )
+        for shard, shard_store in stores.items()
+    }
+
+
+def _shard_of_filter(settings: Settings, wanted: Filter) -> str:
+    """The shard whose stream serves a filter: its job's, its queue's, else the default."""
+    if wanted.job is not None:
+        return shard_of(wanted.job)
+    if wanted.queue is not None:
+        return shard_of_queue(settings, wanted.queue)
+    return ""
 
 
 class Home:

@@ -25,7 +25,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import falcon
@@ -189,30 +190,43 @@ def _message(event: Event) -> str:
     return f"id: {event.id}\nevent: {event.event}\ndata: {data}\n\n"
 
 
+@dataclass(frozen=True)
+class Source:
+    """One shard's stream: its keys, a client for short reads, and its hub."""
+
+    redis: redis.Redis
+    keys: Keys
+    hub: EventHub
+
+
 class EventStream:
-    """GET /events[?queue=&type=&job=&last_event_id=|since=] (Last-Event-ID header first)."""
+    """GET /events[?queue=&type=&job=&last_event_id=|since=] (Last-Event-ID header first).
+
+    Shards (QUEUE_SHARDS, common/shards.py): each shard's scripts write their own stream. A
+    `job` or `queue` filter is served from that job's or queue's shard; without either, the
+    default shard's stream (merging every shard's into one, with ids that carry a position per
+    shard, is not built: see common/events.py for the id format it will use)."""
 
     def __init__(
         self,
-        client: redis.Redis,
-        keys: Keys,
-        hub: EventHub | None,
+        sources: Mapping[str, Source],
+        route: Callable[[Filter], str],
         *,
         streams: int,
         hold_s: float,
         stopping: threading.Event,
     ) -> None:
-        self._redis = client
-        self._keys = keys
-        self._hub = hub
+        self._sources = sources
+        self._route = route
         self._slots = threading.BoundedSemaphore(max(streams, 1))
         self._hold_s = hold_s
         self._stopping = stopping
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if self._hub is None:
+        if not self._sources:
             raise ApiError(404, "events_disabled", "the event stream is off (EVENTS_MAX=0)")
         wanted = _filter(req)
+        source = self._sources.get(self._route(wanted)) or self._sources[""]
         raw = (
             req.get_header("Last-Event-ID")
             or req.get_param("last_event_id")
@@ -237,8 +251,8 @@ class EventStream:
                 headers={"Retry-After": "1"},
             )
         try:
-            self._hub.ensure_started()
-            body = self._collect(self._hub, position, wanted)
+            source.hub.ensure_started()
+            body = self._collect(source, position, wanted)
         finally:
             self._slots.release()
         resp.content_type = "text/event-stream"
@@ -246,19 +260,20 @@ class EventStream:
         resp.set_header("X-Accel-Buffering", "no")
         resp.text = body
 
-    def _collect(self, hub: EventHub, position: str | None, wanted: Filter) -> str:
+    def _collect(self, source: Source, position: str | None, wanted: Filter) -> str:
+        hub = source.hub
         parts = [f"retry: {RETRY_MS}\n\n"]
         if position is None:
-            position = hub.newest or last_id(self._redis, self._keys)
+            position = hub.newest or last_id(source.redis, source.keys)
         else:
-            parts += self._gap(position)
+            parts += _gap(source, position)
         deadline = time.monotonic() + self._hold_s
         delivered = scanned = 0
         last_sent = None
         while True:
             events = hub.after(position)
             if events is None:
-                events = read_after(self._redis, self._keys, position, PAGE)
+                events = read_after(source.redis, source.keys, position, PAGE)
                 if not events:
                     position = hub.newest or position  # nothing between: join the hub
             if events:
@@ -284,13 +299,14 @@ class EventStream:
         )
         return "".join(parts)
 
-    def _gap(self, position: str) -> list[str]:
-        """An `event: gap` message when entries after `position` were trimmed away."""
-        if not missed_since(self._redis, self._keys, position):
-            return []
-        first = read_after(self._redis, self._keys, "0-0", 1)
-        gap = {"after": position, "oldest": first[0].id if first else None}
-        return [f"event: gap\ndata: {json.dumps(gap, separators=(',', ':'))}\n\n"]
+
+def _gap(source: Source, position: str) -> list[str]:
+    """An `event: gap` message when entries after `position` were trimmed away."""
+    if not missed_since(source.redis, source.keys, position):
+        return []
+    first = read_after(source.redis, source.keys, "0-0", 1)
+    gap = {"after": position, "oldest": first[0].id if first else None}
+    return [f"event: gap\ndata: {json.dumps(gap, separators=(',', ':'))}\n\n"]
 
 
 def _ending(full: bool, delivered: int, last_sent: str | None, position: str) -> str:

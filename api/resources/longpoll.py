@@ -28,10 +28,10 @@ class Waiter:
         *,
         clock: Callable[[], float] = time.monotonic,
         stopping: threading.Event | None = None,
-        hub: EventHub | None = None,
+        hub_for: Callable[[str], EventHub | None] | None = None,
     ) -> None:
         self._store = store
-        self._hub = hub
+        self._hub_for = hub_for  # a job id's shard's event hub (None: events off)
         self._slots = threading.BoundedSemaphore(max(capacity, 1))
         self._clock = clock
         self._stopping = stopping or threading.Event()
@@ -45,9 +45,10 @@ class Waiter:
             return False
         try:
             deadline = self._clock() + seconds
-            if self._hub is not None:
+            hub = self._hub_for(job_id) if self._hub_for is not None else None
+            if hub is not None:
                 wait_for_terminal(
-                    self._hub, job_id, lambda: self._is_done(job_id), deadline,
+                    hub, job_id, lambda: self._is_done(job_id), deadline,
                     self._stopping, self._clock,
                 )  # fmt: skip
                 return True

@@ -53,7 +53,8 @@ def test_follows_new_events_across_responses_until_count(
 
     producer = threading.Timer(0.2, produce)
     producer.start()
-    lines = run(ctx, "--count", "3")
+    # From the oldest kept (the stream starts empty): no race with the first request.
+    lines = run(ctx, "--since", "0", "--count", "3")
     producer.join()
     assert [line["job_id"] for line in lines] == jobs
     assert all(line["event"] == "created" for line in lines)
@@ -70,9 +71,7 @@ def test_filters_and_since_replay_what_is_kept(settings: Settings, store: JobSto
         (mail, "started"),
         (mail, "completed"),
     ]
-    resumed = run(
-        context(settings, store), "--since", lines[0]["id"], "--no-follow", "--job", mail
-    )
+    resumed = run(context(settings, store), "--since", lines[0]["id"], "--no-follow", "--job", mail)
     assert [line["event"] for line in resumed] == ["started", "completed"]
 
 
