@@ -49,10 +49,12 @@ chaos: $(STAMP_DEV)
 bench: $(STAMP_DEV)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.paired
+	$(BIN)/python -m bench.limits_cost
 
 bench-quick: $(STAMP_DEV)
 	$(BIN)/python -m bench --quick
 	$(BIN)/python -m bench.paired --quick
+	$(BIN)/python -m bench.limits_cost --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .data test-output
