@@ -19,6 +19,7 @@ from workstream.common import scripts
 from workstream.common.errors import BatchNotFoundError, ValidationError
 from workstream.common.jobs import EnqueueResult, JobSpec, new_job_id
 from workstream.common.serialization import ms_to_rfc3339
+from workstream.common.shards import shard_of_queue
 from workstream.common.states import JobStatus
 from workstream.common.store import JobStore, _parse_cursor
 
@@ -231,6 +232,12 @@ class BatchStore:
     ) -> tuple[str, list[EnqueueResult]]:
         """Creates the batch with its first members in one call. A given batch_id (from an
         Idempotency-Key) that exists already is a replay: nothing is created."""
+        for which, spec in (("on_complete", on_complete), ("on_success", on_success)):
+            if spec is not None and shard_of_queue(self.store.settings, spec.queue):
+                # The callback is created by scripts on the default shard's keys (the batch's).
+                raise ValidationError(
+                    f"{which}.queue", "batches are for default-shard queues (QUEUE_SHARDS)"
+                )
         batch_id = batch_id or new_job_id()
         tail: list[Any] = [batch_id, "create", MAX_BATCH_JOBS, "sealed" if sealed else "open"]
         tail.append(self._ttl_ms)

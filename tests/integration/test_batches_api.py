@@ -164,3 +164,52 @@ def test_get_batches_lists_newest_first_in_pages(client: TestClient) -> None:
         "/batches", params={"limit": "2", "cursor": first["next_cursor"]}
     ).json
     assert sorted(b["id"] for b in first["batches"] + rest["batches"]) == sorted(ids)
+
+
+def test_a_callback_to_a_queue_of_another_shard_is_refused(make_client: MakeClient) -> None:
+    client = make_client(QUEUE_SHARDS="emails:a")
+    body = {"jobs": jobs(1), "on_complete": {"type": "report", "queue": "emails"}}
+    resp = client.simulate_post("/batches", json=body)
+    assert resp.status_code == 400
+    assert resp.json["error"]["field"] == "on_complete.queue"
+
+
+def test_adding_past_capacity_is_429_and_writes_nothing(
+    make_client: MakeClient, redis_client: redis.Redis
+) -> None:
+    client = make_client(JOB_QUEUE_CAPACITY="3")
+    made = client.simulate_post("/batches", json={"jobs": jobs(2), "open": True}).json
+    before = redis_client.dbsize()
+    resp = client.simulate_post(f"/batches/{made['id']}/jobs", json={"jobs": jobs(2)})
+    assert resp.status_code == 429
+    assert redis_client.dbsize() == before
+    assert client.simulate_get(f"/batches/{made['id']}").json["total"] == 2
+
+
+def test_a_callback_queue_past_max_queues_is_refused_before_any_write(
+    make_client: MakeClient, redis_client: redis.Redis
+) -> None:
+    client = make_client(MAX_QUEUES="1")
+    body = {"jobs": jobs(1, queue="a"), "on_complete": {"type": "report", "queue": "b"}}
+    resp = client.simulate_post("/batches", json=body)
+    assert resp.status_code == 409
+    assert resp.json["error"]["code"] == "too_many_queues"
+    assert redis_client.dbsize() == 0
+
+
+def test_adds_refuse_bad_bodies_with_the_field_named(client: TestClient) -> None:
+    made = client.simulate_post("/batches", json={"open": True}).json
+    url = f"/batches/{made['id']}/jobs"
+    keyed = {"jobs": [{"type": "echo", "idempotency_key": "own"}]}
+    cases: list[tuple[Any, dict[str, str], str]] = [
+        ({}, {}, "jobs"),
+        ({"jobs": []}, {}, "jobs"),
+        ({"jobs": [{"type": "echo"}] * 1001}, {}, "jobs"),
+        ({"jobs": [1]}, {}, "jobs[0]"),
+        (keyed, {"Idempotency-Key": "call-1"}, "jobs[0].idempotency_key"),
+    ]
+    for body, headers, field in cases:
+        resp = client.simulate_post(url, json=body, headers=headers)
+        assert resp.status_code == 400, body
+        assert resp.json["error"]["field"] == field, body
+    assert client.simulate_get(f"/batches/{made['id']}").json["total"] == 0
