@@ -19,7 +19,7 @@ from workstream.common.leases import MAX_LEASE_COUNT, MAX_LEASE_S, MIN_LEASE_S
 Schema = dict[str, Any]
 JSON = "application/json"
 NAME_RE = "^[A-Za-z0-9_.-]{1,64}$"
-JOB_ID_RE = "^[0-9a-f]{32}$"
+JOB_ID_RE = "^[A-Za-z0-9_.:-]{1,128}$"  # made (32 hex digits) or the client's own
 
 LEASE_LOST = (
     "lease_lost: the lease is stale (the job was taken back and maybe leased again), unknown "
@@ -97,6 +97,14 @@ def lease_schemas() -> Schema:
             "properties": {
                 "job": _ref("Job"),
                 "lease": {"type": "string", "description": "Send it with every answer."},
+                "parent_results": {
+                    "type": "object",
+                    "additionalProperties": True,
+                    "description": "Each parent's id (depends_on) with its result, read when "
+                    "the job was leased: {} for a job without parents. A parent that failed or "
+                    "was cancelled (on_parent_failure run), whose record expired, or whose "
+                    "result would pass 1 MiB of JSON for all parents together, gives null.",
+                },
                 "expires_at": {
                     "type": "string",
                     "format": "date-time",

@@ -121,6 +121,11 @@ JOB_FIELDS = (
 JOB_TIMES = ("created_at", "enqueued_at", "run_at", "started_at", "finished_at")
 
 
+# Shown when set: where the job's record goes when it ends, the http job delivering it, and
+# (on that http job) the job it reports.
+CALLBACK_FIELDS = ("callback_url", "callback_job_id", "callback_for")
+
+
 def job_detail(job: Mapping[str, Any]) -> str:
     """The job's fields, then its attempt history (oldest first) with each traceback, when
     the server records history."""
@@ -129,12 +134,34 @@ def job_detail(job: Mapping[str, Any]) -> str:
         pairs[JOB_FIELDS.index("status")] = ("status", f"{cell(job.get('status'))} (cancelling…)")
     if job.get("progress") is not None:
         pairs.insert(JOB_FIELDS.index("status") + 1, ("progress", progress_text(job["progress"])))
+    pairs += dependency_pairs(job)
+    pairs += [(name, job[name]) for name in CALLBACK_FIELDS if job.get(name)]
     pairs += [(name, timestamp(job.get(name))) for name in JOB_TIMES]
     text = render_record(pairs)
     history = job.get("history")
     if isinstance(history, list):
         text += "\n\n" + history_text([a for a in history if isinstance(a, Mapping)])
     return text
+
+
+def dependency_pairs(job: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """depends_on (with what a failed parent does, and how many are left while waiting) and
+    the children, when the job has any."""
+    pairs: list[tuple[str, Any]] = []
+    parents = job.get("depends_on")
+    if isinstance(parents, list) and parents:
+        text = ", ".join(str(p) for p in parents)
+        pairs.append(("depends_on", f"{text} (on_parent_failure: {job.get('on_parent_failure')})"))
+        if job.get("status") == "waiting":
+            pairs.append(("parents_left", job.get("parents_left")))
+    children = job.get("children")
+    count = job.get("children_count")
+    if isinstance(children, list) and children:
+        text = ", ".join(str(c) for c in children)
+        if isinstance(count, int) and count > len(children):
+            text += f" … ({count} in all)"
+        pairs.append(("children", text))
+    return pairs
 
 
 def progress_text(progress: Any) -> str:
@@ -218,6 +245,10 @@ def queues_table(queues: Sequence[Mapping[str, Any]]) -> str:
     how many workers serve each queue and which job types none of them handles."""
     headers: tuple[str, ...] = ("QUEUE", "PENDING", "PROCESSING", "SCHEDULED", "FAILED", "PAUSED")
     with_workers = any("workers" in queue for queue in queues)
+    # Jobs waiting for their parents (depends_on): a column once any queue holds some.
+    with_waiting = any(_is_number(q.get("waiting")) and q.get("waiting") for q in queues)
+    if with_waiting:
+        headers = (*headers[:4], "WAITING", *headers[4:])
     if with_workers:
         headers += ("WORKERS",)
     rows = []
@@ -230,6 +261,8 @@ def queues_table(queues: Sequence[Mapping[str, Any]]) -> str:
             queue.get("failed"),
             queue.get("paused"),
         ]
+        if with_waiting:
+            row.insert(4, queue.get("waiting"))
         if with_workers:
             row.append(queue.get("workers"))
         rows.append(row)
@@ -291,8 +324,10 @@ def top_frame(
     """One screen of `workstream top`: totals, then the queues and workers tables."""
     totals = {
         name: sum(q.get(name, 0) for q in queues if _is_number(q.get(name, 0)))
-        for name in ("pending", "processing", "scheduled", "failed")
+        for name in ("pending", "processing", "scheduled", "failed", "waiting")
     }
+    if not totals["waiting"]:  # shown once jobs wait for their parents (depends_on)
+        del totals["waiting"]
     busy = sum(w.get("slots_busy", 0) for w in workers if _is_number(w.get("slots_busy", 0)))
     slots = sum(w.get("slots_total", 0) for w in workers if _is_number(w.get("slots_total", 0)))
     summary = ", ".join(f"{count} {name}" for name, count in totals.items())

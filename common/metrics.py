@@ -25,7 +25,8 @@ __all__ = [
     "read_snapshot",
 ]
 HISTOGRAMS: tuple[str, ...] = ("wait", "run")
-QUEUE_DEPTHS: tuple[str, ...] = ("pending", "processing", "scheduled", "failed")
+# waiting: jobs waiting for their parents (depends_on).
+QUEUE_DEPTHS: tuple[str, ...] = ("pending", "processing", "scheduled", "failed", "waiting")
 BOUNDS_S: tuple[float, ...] = (*(bound / 1000 for bound in BUCKETS_MS), math.inf)
 # The JSON view's names from before they followed the Prometheus names, kept for old readers:
 # alias -> name (and `histograms.wait_seconds` / `.run_seconds` for `job_wait_seconds` / ...).

@@ -15,6 +15,8 @@ class JobStatus(str, Enum):  # StrEnum is 3.11+; we support 3.10
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Created with depends_on: waits until every parent has ended (common/scripts/_deps.lua).
+    WAITING = "waiting"
 
     @property
     def is_terminal(self) -> bool:
@@ -38,7 +40,12 @@ def _t(sources: set[JobStatus], targets: set[JobStatus], summary: str) -> Transi
 
 # key == Lua file stem == JobStore method == log event suffix
 TRANSITIONS: Final[dict[str, Transition]] = {
-    "enqueue": _t(set(), {S.PENDING, S.SCHEDULED}, "create jobs (capacity, idempotency, delay)"),
+    # depends_on: waiting until every parent has ended, or cancelled at once by one that failed.
+    "enqueue": _t(
+        set(),
+        {S.PENDING, S.SCHEDULED, S.WAITING, S.CANCELLED},
+        "create jobs (capacity, idempotency, delay, dependencies)",
+    ),
     "claim": _t({S.PENDING}, {S.PROCESSING}, "move up to N ids into a worker's list and start"),
     "lease": _t({S.PENDING}, {S.PROCESSING}, "claim and start up to N jobs for an HTTP consumer"),
     "start": _t({S.PENDING}, {S.PROCESSING}, "start one id a worker took with BLMOVE"),
@@ -53,11 +60,13 @@ TRANSITIONS: Final[dict[str, Transition]] = {
         "retry with backoff or dead",
     ),
     "cancel": _t(
-        {S.PENDING, S.SCHEDULED, S.PROCESSING},
+        {S.PENDING, S.SCHEDULED, S.PROCESSING, S.WAITING},
         {S.CANCELLED, S.PROCESSING},
         "withdraw a job not yet started; ask a running one to stop (cancel_requested)",
     ),
-    "expire": _t({S.PENDING, S.SCHEDULED}, {S.CANCELLED}, "cancel jobs not started by expires_at"),
+    "expire": _t(
+        {S.PENDING, S.SCHEDULED, S.WAITING}, {S.CANCELLED}, "cancel jobs not started by expires_at"
+    ),
     "retry": _t({S.FAILED}, {S.PENDING}, "operator retry of a dead job, attempts reset"),
     "promote": _t({S.SCHEDULED}, {S.PENDING}, "move due scheduled jobs onto their queue"),
     "recover": _t(

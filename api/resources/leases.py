@@ -16,6 +16,7 @@ import falcon
 
 from workstream.api import validation
 from workstream.api.errors import ApiError, validation_error
+from workstream.common.deps import parent_results
 from workstream.common.jobs import QUEUE_PATTERN
 from workstream.common.leases import (
     MAX_LEASE_COUNT,
@@ -82,6 +83,7 @@ class LeaseCollection:
     def __init__(self, store: JobStore, waiter: LeaseWaiter) -> None:
         self._leases = Leases(store)
         self._waiter = waiter
+        self._redis, self._keys = store.redis, store.keys
         self._limit = store.settings.max_payload_bytes
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -103,6 +105,12 @@ class LeaseCollection:
                     "job": x.job.to_json(),
                     "lease": x.token,
                     "expires_at": ms_to_rfc3339(x.expires_at),
+                    # depends_on's results, read now (every parent has ended): {} for none.
+                    "parent_results": (
+                        parent_results(self._redis, self._keys, x.job.id)
+                        if x.job.depends_on
+                        else {}
+                    ),
                 }
                 for x in leases
             ]

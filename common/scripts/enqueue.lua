@@ -44,6 +44,9 @@ local n = tonumber(ARGV[7])
 local J, W = 7, 11  -- ARGV index before the first job's fields; fields per job
 local now = now_ms()
 
+-- An idempotency key's value, "<id>:<32 hex digits of the request's fingerprint>".
+local STORED_KEY = '^(.*):(' .. string.rep('%x', 32) .. ')$'
+
 -- Whether the job holding a unique lock still holds it, by its `until`.
 local function holds(id, mode)
   if mode == 'ttl' then return true end
@@ -73,7 +76,9 @@ for i = 1, n do
     if not original then
       local stored = redis.call('GET', key_idempotency(idem))
       if stored then
-        local stored_id, stored_fingerprint = string.match(stored, '^([^:]*):?(.*)$')
+        -- The fingerprint is the last 32 hex digits: a client's own id may hold ':' itself.
+        local stored_id, stored_fingerprint = string.match(stored, STORED_KEY)
+        if not stored_id then stored_id, stored_fingerprint = stored, '' end
         if redis.call('EXISTS', key_job(stored_id)) == 1 then
           original, original_fingerprint = stored_id, stored_fingerprint
         end
@@ -106,7 +111,7 @@ for i = 1, n do
       local holder = seen_unique[opts.u]
       if not holder then
         local held = redis.call('GET', key_unique(opts.u))
-        local held_id, mode = string.match(held or '', '^(%x+):(%a+)$')
+        local held_id, mode = string.match(held or '', '^(.+):(%a+)$')  -- ids may hold ':'
         if held_id and holds(held_id, mode) then holder = held_id end
       end
       if holder then return {'duplicate_job', i, holder} end

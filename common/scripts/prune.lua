@@ -1,5 +1,5 @@
 -- prune: drop index entries of terminal jobs whose records have expired (RESULT_TTL).
--- KEYS[1] expiries  KEYS[2] jobs  KEYS[3..8] status:*  (job hashes: key_job(id))
+-- KEYS[1] expiries  KEYS[2] jobs  KEYS[3..9] status:*  (job hashes: key_job(id))
 -- ARGV[1] prefix  ARGV[2] most ids per call
 -- Returns the number of due entries handled (a full batch: call again)
 -- Inside a script Redis judges expiry by the script's start time, which TIME has already

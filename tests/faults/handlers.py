@@ -82,3 +82,25 @@ def gil_regex(payload: Any, ctx: JobContext) -> bool:
     (heartbeat and watchdog included) for longer than any test runs."""
     _record(ctx)
     return re.match(r"(a+)+$", "a" * 40 + "b") is not None
+
+
+DAG_SEQ_KEY = "faults:dag:seq"  # one counter orders every start and finish
+DAG_STARTED_KEY = "faults:dag:started"  # job id -> its first start
+DAG_FINISHED_KEY = "faults:dag:finished"  # job id -> its last finish
+DAG_NO_RESULT_KEY = "faults:dag:no_result"  # job id -> runs that found a parent without result
+
+
+@handler("fault_dag")
+def dag(payload: Any, ctx: JobContext) -> dict[str, Any]:
+    """fault_work for a job with depends_on: records when it started and finished on one
+    counter, and whether every parent's result was there (ctx.parent_results)."""
+    _record(ctx)
+    started = ctx.redis.incr(DAG_SEQ_KEY)
+    ctx.redis.hsetnx(DAG_STARTED_KEY, ctx.job_id, started)
+    if any(result is None for result in ctx.parent_results.values()):
+        ctx.redis.hincrby(DAG_NO_RESULT_KEY, ctx.job_id, 1)
+    ms = int(payload.get("ms", 0)) if isinstance(payload, dict) else 0
+    if ms:
+        time.sleep(ms / 1000)
+    ctx.redis.hset(DAG_FINISHED_KEY, ctx.job_id, ctx.redis.incr(DAG_SEQ_KEY))
+    return {"job": ctx.job_id}

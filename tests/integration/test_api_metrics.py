@@ -99,6 +99,7 @@ def test_metrics_json_keeps_the_original_keys_beside_queue_depths(
         "processing": 0,
         "scheduled": 0,
         "failed": 0,
+        "waiting": 0,
         "paused": False,
     }
 
@@ -152,6 +153,7 @@ def test_metrics_json_names_are_the_prometheus_names_less_the_prefix_summed_over
         "queue_processing",
         "queue_scheduled",
         "queue_failed",
+        "queue_waiting",
         "workers_live",
     }
     families = {

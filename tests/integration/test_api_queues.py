@@ -37,6 +37,7 @@ def test_list_queues_answers_every_known_queue_with_depths(
         "unhandled_types": ["echo"],
         "limits": {"rate": None, "concurrency": None, "group_concurrency": None},
         "parked": 0,
+        "waiting": 0,
     }
 
 
@@ -61,6 +62,7 @@ def test_a_configured_queue_never_used_answers_zero_counts(client: TestClient) -
         "unhandled_types": [],
         "limits": {"rate": None, "concurrency": None, "group_concurrency": None},
         "parked": 0,
+        "waiting": 0,
     }
 
 

@@ -163,7 +163,7 @@ def test_an_unknown_job_is_lease_lost(client: TestClient) -> None:
 
 
 def test_a_malformed_job_id_is_404(client: TestClient) -> None:
-    resp = answer(client, "nope", "complete", lease="1.0123456789abcdef", result=1)
+    resp = answer(client, "nope!", "complete", lease="1.0123456789abcdef", result=1)
     assert resp.status_code == 404 and resp.json["error"]["code"] == "job_not_found"
 
 

@@ -141,11 +141,23 @@ def test_batch_rejects_a_malformed_envelope(body: Any, field: str) -> None:
     assert code_of(excinfo)[2] == field
 
 
-@pytest.mark.parametrize("raw", ["abc", "0" * 31, "A" * 32, "0" * 32 + "\n", "../x"])
+@pytest.mark.parametrize("raw", ["0" * 32 + "\n", "../x", "a b", "x" * 129, "ü", ""])
 def test_job_id_that_is_not_an_id_answers_job_not_found(raw: str) -> None:
     with pytest.raises(ApiError) as excinfo:
         validation.job_id(raw)
     assert code_of(excinfo) == (404, "job_not_found", None)
+
+
+@pytest.mark.parametrize("raw", ["abc", "0" * 31, "A" * 32, "order:42.resize-1", "0" * 32])
+def test_a_client_chosen_id_or_a_made_one_names_a_job(raw: str) -> None:
+    assert validation.job_id(raw) == raw
+
+
+def test_a_batch_giving_one_id_to_two_jobs_names_the_second() -> None:
+    body = {"jobs": [{"type": "a", "id": "x"}, {"type": "a", "id": "x"}]}
+    with pytest.raises(ApiError) as excinfo:
+        validation.batch_specs(body)
+    assert code_of(excinfo)[2] == "jobs[1].id"
 
 
 @pytest.mark.parametrize("raw", ["", "a b", "x" * 65, "q\n", "ü"])

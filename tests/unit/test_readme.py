@@ -43,6 +43,8 @@ def test_the_key_table_lists_every_key_the_code_builds() -> None:
         keys.groups("<name>"),
         keys.waiting(group_ref("<name>", "<group>")),
         keys.priority("<name>"),
+        keys.dependents("<id>"),
+        keys.awaiting("<name>"),
         keys.unique("<key>"),
         keys.expiring,
         keys.schedule("<id>"),
@@ -61,6 +63,10 @@ def test_the_key_table_lists_every_key_the_code_builds() -> None:
         keys.sweeper_lock,
         keys.events,
         keys.events_max,
+        keys.batch("<id>"),
+        keys.batch_jobs("<id>"),
+        keys.batches,
+        keys.batch_expiries,
     }
     documented = set(re.findall(r"^\| `(ws:\{ns\}:[^`]+)` \|", table, re.M))
     assert documented == built

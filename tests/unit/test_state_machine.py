@@ -43,7 +43,9 @@ def test_terminal_states_have_no_way_out_but_retry_of_failed_and_delete() -> Non
 
 def test_only_jobs_that_have_not_ended_can_be_cancelled() -> None:
     cancellable = {status for status in JobStatus if allowed("cancel", status)}
-    assert cancellable == {JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.PROCESSING}
+    assert cancellable == {
+        JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.PROCESSING, JobStatus.WAITING
+    }
 
 
 def test_all_keys_share_the_namespace_hash_tag() -> None:

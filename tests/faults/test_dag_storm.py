@@ -1,0 +1,152 @@
+"""Dependencies under worker crashes: a DAG of jobs (chains, fan-out, fan-in) is submitted
+while a random worker is SIGKILLed every 2 s and restarted. Every job completes, none is left
+waiting, and every job's first start comes after the last finish of each of its parents (one
+counter orders the handlers' starts and finishes), with every parent's result in hand."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from tests.faults.conftest import RedisFactory, StackFactory
+from tests.faults.handlers import DAG_FINISHED_KEY, DAG_NO_RESULT_KEY, DAG_STARTED_KEY
+from tests.faults.harness import (
+    FAST_RECOVERY,
+    PREFIX,
+    Executions,
+    Stopwatch,
+    count_completed,
+    statuses,
+    store_for,
+)
+from tests.faults.results import record
+from tests.support.stack import wait_until
+from workstream.common.jobs import JobSpec
+
+
+@dataclass(frozen=True)
+class DagSize:
+    name: str
+    jobs: int
+    workers: int
+    storm_s: float
+    drain_timeout_s: float
+
+
+FAST = DagSize("fast", jobs=500, workers=2, storm_s=6, drain_timeout_s=60)
+FULL = DagSize("full", jobs=2_000, workers=4, storm_s=30, drain_timeout_s=240)
+KILL_EVERY_S = 2.0
+BATCH = 250
+
+
+def make_dag(count: int, rng: random.Random) -> dict[str, list[str]]:
+    """Job id -> parents, each parent before its child: roots, chains (the job before), fan-out
+    (one of a few hubs), fan-in joins (20 to 60 earlier jobs) and small random merges."""
+    parents: dict[str, list[str]] = {}
+    ids: list[str] = []
+    hubs: list[str] = []
+    for i in range(count):
+        job_id = f"dag-{i}"
+        shape = rng.random()
+        if i < 5 or shape < 0.15:
+            chosen: list[str] = []
+            if len(hubs) < 5:
+                hubs.append(job_id)
+        elif shape < 0.45:
+            chosen = [ids[-1]]  # a chain
+        elif shape < 0.65:
+            chosen = [rng.choice(hubs)]  # fan-out
+        elif shape < 0.70:
+            chosen = rng.sample(ids, min(len(ids), rng.randint(20, 60)))  # fan-in
+        else:
+            chosen = rng.sample(ids, min(len(ids), rng.randint(1, 3)))
+        parents[job_id] = chosen
+        ids.append(job_id)
+    return parents
+
+
+def specs_for(dag: dict[str, list[str]], rng: random.Random) -> list[JobSpec]:
+    return [
+        JobSpec.from_mapping(
+            {
+                "type": "fault_dag",
+                "id": job_id,
+                "payload": {"ms": rng.randint(0, 30) if rng.random() < 0.5 else 0},
+                "max_attempts": 20,  # recovered runs count attempts: no job may fail here
+                **({"depends_on": parents} if parents else {}),
+            }
+        )
+        for job_id, parents in dag.items()
+    ]
+
+
+@pytest.mark.timeout(480)
+@pytest.mark.parametrize(
+    "size", [FAST, pytest.param(FULL, marks=pytest.mark.chaos)], ids=lambda s: s.name
+)
+def test_a_dag_under_a_sigkill_storm_runs_every_job_after_all_its_parents(
+    size: DagSize, make_redis: RedisFactory, make_stack: StackFactory
+) -> None:
+    server = make_redis()
+    client = server.client()
+    store = store_for(server.url)
+    stack = make_stack(server.url, **FAST_RECOVERY, WORKER_COUNT="8")
+    workers = [stack.start_worker() for _ in range(size.workers)]
+    rng = random.Random(7)
+    dag = make_dag(size.jobs, rng)
+    specs = specs_for(dag, rng)
+    clock = Stopwatch()
+
+    submitted = kills = 0
+    next_kill = KILL_EVERY_S
+    while clock.elapsed < size.storm_s or submitted < size.jobs:
+        if submitted < size.jobs:  # parents first: each batch names only jobs already sent
+            store.enqueue_many(specs[submitted : submitted + BATCH])
+            submitted += len(specs[submitted : submitted + BATCH])
+        if clock.elapsed >= next_kill and clock.elapsed < size.storm_s:
+            victim = rng.randrange(len(workers))
+            workers[victim].signal(signal.SIGKILL)
+            workers[victim].wait(10)
+            workers[victim] = stack.start_worker()
+            kills += 1
+            next_kill += KILL_EVERY_S
+        time.sleep(0.25)
+
+    drained = wait_until(lambda: count_completed(client) >= size.jobs, size.drain_timeout_s, 0.5)
+    final = statuses(client, list(dag))
+    started = {k: int(v) for k, v in client.hgetall(DAG_STARTED_KEY).items()}
+    finished = {k: int(v) for k, v in client.hgetall(DAG_FINISHED_KEY).items()}
+    early = [
+        (job_id, parent)
+        for job_id, parents in dag.items()
+        for parent in parents
+        if job_id in started and not finished.get(parent, 0) < started[job_id]
+    ]
+    no_result = client.hgetall(DAG_NO_RESULT_KEY)
+    executions = Executions.read(client)
+    waiting = int(client.zcard(f"{PREFIX}status:waiting"))
+    lost = size.jobs - final["completed"]
+    edges = sum(len(p) for p in dag.values())
+    record(
+        "DAG (depends_on) under a worker SIGKILL storm",
+        size.name,
+        jobs=size.jobs,
+        faults=f"{kills} SIGKILLs of {size.workers} workers; {edges} dependency edges",
+        lost=lost,
+        duplicates=executions.duplicates,
+        wall_s=clock.elapsed,
+        passed=drained and lost == 0 and not early and not no_result and waiting == 0,
+        notes=f"{len(early)} jobs started before a parent finished; {waiting} left waiting",
+    )
+
+    assert kills >= int(size.storm_s / KILL_EVERY_S) - 1
+    assert drained, f"not drained in {size.drain_timeout_s}s: {dict(final)}"
+    assert final == {"completed": size.jobs}
+    assert waiting == 0
+    assert early == []
+    assert no_result == {}
+    assert set(started) == set(dag)
