@@ -1,0 +1,117 @@
+"""Batches under worker crashes: an open batch is filled in several calls while a random worker
+is SIGKILLed every 2 s and restarted, then sealed. Every member completes and is counted once,
+the batch settles, and each callback is created exactly once, as a job, after the last member
+ended (its creation and the batch's settlement are each one event in the stream)."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from dataclasses import dataclass, replace
+
+import pytest
+
+from tests.faults.conftest import RedisFactory, StackFactory
+from tests.faults.harness import FAST_RECOVERY, Stopwatch, statuses, store_for, work_specs
+from tests.faults.results import record
+from tests.support.stack import wait_until
+from workstream.common.batches import BatchStore, callback_spec
+from workstream.common.states import JobStatus
+
+
+@dataclass(frozen=True)
+class BatchStormSize:
+    name: str
+    jobs: int
+    workers: int
+    storm_s: float
+    drain_timeout_s: float
+
+
+FAST = BatchStormSize("fast", jobs=600, workers=2, storm_s=6, drain_timeout_s=60)
+FULL = BatchStormSize("full", jobs=10_000, workers=4, storm_s=30, drain_timeout_s=240)
+KILL_EVERY_S = 2.0
+CALLBACK = {"type": "fault_work", "queue": "callbacks", "payload": {"ms": 0}, "max_attempts": 20}
+
+
+@pytest.mark.timeout(480)
+@pytest.mark.parametrize(
+    "size", [FAST, pytest.param(FULL, marks=pytest.mark.chaos)], ids=lambda s: s.name
+)
+def test_a_batch_filled_during_a_sigkill_storm_settles_with_each_callback_created_once(
+    size: BatchStormSize, make_redis: RedisFactory, make_stack: StackFactory
+) -> None:
+    server = make_redis()
+    client = server.client()
+    store = store_for(server.url)
+    batches = BatchStore(store)
+    stack = make_stack(server.url, **FAST_RECOVERY, WORKER_COUNT="8", QUEUES="default,callbacks")
+    workers = [stack.start_worker() for _ in range(size.workers)]
+    rng = random.Random(21)
+    # Recovered runs count attempts: no member may fail here.
+    specs = [replace(spec, max_attempts=20) for spec in work_specs(size.jobs, rng)]
+    clock = Stopwatch()
+    batch_id, _ = batches.create(
+        [],
+        sealed=False,
+        on_complete=callback_spec("on_complete", CALLBACK),
+        on_success=callback_spec("on_success", CALLBACK),
+    )
+    added, kills = 0, 0
+    chunk = max(size.jobs // int(size.storm_s * 0.8 / 0.25), 1)
+    next_kill = KILL_EVERY_S
+    while clock.elapsed < size.storm_s:
+        if added < size.jobs:
+            batches.add(batch_id, specs[added : added + chunk])
+            added = min(added + chunk, size.jobs)
+        if clock.elapsed >= next_kill:
+            victim = rng.randrange(len(workers))
+            workers[victim].signal(signal.SIGKILL)
+            workers[victim].wait(10)
+            workers[victim] = stack.start_worker()
+            kills += 1
+            next_kill += KILL_EVERY_S
+        time.sleep(0.25)
+    while added < size.jobs:
+        batches.add(batch_id, specs[added : added + 1000])
+        added = min(added + 1000, size.jobs)
+    batches.seal(batch_id)
+
+    def settled() -> bool:
+        batch = batches.require(batch_id)
+        made = [info for info in (batch.on_complete, batch.on_success) if info is not None]
+        done = [store.get_status(info.job_id) for info in made]
+        return batch.state == "settled" and all(s is JobStatus.COMPLETED for s in done)
+
+    drained = wait_until(settled, size.drain_timeout_s, 0.5)
+    batch = batches.require(batch_id)
+    members, _ = batches.members(batch_id, 0, size.jobs + 1)
+    final = statuses(client, [m.id for m in members])
+    events = [fields for _, fields in client.xrange(store.keys.events)]
+    settlements = sum(1 for e in events if e["ev"] == "batch_settled" and e["job"] == batch_id)
+    callbacks_created = [e for e in events if e["ev"] == "created" and e["queue"] == "callbacks"]
+    record(
+        "batch during a worker SIGKILL storm",
+        size.name,
+        jobs=size.jobs,
+        faults=f"{kills} SIGKILLs of {size.workers} workers",
+        lost=size.jobs - final["completed"],
+        duplicates=None,
+        wall_s=clock.elapsed,
+        passed=drained and batch.completed == size.jobs and len(callbacks_created) == 2,
+        notes=f"settled {settlements}x; callbacks created {len(callbacks_created)}x (2 expected)",
+    )
+
+    assert kills >= int(size.storm_s / KILL_EVERY_S) - 1
+    assert drained, f"not settled in {size.drain_timeout_s}s: {batch}"
+    assert final == {"completed": size.jobs}
+    assert (batch.total, batch.completed, batch.failed, batch.cancelled) == (
+        size.jobs,
+        size.jobs,
+        0,
+        0,
+    )
+    assert settlements == 1
+    assert len(callbacks_created) == 2  # on_complete and on_success, each once
+    assert int(client.llen(store.keys.queue("callbacks"))) == 0
