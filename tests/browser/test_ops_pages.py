@@ -3,6 +3,8 @@ and a queue's limits (rate, caps, in flight against the cap, parked jobs)."""
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,7 +14,7 @@ from playwright.sync_api import expect
 from tests.browser.dashboard import Dashboard
 from tests.browser.live import Live, submit, wait_status
 from tests.support.redis_server import RedisServer
-from tests.support.stack import wait_until
+from tests.support.stack import Api, wait_until
 from workstream.common.keys import Keys
 
 pytestmark = pytest.mark.browser
@@ -131,3 +133,37 @@ def test_the_queue_page_says_when_the_queue_does_not_exist(
     dashboard.expect_failed_loads(404)
     page = dashboard.open("#/queues/no-such-queue")
     expect(page.get_by_test_id("queue-not-found")).to_be_visible()
+
+
+@pytest.fixture(scope="module")
+def scoped_api(live: Live) -> Iterator[Api]:
+    """A second workstream-api on the same namespace with scoped tokens: `reader` may only read."""
+    api = live.stack.start_api({"API_TOKENS": "read:reader,admin:boss"})
+    yield api
+    api.signal(signal.SIGTERM)
+    if api.wait(10) is None:
+        api.signal(signal.SIGKILL)
+        api.wait(5)
+
+
+def test_a_read_only_token_sees_the_schedules_but_cannot_pause_one(
+    dashboard: Dashboard, live: Live, scoped_api: Api
+) -> None:
+    put(live, "/schedules/read-only", {"every": "1h", "job": {"type": "echo"}})
+    dashboard.expect_failed_loads(401)  # the first call, before the token is given
+    dashboard.expect_failed_loads(403)  # the pause the token may not make
+    page = dashboard.page
+    page.goto(f"{scoped_api.url}/ui#/schedules")
+    page.get_by_test_id("token-input").fill("reader")
+    page.get_by_test_id("token-submit").click()
+    expect(page.get_by_test_id("schedule-row-read-only")).to_be_visible()
+
+    page.get_by_test_id("schedule-pause-read-only").click()
+    dashboard.confirm()
+
+    expect(page.get_by_test_id("error-text")).to_contain_text("insufficient_scope")
+    expect(page.get_by_test_id("schedule-paused-read-only")).to_have_attribute(
+        "data-paused", "false"
+    )
+    assert schedule(live, "read-only")["paused"] is False
+    live.api.request("DELETE", "/schedules/read-only")
