@@ -163,6 +163,34 @@ def test_a_dead_workers_job_is_told_recovered(store: JobStore, redis_client: red
     assert last["status"] == "pending" and "died" in last["detail"]
 
 
+def test_the_sweepers_and_a_workers_own_transitions_are_told(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    overdue = submit(store, timeout=0.001)
+    (job,) = store.claim("w1", 1, ["default"])
+    store.progress(overdue, job.lease, '{"done": 0.5}')
+    time.sleep(0.01)
+    store.reclaim(0)
+    released = submit(store, queue="other")
+    (held,) = store.claim("w2", 1, ["other"])
+    store.release("w2")
+    expiring = submit(store, expires_in=0.001, queue="later")
+    time.sleep(0.01)
+    store.expire()
+    store.delete(expiring)
+    assert names_for(redis_client, store, overdue) == [
+        "created",
+        "started",
+        "progress",
+        "reclaimed",
+    ]
+    progress = next(f for _, f in stream(redis_client, store) if f["ev"] == "progress")
+    assert progress["detail"] == '{"done": 0.5}'
+    assert names_for(redis_client, store, released)[-1] == "released"
+    assert held.id == released
+    assert names_for(redis_client, store, expiring) == ["created", "expired", "deleted"]
+
+
 def test_the_stream_stays_within_events_max_give_or_take_a_node(
     store: JobStore, redis_client: redis.Redis
 ) -> None:
