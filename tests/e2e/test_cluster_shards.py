@@ -130,11 +130,8 @@ def test_api_and_worker_refuse_to_start_while_a_moved_queue_holds_jobs(tmp_path:
     both processes from starting until it is drained."""
     server = RedisServer().start()
     try:
-        before = Stack(server.url, tmp_path / "before")
-        api = before.start_api()
-        status, _, _ = api.request("POST", "/jobs", {"type": "echo", "queue": "emails"})
-        assert status == 201
-        before.stop_all()
+        server.client().rpush("ws:{default}:queue:emails", "0" * 32)  # as enqueue leaves it
+        server.client().sadd("ws:{default}:queues", "emails")
         after = Stack(server.url, tmp_path / "after", env={"QUEUE_SHARDS": "emails:a"})
         worker = after.start_worker({"QUEUES": "emails"})
         assert worker.wait(20) == 2
