@@ -13,6 +13,7 @@
 local function on_finished(job, status, now)
   if not job.finish or job.finish == '' then return end
   owe_callback(job, status, now)
-  for _, ended in ipairs(settle_dependents(job, status, now)) do on_finished(ended, ST.cancelled, now) end
+  local ended = settle_dependents(job, status, now)  -- the dependents it cancelled run theirs
+  for i = 1, #ended do on_finished(ended[i], ST.cancelled, now) end
   settle_batch(job, status, now)
 end

@@ -1,4 +1,5 @@
--- enqueue: create N jobs atomically, all or nothing -> pending (or scheduled when delayed).
+-- enqueue: create N jobs atomically, all or nothing -> pending (or scheduled when delayed,
+-- waiting for parents with depends_on, cancelled at once when a parent already failed).
 -- KEYS[1] stats  KEYS[2] queues  KEYS[3] jobs  KEYS[4..10] status:*  KEYS[11] expiring  (per job
 -- and per queue, named by ARGV: key_job, key_idempotency, key_unique, key_queue, key_scheduled,
 -- key_types)
@@ -297,7 +298,11 @@ for i = 1, n do
         'on_parent_failure', deps.pf or 'cancel')
       for _, parent in ipairs(parents) do
         local list = children[parent]
-        if not list then list = {}; children[parent] = list; parent_order[#parent_order + 1] = parent end
+        if not list then
+          list = {}
+          children[parent] = list
+          parent_order[#parent_order + 1] = parent
+        end
         list[#list + 1] = id
       end
       if failed_parent then  -- created cancelled: a failed parent's settling, at submission

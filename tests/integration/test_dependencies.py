@@ -240,3 +240,17 @@ def test_a_client_id_holding_colons_keeps_its_idempotency_key_and_unique_lock(
     with pytest.raises(DuplicateJobError) as caught:
         store.enqueue(_spec("order:43:zip", unique={"key": "u1"}))
     assert caught.value.job_id == "order:42:zip"
+
+
+def test_a_child_cancelled_by_its_parent_still_owes_its_callback(store: JobStore) -> None:
+    """The cascade runs each cancelled child's own finish hook (_finish.lua), as any end does."""
+    hook = "http://127.0.0.1:9/hook"
+    store.enqueue_many(
+        [_spec("a"), _spec("b", "a", callback_url=hook), _spec("c", "b", callback_url=hook)]
+    )
+    _run(store, "a", fail=True)
+    for job_id in ("b", "c"):
+        job = store.get_job(job_id)
+        assert job is not None and job.status is JobStatus.CANCELLED
+        owed = store.redis.hget(store.keys.job(job_id), "callback_job_id")
+        assert owed is not None and store.get_job(owed) is not None, job_id

@@ -122,3 +122,17 @@ def test_the_queues_table_grows_a_waiting_column_once_jobs_wait() -> None:
     busy = [{**quiet[0], "waiting": 7}]
     header, row = tables.queues_table(busy).splitlines()[:2]
     assert header.split()[4] == "WAITING" and row.split()[4] == "7"
+
+
+def test_workstream_submit_takes_an_id_and_parents() -> None:
+    from workstream.cli.commands import build_parser, job_request
+
+    args = build_parser().parse_args(
+        ["submit", "report", "--id", "r1", "--depends-on", "a,b", "--depends-on", "c",
+         "--on-parent-failure", "run"]
+    )  # fmt: skip
+    request = job_request(args)
+    assert request.id == "r1" and list(request.depends_on or ()) == ["a", "b", "c"]
+    assert request.on_parent_failure == "run"
+    plain = job_request(build_parser().parse_args(["submit", "report"]))
+    assert plain.id is None and plain.depends_on is None and plain.on_parent_failure is None
