@@ -1863,10 +1863,23 @@
           body)),
         empty)));
     const token = routeToken;
+    let rowsById = new Map();
     opsPoll(() => api("GET", "/schedules").then((data) => {
       if (token !== routeToken) return;
       const schedules = data && Array.isArray(data.schedules) ? data.schedules : [];
-      body.replaceChildren(...schedules.map(scheduleRow));
+      // A row is rebuilt only when its schedule changed, or every 10 s for its "in 5m" texts,
+      // so a button is not swapped out from under the pointer on every refresh.
+      const bucket = Math.floor(Date.now() / 10000);
+      const rows = schedules.map((schedule) => {
+        const key = bucket + JSON.stringify(schedule);
+        const old = rowsById.get(String(schedule.id));
+        if (old && old._key === key) return old;
+        const row = scheduleRow(schedule);
+        row._key = key;
+        return row;
+      });
+      rowsById = new Map(rows.map((row, i) => [String(schedules[i].id), row]));
+      body.replaceChildren(...rows);
       empty.hidden = schedules.length > 0;
     }));
   }
