@@ -90,6 +90,7 @@ class EventHub:
         self._ids: list[tuple[int, int]] = []
         # Every entry after _floor is in the buffer (None: not reading yet).
         self._floor: tuple[int, int] | None = None
+        self._floor_id = "0-0"
         self._newest = "0-0"
         self._thread: threading.Thread | None = None
         self._used_at = 0.0
@@ -106,6 +107,12 @@ class EventHub:
         """The newest position the hub has read up to (None: not reading yet)."""
         with self._cond:
             return self._newest if self._floor is not None else None
+
+    @property
+    def floor(self) -> str | None:
+        """Every entry after this position is in the buffer (None: not reading yet)."""
+        with self._cond:
+            return self._floor_id if self._floor is not None else None
 
     def after(self, position: str) -> list[Event] | None:
         key = id_key(position)
@@ -139,7 +146,8 @@ class EventHub:
                     position = last_id(client, self._keys)
                     with self._cond:
                         self._events, self._ids = [], []
-                        self._floor, self._newest = id_key(position), position
+                        self._floor, self._floor_id = id_key(position), position
+                        self._newest = position
                         self._cond.notify_all()
                 reply: Any = client.xread(
                     {self._keys.events: position}, count=HUB_READ_COUNT, block=self._block_ms
@@ -179,7 +187,7 @@ class EventHub:
             self._ids.extend(id_key(event.id) for event in events)
             if len(self._events) > 2 * self._size:  # amortized: cut once per `size` entries
                 cut = len(self._events) - self._size
-                self._floor = self._ids[cut - 1]
+                self._floor, self._floor_id = self._ids[cut - 1], self._events[cut - 1].id
                 self._events, self._ids = self._events[cut:], self._ids[cut:]
             self._newest = events[-1].id
             self._cond.notify_all()
@@ -275,7 +283,9 @@ class EventStream:
             if events is None:
                 events = read_after(source.redis, source.keys, position, PAGE)
                 if not events:
-                    position = hub.newest or position  # nothing between: join the hub
+                    # Nothing in Redis after it, yet the hub's buffer starts later: join the
+                    # buffer where it starts (never past an entry the buffer holds).
+                    position = hub.floor or position
             if events:
                 events = events[: SCAN_MAX - scanned]
                 position = events[-1].id

@@ -20,8 +20,10 @@ from tests.integration import api_fixtures
 from tests.integration.api_fixtures import submit
 from workstream.api.app import create_app
 from workstream.api.dispatch import adjustments
+from workstream.api.resources.events import EventHub, EventStream, Source
 from workstream.common import events
 from workstream.common.jobs import JobSpec
+from workstream.common.redis_conn import connect
 from workstream.common.settings import Settings
 from workstream.common.shards import open_store
 from workstream.common.states import JobStatus
@@ -455,3 +457,36 @@ def test_a_shards_events_are_in_its_own_stream_served_by_queue_or_job(
     assert jobs(queue="emails") == [email]
     assert jobs(job=email) == [email]
     assert jobs() == [other]  # unfiltered: the default shard's stream (no merge yet)
+
+
+def test_a_reader_behind_the_hubs_buffer_reads_redis_then_joins_it(
+    store: JobStore, settings: Settings, redis_client: redis.Redis
+) -> None:
+    stopping = threading.Event()
+    hub = EventHub(lambda: connect(settings, dedicated=True), store.keys, stopping, buffer_size=5)
+    stream_ = EventStream(
+        {"": Source(store.redis, store.keys, hub)},
+        lambda wanted: "",
+        streams=1,
+        hold_s=0.2,
+        stopping=stopping,
+    )
+    client = falcon.testing.TestClient(falcon.App())
+    client.app.add_route("/events", stream_)
+    try:
+        get_events(client)  # starts the hub at the stream's end (empty)
+        deadline = time.monotonic() + 5
+        while hub.floor is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        created = [submit(store) for _ in range(40)]  # the hub keeps 5-10 of them
+        while hub.newest != stream(redis_client, store)[-1][0] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert hub.floor != "0-0"  # it dropped the oldest from its buffer
+        seen: list[str] = []
+        last_id = "0"
+        for _ in range(5):
+            messages, last_id, _ = parse_sse(get_events(client, last_id).text)  # type: ignore[assignment]
+            seen += [m.data["job_id"] for m in messages]
+        assert seen == created
+    finally:
+        stopping.set()
