@@ -59,6 +59,9 @@ _UNAVAILABLE_CLASSES: Final[tuple[tuple[type[Exception], str], ...]] = (
     (redis.exceptions.MasterDownError, "MASTERDOWN"),  # before its base, ClusterDownError
     (redis.exceptions.ClusterDownError, "CLUSTERDOWN"),
     (redis.exceptions.TryAgainError, "TRYAGAIN"),
+    # A cluster's redirections ran out (redis-py follows MOVED/ASK and retries TRYAGAIN up to
+    # 16 times): a slot in motion whose keys are split between two nodes, or a failover.
+    (redis.exceptions.ClusterError, "TRYAGAIN"),
 )
 
 

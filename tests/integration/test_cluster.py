@@ -13,9 +13,10 @@ from tests.support.cluster import RedisCluster
 from workstream.common import timeline
 from workstream.common.jobs import JobSpec
 from workstream.common.limits import Limits
-from workstream.common.redis_conn import connect
+from workstream.common.redis_conn import connect, unavailable_reason
 from workstream.common.schedules import ScheduleStore
 from workstream.common.settings import Settings
+from workstream.common.shards import open_store
 from workstream.common.states import JobStatus
 from workstream.common.store import JobStore
 from workstream.worker.check import check
@@ -125,3 +126,26 @@ def test_limits_schedules_and_the_timeline_work_on_a_cluster(settings: Settings)
     assert store.redis.exists(store.keys.timeline(minute))
     assert isinstance(timeline.read(store, 5), dict)  # MGET of one slot's keys
     assert schedules.fire_due().fired == 0  # TIME beside a keyed read, pipelined
+
+
+def test_a_shard_moved_to_another_master_is_followed_and_refused_only_while_split(
+    cluster: RedisCluster, settings: Settings
+) -> None:
+    """Resharding: while the shard's slot is half migrated a script whose keys are split is
+    refused before it runs (TRYAGAIN: the API's 503), and once the slot has moved the same
+    client follows it (MOVED) and loads the scripts on the new master."""
+    sharded = Settings.from_environ({"REDIS_URL": settings.redis_url, "QUEUE_SHARDS": "q:m"})
+    store = open_store(connect(sharded), sharded)
+    shard = store.stores["m"]  # type: ignore[attr-defined]
+    slot = int(shard.redis.keyslot(shard.keys.jobs))
+    source = cluster.master_of_slot(slot)
+    target = next(cluster.node(p) for p in cluster.master_ports() if p != source.port)
+    ids = [store.enqueue(JobSpec(type="t", queue="q")).job_id for _ in range(3)]
+    cluster.start_moving(slot, target, keys=2)
+    with pytest.raises(redis.exceptions.RedisError) as refused:
+        store.enqueue(JobSpec(type="t", queue="q"))
+    assert unavailable_reason(refused.value) == "TRYAGAIN"
+    cluster.finish_moving(slot, target)
+    assert cluster.master_of_slot(slot).port == target.port
+    assert sorted(c.id for c in shard.claim("w1", 5, ["q"])) == sorted(ids)  # nothing else
+    assert store.enqueue(JobSpec(type="t", queue="q")).job_id.startswith("m:")

@@ -195,6 +195,49 @@ class RedisCluster:
             time.sleep(0.1)
         raise RuntimeError(f"replica {replica.port} not promoted in {timeout_s}s")
 
+    def node_id(self, node: RedisServer) -> str:
+        return str(node.client().execute_command("CLUSTER", "MYID"))  # type: ignore[no-untyped-call]
+
+    def start_moving(self, slot: int, target: RedisServer, keys: int | None = None) -> None:
+        """A resharding of one slot, begun: `target` IMPORTING, its master MIGRATING, and the
+        first `keys` keys (all when None) migrated."""
+        source = self.master_of_slot(slot)
+        source_id, target_id = self.node_id(source), self.node_id(target)
+        target.client().execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)  # type: ignore[no-untyped-call]
+        source.client().execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)  # type: ignore[no-untyped-call]
+        found = source.client().execute_command("CLUSTER", "GETKEYSINSLOT", slot, 10000)  # type: ignore[no-untyped-call]
+        names = list(found)[:keys] if keys is not None else list(found)
+        if names:
+            source.client().execute_command(  # type: ignore[no-untyped-call]
+                "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *names
+            )
+
+    def finish_moving(self, slot: int, target: RedisServer) -> None:
+        """Migrates what is left of the slot and gives it to `target` on every master."""
+        source = self.master_of_slot(slot)
+        self.start_moving_rest(slot, source, target)
+        target_id = self.node_id(target)
+        for port in self.master_ports():
+            self.node(port).client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)  # type: ignore[no-untyped-call]
+        self.wait_ok()
+
+    def start_moving_rest(self, slot: int, source: RedisServer, target: RedisServer) -> None:
+        for _ in range(100):
+            found = source.client().execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)  # type: ignore[no-untyped-call]
+            if not found:
+                return
+            source.client().execute_command(  # type: ignore[no-untyped-call]
+                "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *found
+            )
+
+    def master_of_slot(self, slot: int) -> RedisServer:
+        """The node that owns `slot` now (by the first live node's CLUSTER SLOTS)."""
+        ranges = self.live()[0].client().execute_command("CLUSTER", "SLOTS")  # type: ignore[no-untyped-call]
+        for first, last, master, *_ in ranges:
+            if int(first) <= slot <= int(last):
+                return self.node(int(master[1]))
+        raise LookupError(f"no master for slot {slot}")
+
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
