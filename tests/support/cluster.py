@@ -215,13 +215,13 @@ class RedisCluster:
     def finish_moving(self, slot: int, target: RedisServer) -> None:
         """Migrates what is left of the slot and gives it to `target` on every master."""
         source = self.master_of_slot(slot)
-        self.start_moving_rest(slot, source, target)
+        self._migrate_rest(slot, source, target)
         target_id = self.node_id(target)
         for port in self.master_ports():
             self.node(port).client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)  # type: ignore[no-untyped-call]
         self.wait_ok()
 
-    def start_moving_rest(self, slot: int, source: RedisServer, target: RedisServer) -> None:
+    def _migrate_rest(self, slot: int, source: RedisServer, target: RedisServer) -> None:
         for _ in range(100):
             found = source.client().execute_command("CLUSTER", "GETKEYSINSLOT", slot, 1000)  # type: ignore[no-untyped-call]
             if not found:
