@@ -143,6 +143,13 @@ def _job_schema() -> Schema:
                 "description": "On a callback's http job: the job whose record it delivers.",
             }
         ),
+        "batch": _nullable(
+            {
+                "type": "string",
+                "pattern": JOB_ID_RE,
+                "description": "The batch it is a member of (GET /batches/{id}); else null.",
+            }
+        ),
     }
     for name in ("created_at", "enqueued_at", "run_at", "started_at", "finished_at"):
         properties[name] = timestamp
@@ -513,7 +520,8 @@ def _error_schema() -> Schema:
                     "ids": {
                         "type": "array",
                         "items": {"type": "string"},
-                        "description": "unknown_parents, dependency_cycle: the job ids meant.",
+                        "description": "unknown_parents, dependency_cycle, "
+                        "too_many_dependents: the job ids meant.",
                     },
                 },
             }
@@ -528,7 +536,7 @@ def _responses() -> Schema:
         "BadRequest": _json(
             error,
             "invalid_json or validation_error (with `field`); for depends_on, "
-            "unknown_parents or dependency_cycle (with `ids`).",
+            "unknown_parents, dependency_cycle or too_many_dependents (with `ids`).",
         ),
         "Unauthorized": _json(error, "unauthorized: a bearer token is required.", www),
         "InsufficientScope": _json(

@@ -123,11 +123,16 @@ class IdConflictError(WorkStreamError):
 class DependencyError(WorkStreamError):
     """depends_on that cannot be met; nothing was written. code: unknown_parents (ids naming
     no job, nor one of the submission) | dependency_cycle (ids of the submission that depend
-    on each other in a cycle)."""
+    on each other in a cycle) | too_many_dependents (a parent that would pass MAX_DEPENDENTS
+    children)."""
 
     def __init__(self, code: str, ids: list[str]) -> None:
-        what = "no job has" if code == "unknown_parents" else "a dependency cycle joins"
-        super().__init__(f"depends_on: {what} the id(s) {', '.join(ids)}")
+        what = {
+            "unknown_parents": "no job has the id(s)",
+            "dependency_cycle": "a dependency cycle joins the id(s)",
+            "too_many_dependents": "too many jobs depend on",
+        }.get(code, code)
+        super().__init__(f"depends_on: {what} {', '.join(ids)}")
         self.code = code
         self.ids = ids
 

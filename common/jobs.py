@@ -59,6 +59,9 @@ CLIENT_ID_PATTERN = TYPE_PATTERN
 # submission); a parent shows its first MAX_CHILDREN_SHOWN children (and counts them all).
 MAX_DEPENDS_ON = 100
 MAX_CHILDREN_SHOWN = 100
+# A job's children (jobs naming it in depends_on), ever: the script that ends it settles each,
+# so this bounds its work (a submission past it: 400 too_many_dependents, nothing written).
+MAX_DEPENDENTS = 10_000
 ON_PARENT_FAILURE = ("cancel", "run")
 # The error of a job cancelled because a parent failed or was cancelled: "parent_failed: <id>".
 PARENT_FAILED = "parent_failed"

@@ -132,6 +132,7 @@ def _library() -> list[tuple[frozenset[str], str]]:
         # ends a job, also those with no expiries key in their KEYS (the claims).
         + f"local EXPIRIES_KEY = P .. '{_suffix(keys.expiries)}'\n"
         + f"local CHILDREN_SHOWN = {jobs.MAX_CHILDREN_SHOWN}\n"
+        + f"local MAX_DEPENDENTS = {jobs.MAX_DEPENDENTS}\n"
         # Batches (_batches.lua): fixed keys a batch's settling writes from whichever script
         # ends its last member (the finish hook), so none of them can name them in KEYS.
         + "".join(

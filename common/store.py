@@ -242,6 +242,8 @@ class JobStore:
     def _refused(self, reply: list[Any], specs: Sequence[JobSpec], order: list[int]) -> None:
         if reply[0] == "unknown_parents":
             raise DependencyError("unknown_parents", [str(i) for i in reply[2:]])
+        if reply[0] == "too_many_dependents":
+            raise DependencyError("too_many_dependents", [str(reply[2])])
         if reply[0] == "id_conflict":
             raise IdConflictError(order[int(reply[1]) - 1], str(reply[2]))
         if reply[0] in ("idempotency_conflict", "duplicate_job"):

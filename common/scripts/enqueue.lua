@@ -23,6 +23,7 @@
 --   | {"batch_conflict", id} | {"not_in_batch", index, job id}
 --   | {"id_conflict", index, id} (a client's id taken by another request)
 --   | {"unknown_parents", index of the first, id, ...} (depends_on naming no job; at most 20)
+--   | {"too_many_dependents", index, parent id} (the parent would pass MAX_DEPENDENTS children)
 --
 -- An idempotency key maps to "<id>:<fingerprint>"; the same key with another fingerprint is a
 -- conflict (a bare "<id>", stored by older code, matches any). A unique lock holds
@@ -63,6 +64,7 @@ end
 -- which queue names and (queue, type) pairs are new (one SISMEMBER each per call).
 local ids, fresh, replayed, options = {}, {}, {}, {}
 local submitted, unknown, unknown_at = {}, {}, nil  -- ids of this call; unknown parents
+local children_of = {}  -- parent -> its children, counting this call's
 local adding, seen_keys, seen_fingerprints, seen_unique = {}, {}, {}, {}
 local known_queue, known_type = {}, {}  -- queue -> bool; queue -> {type -> bool}
 local new_queues, new_types = {}, {}  -- {queue, ...}; queue -> {type, ...}
@@ -144,10 +146,21 @@ for i = 1, n do
   local parents = new and options[i] and options[i].d
   if parents then  -- each must be a job, or one of this call (its parents come before it)
     for _, parent in ipairs(parents) do
-      if not submitted[parent] and redis.call('EXISTS', key_job(parent)) == 0
-        and #unknown < 21 then
-        unknown[#unknown + 1] = parent
-        unknown_at = unknown_at or i
+      local had = children_of[parent]
+      if not had and not submitted[parent] then
+        local v = redis.call('HMGET', key_job(parent), 'status', 'children_count')
+        if v[1] then
+          had = tonumber(v[2]) or 0
+        elseif #unknown < 20 then
+          unknown[#unknown + 1] = parent
+          unknown_at = unknown_at or i
+        end
+      end
+      if had or submitted[parent] then
+        -- A parent's children are bounded, so the script that ends it does bounded work.
+        had = (had or 0) + 1
+        children_of[parent] = had
+        if had > MAX_DEPENDENTS then return {'too_many_dependents', i, parent} end
       end
     end
   end

@@ -17,7 +17,7 @@ from workstream.common.errors import (
     QueueFullError,
     ValidationError,
 )
-from workstream.common.jobs import ClaimedJob, JobSpec
+from workstream.common.jobs import MAX_DEPENDENTS, ClaimedJob, JobSpec
 from workstream.common.settings import Settings
 from workstream.common.states import JobStatus
 from workstream.common.store import JobStore
@@ -254,3 +254,14 @@ def test_a_child_cancelled_by_its_parent_still_owes_its_callback(store: JobStore
         assert job is not None and job.status is JobStatus.CANCELLED
         owed = store.redis.hget(store.keys.job(job_id), "callback_job_id")
         assert owed is not None and store.get_job(owed) is not None, job_id
+
+
+def test_a_parent_with_max_dependents_children_takes_no_more(store: JobStore) -> None:
+    store.enqueue(_spec("hub"))
+    store.redis.hset(store.keys.job("hub"), "children_count", MAX_DEPENDENTS - 1)
+    assert store.enqueue(_spec("last", "hub")).status is W
+    before = store.redis.dbsize()
+    with pytest.raises(DependencyError) as caught:
+        store.enqueue_many([_spec("x"), _spec("one-too-many", "hub")])
+    assert (caught.value.code, caught.value.ids) == ("too_many_dependents", ["hub"])
+    assert store.redis.dbsize() == before
