@@ -375,7 +375,7 @@ def test_events_off_answers_404_events_disabled(
 def test_streams_past_the_cap_answer_503_with_retry_after(
     settings: Settings, store: JobStore
 ) -> None:
-    capped = settings.with_overrides(events_streams=1, events_hold=timedelta(seconds=2))
+    capped = settings.with_overrides(events_streams=1, events_hold=timedelta(seconds=3))
     client = falcon.testing.TestClient(create_app(capped, store))
     holder = threading.Thread(target=lambda: get_events(client))
     holder.start()
@@ -490,3 +490,40 @@ def test_a_reader_behind_the_hubs_buffer_reads_redis_then_joins_it(
         assert seen == created
     finally:
         stopping.set()
+
+
+def test_many_open_streams_never_starve_submissions(settings: Settings, store: JobStore) -> None:
+    threads = 32  # streams get at most (32 - 16) / 2 = 8 of them
+    capped = settings.with_overrides(api_threads=threads, events_hold=timedelta(seconds=3))
+    app = create_app(capped, store)
+    served = adjustments(capped, connections=500)
+    statuses: list[int] = []
+    with api_fixtures.LiveServer(app, **served) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+
+        def request(method: str, path: str, body: str | None = None) -> int:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                headers = {"Content-Type": "application/json"} if body else {}
+                conn.request(method, path, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                return response.status
+            finally:
+                conn.close()
+
+        streams = [
+            threading.Thread(target=lambda: statuses.append(request("GET", "/events")))
+            for _ in range(100)
+        ]
+        for thread in streams:
+            thread.start()
+        time.sleep(0.5)  # the admitted streams hold their threads
+        started = time.monotonic()
+        created = [request("POST", "/jobs", '{"type": "echo"}') for _ in range(10)]
+        took = time.monotonic() - started
+        for thread in streams:
+            thread.join(timeout=10)
+    assert created == [201] * 10 and took < 1  # not queued behind the streams' 3 s holds
+    assert statuses.count(200) <= 8 + 10  # at most 8 at once (a few after the jobs' events)
+    assert statuses.count(503) >= 80 and set(statuses) <= {200, 503}
