@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Sequence
-from typing import Any, cast
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar, cast
 
 import redis
 
@@ -44,6 +44,7 @@ from workstream.common.store import (
 )
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_SHARD = ""
 # A job id the store made for a named shard: `<shard>:<32 hex>`. Only the store makes ids of
@@ -163,11 +164,20 @@ class ShardedStore(JobStore):
         """None for an id naming a shard that is not configured: no such job here."""
         return self.stores.get(shard_of(job_id))
 
-    def _job_store(self, job_id: str) -> JobStore:
-        store = self.for_job(job_id)
-        if store is None:
-            raise JobNotFoundError(job_id)
-        return store
+    def _candidates(self, job_id: str) -> list[JobStore]:
+        """Where the job may be: the shard its id names; for a plain id the default shard,
+        then the others (an id a script made, e.g. a callback job in its job's shard)."""
+        shard = shard_of(job_id)
+        if shard:
+            return [self.stores[shard]] if shard in self.stores else []
+        return list(self.stores.values())
+
+    def _find(self, job_id: str) -> JobStore | None:
+        candidates = self._candidates(job_id)
+        for store in candidates[:-1]:
+            if store.redis.exists(store.keys.job(job_id)):
+                return store
+        return candidates[-1] if candidates else None
 
     # -- submission -------------------------------------------------------------------------
 
@@ -204,38 +214,56 @@ class ShardedStore(JobStore):
     # -- one job ----------------------------------------------------------------------------
 
     def get_job(self, job_id: str) -> Job | None:
-        store = self.for_job(job_id)
-        return None if store is None else store.get_job(job_id)
+        for store in self._candidates(job_id):
+            job = store.get_job(job_id)
+            if job is not None:
+                return job
+        return None
 
     def get_jobs(self, job_ids: Iterable[str]) -> list[Job | None]:
         ids = list(job_ids)
         found: dict[str, Job | None] = {}
-        for shard, store in self.stores.items():
-            mine = [i for i in ids if shard_of(i) == shard]
+        for store in self.stores.values():  # the default shard first
+            mine = [i for i in ids if found.get(i) is None and store in self._candidates(i)]
             if mine:
-                found.update(zip(mine, store.get_jobs(mine), strict=True))
+                found.update(
+                    (i, job) for i, job in zip(mine, store.get_jobs(mine), strict=True) if job
+                )
         return [found.get(i) for i in ids]
 
     def get_status(self, job_id: str) -> JobStatus | None:
-        store = self.for_job(job_id)
-        return None if store is None else store.get_status(job_id)
+        for store in self._candidates(job_id):
+            status = store.get_status(job_id)
+            if status is not None:
+                return status
+        return None
 
     def cancel(self, job_id: str) -> Job:
-        return self._job_store(job_id).cancel(job_id)
+        return self._transition_in(job_id, lambda store: store.cancel(job_id))
 
     def cancel_requested(self, job_id: str) -> bool:
-        store = self.for_job(job_id)
+        store = self._find(job_id)
         return store is not None and store.cancel_requested(job_id)
 
     def progress(self, job_id: str, lease: str, progress_json: str) -> bool | None:
-        store = self.for_job(job_id)
+        store = self._find(job_id)
         return None if store is None else store.progress(job_id, lease, progress_json)
 
     def retry(self, job_id: str) -> Job:
-        return self._job_store(job_id).retry(job_id)
+        return self._transition_in(job_id, lambda store: store.retry(job_id))
 
     def delete(self, job_id: str) -> None:
-        self._job_store(job_id).delete(job_id)
+        self._transition_in(job_id, lambda store: store.delete(job_id))
+
+    def _transition_in(self, job_id: str, act: Callable[[JobStore], T]) -> T:
+        """`act` on the first candidate shard that has the job (a transition's not_found runs
+        nothing, so trying the next shard is safe)."""
+        for store in self._candidates(job_id):
+            try:
+                return act(store)
+            except JobNotFoundError:
+                continue
+        raise JobNotFoundError(job_id)
 
     # -- one queue --------------------------------------------------------------------------
 

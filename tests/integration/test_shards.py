@@ -230,3 +230,23 @@ def test_http_consumers_lease_and_answer_in_the_queues_shard(
         leases.lease("c1", ["emails", "images"], 1, 30)
     with pytest.raises(LeaseLostError):
         leases.complete("zz:" + "0" * 32, lease.token, "1")
+
+
+def test_a_plain_id_a_script_made_in_a_named_shard_is_found_there(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    """Scripts make some jobs themselves (a callback job goes to its job's queue, so its
+    shard) with 32 hex digits and no shard: a plain id is looked for in every shard."""
+    settings = sharded(redis_server)
+    store = open_store(redis_client, settings)
+    plain = JobStore(redis_client, settings, "a").enqueue(JobSpec(type="t", queue="emails")).job_id
+    assert shard_of(plain) == ""
+    job = store.get_job(plain)
+    assert job is not None and job.queue == "emails"
+    assert store.get_status(plain) is JobStatus.PENDING
+    assert [j.id if j else None for j in store.get_jobs([plain, "f" * 32])] == [plain, None]
+    assert store.cancel(plain).status is JobStatus.CANCELLED
+    store.delete(plain)
+    assert store.get_job(plain) is None
+    with pytest.raises(JobNotFoundError):
+        store.retry(plain)
