@@ -25,7 +25,7 @@ from workstream.common.errors import (
     WorkStreamError,
 )
 from workstream.common.jobs import ClaimedJob, Job
-from workstream.common.shards import shard_of, shard_of_queue
+from workstream.common.shards import shard_of_queue
 from workstream.common.store import HTTP_CONSUMER_PREFIX, JobStore
 
 MAX_LEASE_COUNT = 100
@@ -156,11 +156,10 @@ class Leases:
         return int(reply[1]), int(reply[2]) == 1
 
     def _for_job(self, job_id: str) -> Leases:
-        shards = self._shards
-        leases = shards.get(shard_of(job_id))
-        if leases is None:  # names a shard not configured: no such lease here
+        holder = self._store.holder(job_id)  # type: ignore[attr-defined]  # a ShardedStore
+        if holder is None:  # names a shard not configured: no such lease here
             raise LeaseLostError(job_id)
-        return leases
+        return self._shards[holder.shard]
 
     def _parse(self, job_id: str, token: str) -> tuple[str, str]:
         match = TOKEN_PATTERN.fullmatch(token)

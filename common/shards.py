@@ -172,7 +172,8 @@ class ShardedStore(JobStore):
             return [self.stores[shard]] if shard in self.stores else []
         return list(self.stores.values())
 
-    def _find(self, job_id: str) -> JobStore | None:
+    def holder(self, job_id: str) -> JobStore | None:
+        """The shard store holding the job (see _candidates); None: none can."""
         candidates = self._candidates(job_id)
         for store in candidates[:-1]:
             if store.redis.exists(store.keys.job(job_id)):
@@ -242,11 +243,11 @@ class ShardedStore(JobStore):
         return self._transition_in(job_id, lambda store: store.cancel(job_id))
 
     def cancel_requested(self, job_id: str) -> bool:
-        store = self._find(job_id)
+        store = self.holder(job_id)
         return store is not None and store.cancel_requested(job_id)
 
     def progress(self, job_id: str, lease: str, progress_json: str) -> bool | None:
-        store = self._find(job_id)
+        store = self.holder(job_id)
         return None if store is None else store.progress(job_id, lease, progress_json)
 
     def retry(self, job_id: str) -> Job:
