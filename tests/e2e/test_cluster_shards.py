@@ -15,7 +15,7 @@ from tests.support.stack import Stack, wait_until
 
 from .conftest import REPO
 
-# Hash tags {default/a}, {default/b}, {default/c} fall in slots 12123, 3786, 7915: one master
+# Hash tags {default/a}, {default/b}, {default/c} fall in slots 12269, 8078, 4015: one master
 # each (checked below, not assumed).
 SHARDS = {"emails": "a", "images": "b", "reports": "c"}
 QUEUE_SHARDS = ",".join(f"{queue}:{shard}" for queue, shard in SHARDS.items())
