@@ -114,6 +114,21 @@ local function push_pending(queue, id, priority, front)
   end
 end
 
+-- Takes a pending id out of its queue (cancel, expire). A list emptied while prioritized jobs
+-- wait gets a WAKE, as push_priority would give it: a list is never empty while its ZSET holds
+-- a job, so a worker blocked in BLMOVE on it always wakes for one.
+local function unqueue(queue, id, priority)
+  if priority > 0 then
+    redis.call('ZREM', key_priority(queue), id)
+    return
+  end
+  local list = key_queue(queue)
+  redis.call('LREM', list, 1, id)
+  if redis.call('LLEN', list) == 0 and redis.call('EXISTS', key_priority(queue)) == 1 then
+    redis.call('RPUSH', list, WAKE)
+  end
+end
+
 -- The queue's waiting jobs: its list (less a WAKE) and its prioritized jobs.
 local function pending_depth(queue)
   local list = key_queue(queue)

@@ -15,11 +15,7 @@ end
 if not SOURCES[job.status] then return {'invalid_transition', job.status} end
 if job.status == ST.pending then
   -- If a worker already moved the id into its list, start_ids drops it on seeing "cancelled".
-  if priority_of(job.priority) > 0 then
-    redis.call('ZREM', key_priority(job.queue), job.id)
-  else
-    redis.call('LREM', key_queue(job.queue), 1, job.id)
-  end
+  unqueue(job.queue, job.id, priority_of(job.priority))
 elseif job.status == ST.waiting then
   -- Its parents keep its id in their dependents sets: settling skips a job no longer waiting.
   redis.call('ZREM', key_awaiting(job.queue), job.id)

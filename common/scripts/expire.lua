@@ -17,11 +17,7 @@ for _, id in ipairs(due) do
   if job and SOURCES[job.status] and job.attempts == 0 then
     if job.status == ST.pending then
       -- An id a worker already moved with BLMOVE is dropped by start_ids on seeing "cancelled".
-      if priority_of(job.priority) > 0 then
-        redis.call('ZREM', key_priority(job.queue), id)
-      else
-        redis.call('LREM', key_queue(job.queue), 1, id)
-      end
+      unqueue(job.queue, id, priority_of(job.priority))
     elseif job.status == ST.waiting then
       redis.call('ZREM', key_awaiting(job.queue), id)
     else

@@ -21,11 +21,21 @@ if id == '' then
     if head[2] == ST.processing or (head[1] and head[1] ~= queue) then return {} end
   end
 end
--- The id goes back to the front of its queue, where its priority keeps it; a WAKE is dropped.
+-- The id goes back to the front of its queue, where its priority keeps it, if still pending (a
+-- cancelled one is dropped). A WAKE goes back only while prioritized jobs wait and the list is
+-- empty, so that another blocked worker wakes for them: a queue's list is never empty while
+-- its priority ZSET holds a job (the WAKE's other pushes keep that too).
+local zset = key_priority(queue)
 local function hand_back()
-  if redis.call('LREM', KEY_processing, 1, id) > 0 and id ~= WAKE then
-    push_pending(queue, id, priority_of(redis.call('HGET', key_job(id), 'priority')), true)
+  if redis.call('LREM', KEY_processing, 1, id) == 0 then return end
+  if id == WAKE then
+    if redis.call('EXISTS', zset) == 1 and redis.call('LLEN', KEY_queue) == 0 then
+      redis.call('RPUSH', KEY_queue, WAKE)
+    end
+    return
   end
+  local v = redis.call('HMGET', key_job(id), 'status', 'priority')
+  if v[1] == ST.pending then push_pending(queue, id, priority_of(v[2]), true) end
 end
 if redis.call('SISMEMBER', KEY_paused, queue) == 1 then
   hand_back()  -- paused while we were blocked
@@ -41,8 +51,8 @@ end
 -- A prioritized job goes before any of the list (a WAKE says one came while we were blocked):
 -- the id BLMOVE moved goes back to the front of the list, and the first of the ZSET starts.
 local ids = {id}
-if id == WAKE or redis.call('EXISTS', key_priority(queue)) == 1 then
-  hand_back()
+if id == WAKE or redis.call('EXISTS', zset) == 1 then
+  hand_back()  -- a WAKE stays for the next blocked worker if more than one job waits
   ids = take(queue, KEY_queue, 1)
 end
 local reply = {}

@@ -129,6 +129,35 @@ def test_a_blocked_worker_wakes_for_a_prioritized_job_at_once(
     assert store.get_status(job_id) is JobStatus.PROCESSING
 
 
+def test_each_blocked_worker_wakes_while_prioritized_jobs_wait(
+    settings: Settings, store: JobStore
+) -> None:
+    fetchers = [JobStore(connect(settings, dedicated=True), settings) for _ in range(2)]
+    taken: list[tuple[ClaimedJob | None, float]] = []
+
+    def fetch(fetcher: JobStore, worker: str) -> None:
+        job = fetcher.take_and_start(worker, "default", 5.0)
+        taken.append((job, time.monotonic()))
+
+    for fetcher in fetchers:
+        fetcher.take_and_start("w0", "default", 0.01)  # connects and loads the scripts
+    threads = [
+        threading.Thread(target=fetch, args=(fetcher, f"w{i}"))
+        for i, fetcher in enumerate(fetchers)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)  # both blocked in BLMOVE on the empty list by now
+    sent_at = time.monotonic()
+    ids = {submit(store, "one", 3), submit(store, "two", 3)}  # one WAKE: the first passes it on
+    for thread in threads:
+        thread.join(timeout=10)
+    assert {job.id for job, _ in taken if job is not None} == ids
+    assert all(at - sent_at < 0.5 for _, at in taken)
+    for fetcher in fetchers:
+        fetcher.redis.close()
+
+
 def test_blmove_taking_a_list_job_starts_a_waiting_prioritized_one_instead(
     store: JobStore, fetcher_store: JobStore, redis_client: redis.Redis
 ) -> None:
