@@ -203,6 +203,11 @@ class ShardedStore(JobStore):
                     if shard
                     else "<shard>:<32 hex digits> is the form of the store's own ids",
                 )
+            parents = getattr(spec, "depends_on", None) or ()
+            if any(shard_of(parent) != shard for parent in parents):
+                raise ValidationError(
+                    "depends_on", "a job's parents must be in its queue's shard (QUEUE_SHARDS)"
+                )
         if job_ids is None:
             job_ids = [getattr(spec, "id", None) or new_shard_job_id(shard) for spec in specs]
         if options and shard:  # a batch's own keys are the default shard's

@@ -4,6 +4,8 @@ and id, and a queue moved to another shard while it holds jobs stops the process
 
 from __future__ import annotations
 
+import dataclasses
+
 import falcon.testing
 import pytest
 import redis
@@ -250,3 +252,18 @@ def test_a_plain_id_a_script_made_in_a_named_shard_is_found_there(
     assert store.get_job(plain) is None
     with pytest.raises(JobNotFoundError):
         store.retry(plain)
+
+
+def test_a_job_whose_parent_is_in_another_shard_is_refused(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    """depends_on (helper deps) is settled inside one shard's scripts."""
+    if "depends_on" not in JobSpec.__dataclass_fields__:
+        pytest.skip("JobSpec has no depends_on in this tree")
+    store = open_store(redis_client, sharded(redis_server))
+    parent = store.enqueue(JobSpec(type="t", queue="emails")).job_id
+    child = dataclasses.replace(JobSpec(type="t", queue="other"), depends_on=(parent,))
+    with pytest.raises(ValidationError, match="parents must be in"):
+        store.enqueue(child)
+    sibling = dataclasses.replace(JobSpec(type="t", queue="emails"), depends_on=(parent,))
+    assert store.enqueue(sibling).job_id.startswith("a:")
