@@ -53,6 +53,11 @@ def test_a_batch_shows_its_progress_and_links_its_callback_once_settled(
         "completed"
     )
 
+    page.get_by_test_id(f"batch-member-{batch['jobs'][0]['id']}").get_by_role("link").click()
+    expect(page.get_by_test_id("job-batch-link")).to_have_text(batch["id"])
+    page.get_by_test_id("job-batch-link").click()
+    expect(page.get_by_test_id("batch-page")).to_be_visible()
+
     post(live, f"/batches/{batch['id']}/seal", {})
     expect(page.get_by_test_id("batch-state")).to_have_text("settled")
     expect(page.get_by_test_id("batch-on-complete").get_by_role("link")).to_be_visible()

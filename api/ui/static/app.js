@@ -54,6 +54,7 @@
  *              job-status-<id>, jobs-empty, first-page, prev-page, next-page, page-info
  *   Job page:  job-view, job-id, job-status, job-cancelling (badge shown while a processing job
  *              was asked to stop), job-progress (the handler's last report), job-type, job-queue, job-attempts, job-timeout,
+ *              job-batch (job-batch-link: to its batch's page, when a member),
  *              job-worker, job-idempotency-key, job-depends-on and job-children (job-link
  *              anchors to each parent's and child's page), job-created-at, job-enqueued-at, job-run-at,
  *              job-started-at, job-finished-at, job-payload, job-result, job-error,
@@ -1546,12 +1547,14 @@
           h("dt", null, "Progress"), dd("progress"),
           h("dt", null, "Type"), dd("type"),
           h("dt", null, "Queue"), dd("queue"),
+          h("dt", null, "Priority"), dd("priority"),
           h("dt", null, "Attempts"), dd("attempts"),
           h("dt", null, "Timeout"), dd("timeout"),
           h("dt", null, "Worker"), dd("worker"),
           h("dt", null, "Idempotency key"), dd("idempotency_key"),
           h("dt", null, "Parents"), dd("depends_on"),
           h("dt", null, "Children"), dd("children"),
+          h("dt", null, "Batch"), dd("batch"),
           TIMESTAMPS.map((key) => [h("dt", null, TIMESTAMP_LABELS[key]), dd(key)]))),
       h("div", { class: "grid-2" },
         h("section", { class: "panel" }, h("h2", null, "Payload"), payload),
@@ -1642,6 +1645,7 @@
     setText(f.progress, progressText(job.progress));
     setText(f.type, job.type || "–");
     setText(f.queue, job.queue || "–");
+    setText(f.priority, num(job.priority) === null ? "0" : String(num(job.priority)));
     setText(f.attempts, fmtInt(num(job.attempts)) + " / " + fmtInt(num(job.max_attempts)));
     const timeout = num(job.timeout);
     setText(f.timeout, timeout === null ? "–" : timeout + "s");
@@ -1652,6 +1656,13 @@
     const allChildren = num(job.children_count);
     fillJobLinks(f.children, job.children,
       allChildren !== null && allChildren > shown ? "(" + fmtInt(allChildren) + " in all)" : "");
+    const batch = typeof job.batch === "string" ? job.batch : "";
+    if (f.batch.dataset.shown !== batch) {  // unchanged: keep the link (no flicker on a poll)
+      f.batch.dataset.shown = batch;
+      f.batch.replaceChildren(batch
+        ? h("a", { href: "#/batches/" + enc(batch), class: "mono", testid: "job-batch-link" }, batch)
+        : "–");
+    }
     for (const key of TIMESTAMPS) {
       const iso = job[key];
       setText(f[key], iso ? iso + "  (" + relative(iso) + ")" : "–");
@@ -1967,7 +1978,9 @@
       limits.inflight.classList.toggle("stale", Boolean(l.concurrency) && num(queue.processing) >= l.concurrency);
       setText(limits.parked, fmtInt(num(queue.parked)));
     }).catch((err) => {
-      if (err instanceof ApiError && err.status === 404 && token === routeToken) {
+      // 404: no such queue; 400: a name no queue can have (the API's validation_error).
+      const missing = err instanceof ApiError && (err.status === 404 || err.status === 400);
+      if (missing && token === routeToken) {
         body.hidden = true;
         notFound.hidden = false;
         return;
