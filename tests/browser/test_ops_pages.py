@@ -133,6 +133,16 @@ def test_the_queue_page_says_when_the_queue_does_not_exist(
     dashboard.expect_failed_loads(404)
     page = dashboard.open("#/queues/no-such-queue")
     expect(page.get_by_test_id("queue-not-found")).to_be_visible()
+    expect(page.get_by_test_id("error-banner")).to_be_hidden()
+
+
+def test_the_queue_page_of_a_name_no_queue_can_have_says_so_too(
+    dashboard: Dashboard, live: Live
+) -> None:
+    dashboard.expect_failed_loads(400)
+    page = dashboard.open("#/queues/%3Cb%3Enot%20a%20queue!")
+    expect(page.get_by_test_id("queue-not-found")).to_contain_text("<b>not a queue!")
+    expect(page.get_by_test_id("error-banner")).to_be_hidden()
 
 
 @pytest.fixture(scope="module")
