@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 EVENTS_MAX_DEFAULT = 100_000
 # Longest `detail` (an error, a progress report) an entry keeps, in bytes.
 EVENT_DETAIL_MAX = 200
+# At most one `progress` event per job this often (ms): the job hash keeps every report (and
+# `progress_event_at`, when its last event was written), the capped stream is not flooded.
+PROGRESS_EVENT_MS = 1000
 # Names the scripts write (the `ev` field), for documentation, filters and tests.
 EVENT_NAMES: tuple[str, ...] = (
     "created",  # enqueue, a schedule firing, a callback owed: pending, scheduled or waiting

@@ -12,7 +12,7 @@ from typing import Any
 import redis
 
 from workstream.common import jobs
-from workstream.common.events import EVENT_DETAIL_MAX, EVENTS_MAX_DEFAULT
+from workstream.common.events import EVENT_DETAIL_MAX, EVENTS_MAX_DEFAULT, PROGRESS_EVENT_MS
 from workstream.common.keys import Keys
 from workstream.common.states import TRANSITIONS, JobStatus
 
@@ -128,6 +128,7 @@ def _library() -> list[tuple[frozenset[str], str]]:
         + f"P .. '{_suffix(keys.events_max)}'\n"
         + f"local EVENTS_MAX_DEFAULT = {EVENTS_MAX_DEFAULT}\n"
         + f"local EVENT_DETAIL_MAX = {EVENT_DETAIL_MAX}\n"
+        + f"local PROGRESS_EVENT_MS = {PROGRESS_EVENT_MS}\n"
         # _deps.lua gives a job cancelled by a failed parent its result TTL from any script that
         # ends a job, also those with no expiries key in their KEYS (the claims).
         + f"local EXPIRIES_KEY = P .. '{_suffix(keys.expiries)}'\n"

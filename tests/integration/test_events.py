@@ -171,6 +171,7 @@ def test_the_sweepers_and_a_workers_own_transitions_are_told(
     overdue = submit(store, timeout=0.001)
     (job,) = store.claim("w1", 1, ["default"])
     store.progress(overdue, job.lease, '{"done": 0.5}')
+    store.progress(overdue, job.lease, '{"done": 0.6}')  # within PROGRESS_EVENT_MS: no event
     time.sleep(0.01)
     store.reclaim(0)
     released = submit(store, queue="other")
@@ -188,6 +189,7 @@ def test_the_sweepers_and_a_workers_own_transitions_are_told(
     ]
     progress = next(f for _, f in stream(redis_client, store) if f["ev"] == "progress")
     assert progress["detail"] == '{"done": 0.5}'
+    assert store.get_job(overdue).progress == {"done": 0.6}  # type: ignore[union-attr]
     assert names_for(redis_client, store, released)[-1] == "released"
     assert held.id == released
     assert names_for(redis_client, store, expiring) == ["created", "expired", "deleted"]
