@@ -206,6 +206,7 @@ class BatchStore:
         self.redis = store.redis
         self.keys = store.keys
         self._ttl_ms = round(store.settings.result_ttl.total_seconds() * 1000)
+        self.max_jobs = MAX_BATCH_JOBS  # members a batch may hold (a test lowers it)
 
     def _callback(self, spec: JobSpec | None) -> Callback | None:
         if spec is None:
@@ -239,7 +240,7 @@ class BatchStore:
                     f"{which}.queue", "batches are for default-shard queues (QUEUE_SHARDS)"
                 )
         batch_id = batch_id or new_job_id()
-        tail: list[Any] = [batch_id, "create", MAX_BATCH_JOBS, "sealed" if sealed else "open"]
+        tail: list[Any] = [batch_id, "create", self.max_jobs, "sealed" if sealed else "open"]
         tail.append(self._ttl_ms)
         for callback in (self._callback(on_complete), self._callback(on_success)):
             if callback is None:
@@ -250,11 +251,12 @@ class BatchStore:
 
     def add(self, batch_id: str, specs: Sequence[JobSpec]) -> list[EnqueueResult]:
         """Adds members to an open batch in one call (all or nothing)."""
-        return self.store.enqueue_many(specs, batch=[batch_id, "add", MAX_BATCH_JOBS])
+        return self.store.enqueue_many(specs, batch=[batch_id, "add", self.max_jobs])
 
     def seal(self, batch_id: str) -> Batch:
         keys = scripts.keys_for(scripts.SCRIPTS["batch_seal"].keys, self.keys)
-        reply = scripts.call(self.redis, "batch_seal", keys, [self.keys.prefix, batch_id])
+        # With DURABILITY=replicated the seal (and a settlement it makes) waits for replicas too.
+        reply = self.store._acknowledged("batch_seal", keys, [self.keys.prefix, batch_id])
         if reply[0] == "not_found":
             raise BatchNotFoundError(batch_id)
         return self.require(batch_id)

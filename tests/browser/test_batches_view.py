@@ -24,7 +24,9 @@ def post(live: Live, path: str, body: Any) -> dict[str, Any]:
 def test_a_batch_shows_its_progress_and_links_its_callback_once_settled(
     dashboard: Dashboard, live: Live
 ) -> None:
-    jobs = [{"type": "echo", "queue": "batch", "payload": {"i": i}} for i in range(3)]
+    jobs: list[dict[str, Any]] = [
+        {"type": "echo", "queue": "batch", "payload": {"i": i}} for i in range(3)
+    ]
     jobs.append({"type": "fail", "queue": "batch", "max_attempts": 1})
     batch = post(
         live,

@@ -9,6 +9,7 @@ import random
 import signal
 import time
 from dataclasses import dataclass, replace
+from typing import cast
 
 import pytest
 
@@ -88,7 +89,8 @@ def test_a_batch_filled_during_a_sigkill_storm_settles_with_each_callback_create
     batch = batches.require(batch_id)
     members, _ = batches.members(batch_id, 0, size.jobs + 1)
     final = statuses(client, [m.id for m in members])
-    events = [fields for _, fields in client.xrange(store.keys.events)]
+    stream = cast(list[tuple[str, dict[str, str]]], client.xrange(store.keys.events))
+    events = [fields for _, fields in stream]
     settlements = sum(1 for e in events if e["ev"] == "batch_settled" and e["job"] == batch_id)
     callbacks_created = [e for e in events if e["ev"] == "created" and e["queue"] == "callbacks"]
     record(

@@ -4,7 +4,8 @@ script that ends the last member (or by the seal, when every member had already 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Collection
+from typing import Any, cast
 
 import orjson
 import pytest
@@ -15,6 +16,7 @@ from workstream.common.batches import MAX_BATCH_JOBS, BatchStore, callback_spec
 from workstream.common.errors import (
     BatchNotFoundError,
     BatchSealedError,
+    BatchTooLargeError,
     NotInBatchError,
     QueueFullError,
 )
@@ -35,7 +37,7 @@ def specs(count: int, **fields: Any) -> list[JobSpec]:
     return [JobSpec(type="echo", **fields) for _ in range(count)]
 
 
-def run_all(store: JobStore, *, fail: set[int] = frozenset(), queue: str = "default") -> None:
+def run_all(store: JobStore, *, fail: Collection[int] = (), queue: str = "default") -> None:
     """Claims and ends every pending job of `queue`: the i-th claimed fails for good if in
     `fail`, else completes."""
     claimed: list[ClaimedJob] = list(store.claim("w1", 1000, [queue]))
@@ -231,8 +233,21 @@ def test_batches_list_newest_first_in_pages(batches: BatchStore) -> None:
     assert rest.next_cursor is None
 
 
-def test_the_members_bound_is_checked_before_any_write() -> None:
-    assert MAX_BATCH_JOBS == 1_000_000
+def test_the_members_bound_is_checked_before_any_write(
+    batches: BatchStore, redis_client: redis.Redis
+) -> None:
+    assert batches.max_jobs == MAX_BATCH_JOBS == 1_000_000
+    batches.max_jobs = 3
+    with pytest.raises(BatchTooLargeError):
+        batches.create(specs(4), sealed=True)
+    assert redis_client.dbsize() == 0
+    batch_id, _ = batches.create(specs(2), sealed=False)
+    before = redis_client.dbsize()
+    with pytest.raises(BatchTooLargeError):
+        batches.add(batch_id, specs(2))
+    assert redis_client.dbsize() == before
+    batches.add(batch_id, specs(1))
+    assert batches.require(batch_id).total == 3
 
 
 def test_the_callback_job_is_a_plain_job_workers_run(store: JobStore, batches: BatchStore) -> None:
@@ -250,7 +265,8 @@ def test_settling_appends_the_batch_event_and_its_callbacks_creation(
         specs(1), sealed=True, on_complete=callback_spec("on_complete", CALLBACK)
     )
     run_all(store)
-    entries = [fields for _, fields in redis_client.xrange(store.keys.events)]
+    stream = cast(list[tuple[str, dict[str, str]]], redis_client.xrange(store.keys.events))
+    entries = [fields for _, fields in stream]
     settled = [e for e in entries if e["ev"] == "batch_settled"]
     assert len(settled) == 1 and settled[0]["job"] == batch_id
     assert settled[0]["detail"] == "completed=1 failed=0 cancelled=0"
