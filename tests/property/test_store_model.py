@@ -12,6 +12,14 @@ be in exactly the one place its status names, the status indexes must list exact
 with that status, the in-flight gauge must equal the processing jobs per queue, the counters
 must agree with what the model saw happen, and each job's attempt history must list the
 attempts that ended (number and outcome), oldest first, bounded.
+
+Jobs carry a priority (0-2 here): 0 waits in the queue's list, higher levels in its priority
+ZSET, claimed first (highest level, FIFO within one; a job given back goes first in its level).
+The model keeps the list as Redis does, WAKE members included, and the claim is modelled as
+_claim.lua takes: after each step the ZSET holds exactly the modelled order, a list holds at
+most one WAKE and only at its front, a list is never empty while its ZSET holds a job (so a
+worker blocked in BLMOVE always wakes for one), and the queue's pending depth counts its jobs
+and never a WAKE.
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ from workstream.common.errors import (
     StaleLeaseError,
 )
 from workstream.common.jobs import HISTORY_MAX_ENTRIES, UNIQUE_UNTIL, ClaimedJob, JobSpec, Unique
-from workstream.common.keys import group_ref
+from workstream.common.keys import WAKE, group_ref
 from workstream.common.settings import Settings
 from workstream.common.states import JobStatus
 from workstream.common.store import JobStore
@@ -77,6 +85,7 @@ class ModelJob:
     cancel_requested: bool = False
     started: bool = False  # an attempt began (started_at is set; an operator retry clears it)
     group: str | None = None  # counted in its queue's groups hash while it runs
+    priority: int = 0  # 0: the queue's list; 1-9: its priority ZSET
 
 
 @dataclass
@@ -84,6 +93,13 @@ class Model:
     jobs: dict[str, ModelJob] = field(default_factory=dict)
     # Left end first, as LRANGE shows them: LPUSH adds on the left, workers take from the right.
     queues: dict[str, list[str]] = field(default_factory=lambda: {q: [] for q in QUEUES})
+    # Claim order (first taken first) of each queue's prioritized jobs.
+    prio: dict[str, list[str]] = field(default_factory=lambda: {q: [] for q in QUEUES})
+    # Queues whose list a bare BLMOVE emptied with no start behind it yet (the fetcher always
+    # pipelines start; a lost reply leaves the id to release): a WAKE taken so is dropped by
+    # release and recover, so until the list gets a job (or the ZSET empties) a worker
+    # blocked on that list wakes only at its timeout (1 s), and its claim then finds the job.
+    unwoken: set[str] = field(default_factory=set)
     processing: dict[str, list[str]] = field(default_factory=lambda: {w: [] for w in WORKERS})
     stale: list[ClaimedJob] = field(default_factory=list)  # attempts ended by someone else
     finished: list[ClaimedJob] = field(default_factory=list)  # attempts ended by their holder
@@ -107,6 +123,54 @@ class Model:
             live = job.status not in TERMINAL
         return job_id if live else None
 
+    def push(self, job: ModelJob, *, front: bool) -> None:
+        """Where a pending job goes (_lib.lua push_pending): the back of its level or list, or
+        the front (given back)."""
+        if job.priority:
+            levels = self.prio[job.queue]
+            if front:
+                at = next((i for i, o in enumerate(levels) if self.level(o) <= job.priority), None)
+            else:
+                at = next((i for i, o in enumerate(levels) if self.level(o) < job.priority), None)
+            levels.insert(len(levels) if at is None else at, job.id)
+            if not self.queues[job.queue]:
+                self.queues[job.queue].append(WAKE)
+            return
+        ids = self.queues[job.queue]
+        if front:
+            if ids and ids[-1] == WAKE:
+                ids.pop()
+            ids.append(job.id)
+        else:
+            ids.insert(0, job.id)
+
+    def level(self, job_id: str) -> int:
+        return self.jobs[job_id].priority
+
+    def take(self, queue: str, want: int) -> list[str]:
+        """_claim.lua take: the ZSET's first, then the list's right end (a WAKE too)."""
+        levels, ids = self.prio[queue], self.queues[queue]
+        taken = levels[:want]
+        del levels[:want]
+        if taken and not levels and ids and ids[-1] == WAKE:
+            ids.pop()
+        more = min(want - len(taken), len(ids))
+        for _ in range(more):
+            taken.append(ids.pop())
+        return taken
+
+    def remove_pending(self, job: ModelJob) -> None:
+        """_lib.lua unqueue (cancel): an emptied list gets a WAKE while jobs of the ZSET wait."""
+        levels, ids = self.prio[job.queue], self.queues[job.queue]
+        if job.priority:
+            if job.id in levels:
+                levels.remove(job.id)
+            return
+        if job.id in ids:
+            ids.remove(job.id)
+        if not ids and levels:
+            ids.append(WAKE)
+
     def with_status(self, *statuses: JobStatus) -> list[ModelJob]:
         return [j for j in self.jobs.values() if j.status in statuses]
 
@@ -117,6 +181,11 @@ class Model:
             for i in ids
             if i in self.jobs and self.jobs[i].status != S.PROCESSING
         ]
+
+    def put_back(self, ids: list[str]) -> None:
+        """_claim.lua put_back: ids (as taken) back to the front, each where it belongs."""
+        for job_id in reversed(ids):
+            self.push(self.jobs[job_id], front=True)
 
     def leave_processing(self, job: ModelJob, *, by_holder: bool) -> None:
         """by_holder: the holder finished the attempt itself; else its lease is now void."""
@@ -180,23 +249,27 @@ class JobStoreMachine(RuleBasedStateMachine):
         delayed=st.booleans(),
         max_attempts=st.integers(1, 3),
         group=st.sampled_from([None, "a", "b"]),
+        priority=st.sampled_from([0, 0, 1, 2]),
     )
-    def enqueue(self, queue: str, delayed: bool, max_attempts: int, group: str | None) -> None:
+    def enqueue(
+        self, queue: str, delayed: bool, max_attempts: int, group: str | None, priority: int
+    ) -> None:
         spec = JobSpec(
             type="t",
             queue=queue,
             max_attempts=max_attempts,
             delay=60.0 if delayed else None,
             group=group,
+            priority=priority,
         )
         # Ids in creation order keep every run of an example identical (no os.urandom).
         result = self.store.enqueue(spec, job_id=f"{self.model.counts['created']:032x}")
         status = S.SCHEDULED if delayed else S.PENDING
         assert result.status == status and result.created
-        job = ModelJob(result.job_id, queue, status, max_attempts, group=group)
+        job = ModelJob(result.job_id, queue, status, max_attempts, group=group, priority=priority)
         self.model.jobs[result.job_id] = job
         if not delayed:
-            self.model.queues[queue].insert(0, result.job_id)
+            self.model.push(job, front=False)
         self.model.counts["created"] += 1
         self.totals["created"] += 1
 
@@ -204,8 +277,8 @@ class JobStoreMachine(RuleBasedStateMachine):
         return f"{self.model.counts['created']:032x}"
 
     def _created(self, job_id: str, queue: str) -> None:
-        self.model.jobs[job_id] = ModelJob(job_id, queue, S.PENDING, 1)
-        self.model.queues[queue].insert(0, job_id)
+        self.model.jobs[job_id] = job = ModelJob(job_id, queue, S.PENDING, 1)
+        self.model.push(job, front=False)
         self.model.counts["created"] += 1
         self.totals["created"] += 1
 
@@ -262,18 +335,29 @@ class JobStoreMachine(RuleBasedStateMachine):
             self._started(worker, handle, moved=True)
 
     def _expected_claim(self, count: int, idle: bool) -> list[str]:
-        """Oldest first in priority order; a suspect job at a head ends the claim, started
-        (alone) only when the worker is idle and nothing else was taken."""
-        expected: list[str] = []
+        """Queues in order, each its highest level first, oldest first within a level, then its
+        list, as _claim.lua takes them (in batches; a WAKE taken is dropped); a suspect job
+        ends the claim, started (alone) only when the worker is idle and nothing else was
+        taken, and what was taken behind it goes back to the front."""
+        started: list[str] = []
         for queue in QUEUES:
-            ids = self.model.queues[queue]
-            while len(expected) < count and ids:
-                if self.model.jobs[ids[-1]].suspect:
-                    if idle and not expected:
-                        expected.append(ids.pop())
-                    return expected
-                expected.append(ids.pop())
-        return expected
+            while len(started) < count:
+                ids = self.model.take(queue, count - len(started))
+                if not ids:
+                    break
+                for i, job_id in enumerate(ids):
+                    if job_id == WAKE:
+                        continue
+                    job = self.model.jobs[job_id]
+                    assert job.status == S.PENDING
+                    if job.suspect and not (idle and not started):
+                        self.model.put_back(ids[i:])
+                        return started
+                    started.append(job_id)
+                    if job.suspect:
+                        self.model.put_back(ids[i + 1 :])
+                        return started
+        return started
 
     @rule(worker=st.sampled_from(WORKERS), queue=st.sampled_from(QUEUES))
     def take_blocking(self, worker: str, queue: str) -> None:
@@ -281,7 +365,9 @@ class JobStoreMachine(RuleBasedStateMachine):
         if not self.model.queues[queue]:
             assert taken is None
             return
-        assert taken == self.model.queues[queue].pop()
+        assert taken == self.model.queues[queue].pop()  # a WAKE too: BLMOVE reads the list
+        if not self.model.queues[queue]:
+            self.model.unwoken.add(queue)  # until start (or release) hands the id back
         self.model.processing[worker].insert(0, taken)
 
     @precondition(lambda self: self.model.taken_not_started())
@@ -289,6 +375,16 @@ class JobStoreMachine(RuleBasedStateMachine):
     def start(self, data: st.DataObject) -> None:
         worker, job = data.draw(st.sampled_from(self.model.taken_not_started()))
         handle = self.store.start(worker, job.id, job.queue)
+        if self.model.prio[job.queue]:
+            # A prioritized job waits: the id goes back to the front (if still pending) and
+            # the best of the ZSET starts instead.
+            self.model.processing[worker].remove(job.id)
+            if job.status == S.PENDING:
+                self.model.push(job, front=True)
+            (first,) = self.model.take(job.queue, 1)
+            assert handle is not None and handle.id == first
+            self._started(worker, handle, moved=True)
+            return
         if job.status != S.PENDING:  # cancelled while taken: dropped from the list
             assert handle is None
             self.model.processing[worker].remove(job.id)
@@ -302,11 +398,26 @@ class JobStoreMachine(RuleBasedStateMachine):
             return  # the fetcher blocks only when its worker holds nothing
         handle = self.fetcher_store.take_and_start(worker, queue, 0.01)
         ids = self.model.queues[queue]
-        if not ids:
+        if not ids:  # BLMOVE moved nothing (the ZSET is then empty too: see the invariants)
             assert handle is None
             assert self.client.llen(self.keys.processing(worker)) == 0
             return
-        assert handle is not None and handle.id == ids.pop()
+        moved = ids.pop()
+        expected: str | None = moved
+        if moved == WAKE or self.model.prio[queue]:
+            # start.lua: the moved id back to the front (a WAKE only while more wait), then the
+            # ZSET's best, or the list's next.
+            if moved != WAKE:
+                self.model.push(self.model.jobs[moved], front=True)
+            elif self.model.prio[queue] and not ids:
+                ids.append(WAKE)
+            taken = self.model.take(queue, 1)
+            expected = taken[0] if taken and taken[0] != WAKE else None
+        if expected is None:
+            assert handle is None
+            assert self.client.llen(self.keys.processing(worker)) == 0
+            return
+        assert handle is not None and handle.id == expected
         self._started(worker, handle, moved=True)
 
     def _started(self, worker: str, handle: ClaimedJob, *, moved: bool) -> None:
@@ -420,7 +531,7 @@ class JobStoreMachine(RuleBasedStateMachine):
     def _after_failed_attempt(self, job: ModelJob, status: JobStatus) -> None:
         job.status = status
         if status == S.PENDING:
-            self.model.queues[job.queue].insert(0, job.id)
+            self.model.push(job, front=False)
         if status == S.FAILED:
             self.model.counts["failed"] += 1
         else:
@@ -442,8 +553,7 @@ class JobStoreMachine(RuleBasedStateMachine):
                 self.store.cancel(job.id)
             return
         assert self.store.cancel(job.id).status == S.CANCELLED
-        if job.id in self.model.queues[job.queue]:
-            self.model.queues[job.queue].remove(job.id)
+        self.model.remove_pending(job)
         job.status = S.CANCELLED  # a taken id stays in its worker's list until start drops it
         self.model.counts["cancelled"] += 1
 
@@ -453,7 +563,7 @@ class JobStoreMachine(RuleBasedStateMachine):
         job = data.draw(st.sampled_from(self.model.with_status(S.FAILED)))
         assert self.store.retry(job.id).status == S.PENDING
         job.status, job.attempts, job.started = S.PENDING, 0, False
-        self.model.queues[job.queue].insert(0, job.id)
+        self.model.push(job, front=False)
 
     @precondition(lambda self: self.model.jobs)
     @rule(data=st.data())
@@ -478,7 +588,7 @@ class JobStoreMachine(RuleBasedStateMachine):
         promoted, _ = self.store.promote()
         assert promoted == 1
         job.status = S.PENDING
-        self.model.queues[job.queue].insert(0, job.id)
+        self.model.push(job, front=False)
 
     @precondition(lambda self: self.model.with_status(S.PROCESSING))
     @rule(data=st.data())
@@ -509,12 +619,9 @@ class JobStoreMachine(RuleBasedStateMachine):
         in_list_order = self._processing_order(worker)
         requeued, failed = self.store.recover(worker)
         self.totals["deaths"] += 1
-        started = [
-            self.model.jobs[i] for i in in_list_order if self.model.jobs[i].status == S.PROCESSING
-        ]
-        waiting = [
-            self.model.jobs[i] for i in in_list_order if self.model.jobs[i].status == S.PENDING
-        ]
+        jobs = [self.model.jobs[i] for i in in_list_order if i != WAKE]  # a WAKE: no job
+        started = [job for job in jobs if job.status == S.PROCESSING]
+        waiting = [job for job in jobs if job.status == S.PENDING]
         voided = [job.handle for job in started if job.handle is not None]
         expect_requeued = expect_failed = 0
         for job in started:  # ran alone: it used its attempt; side by side: it gets it back
@@ -529,7 +636,7 @@ class JobStoreMachine(RuleBasedStateMachine):
             job.suspect = True
             if job.attempts < job.max_attempts:
                 job.status = S.PENDING
-                self.model.queues[job.queue].append(job.id)
+                self.model.push(job, front=True)
                 self.model.counts["recovered"] += 1
                 expect_requeued += 1
             else:
@@ -537,7 +644,7 @@ class JobStoreMachine(RuleBasedStateMachine):
                 self.model.counts["failed"] += 1
                 expect_failed += 1
         for job in waiting:
-            self.model.queues[job.queue].append(job.id)
+            self.model.push(job, front=True)
             expect_requeued += 1
         self.model.processing[worker] = []
         assert (requeued, failed) == (expect_requeued, expect_failed)
@@ -551,13 +658,15 @@ class JobStoreMachine(RuleBasedStateMachine):
         requeued = self.store.release(worker)
         expected = 0
         for job_id in in_list_order:
+            if job_id == WAKE:
+                continue  # no job: dropped
             job = self.model.jobs[job_id]
             if job.status == S.PROCESSING:
                 self.model.leave_processing(job, by_holder=False)
                 job.attempts -= 1
             if job.status in (S.PROCESSING, S.PENDING):
                 job.status = S.PENDING
-                self.model.queues[job.queue].append(job.id)
+                self.model.push(job, front=True)
                 expected += 1
         self.model.processing[worker] = []
         assert requeued == expected
@@ -575,6 +684,8 @@ class JobStoreMachine(RuleBasedStateMachine):
         for queue in QUEUES:
             for job_id in self.client.lrange(self.keys.queue(queue), 0, -1):
                 places.setdefault(job_id, []).append(f"queue:{queue}")
+            for job_id in self.client.zrange(self.keys.priority(queue), 0, -1):
+                places.setdefault(job_id, []).append(f"queue:{queue}")  # pending, prioritized
             for job_id in self.client.zrange(self.keys.scheduled(queue), 0, -1):
                 places.setdefault(job_id, []).append(f"scheduled:{queue}")
             for job_id in self.client.zrange(self.keys.dead(queue), 0, -1):
@@ -582,6 +693,7 @@ class JobStoreMachine(RuleBasedStateMachine):
         for worker in WORKERS:
             for job_id in self.client.lrange(self.keys.processing(worker), 0, -1):
                 places.setdefault(job_id, []).append(f"processing:{worker}")
+        places.pop(WAKE, None)  # no job (wake_members_are_never_taken_for_jobs checks it)
         return places
 
     @invariant()
@@ -624,9 +736,28 @@ class JobStoreMachine(RuleBasedStateMachine):
     def lists_hold_the_modelled_order(self) -> None:
         for queue in QUEUES:
             assert self.client.lrange(self.keys.queue(queue), 0, -1) == self.model.queues[queue]
+            assert self.client.zrange(self.keys.priority(queue), 0, -1) == self.model.prio[queue]
         for worker in WORKERS:  # the order inside a worker's own list is not a contract
             ids = self.client.lrange(self.keys.processing(worker), 0, -1)
             assert sorted(ids) == sorted(self.model.processing[worker]), worker
+
+    @invariant()
+    def wake_members_are_never_taken_for_jobs(self) -> None:
+        """At most one WAKE per list, at its front; never a list empty while its ZSET holds a
+        job (a blocked BLMOVE would miss it); the depth counts jobs, never the WAKE; the
+        prioritized jobs hold their priority and are ordered by level, FIFO within one."""
+        for queue in QUEUES:
+            ids = self.client.lrange(self.keys.queue(queue), 0, -1)
+            assert WAKE not in ids[:-1], ids
+            levels = self.client.zrange(self.keys.priority(queue), 0, -1)
+            if ids or not levels:
+                self.model.unwoken.discard(queue)
+            assert not levels or ids or queue in self.model.unwoken, queue
+            waiting = [i for i in ids if i != WAKE]
+            assert self.store.queue_info(queue).pending == len(waiting) + len(levels)
+            ranks = [self.model.level(i) for i in levels]
+            assert ranks == sorted(ranks, reverse=True) and 0 not in ranks
+            assert all(self.model.level(i) == 0 for i in waiting)
 
     @invariant()
     def status_indexes_list_exactly_the_jobs_with_that_status(self) -> None:
