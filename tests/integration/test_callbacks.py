@@ -424,3 +424,23 @@ def test_a_job_cancelled_because_its_parent_failed_later_owes_its_callback(
     _drain(store)
     [record] = receiver.records()
     assert (record["id"], record["status"]) == (child, "cancelled")
+
+
+def test_the_worker_checks_the_callback_url_again_at_delivery(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    """Stored without the API's check (or allowed by a wider API setting): the worker's guard
+    still refuses 127.0.0.2 at delivery; the callback fails at once, its target uncontacted."""
+    listener = CallbackReceiver()
+    try:
+        url = f"http://127.0.0.2:{listener.port}/done"
+        job_id = store.enqueue(JobSpec(type="echo", callback_url=url)).job_id
+        _drain(store)
+        callback_id = _job(store, job_id).callback_job_id
+        assert callback_id is not None
+        callback = _job(store, callback_id)
+        assert (callback.status, callback.attempts) == (JobStatus.FAILED, 1)
+        assert (callback.error or "").startswith("target_forbidden: 127.0.0.2 is loopback")
+        assert listener.deliveries == []
+    finally:
+        listener.stop()
