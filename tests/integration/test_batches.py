@@ -272,3 +272,35 @@ def test_settling_appends_the_batch_event_and_its_callbacks_creation(
     assert settled[0]["detail"] == "completed=1 failed=0 cancelled=0"
     made = [e for e in entries if e["ev"] == "created" and e["queue"] == "reports"]
     assert len(made) == 1 and made[0]["detail"] == f"on_complete of batch {batch_id}"
+
+
+def test_members_with_dependencies_wait_then_settle_the_batch(
+    store: JobStore, batches: BatchStore
+) -> None:
+    first = JobSpec.from_mapping({"type": "echo", "id": "extract-1"})
+    then = JobSpec.from_mapping({"type": "echo", "id": "load-1", "depends_on": ["extract-1"]})
+    batch_id, results = batches.create(
+        [first, then], sealed=True, on_complete=callback_spec("on_complete", CALLBACK)
+    )
+    assert [r.status for r in results] == [JobStatus.PENDING, JobStatus.WAITING]
+    run_all(store)  # extract-1; load-1 becomes pending
+    assert batches.require(batch_id).state == "sealed"
+    run_all(store)  # load-1
+    batch = batches.require(batch_id)
+    assert (batch.state, batch.completed) == ("settled", 2)
+    assert len(callbacks(store)) == 1
+
+
+def test_a_member_created_cancelled_by_a_failed_parent_is_counted_at_once(
+    store: JobStore, batches: BatchStore
+) -> None:
+    store.enqueue(JobSpec.from_mapping({"type": "echo", "id": "parent", "max_attempts": 1}))
+    run_all(store, fail={0})
+    child = JobSpec.from_mapping({"type": "echo", "depends_on": ["parent"]})
+    batch_id, results = batches.create(
+        [child], sealed=True, on_complete=callback_spec("on_complete", CALLBACK)
+    )
+    assert results[0].status is JobStatus.CANCELLED
+    batch = batches.require(batch_id)
+    assert (batch.state, batch.cancelled) == ("settled", 1)
+    assert len(callbacks(store)) == 1
