@@ -45,6 +45,12 @@ end
 -- batch: a retried call adds nothing twice, and a job never joins a batch after the fact.
 local function batch_refusal(base, ids, fresh, n, known_queue, known_type, new_queues, new_types)
   local bid, mode, most = ARGV[base + 1], ARGV[base + 2], tonumber(ARGV[base + 3])
+  -- Keys holding something else (a hand edit) are no batch: refused before any write, so a
+  -- WRONGTYPE error can never stop this call half-way.
+  local kinds = {redis.call('TYPE', key_batch(bid)).ok, redis.call('TYPE', key_batch_jobs(bid)).ok}
+  if (kinds[1] ~= 'hash' and kinds[1] ~= 'none') or (kinds[2] ~= 'list' and kinds[2] ~= 'none') then
+    return {'batch_not_found', bid}
+  end
   local v = redis.call('HMGET', key_batch(bid), 'state', 'total')
   local adding = 0
   for i = 1, n do
@@ -140,14 +146,16 @@ local function settle_batch(job, status, now)
   if not v[1] or v[2] then return end
   redis.call('HSET', jkey, 'batch_outcome', status)
   local key = key_batch(v[1])
-  if redis.call('EXISTS', key) == 0 then return end
+  -- Gone (expired), or something else by a hand edit: the member's own ending must go through.
+  if redis.call('TYPE', key).ok ~= 'hash' then return end
   redis.call('HINCRBY', key, status, 1)
   redis.call('HINCRBY', key, 'done', 1)
   if status ~= ST.completed then
     local failed = redis.call('HMGET', key, 'failed', 'cancelled', 'failed_ids')
     if (tonumber(failed[1]) or 0) + (tonumber(failed[2]) or 0) <= BATCH_FAILED_IDS_MAX then
       local ids = failed[3]
-      redis.call('HSET', key, 'failed_ids', (ids and ids ~= '') and (ids .. ',' .. job.id) or job.id)
+      if ids and ids ~= '' then ids = ids .. ',' .. job.id else ids = job.id end
+      redis.call('HSET', key, 'failed_ids', ids)
     end
   end
   batch_settle_if_done(v[1], now)

@@ -304,3 +304,19 @@ def test_a_member_created_cancelled_by_a_failed_parent_is_counted_at_once(
     batch = batches.require(batch_id)
     assert (batch.state, batch.cancelled) == ("settled", 1)
     assert len(callbacks(store)) == 1
+
+
+def test_a_hand_edited_batch_key_never_stops_a_member_ending_nor_half_writes_an_add(
+    store: JobStore, batches: BatchStore, redis_client: redis.Redis
+) -> None:
+    batch_id, results = batches.create(specs(1), sealed=False)
+    redis_client.delete(store.keys.batch(batch_id))
+    redis_client.set(store.keys.batch(batch_id), "not a hash")
+    run_all(store)
+    assert store.get_status(results[0].job_id) is JobStatus.COMPLETED
+    other, _ = batches.create([], sealed=False)
+    redis_client.set(store.keys.batch_jobs(other), "not a list")
+    before = redis_client.dbsize()
+    with pytest.raises(BatchNotFoundError):
+        batches.add(other, specs(2))
+    assert redis_client.dbsize() == before
