@@ -18,9 +18,11 @@ lost, as above."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -361,8 +363,19 @@ class _Cluster(redis.RedisCluster):
     TIME, keyless, goes to any node in a non-transactional pipeline (a transaction on a cluster
     holds one slot's commands only: none with TIME)."""
 
+    def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        with _redirections_ran_out():
+            return super().execute_command(*args, **kwargs)  # type: ignore[no-untyped-call]
+
     def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
         pipe: ClusterPipeline = super().pipeline(transaction, shard_hint)  # type: ignore[no-untyped-call]
+        execute = pipe.execute
+
+        def execute_pipe(raise_on_error: bool = True) -> Any:
+            with _redirections_ran_out():
+                return execute(raise_on_error)
+
+        pipe.execute = execute_pipe  # type: ignore[method-assign]
 
         def evalsha(sha: str, numkeys: int, *keys_and_args: Any) -> Any:
             return pipe.execute_command("EVALSHA", sha, numkeys, *keys_and_args)  # type: ignore[no-untyped-call]
@@ -375,6 +388,19 @@ class _Cluster(redis.RedisCluster):
 
             pipe.time = time  # type: ignore[method-assign,assignment]
         return pipe
+
+
+@contextlib.contextmanager
+def _redirections_ran_out() -> Iterator[None]:
+    """redis-py's 'TTL exhausted' (MOVED/ASK/TRYAGAIN followed 16 times: a slot whose keys are
+    split by a migration) as the TRYAGAIN reply it stands for: a ResponseError, so every caller
+    that handles Redis refusing work for now (the API's 503) handles it. Nothing ran."""
+    try:
+        yield
+    except redis.exceptions.ClusterError as ex:
+        if isinstance(ex, redis.exceptions.ResponseError):  # CLUSTERDOWN, MASTERDOWN: as they are
+            raise
+        raise redis.exceptions.TryAgainError(f"TRYAGAIN {ex}") from ex
 
 
 def is_cluster(client: Any) -> bool:

@@ -199,3 +199,82 @@ def test_cluster_failover_under_load(
     assert result["processes_alive"], result
     if durability == "replicated":
         assert result["lost"] == 0, result
+
+
+def run_resharding(log_dir: Path, clients: int = 3, before_s: float = 2.0) -> dict[str, object]:
+    """The slot of one shard migrated to another master under load, in batches of keys with a
+    pause between them (scripts whose keys are split meanwhile are refused: TRYAGAIN)."""
+    cluster = RedisCluster.start()
+    env = {**FAST_RECOVERY, "QUEUE_SHARDS": QUEUE_SHARDS, "WORKER_COUNT": "4"}
+    stack = Stack(cluster.url, log_dir, env=env)
+    traffic, stop = Traffic(), threading.Event()
+    try:
+        api = stack.start_api()
+        workers = [stack.start_worker({"QUEUES": queue}) for queue in SHARDS]
+        threads = [
+            threading.Thread(target=client, args=(api, f"c{i}", traffic, stop), daemon=True)
+            for i in range(clients)
+        ]
+        for thread in threads:
+            thread.start()
+        time.sleep(before_s)
+        key = f"ws:{{default/{KILLED_SHARD}}}:jobs"
+        slot = int(cluster.client().keyslot(key))
+        source = cluster.master_of_slot(slot)
+        target = next(cluster.node(p) for p in cluster.master_ports() if p != source.port)
+        started = time.monotonic()
+        cluster.start_moving(slot, target, keys=3)
+        time.sleep(0.5)  # split: some of the shard's keys on each node
+        cluster.finish_moving(slot, target)
+        moved_s = time.monotonic() - started
+        time.sleep(before_s)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=45)
+        with traffic.lock:
+            job_ids = list(traffic.acknowledged.values())
+
+        def settled() -> bool:
+            return set(outcome(api, job_ids)) <= TERMINAL | {"http 404"}
+
+        drained = wait_until(settled, 60, 0.5)
+        states = outcome(api, job_ids)
+        alive = api.alive() and all(w.alive() for w in workers)
+        moved = cluster.master_of_slot(slot).port == target.port
+    finally:
+        stop.set()
+        stack.stop_all(timeout_s=10)
+        cluster.stop()
+    return {
+        "scenario": "resharding",
+        "acknowledged": len(job_ids),
+        "acknowledged_on_moved_shard": sum(1 for i in job_ids if i.startswith("a:")),
+        "lost": states.get("http 404", 0),
+        "not_terminal": sum(n for s, n in states.items() if s not in TERMINAL | {"http 404"}),
+        "states": states,
+        "answers": traffic.answers,
+        "moved_s": round(moved_s, 2),
+        "moved": moved,
+        "drained": drained,
+        "processes_alive": alive,
+    }
+
+
+@pytest.mark.chaos
+def test_a_shard_resharded_to_another_master_under_load_loses_nothing(tmp_path: Path) -> None:
+    result = run_resharding(tmp_path / "logs")
+    print(f"cluster resharding: {json.dumps(result, sort_keys=True)}")  # noqa: T201
+    record(
+        "cluster-resharding",
+        "full",
+        jobs=int(str(result["acknowledged"])),
+        faults="one shard's slot migrated to another master while clients submit and workers drain",
+        lost=int(str(result["lost"])),
+        duplicates=None,
+        wall_s=float(str(result["moved_s"])),
+        notes=f"slot moved in {result['moved_s']} s (split for 0.5 s)",
+    )
+    assert result["moved"] and result["processes_alive"], result
+    assert result["lost"] == 0 and result["not_terminal"] == 0, result
+    answers = result["answers"]
+    assert isinstance(answers, dict) and not any(a.startswith("500") for a in answers), result

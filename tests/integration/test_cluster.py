@@ -145,6 +145,7 @@ def test_a_shard_moved_to_another_master_is_followed_and_refused_only_while_spli
     with pytest.raises(redis.exceptions.RedisError) as refused:
         store.enqueue(JobSpec(type="t", queue="q"))
     assert unavailable_reason(refused.value) == "TRYAGAIN"
+    assert isinstance(refused.value, redis.exceptions.ResponseError)  # the API's 503 handler
     cluster.finish_moving(slot, target)
     assert cluster.master_of_slot(slot).port == target.port
     assert sorted(c.id for c in shard.claim("w1", 5, ["q"])) == sorted(ids)  # nothing else
