@@ -219,7 +219,7 @@ def run_resharding(log_dir: Path, clients: int = 3, before_s: float = 2.0) -> di
             thread.start()
         time.sleep(before_s)
         key = f"ws:{{default/{KILLED_SHARD}}}:jobs"
-        slot = int(cluster.client().keyslot(key))
+        slot = int(cluster.client().keyslot(key))  # type: ignore[no-untyped-call]
         source = cluster.master_of_slot(slot)
         target = next(cluster.node(p) for p in cluster.master_ports() if p != source.port)
         started = time.monotonic()
