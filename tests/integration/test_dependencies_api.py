@@ -173,3 +173,24 @@ def test_ctx_parent_results_reads_each_parents_result(store: JobStore) -> None:
         keys=store.keys,
     )  # fmt: skip
     assert ctx.parent_results == {"a": {"n": 1}, "b": None}
+
+
+def test_a_batch_sent_again_under_client_ids_creates_nothing_more(
+    client: TestClient, redis_client: redis.Redis
+) -> None:
+    jobs = (
+        {"type": "echo", "id": "r1"},
+        {"type": "echo", "id": "r2", "depends_on": ["r1"]},
+    )
+    first = batch(client, *jobs)
+    before = snapshot(redis_client)
+    again = batch(client, *jobs)
+    assert first.status_code == again.status_code == 201
+    assert [j["created"] for j in first.json["jobs"]] == [True, True]
+    assert [(j["id"], j["status"], j["created"]) for j in again.json["jobs"]] == [
+        ("r1", "pending", False),
+        ("r2", "waiting", False),
+    ]
+    assert {k: v for k, v in snapshot(redis_client).items() if ":events" not in k} == {
+        k: v for k, v in before.items() if ":events" not in k
+    }

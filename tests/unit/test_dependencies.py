@@ -65,6 +65,8 @@ def test_a_long_chain_orders_without_recursion() -> None:
         ({"depends_on": []}, "depends_on"),
         ({"depends_on": ["a", "a"]}, "depends_on"),
         ({"depends_on": ["bad id"]}, "depends_on"),
+        ({"depends_on": [1]}, "depends_on"),
+        ({"depends_on": ["a"], "on_parent_failure": None}, "on_parent_failure"),
         ({"depends_on": [f"p{i}" for i in range(MAX_DEPENDS_ON + 1)]}, "depends_on"),
         ({"depends_on": ["a"], "on_parent_failure": "skip"}, "on_parent_failure"),
         ({"on_parent_failure": "run"}, "on_parent_failure"),
