@@ -176,6 +176,12 @@ class Keys:
         return f"{self.prefix}batch_expiries"
 
     @property
+    def shards(self) -> str:
+        """SET, default shard only: the named shards (QUEUE_SHARDS) processes have started with,
+        so a shard dropped from the setting is still checked for stranded jobs at start."""
+        return f"{self.prefix}shards"
+
+    @property
     def sweeper_lock(self) -> str:
         return f"{self.prefix}lock:sweeper"
 

@@ -31,6 +31,7 @@ import redis
 
 from workstream.common.errors import JobNotFoundError, SettingsError, ValidationError
 from workstream.common.jobs import Job, JobSpec, new_job_id
+from workstream.common.keys import Keys
 from workstream.common.limits import Limits
 from workstream.common.settings import Settings
 from workstream.common.states import JobStatus
@@ -129,10 +130,15 @@ def shards_in_place(
     client: redis.Redis, settings: Settings, queues: Sequence[str] | None = None
 ) -> bool:
     """At start-up with QUEUE_SHARDS: False (logged) when a queue's jobs sit in a shard it was
-    moved away from (see misplaced). Redis unreachable: True, the process starts and waits
-    for Redis as it would without shards."""
-    stores = [JobStore(client, settings, shard) for shard in shard_names(settings)]
+    moved away from (see misplaced), in any shard configured now or ever started with (the
+    registry Keys.shards). Redis unreachable: True, the process starts and waits for Redis as
+    it would without shards."""
+    named = [shard for shard in shard_names(settings) if shard]
+    registry = Keys(settings.namespace).shards
     try:
+        client.sadd(registry, *named)
+        used = sorted({str(shard) for shard in client.smembers(registry)} | set(named))
+        stores = [JobStore(client, settings, shard) for shard in (DEFAULT_SHARD, *used)]
         refuse_misplaced(stores, queues)
     except SettingsError as ex:
         log.error("shards.misplaced_jobs", extra={"error": str(ex)})

@@ -27,6 +27,7 @@ from workstream.common.shards import (
     refuse_misplaced,
     shard_names,
     shard_of,
+    shards_in_place,
     worker_shard,
 )
 from workstream.common.states import JobStatus
@@ -267,3 +268,18 @@ def test_a_job_whose_parent_is_in_another_shard_is_refused(
         store.enqueue(child)
     sibling = dataclasses.replace(JobSpec(type="t", queue="emails"), depends_on=(parent,))
     assert store.enqueue(sibling).job_id.startswith("a:")
+
+
+def test_jobs_left_in_a_shard_dropped_from_queue_shards_still_stop_the_start(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    """emails moved back to the default shard while shard a (now in no QUEUE_SHARDS entry)
+    still holds one of its jobs: the shard is known from the registry of shards started with."""
+    before = sharded(redis_server, "emails:a")
+    assert shards_in_place(redis_client, before)  # registers shard a
+    open_store(redis_client, before).enqueue(JobSpec(type="t", queue="emails"))
+    after = sharded(redis_server, "images:b")
+    assert redis_client.smembers("ws:{default}:shards") == {"a"}
+    assert not shards_in_place(redis_client, after)
+    assert not shards_in_place(redis_client, after, ["emails"])
+    assert shards_in_place(redis_client, after, ["images"])

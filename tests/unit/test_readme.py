@@ -61,6 +61,7 @@ def test_the_key_table_lists_every_key_the_code_builds() -> None:
         keys.expiries,
         keys.deadlines,
         keys.sweeper_lock,
+        keys.shards,
         keys.events,
         keys.events_max,
         keys.batch("<id>"),
