@@ -1453,15 +1453,21 @@
     });
     if (!resp.ok) throw new ApiError(resp.status, "events_" + resp.status, "GET /events failed");
     const text = await resp.text();
-    let count = 0;
+    const events = [];
     let last = position;
     for (const block of text.split("\n\n")) {
       for (const line of block.split("\n")) {
         if (line.startsWith("id: ")) last = line.slice(4);
-        else if (line.startsWith("data: ")) count += 1;
+        else if (line.startsWith("data: ")) {
+          try {
+            events.push(JSON.parse(line.slice(6)));
+          } catch (err) {
+            events.push({});
+          }
+        }
       }
     }
-    return { count, position: last };
+    return { events, position: last };
   }
 
   /** The latest time (ms) the job record tells of: events from then on are news to the page. */
@@ -1474,13 +1480,24 @@
     return since ? String(since) : "";
   }
 
-  function watchJob(id, token, load, position) {
+  /** Whether an event tells the page something new: the first watch starts at the job's
+   * latest time, inclusive, so it meets the event that made the state the page shows. An
+   * event's `at` is when the script appended it, a few ms after the time the job records
+   * (EVENT_SLACK_MS); same status and attempt within that is the state already shown. */
+  const EVENT_SLACK_MS = 100;
+  function isNews(event, job, since) {
+    return event.status !== job.status || event.attempt !== job.attempts
+      || !(Number(event.at) <= Number(since || 0) + EVENT_SLACK_MS);
+  }
+
+  function watchJob(id, token, load, job, position) {
     const controller = new AbortController();
     jobWatch = controller;
+    const since = jobSince(job);
     const step = (from) => {
       eventsOnce("job=" + enc(id), from, controller.signal).then((answer) => {
         if (token !== routeToken || controller.signal.aborted) return;
-        if (answer.count > 0) load(answer.position);
+        if (answer.events.some((event) => isNews(event, job, since))) load(answer.position);
         else step(answer.position);
       }).catch(() => {
         if (token !== routeToken || controller.signal.aborted) return;
@@ -1584,7 +1601,7 @@
         fillJob(dom, job);
         clearError("route");
         if (job && !TERMINAL.has(job.status)) {
-          watchJob(id, token, load, typeof position === "string" ? position : jobSince(job));
+          watchJob(id, token, load, job, typeof position === "string" ? position : jobSince(job));
         }
       }).catch((err) => {
         if (token !== routeToken) return;
