@@ -300,6 +300,8 @@ CANCELLED_ERROR = "cancelled while running"
 EXPIRED_ERROR = "expired"
 # The largest `progress` (its JSON) a job keeps: ctx.progress() and the lease `extend` store it.
 MAX_PROGRESS_BYTES = 4096
+# Internal hash field, never shown: `progress_event_at`, when progress.lua last appended a
+# `progress` event for the job (at most one per common.events.PROGRESS_EVENT_MS).
 # Every field of the hash but the history: what listings read (they omit the history).
 LISTED_FIELDS = (
     "id", "type", "queue", "status", "payload", "result", "error", "attempts", "max_attempts",
