@@ -39,3 +39,15 @@ end
 local function event(job, name, now, extra)
   emit(job.id, name, job.status, job.queue, job.type, job.attempts, job.worker, extra)
 end
+
+-- A `progress` event for the job hash at `key` (a running job's report), at most one per
+-- PROGRESS_EVENT_MS (common/events.py): a handler or consumer reporting in a tight loop must
+-- not flood the capped stream, pushing other jobs' events out of it. The job keeps every
+-- report; its `progress_event_at` is when its last progress event was written.
+local function progress_event(key, now, progress)
+  local job = redis.call('HMGET', key, 'id', 'queue', 'type', 'attempts', 'worker',
+    'progress_event_at')
+  if now - (tonumber(job[6]) or 0) < PROGRESS_EVENT_MS then return end
+  redis.call('HSET', key, 'progress_event_at', now)
+  emit(job[1], 'progress', ST.processing, job[2], job[3], job[4], job[5], progress)
+end

@@ -18,7 +18,10 @@ if not SOURCES[v[1]] or v[2] ~= ARGV[3] or v[3] ~= ARGV[4]
 end
 local expires = now + tonumber(ARGV[5])
 redis.call('HSET', KEY_job, 'lease_expires_at', expires)
-if ARGV[8] ~= '' then redis.call('HSET', KEY_job, 'progress', ARGV[8]) end
+if ARGV[8] ~= '' then
+  redis.call('HSET', KEY_job, 'progress', ARGV[8])
+  progress_event(KEY_job, now, ARGV[8])  -- at most one a second (_events.lua)
+end
 redis.call('ZADD', KEY_deadlines, expires - tonumber(ARGV[6]), ARGV[2])
 local worker = v[5]
 redis.call('ZADD', KEY_workers, 'GT', expires, worker)

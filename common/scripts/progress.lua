@@ -10,15 +10,6 @@ if v[1] ~= ST.processing or v[2] ~= ARGV[2] then
   return {'stale_lease', v[1] or ''}
 end
 redis.call('HSET', KEY_job, 'progress', ARGV[3])
--- At most one progress event per job per PROGRESS_EVENT_MS (common/events.py): a handler
--- reporting in a tight loop must not flood the capped stream, pushing other jobs' events out
--- of it. The job keeps every report; `progress_event_at` is when its last event was written.
-local now = now_ms()
-local job = redis.call('HMGET', KEY_job, 'id', 'queue', 'type', 'attempts', 'worker',
-  'progress_event_at')
-if now - (tonumber(job[6]) or 0) >= PROGRESS_EVENT_MS then
-  redis.call('HSET', KEY_job, 'progress_event_at', now)
-  emit(job[1], 'progress', ST.processing, job[2], job[3], job[4], job[5], ARGV[3])
-end
+progress_event(KEY_job, now_ms(), ARGV[3])  -- at most one a second (_events.lua)
 if v[3] == '1' then return {'ok', 1} end
 return {'ok', 0}

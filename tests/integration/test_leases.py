@@ -255,6 +255,9 @@ def test_extend_moves_the_expiry_and_stores_progress(client: TestClient, store: 
     assert expires >= store.server_time_ms() + 599_000
     assert store.redis.hget(store.keys.job(job_id), "progress") == '{"p":5}'
     assert client.simulate_get(f"/jobs/{job_id}").json["progress"] == {"p": 5}
+    entries: Any = store.redis.xrevrange(store.keys.events, count=1)  # extend tells progress
+    last = entries[0][1]
+    assert (last["ev"], last["job"], last["detail"]) == ("progress", job_id, '{"p":5}')
     time.sleep(2.1)  # past the first expiry: the extended lease still holds
     assert sweep(store) == 0
     done = answer(client, job_id, "complete", lease=held["lease"], result=None)
