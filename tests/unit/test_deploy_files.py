@@ -19,6 +19,7 @@ import yaml
 
 from workstream.api.validation import MAX_WAIT_S
 from workstream.common.durations import parse_duration
+from workstream.common.redis_conn import parse_sentinel_url
 from workstream.common.settings import SETTING_DOCS
 
 if sys.version_info >= (3, 11):
@@ -36,7 +37,7 @@ DASHBOARD = GRAFANA / "workstream.json"
 
 # Settings that describe the compose network itself, so compose fixes them instead of passing
 # them through: value per service that sets them.
-FIXED_SETTINGS = {"REDIS_URL": "redis://redis:6379/0", "HOST": "0.0.0.0"}
+FIXED_SETTINGS = {"REDIS_URL": "${WORKSTREAM_REDIS_URL:-redis://redis:6379/0}", "HOST": "0.0.0.0"}
 # Variables compose interpolates that are not WorkStream settings (host ports, Grafana login).
 COMPOSE_ONLY_VARIABLES = {
     "API_PORT",
@@ -44,6 +45,7 @@ COMPOSE_ONLY_VARIABLES = {
     "GRAFANA_PORT",
     "GRAFANA_ADMIN_PASSWORD",
     "PUBLISH_HOST",
+    "WORKSTREAM_REDIS_URL",  # the sentinel profile's URL for REDIS_URL (default: the redis service)
 }
 # Mirrors "Prometheus metric names" in the contract (histograms by their base name).
 CONTRACT_METRICS = {
@@ -336,6 +338,50 @@ def test_monitoring_services_only_start_with_the_monitoring_profile() -> None:
         assert service(name).get("profiles") == ["monitoring"]
     for name in ("redis", "api", "worker"):
         assert "profiles" not in service(name)
+
+
+SENTINEL_PROFILE = ("redis-replica-1", "redis-replica-2", "sentinel-1", "sentinel-2", "sentinel-3")
+
+
+def test_replicas_and_sentinels_only_start_with_the_sentinel_profile() -> None:
+    for name in SENTINEL_PROFILE:
+        assert service(name).get("profiles") == ["sentinel"], name
+
+
+def sentinel_config(name: str) -> list[str]:
+    """The lines a sentinel service writes to its config file, as its shell command has them
+    (printf '%s\\n' LINE... > file), its ANNOUNCE variable filled in."""
+    (script,) = service(name)["command"]
+    words = shlex.split(script.split(" > ", 1)[0])
+    assert words[:2] == ["printf", "%s\\n"], words[:2]
+    announce = environment(name)["ANNOUNCE"]
+    return [word.replace("$${ANNOUNCE}", announce) for word in words[2:]]
+
+
+def documented_sentinel_url() -> str:
+    match = re.search(r"WORKSTREAM_REDIS_URL=(\S+)", COMPOSE.read_text())
+    assert match, "docker-compose.yml should show the sentinel profile's WORKSTREAM_REDIS_URL"
+    return match[1]
+
+
+def test_the_documented_sentinel_url_names_every_sentinel_and_their_master() -> None:
+    url = parse_sentinel_url(documented_sentinel_url())
+    sentinels = [name for name in SENTINEL_PROFILE if name.startswith("sentinel-")]
+    assert [host for host, _ in url.sentinels] == sentinels
+    for name in sentinels:
+        config = sentinel_config(name)
+        assert f"port {url.sentinels[0][1]}" in config
+        assert f"sentinel monitor {url.master_name} redis 6379 2" in config
+        assert f"sentinel announce-ip {name}" in config
+
+
+def test_each_replica_follows_the_redis_service_and_announces_its_own_name() -> None:
+    for name in ("redis-replica-1", "redis-replica-2"):
+        words = command_words(service(name)["command"])
+        assert words[words.index("--replicaof") + 1 :][:2] == ["redis", "6379"]
+        assert words[words.index("--replica-announce-ip") + 1] == name
+    redis_words = command_words(service("redis")["command"])
+    assert redis_words[redis_words.index("--replica-announce-ip") + 1] == "redis"
 
 
 def test_compose_bind_mounts_exist_in_the_repository() -> None:
