@@ -17,7 +17,7 @@ import redis
 from tests.faults.conftest import RedisFactory, StackFactory
 from tests.faults.harness import REPO, Stopwatch
 from tests.faults.results import record
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.redis_server import RedisServer, free_port, redis_server_binary
 from tests.support.stack import Api, Stack, wait_until
 
 ADMIN_PASSWORD = "admin-secret"
@@ -138,12 +138,67 @@ def test_tls_connection_runs_jobs_end_to_end(tmp_path: Path, make_stack: StackFa
         pytest.skip(f"this redis-server has no TLS support: {ex}")
     try:
         url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={certs['ca']}"
-        job = run_one_job(make_stack(url, LOG_LEVEL="warning"), "security: TLS (rediss://)")
+        stack = make_stack(url, LOG_LEVEL="warning")
+        job = run_one_job(stack, "security: TLS (rediss://)")
         assert job["status"] == "completed"
         with pytest.raises(redis.exceptions.ConnectionError):
             redis.Redis(port=port, socket_timeout=2).ping()  # plain text is refused
+        stack.stop_all()  # while Redis still answers: a worker without it waits out its grace
     finally:
         server.stop()
+
+
+def tls_args(certs: dict[str, Path], port: int) -> tuple[str, ...]:
+    """TLS only on `port` (no plain-text port), for clients and for replication."""
+    return (
+        "--port", "0", "--tls-port", str(port),
+        "--tls-cert-file", str(certs["server"]), "--tls-key-file", str(certs["server-key"]),
+        "--tls-ca-cert-file", str(certs["ca"]), "--tls-auth-clients", "no",
+        "--tls-replication", "yes",
+    )  # fmt: skip
+
+
+def test_sentinel_over_tls_finds_the_primary_and_runs_jobs_end_to_end(
+    tmp_path: Path, make_stack: StackFactory
+) -> None:
+    """rediss+sentinel://: the sentinels and the primary they name both speak TLS only."""
+    certs = make_certificates(tmp_path)
+    port, sentinel_port = free_port(), free_port()
+    primary = TlsRedisServer(port=port, directory=tmp_path, extra_args=tls_args(certs, port))
+    primary.ca_file = certs["ca"]
+    try:
+        primary.start()
+    except RuntimeError as ex:
+        pytest.skip(f"this redis-server has no TLS support: {ex}")
+    sentinel_dir = tmp_path / "sentinel"
+    sentinel_dir.mkdir()
+    config = sentinel_dir / "sentinel.conf"
+    args = tls_args(certs, sentinel_port)  # as config lines: `tls-port 1234`
+    config.write_text(
+        "bind 127.0.0.1\n"
+        f"dir {sentinel_dir}\n"
+        + "".join(
+            f"{name.removeprefix('--')} {value}\n"
+            for name, value in zip(args[::2], args[1::2], strict=True)
+        )
+        + f"sentinel monitor ws 127.0.0.1 {port} 1\n"
+    )
+    with open(sentinel_dir / "sentinel.log", "ab") as log:
+        sentinel = subprocess.Popen(
+            [redis_server_binary(), str(config), "--sentinel"], stdout=log, stderr=log
+        )
+    try:
+        url = f"rediss+sentinel://127.0.0.1:{sentinel_port}/ws/0?ssl_ca_certs={certs['ca']}"
+        stack = make_stack(url, LOG_LEVEL="warning")
+        job = run_one_job(stack, "security: TLS via Sentinel")
+        assert job["status"] == "completed"
+        with pytest.raises(redis.exceptions.ConnectionError):
+            redis.Redis(port=sentinel_port, socket_timeout=2).ping()  # plain text is refused
+        stack.stop_all()  # while Redis still answers: a worker without it waits out its grace
+    finally:
+        sentinel.terminate()
+        sentinel.wait(10)
+        primary.stop()
 
 
 # -- hostile input -------------------------------------------------------------------------
