@@ -129,6 +129,20 @@ local function unqueue(queue, id, priority)
   end
 end
 
+-- A WAKE found in a worker's list by release or recover (the start behind its BLMOVE never ran:
+-- a lost reply) goes back to each queue the worker serves (its hash names them) whose list is
+-- empty while prioritized jobs wait, so other blocked workers still wake for them.
+local function rewake(worker_key)
+  local queues = redis.call('HGET', worker_key, 'queues')
+  if not queues then return end
+  for queue in string.gmatch(queues, '[^,]+') do
+    local list = key_queue(queue)
+    if redis.call('EXISTS', key_priority(queue)) == 1 and redis.call('LLEN', list) == 0 then
+      redis.call('RPUSH', list, WAKE)
+    end
+  end
+end
+
 -- The queue's waiting jobs: its list (less a WAKE) and its prioritized jobs.
 local function pending_depth(queue)
   local list = key_queue(queue)

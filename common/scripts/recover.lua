@@ -20,6 +20,8 @@ for _, id in ipairs(redis.call('LRANGE', KEY_processing, 0, -1)) do
     started[#started + 1] = job
   elseif job and job.status == ST.pending then
     waiting[#waiting + 1] = job
+  elseif id == WAKE then
+    rewake(KEY_worker)
   end
 end
 local err = 'worker ' .. worker .. ' died while running the job'

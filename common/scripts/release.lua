@@ -15,6 +15,7 @@ for _, id in ipairs(redis.call('LRANGE', KEY_processing, 0, -1)) do
   if not keep[id] then
     local job = load(id)
     redis.call('LREM', KEY_processing, 1, id)
+    if id == WAKE then rewake(KEY_worker) end
     if job and job.status == ST.processing and job.worker == worker then
       leave_processing(job)
       revoke_lease(job)

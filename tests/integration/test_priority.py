@@ -180,6 +180,19 @@ def test_a_wake_alone_starts_nothing_and_leaves_nothing(
     assert redis_client.llen(store.keys.processing("w1")) == 0
 
 
+def test_a_wake_left_by_a_lost_reply_goes_back_when_the_worker_releases(
+    store: JobStore, redis_client: redis.Redis
+) -> None:
+    store.heartbeat("w1", "host", 1, ["default"], 1, 0)  # its hash names its queues
+    job_id = submit(store, "p", 4)
+    assert store.take_blocking("w1", "default", 0.1) == WAKE  # and no start behind it
+    assert redis_client.llen(store.keys.queue("default")) == 0
+    store.release("w1", keep=[])
+    assert redis_client.lrange(store.keys.queue("default"), 0, -1) == [WAKE]
+    assert redis_client.llen(store.keys.processing("w1")) == 0
+    assert [job.id for job in store.claim("w2", 1, ["default"])] == [job_id]
+
+
 def test_a_released_job_goes_back_to_the_front_of_its_level(
     store: JobStore, redis_client: redis.Redis
 ) -> None:

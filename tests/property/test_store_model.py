@@ -96,9 +96,8 @@ class Model:
     # Claim order (first taken first) of each queue's prioritized jobs.
     prio: dict[str, list[str]] = field(default_factory=lambda: {q: [] for q in QUEUES})
     # Queues whose list a bare BLMOVE emptied with no start behind it yet (the fetcher always
-    # pipelines start; a lost reply leaves the id to release): a WAKE taken so is dropped by
-    # release and recover, so until the list gets a job (or the ZSET empties) a worker
-    # blocked on that list wakes only at its timeout (1 s), and its claim then finds the job.
+    # pipelines start; after a lost reply release hands the id back, a WAKE to each queue its
+    # worker serves that needs one, as the worker's hash names them).
     unwoken: set[str] = field(default_factory=set)
     processing: dict[str, list[str]] = field(default_factory=lambda: {w: [] for w in WORKERS})
     stale: list[ClaimedJob] = field(default_factory=list)  # attempts ended by someone else
@@ -181,6 +180,13 @@ class Model:
             for i in ids
             if i in self.jobs and self.jobs[i].status != S.PROCESSING
         ]
+
+    def rewake(self, queues: str | None) -> None:
+        """_lib.lua rewake: a WAKE dropped from a worker's list goes back to each of its
+        queues whose list is empty while prioritized jobs wait."""
+        for queue in (queues or "").split(","):
+            if queue and self.prio[queue] and not self.queues[queue]:
+                self.queues[queue].append(WAKE)
 
     def put_back(self, ids: list[str]) -> None:
         """_claim.lua put_back: ids (as taken) back to the front, each where it belongs."""
@@ -619,6 +625,8 @@ class JobStoreMachine(RuleBasedStateMachine):
         in_list_order = self._processing_order(worker)
         requeued, failed = self.store.recover(worker)
         self.totals["deaths"] += 1
+        if WAKE in in_list_order:  # before any job goes back, as recover.lua reads the list
+            self.model.rewake(",".join(QUEUES))  # the queues its heartbeat named
         jobs = [self.model.jobs[i] for i in in_list_order if i != WAKE]  # a WAKE: no job
         started = [job for job in jobs if job.status == S.PROCESSING]
         waiting = [job for job in jobs if job.status == S.PENDING]
@@ -655,11 +663,13 @@ class JobStoreMachine(RuleBasedStateMachine):
     @rule(worker=st.sampled_from(WORKERS))
     def release_on_shutdown(self, worker: str) -> None:
         in_list_order = self._processing_order(worker)
+        served = self.client.hget(self.keys.worker(worker), "queues")  # set by a heartbeat
         requeued = self.store.release(worker)
         expected = 0
         for job_id in in_list_order:
             if job_id == WAKE:
-                continue  # no job: dropped
+                self.model.rewake(str(served) if served else None)  # no job: dropped
+                continue
             job = self.model.jobs[job_id]
             if job.status == S.PROCESSING:
                 self.model.leave_processing(job, by_holder=False)
