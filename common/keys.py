@@ -182,6 +182,24 @@ class Keys:
         return f"{self.prefix}shards"
 
     @property
+    def outbox(self) -> str:
+        """ZSET: this shard's hand-offs owed to another shard (common/outbox.py), entry
+        `<target shard>|<kind>|<key>` -> when it is next due (ms); the mover performs each in
+        its target shard with an idempotent script and only then removes it."""
+        return f"{self.prefix}outbox"
+
+    @property
+    def outbox_body(self) -> str:
+        """HASH: outbox entry -> its JSON body (what the target shard's script is given)."""
+        return f"{self.prefix}outbox_body"
+
+    def handoff(self, key: str) -> str:
+        """STRING, in a hand-off's target shard: the mark that the hand-off `key` was performed,
+        so a repeat (the mover died before removing its entry) does nothing; expires after
+        HANDOFF_MARK_TTL_MS."""
+        return f"{self.prefix}handoff:{key}"
+
+    @property
     def sweeper_lock(self) -> str:
         return f"{self.prefix}lock:sweeper"
 

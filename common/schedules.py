@@ -245,13 +245,8 @@ class ScheduleStore:
         """Creates or replaces a schedule; the schedule as GET shows it and whether it is new.
         The first run follows `now_ms` (Redis server time unless given: tests move the clock)."""
         definition = Definition.from_mapping(data)
-        if shard_of_queue(self.settings, definition.template["queue"]):
-            # Schedules and their runs' ids live in the default shard; a run is one script.
-            raise ScheduleInputError(
-                "validation_error",
-                "job.queue",
-                "a schedule's queue must be in the default shard (QUEUE_SHARDS)",
-            )
+        # Schedules live in the default shard; a run for a queue of a named shard is handed
+        # off through the outbox (_fire, common/outbox.py).
         created = self._write(check_schedule_id(schedule_id), definition, "", now_ms)
         return self.get(schedule_id), created
 
@@ -396,6 +391,26 @@ class ScheduleStore:
         template = definition.template
         spec = JobSpec.from_mapping(template)
         job_id = run_job_id(self.settings.namespace, schedule_id, due)
+        shard = shard_of_queue(self.settings, spec.queue)
+        max_attempts = spec.max_attempts or self.settings.max_attempts
+        timeout_ms = round((spec.timeout or self.settings.job_timeout.total_seconds()) * 1000)
+        handoff = ""
+        if shard:
+            # The run lives in its queue's shard, created there by the outbox's mover with
+            # this id (the shard's form of the run's id: the same for every firer).
+            job_id = f"{shard}:{job_id}"
+            handoff = dumps(
+                {
+                    "type": spec.type,
+                    "queue": spec.queue,
+                    "payload": spec.payload_json(),
+                    "max_attempts": str(max_attempts),
+                    "timeout_ms": str(timeout_ms),
+                    "schedule_id": schedule_id,
+                    "scheduled_for": str(due),
+                    "handoff_from": f"schedule {schedule_id}",
+                }
+            )
         reply = scripts.call(
             self.redis,
             "schedule_fire",
@@ -411,12 +426,14 @@ class ScheduleStore:
                 spec.type,
                 spec.queue,
                 spec.payload_json(),
-                spec.max_attempts or self.settings.max_attempts,
-                round((spec.timeout or self.settings.job_timeout.total_seconds()) * 1000),
+                max_attempts,
+                timeout_ms,
                 self.settings.job_queue_capacity,
                 self.settings.max_queues,
                 self.settings.max_types,
                 ",".join(self.settings.queues),
+                shard,
+                handoff,
             ],
         )
         outcome = str(reply[0])

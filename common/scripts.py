@@ -32,6 +32,10 @@ MAINTENANCE_SCRIPTS = frozenset({"heartbeat", "prune", "pause_queue", "delete_qu
     # Batches (common/batches.py): seal an open batch, settling it (its callback jobs
     # created) when every member already finished.
     "batch_seal",
+    # Hand-offs between shards (common/outbox.py): create a job another shard owes, once;
+    # remove (or defer) a performed outbox entry.
+    "handoff_create",
+    "outbox_done",
 }
 SCRIPT_NAMES = frozenset(TRANSITIONS) | MAINTENANCE_SCRIPTS
 
@@ -87,6 +91,7 @@ _WORD = re.compile(r"[A-Za-z_]\w*")
 LIBRARY: tuple[str, ...] = (
     "_lib.lua",
     "_events.lua",  # event(): every transition appended to the events stream
+    "_outbox.lua",  # owe_handoff(): work owed in another shard (common/outbox.py)
     "_callbacks.lua",  # owe_callback(): a finished job's callback_url
     "_deps.lua",  # settle_dependents(): jobs waiting for this one
     "_batches.lua",  # settle_batch(): the job's batch
@@ -140,6 +145,10 @@ def _library() -> list[tuple[frozenset[str], str]]:
             f"local {name} = P .. '{getattr(keys, attr).removeprefix(keys.prefix)}'\n"
             for name, attr in BATCH_FIXED_KEYS
         )
+        # The outbox (_outbox.lua): a hand-off owed from any script (a batch settled by the
+        # finish hook), so none of them can name it in KEYS.
+        + f"local OUTBOX_KEY, OUTBOX_BODY_KEY = P .. '{_suffix(keys.outbox)}', "
+        + f"P .. '{_suffix(keys.outbox_body)}'\n"
         + "".join(_read(name) for name in LIBRARY if _exists(name))
     )
     matches = list(_DEFINITION.finditer(text))

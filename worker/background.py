@@ -12,6 +12,7 @@ from collections.abc import Callable
 import redis
 
 from workstream.common.logs import worker_id_var
+from workstream.common.outbox import open_outbox
 from workstream.common.schedules import ScheduleStore
 from workstream.common.store import JobStore
 from workstream.worker.registry import registered_types
@@ -80,10 +81,16 @@ def scheduler_step(store: JobStore) -> Callable[[], float]:
     """Promotes due delayed and retry jobs and fires due schedules (every worker does both: the
     scripts make a repeat a no-op); sleeps until the next one is due (at most 1 s)."""
     schedules = ScheduleStore(store.redis, store.settings)
+    # Hand-offs owed between shards (common/outbox.py); None without QUEUE_SHARDS: no work.
+    outbox = open_outbox(store.redis, store.settings)
 
     def promote() -> float:
         promoted, next_due = store.promote()
         fired = schedules.fire_due()
+        # After firing, so a schedule's run owed to another shard is created in the same tick.
+        moved = outbox.move() if outbox is not None else None
+        if moved is not None and moved.more:
+            return SCHEDULER_MIN_SLEEP_S
         if promoted:
             log.info("scheduler.promoted", extra={"count": promoted})
         if promoted or fired.more:

@@ -6,6 +6,7 @@
 -- ARGV[7] job id (derived from the schedule and the due run)  ARGV[8] type  ARGV[9] queue
 -- ARGV[10] payload JSON  ARGV[11] max attempts  ARGV[12] timeout ms  ARGV[13] capacity
 -- ARGV[14] max queues  ARGV[15] max (queue, type) pairs  ARGV[16] configured queues (comma list)
+-- ARGV[17] the queue's shard when it is not this one ('' here) ARGV[18] the job's hand-off body
 -- Returns {"fired", job id} | {"skipped"} | {"stale"}
 --   | {"queue_full", queue} | {"too_many_queues", queue} | {"too_many_types", queue, type}
 --
@@ -13,12 +14,17 @@
 -- revision and the due time it read advances the schedule, and the job id is derived from the
 -- run, so a repeat is a no-op. A refused enqueue advances nothing: the run stays due and is
 -- tried again on the next tick, late but never lost or doubled.
+-- A queue in another shard (QUEUE_SHARDS) gets its run through this shard's outbox
+-- (_outbox.lua), keyed on the run's job id, in the same call that advances the schedule: the
+-- mover creates it there once (common/outbox.py). That shard's bounds are not checked here.
 local key = key_schedule(ARGV[2])
 local id, job_type, queue = ARGV[7], ARGV[8], ARGV[9]
 local state = redis.call('HMGET', key, 'revision', 'next_run_at', 'paused')
 if state[1] ~= ARGV[3] or state[2] ~= ARGV[4] or state[3] ~= '0' then return {'stale'} end
 local now = now_ms()
-if ARGV[6] == '1' and redis.call('EXISTS', key_job(id)) == 0 then
+if ARGV[6] == '1' and ARGV[17] ~= '' then
+  owe_handoff(ARGV[17], 'job', id, ARGV[18], now)
+elseif ARGV[6] == '1' and redis.call('EXISTS', key_job(id)) == 0 then
   -- The checks enqueue.lua makes, before any write.
   local depth = pending_depth(queue) + redis.call('ZCARD', key_scheduled(queue))
   if depth >= tonumber(ARGV[13]) then return {'queue_full', queue} end

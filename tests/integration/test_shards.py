@@ -181,17 +181,15 @@ def test_moving_a_queue_that_holds_jobs_is_refused_until_it_is_drained(
     refuse_misplaced(stores)
 
 
-def test_a_schedule_for_a_queue_in_a_named_shard_is_refused(
+def test_a_schedule_for_a_queue_in_a_named_shard_lives_in_the_default_shard(
     redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
-    """A schedule fires its runs from the default shard in one script: its queue must be
-    there too, or the runs would land where no worker of the queue's shard looks."""
+    """Schedules live in the default shard; a run for a named shard's queue is handed off
+    through the outbox (tests/integration/test_outbox.py)."""
     schedules = ScheduleStore(redis_client, sharded(redis_server))
-    body = {"every": "1m", "job": {"type": "t", "queue": "emails"}}
-    with pytest.raises(ValidationError, match="default shard"):
-        schedules.put("nightly", body)
-    assert redis_client.dbsize() == 0
-    schedules.put("nightly", {**body, "job": {"type": "t", "queue": "other"}})
+    schedules.put("nightly", {"every": "1m", "job": {"type": "t", "queue": "emails"}})
+    assert redis_client.exists(Keys("default").schedule("nightly"))
+    assert not redis_client.exists(Keys("default", "a").schedule("nightly"))
 
 
 def test_the_api_finds_cancels_and_refuses_by_shard_ids_also_percent_encoded(
