@@ -38,6 +38,7 @@ from workstream.common.settings import Settings
 REDIS_READY_TIMEOUT_S = 15.0
 API_READY_TIMEOUT_S = 30.0
 EXTRA_STOP_S = 10.0  # on top of SHUTDOWN_GRACE before SIGKILL
+RESIGNAL_S = 0.5  # after the first SIGTERM, the second when Redis is gone (see stop)
 REDIS_STOP_TIMEOUT_S = 10.0
 POLL_S = 0.2
 RESTART_BACKOFF_S = 0.5  # doubled per death in quick succession, up to RESTART_BACKOFF_MAX_S
@@ -348,11 +349,16 @@ class DevStack:
         apps = [c for c in self.children if c.role != "redis"]
         for child in apps:
             child.signal(signal.SIGTERM)
+        # With our Redis gone nothing can be handed back, so a drain would only wait out its
+        # grace: a second signal (sent once the first was seen: signals do not queue) exits at
+        # once, and the sweeper recovers what they held when Redis is back (AOF, data folder).
+        redis_gone = any(c.role == "redis" and not c.alive() for c in self.children)
         seen = self.signals
-        deadline = time.monotonic() + self.settings.shutdown_grace.total_seconds() + EXTRA_STOP_S
+        started = time.monotonic()
+        deadline = started + self.settings.shutdown_grace.total_seconds() + EXTRA_STOP_S
         while any(c.alive() for c in apps) and time.monotonic() < deadline:
-            if self.signals != seen:
-                seen = self.signals
+            if self.signals != seen or (redis_gone and time.monotonic() - started > RESIGNAL_S):
+                seen, redis_gone = self.signals, False
                 for child in apps:
                     child.signal(signal.SIGTERM)
             time.sleep(0.05)
