@@ -19,7 +19,7 @@ from workstream.common import scripts
 from workstream.common.errors import BatchNotFoundError, ValidationError
 from workstream.common.jobs import EnqueueResult, JobSpec, new_job_id
 from workstream.common.serialization import ms_to_rfc3339
-from workstream.common.shards import shard_of_queue
+from workstream.common.shards import new_shard_job_id, shard_of_queue
 from workstream.common.states import JobStatus
 from workstream.common.store import JobStore, _parse_cursor
 
@@ -46,14 +46,20 @@ class Callback:
     max_attempts: int
     timeout_ms: int
 
+    # The queue's shard when it is a named one (QUEUE_SHARDS): the job is then handed off
+    # through the batch's shard's outbox when the batch settles (common/outbox.py).
+    shard: str = ""
+
     def meta_json(self) -> str:
-        meta = {
+        meta: dict[str, Any] = {
             "id": self.job_id,
             "type": self.type,
             "queue": self.queue,
             "max_attempts": self.max_attempts,
             "timeout_ms": self.timeout_ms,
         }
+        if self.shard:
+            meta["shard"] = self.shard
         return orjson.dumps(meta).decode()
 
 
@@ -213,13 +219,15 @@ class BatchStore:
             return None
         settings = self.store.settings
         timeout = settings.job_timeout.total_seconds() if spec.timeout is None else spec.timeout
+        shard = shard_of_queue(settings, spec.queue)
         return Callback(
-            job_id=new_job_id(),
+            job_id=new_shard_job_id(shard),
             type=spec.type,
             queue=spec.queue,
             payload_json=spec.payload_json(),
             max_attempts=spec.max_attempts or settings.max_attempts,
             timeout_ms=round(timeout * 1000),
+            shard=shard,
         )
 
     def create(
@@ -233,12 +241,6 @@ class BatchStore:
     ) -> tuple[str, list[EnqueueResult]]:
         """Creates the batch with its first members in one call. A given batch_id (from an
         Idempotency-Key) that exists already is a replay: nothing is created."""
-        for which, spec in (("on_complete", on_complete), ("on_success", on_success)):
-            if spec is not None and shard_of_queue(self.store.settings, spec.queue):
-                # The callback is created by scripts on the default shard's keys (the batch's).
-                raise ValidationError(
-                    f"{which}.queue", "batches are for default-shard queues (QUEUE_SHARDS)"
-                )
         batch_id = batch_id or new_job_id()
         tail: list[Any] = [batch_id, "create", self.max_jobs, "sealed" if sealed else "open"]
         tail.append(self._ttl_ms)

@@ -68,7 +68,8 @@ local function batch_refusal(base, ids, fresh, n, known_queue, known_type, new_q
     end
     for c = 0, 1 do
       local meta = ARGV[base + 6 + c * 2]
-      if meta ~= '' then
+      -- A callback for another shard's queue is registered there when it is handed off.
+      if meta ~= '' and not cjson.decode(meta).shard then
         batch_callback_names(cjson.decode(meta), known_queue, known_type, new_queues, new_types)
       end
     end
@@ -92,6 +93,15 @@ local function batch_spawn(key, bid, which, summary, now)
   local rest = string.sub(v[2] or '{}', 2)
   if rest ~= '}' then rest = ',' .. rest end
   local id, queue = meta.id, meta.queue
+  if meta.shard then
+    -- A queue of another shard: owed through this shard's outbox, created there once under
+    -- the id chosen at the batch's creation (common/outbox.py).
+    owe_handoff(meta.shard, 'job', id, cjson.encode({type = meta.type, queue = queue,
+      payload = '{"batch":' .. summary .. rest, max_attempts = tostring(meta.max_attempts),
+      timeout_ms = tostring(meta.timeout_ms), handoff_from = which .. ' of batch ' .. bid}), now)
+    redis.call('HSET', key, which .. '_job', id)
+    return
+  end
   redis.call('HSET', key_job(id), 'id', id, 'type', meta.type, 'queue', queue,
     'payload', '{"batch":' .. summary .. rest, 'attempts', 0,
     'max_attempts', meta.max_attempts, 'timeout_ms', meta.timeout_ms, 'created_at', now,

@@ -166,12 +166,15 @@ def test_get_batches_lists_newest_first_in_pages(client: TestClient) -> None:
     assert sorted(b["id"] for b in first["batches"] + rest["batches"]) == sorted(ids)
 
 
-def test_a_callback_to_a_queue_of_another_shard_is_refused(make_client: MakeClient) -> None:
+def test_a_callback_to_a_queue_of_another_shard_gets_an_id_of_that_shard(
+    make_client: MakeClient,
+) -> None:
+    """Created through the outbox when the batch settles (tests/integration/test_outbox.py)."""
     client = make_client(QUEUE_SHARDS="emails:a")
     body = {"jobs": jobs(1), "on_complete": {"type": "report", "queue": "emails"}}
     resp = client.simulate_post("/batches", json=body)
-    assert resp.status_code == 400
-    assert resp.json["error"]["field"] == "on_complete.queue"
+    assert resp.status_code == 201
+    assert resp.json["on_complete"]["job_id"].startswith("a:")
 
 
 def test_adding_past_capacity_is_429_and_writes_nothing(

@@ -4,11 +4,14 @@ in the same call, and the mover performs it there once, however often it is repe
 
 from __future__ import annotations
 
+import orjson
 import pytest
 import redis
 
 from tests.conftest import make_settings
 from tests.support.redis_server import RedisServer
+from workstream.common.batches import BatchStore
+from workstream.common.jobs import JobSpec
 from workstream.common.keys import Keys
 from workstream.common.outbox import RETRY_MS, Outbox, open_outbox
 from workstream.common.schedules import ScheduleStore, run_job_id
@@ -158,3 +161,41 @@ def test_the_scheduler_duty_fires_and_moves_a_run_into_its_shard(
     runs = _runs(redis_client)
     assert len(runs) == 1 and runs[0].startswith("a:")
     assert Outbox(redis_client, settings).owed() == 0
+
+
+def test_a_batch_callback_for_a_named_shard_is_created_there_once_after_settling(
+    redis_server: RedisServer, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The batch (default shard) settles when its last member ends; its on_complete and
+    on_success for queue emails (shard a) are owed in the same script and moved there, once
+    even when the mover dies between the target's write and the removal."""
+    settings = sharded(redis_server)
+    home = JobStore(redis_client, settings)
+    batches = BatchStore(home)
+    report = JobSpec(type="report", queue="emails", payload={"to": "ops"})
+    batch_id, _ = batches.create(
+        [JobSpec(type="t"), JobSpec(type="t")], sealed=True, on_complete=report, on_success=report
+    )
+    assert not redis_client.exists(A.queues)  # nothing registered in shard a before it is owed
+    for job in home.claim("w1", 10, ["default"]):
+        home.complete("w1", job, "{}")
+    batch = batches.require(batch_id)
+    assert batch.state == "settled"
+    outbox = Outbox(redis_client, settings)
+    assert outbox.owed() == 2 and _runs(redis_client) == []
+    _dying(outbox, monkeypatch)
+    with pytest.raises(Died):
+        outbox.move()
+    assert Outbox(redis_client, settings).move().moved == 2  # one repeated, one new
+    callbacks = {job_id: JobStore(redis_client, settings, "a").get_job(job_id) for job_id in
+                 _runs(redis_client)}  # fmt: skip
+    assert set(callbacks) == {
+        orjson.loads(redis_client.hget(HOME.batch(batch_id), which) or "{}")["id"]
+        for which in ("on_complete", "on_success")
+    }
+    for job in callbacks.values():
+        assert job is not None and job.id.startswith("a:") and job.type == "report"
+        assert job.payload["to"] == "ops" and job.payload["batch"]["completed"] == 2
+    assert redis_client.hget(A.stats, "created|emails|report") == "2"
+    assert redis_client.smembers(A.queues) == {"emails"}
+    assert not redis_client.sismember(HOME.queues, "emails")
