@@ -91,8 +91,9 @@ class Outbox:
         moved = deferred = 0
         more = False
         for source, page in zip(self.keys, pages, strict=True):
-            more = more or len(page) >= limit
             due = [member for member, score in page if score <= now_ms]
+            # Only due entries say more may be waiting: deferred ones are not due yet.
+            more = more or len(due) >= limit
             if not due:
                 continue
             bodies = cast(list["str | None"], self.redis.hmget(self.keys[source].outbox_body, due))

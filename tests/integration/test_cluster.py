@@ -11,8 +11,11 @@ import redis
 
 from tests.support.cluster import RedisCluster
 from workstream.common import timeline
+from workstream.common.batches import BatchStore
 from workstream.common.jobs import JobSpec
+from workstream.common.keys import Keys
 from workstream.common.limits import Limits
+from workstream.common.outbox import Outbox
 from workstream.common.redis_conn import connect, unavailable_reason
 from workstream.common.schedules import ScheduleStore
 from workstream.common.settings import Settings
@@ -150,3 +153,30 @@ def test_a_shard_moved_to_another_master_is_followed_and_refused_only_while_spli
     assert cluster.master_of_slot(slot).port == target.port
     assert sorted(c.id for c in shard.claim("w1", 5, ["q"])) == sorted(ids)  # nothing else
     assert store.enqueue(JobSpec(type="t", queue="q")).job_id.startswith("m:")
+
+
+def test_a_schedules_run_and_a_batch_callback_cross_slots_through_the_outbox(
+    cluster: RedisCluster,
+) -> None:
+    """A run and a callback owed by the default shard's scripts to shard a (another slot) are
+    created there by the mover, each once: no script touches two slots."""
+    client = cluster.client()
+    for node in client.get_primaries():  # type: ignore[no-untyped-call]
+        client.get_redis_connection(node).flushall()
+    client.close()
+    settings = Settings.from_environ({"REDIS_URL": cluster.url, "QUEUE_SHARDS": "emails:a"})
+    home = store_on(settings)
+    schedules = ScheduleStore(home.redis, settings)
+    now = home.server_time_ms()
+    schedules.put("tick", {"every": "1m", "job": {"type": "t", "queue": "emails"}}, now - 120_000)
+    assert schedules.fire_due().fired == 1
+    batches = BatchStore(home)
+    report = JobSpec(type="report", queue="emails")
+    batches.create([JobSpec(type="t")], sealed=True, on_complete=report)
+    for job in home.claim("w1", 10, ["default"]):
+        home.complete("w1", job, "{}")
+    outbox = Outbox(home.redis, settings)
+    assert outbox.owed() == 2
+    assert outbox.move().moved == 2 and outbox.move().moved == 0
+    ids = home.redis.lrange(Keys(settings.namespace, "a").queue("emails"), 0, -1)
+    assert len(ids) == 2 and all(str(i).startswith("a:") for i in ids)

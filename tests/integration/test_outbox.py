@@ -177,8 +177,8 @@ def test_a_batch_callback_for_a_named_shard_is_created_there_once_after_settling
         [JobSpec(type="t"), JobSpec(type="t")], sealed=True, on_complete=report, on_success=report
     )
     assert not redis_client.exists(A.queues)  # nothing registered in shard a before it is owed
-    for job in home.claim("w1", 10, ["default"]):
-        home.complete("w1", job, "{}")
+    for member in home.claim("w1", 10, ["default"]):
+        home.complete("w1", member, "{}")
     batch = batches.require(batch_id)
     assert batch.state == "settled"
     outbox = Outbox(redis_client, settings)
@@ -187,8 +187,8 @@ def test_a_batch_callback_for_a_named_shard_is_created_there_once_after_settling
     with pytest.raises(Died):
         outbox.move()
     assert Outbox(redis_client, settings).move().moved == 2  # one repeated, one new
-    callbacks = {job_id: JobStore(redis_client, settings, "a").get_job(job_id) for job_id in
-                 _runs(redis_client)}  # fmt: skip
+    shard_a = JobStore(redis_client, settings, "a")
+    callbacks = {job_id: shard_a.get_job(job_id) for job_id in _runs(redis_client)}
     assert set(callbacks) == {
         orjson.loads(redis_client.hget(HOME.batch(batch_id), which) or "{}")["id"]
         for which in ("on_complete", "on_success")
