@@ -13,7 +13,10 @@ from typing import Any
 from workstream.cli.commands import EXIT_OK, Context, Parser, UsageError, positive_int
 from workstream.common.durations import parse_duration
 
-_EVENT_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
+# An event id as the API gives it (common/events.py): one position, or one per shard
+# (`<ms>-<seq>,<shard>=<ms>-<seq>,...`); passed on unchanged, the API judges it.
+_POSITION = r"(?:[a-z0-9_]{1,32}=)?[0-9]{1,20}(?:-[0-9]{1,20})?"
+_EVENT_ID = re.compile(rf"{_POSITION}(?:,{_POSITION})*")
 
 
 def add_parser(command: Callable[..., Parser], common: Parser) -> None:
@@ -60,9 +63,11 @@ def since_position(raw: str | None, now_ms: Callable[[], int]) -> str | None:
 
 def human(event: str, data: Mapping[str, Any]) -> str:
     if event == "gap":
+        shard = data.get("shard")
+        where = "" if shard is None else f"shard {shard or '(default)'}: "
         return (
-            f"-- events after {data.get('after')} were trimmed (EVENTS_MAX) before they were "
-            f"read; continuing from {data.get('oldest')}"
+            f"-- {where}events after {data.get('after')} were trimmed (EVENTS_MAX) before they "
+            f"were read; continuing from {data.get('oldest')}"
         )
     at = data.get("at")
     when = (

@@ -4,10 +4,17 @@ the transition (common/scripts/_events.lua) to a capped Redis stream, read here.
 Event ids. An event's id is its position, the form a client sends back (SSE Last-Event-ID,
 `since`, `workstream events --since`) to resume after it. Today a namespace has one stream and
 an id is that stream's entry id, `<ms>-<seq>`. On the Cluster layout (issue 17) each shard
-keeps its own stream; a merged id will then be a comma-separated list of `<shard>=<ms>-<seq>`,
-one position per shard, where a bare `<ms>-<seq>` keeps meaning the position in the default
-shard, so ids issued today stay valid. parse_position is the one place that reads them; it
-refuses anything else (400 malformed_event_id), so no client depends on another form.
+keeps its own stream (QUEUE_SHARDS, common/shards.py) and GET /events merges them: a merged id
+is a comma-separated list of positions, one per shard, the default shard's first and bare
+(`<ms>-<seq>`), each named shard's as `<shard>=<ms>-<seq>` in shard name order, e.g.
+`1733245200000-0,a=1733245199990-3,b=1733245200001-0`. A bare `<ms>-<seq>` keeps meaning the
+position in the default shard, so ids issued without shards stay valid and, without
+QUEUE_SHARDS, every id is exactly the stream id. A shard an id does not name resumes from the
+earliest position the id gives (taken as a time: its entries after that one). A position may
+also be a time `<ms>` (from that time on, inclusive; `0`: the oldest entry kept), for one shard
+or, bare and alone, for every shard. parse_positions is the one place that reads ids; it refuses
+anything else (400 malformed_event_id), so no client depends on another form; a shard this API
+does not know is 400 unknown_event_shard.
 
 The cap. EVENTS_MAX is kept in Redis (keys.events_max) and read by the scripts, never passed
 per call: processes started with different settings cannot trim to different lengths, since
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +94,36 @@ def parse_position(text: str) -> str:
             raise MalformedEventId(text)
         return "0-0" if ms == 0 else f"{ms - 1}-{_SEQ_MAX}"
     raise MalformedEventId(text)
+
+
+# A shard's name in a merged id (common/settings.py QUEUE_SHARDS: [a-z0-9_]{1,32}).
+_SHARD = re.compile(r"[a-z0-9_]{1,32}")
+
+
+def parse_positions(text: str) -> dict[str, str]:
+    """Every shard's stream id to read after, from an event id (see the module docstring):
+    {shard: `<ms>-<seq>`}, '' the default shard, in the order given. Raises MalformedEventId
+    for anything but positions of distinct shards joined by commas."""
+    value = text.strip()
+    if "," not in value and "=" not in value:
+        return {"": parse_position(value)}
+    found: dict[str, str] = {}
+    for part in value.split(","):
+        name, eq, position = part.partition("=")
+        if not eq:
+            name, position = "", part
+        elif not _SHARD.fullmatch(name):
+            raise MalformedEventId(text)
+        if name in found or position != position.strip():
+            raise MalformedEventId(text)
+        found[name] = parse_position(position)
+    return found
+
+
+def format_positions(positions: Mapping[str, str]) -> str:
+    """The event id of positions {shard: stream id}, in the mapping's order: the default
+    shard's bare, the others `<shard>=<ms>-<seq>`; comma-separated."""
+    return ",".join(pos if not shard else f"{shard}={pos}" for shard, pos in positions.items())
 
 
 def id_key(stream_id: str) -> tuple[int, int]:

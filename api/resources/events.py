@@ -21,11 +21,12 @@ further back than the hub's buffer.
 from __future__ import annotations
 
 import bisect
+import heapq
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,10 +41,11 @@ from workstream.common.events import (
     Filter,
     MalformedEventId,
     entries_to_events,
+    format_positions,
     id_key,
     last_id,
     missed_since,
-    parse_position,
+    parse_positions,
     read_after,
 )
 from workstream.common.jobs import TYPE_PATTERN
@@ -94,6 +96,8 @@ class EventHub:
         self._newest = "0-0"
         self._thread: threading.Thread | None = None
         self._used_at = 0.0
+        # Set on every change, for a reader waiting on several hubs at once (wait_any).
+        self._listeners: set[threading.Event] = set()
 
     def ensure_started(self) -> None:
         with self._cond:
@@ -134,6 +138,20 @@ class EventHub:
                 timeout,
             )
 
+    def listen(self, listener: threading.Event, position: str) -> bool:
+        """Registers `listener` (set on the next change); True when an entry after `position`
+        is there already (then nothing is registered)."""
+        key = id_key(position)
+        with self._cond:
+            if self._floor is not None and id_key(self._newest) > key:
+                return True
+            self._listeners.add(listener)
+            return False
+
+    def unlisten(self, listener: threading.Event) -> None:
+        with self._cond:
+            self._listeners.discard(listener)
+
     def _run(self) -> None:
         client: redis.Redis | None = None
         position: str | None = None
@@ -149,6 +167,7 @@ class EventHub:
                         self._floor, self._floor_id = id_key(position), position
                         self._newest = position
                         self._cond.notify_all()
+                        self._tell()
                 reply: Any = client.xread(
                     {self._keys.events: position}, count=HUB_READ_COUNT, block=self._block_ms
                 )
@@ -159,7 +178,10 @@ class EventHub:
                     events = entries_to_events(reply[0][1])
                     position = events[-1].id
                     self._add(events)
-            except redis.RedisError as ex:
+            except (redis.RedisError, redis.exceptions.RedisClusterException) as ex:
+                # RedisClusterException (no node reachable) is not a RedisError: uncaught, it
+                # ended the thread while the hub still looked started, so no reader saw
+                # another event until the process restarted.
                 if not failing:
                     log.warning("events.hub_failed", extra={"error": str(ex)})
                     failing = True
@@ -179,6 +201,7 @@ class EventHub:
             self._thread, self._floor = None, None
             self._events, self._ids = [], []
             self._cond.notify_all()
+            self._tell()
             return True
 
     def _add(self, events: list[Event]) -> None:
@@ -191,6 +214,27 @@ class EventHub:
                 self._events, self._ids = self._events[cut:], self._ids[cut:]
             self._newest = events[-1].id
             self._cond.notify_all()
+            self._tell()
+
+    def _tell(self) -> None:
+        """Wakes the readers waiting on several hubs (the caller holds the lock)."""
+        for listener in self._listeners:
+            listener.set()
+
+
+def wait_any(waits: Sequence[tuple[EventHub, str]], timeout: float) -> None:
+    """Until an entry after its position arrives at any of the hubs, or `timeout` seconds (a
+    merged stream's wait: one listener registered with every shard's hub)."""
+    listener = threading.Event()
+    try:
+        for hub, position in waits:
+            hub.ensure_started()  # a waiting reader keeps each hub running
+            if hub.listen(listener, position):
+                return
+        listener.wait(timeout)
+    finally:
+        for hub, _ in waits:
+            hub.unlisten(listener)
 
 
 def _message(event: Event) -> str:
@@ -211,9 +255,12 @@ class EventStream:
     """GET /events[?queue=&type=&job=&last_event_id=|since=] (Last-Event-ID header first).
 
     Shards (QUEUE_SHARDS, common/shards.py): each shard's scripts write their own stream. A
-    `job` or `queue` filter is served from that job's or queue's shard; without either, the
-    default shard's stream (merging every shard's into one, with ids that carry a position per
-    shard, is not built: see common/events.py for the id format it will use)."""
+    `job` or `queue` filter is served from that job's or queue's shard; without either, every
+    shard's stream, merged: entries in time order (the entry id's ms; ties in shard order, the
+    default shard first), each shard's in exactly its own order, and every id carries a
+    position per shard (common/events.py), so a resumed reader misses nothing and sees nothing
+    twice on any shard. Without shards (one source) the single-stream path below is the only
+    one taken: ids, messages and cost are what they were."""
 
     def __init__(
         self,
@@ -234,22 +281,36 @@ class EventStream:
         if not self._sources:
             raise ApiError(404, "events_disabled", "the event stream is off (EVENTS_MAX=0)")
         wanted = _filter(req)
-        source = self._sources.get(self._route(wanted)) or self._sources[""]
+        if wanted.job is None and wanted.queue is None:
+            served = list(self._sources)  # every shard's stream, merged
+        else:
+            shard = self._route(wanted)
+            served = [shard if shard in self._sources else ""]
         raw = (
             req.get_header("Last-Event-ID")
             or req.get_param("last_event_id")
             or req.get_param("since")
         )
         try:
-            position = parse_position(raw) if raw else None
+            given = parse_positions(raw) if raw else None
         except MalformedEventId:
             raise ApiError(
                 400,
                 "malformed_event_id",
                 "Last-Event-ID (or last_event_id, since) must be an event id `<ms>-<seq>` "
-                "or a time in ms",
+                "or a time in ms, or one position per shard `<ms>-<seq>,<shard>=<ms>-<seq>,...`",
                 field="Last-Event-ID",
             ) from None
+        unknown = sorted(shard for shard in given or () if shard not in self._sources)
+        if unknown:
+            raise ApiError(
+                400,
+                "unknown_event_shard",
+                f"Last-Event-ID (or last_event_id, since) names shards this API does not have "
+                f"(QUEUE_SHARDS): {', '.join(unknown)}",
+                field="Last-Event-ID",
+            )
+        positions = None if given is None else _resume_positions(given, served)
         if not self._slots.acquire(blocking=False):
             raise ApiError(
                 503,
@@ -259,8 +320,14 @@ class EventStream:
                 headers={"Retry-After": "1"},
             )
         try:
-            source.hub.ensure_started()
-            body = self._collect(source, position, wanted)
+            if served == [""]:  # one stream, the default shard's: no shards (or filtered)
+                source = self._sources[""]
+                source.hub.ensure_started()
+                body = self._collect(source, None if positions is None else positions[""], wanted)
+            else:
+                for shard in served:
+                    self._sources[shard].hub.ensure_started()
+                body = self._collect_merged(served, positions, wanted)
         finally:
             self._slots.release()
         resp.content_type = "text/event-stream"
@@ -309,13 +376,123 @@ class EventStream:
         )
         return "".join(parts)
 
+    def _collect_merged(
+        self, served: list[str], positions: dict[str, str] | None, wanted: Filter
+    ) -> str:
+        """_collect over several shards' streams (or one named shard's): each shard read after
+        its own position, the entries merged by (ms, shard order, seq), every message's id the
+        positions of all served shards after it."""
+        sources = [(shard, self._sources[shard]) for shard in served]
+        parts = [f"retry: {RETRY_MS}\n\n"]
+        if positions is None:
+            positions = {
+                shard: source.hub.newest or last_id(source.redis, source.keys)
+                for shard, source in sources
+            }
+        else:
+            for shard, source in sources:
+                parts += _gap(source, positions[shard], shard)
+        deadline = time.monotonic() + self._hold_s
+        delivered = scanned = 0
+        last_sent: str | None = None
+        while True:
+            runs, horizon = _next_entries(sources, positions)
+            if runs:
+                for key, shard, event in heapq.merge(*runs):
+                    if (horizon is not None and key > horizon) or (
+                        scanned >= SCAN_MAX or delivered >= BATCH
+                    ):
+                        break
+                    positions[shard] = event.id
+                    scanned += 1
+                    if wanted.matches(event):
+                        last_sent = format_positions(positions)
+                        parts.append(_shard_message(event, shard, last_sent))
+                        delivered += 1
+                if delivered >= BATCH or scanned >= SCAN_MAX:
+                    break
+                continue
+            if delivered:
+                break
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stopping.is_set():
+                break
+            wait_any(
+                [(source.hub, positions[shard]) for shard, source in sources],
+                min(left, RECHECK_S),
+            )
+        parts.append(
+            _ending(
+                delivered >= BATCH or scanned >= SCAN_MAX,
+                delivered,
+                last_sent,
+                format_positions(positions),
+            )
+        )
+        return "".join(parts)
 
-def _gap(source: Source, position: str) -> list[str]:
+
+# An entry in a merge: (ms, shard order, seq), shard, event. Tuples compare by the key first:
+# time, ties in shard order, each shard's entries in their own order (the key is unique).
+Merged = tuple[tuple[int, int, int], str, Event]
+
+
+def _next_entries(
+    sources: Sequence[tuple[str, Source]], positions: dict[str, str]
+) -> tuple[list[list[Merged]], tuple[int, int, int] | None]:
+    """Each shard's entries after its position (from its hub, else a page from Redis), as
+    runs for heapq.merge, and the horizon: a page read from Redis may stop short of that
+    shard's next entries, so nothing later than its last may be taken this round."""
+    runs: list[list[Merged]] = []
+    horizon: tuple[int, int, int] | None = None
+    for index, (shard, source) in enumerate(sources):
+        position = positions[shard]
+        events = source.hub.after(position)
+        if events is None:
+            events = read_after(source.redis, source.keys, position, PAGE)
+            if not events:
+                # As _collect: join the hub's buffer where it starts.
+                positions[shard] = source.hub.floor or position
+            elif len(events) >= PAGE:
+                ms, seq = id_key(events[-1].id)
+                horizon = min(horizon or (ms, index, seq), (ms, index, seq))
+        if events:
+            runs.append([(_merge_key(event, index), shard, event) for event in events])
+    return runs, horizon
+
+
+def _merge_key(event: Event, index: int) -> tuple[int, int, int]:
+    ms, seq = id_key(event.id)
+    return ms, index, seq
+
+
+def _resume_positions(given: Mapping[str, str], served: Sequence[str]) -> dict[str, str]:
+    """Each served shard's position from an id's: its own, or, for a shard the id does not
+    name, the earliest position the id gives (a time: that shard's entries after it)."""
+    earliest = min(given.values(), key=id_key)
+    return {shard: given.get(shard, earliest) for shard in served}
+
+
+def _shard_message(event: Event, shard: str, position: str) -> str:
+    """A merged stream's message: `id:` and the JSON's `id` are the positions to resume
+    after it (every served shard's); `shard` names the stream it came from (absent: the
+    default shard's)."""
+    body = event.to_dict()
+    body["id"] = position
+    if shard:
+        body["shard"] = shard
+    data = json.dumps(body, separators=(",", ":"))
+    return f"id: {position}\nevent: {event.event}\ndata: {data}\n\n"
+
+
+def _gap(source: Source, position: str, shard: str | None = None) -> list[str]:
     """An `event: gap` message when entries after `position` were trimmed away."""
     if not missed_since(source.redis, source.keys, position):
         return []
     first = read_after(source.redis, source.keys, "0-0", 1)
-    gap = {"after": position, "oldest": first[0].id if first else None}
+    gap: dict[str, Any] = {"after": position, "oldest": first[0].id if first else None}
+    if shard is not None:  # a merged (or named shard's) stream: whose entries were trimmed
+        gap["shard"] = shard
     return [f"event: gap\ndata: {json.dumps(gap, separators=(',', ':'))}\n\n"]
 
 
