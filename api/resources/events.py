@@ -50,6 +50,7 @@ from workstream.common.events import (
 )
 from workstream.common.jobs import TYPE_PATTERN
 from workstream.common.keys import Keys
+from workstream.common.shards import shard_of
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class EventHub:
         with self._cond:
             self._used_at = time.monotonic()
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="event-hub", daemon=True)
+                self._thread = threading.Thread(target=self._main, name="event-hub", daemon=True)
                 self._thread.start()
 
     @property
@@ -151,6 +152,20 @@ class EventHub:
     def unlisten(self, listener: threading.Event) -> None:
         with self._cond:
             self._listeners.discard(listener)
+
+    def _main(self) -> None:
+        """_run, and whatever ends it unexpectedly is logged and leaves the hub stopped (not
+        looking started), so the next reader starts it again."""
+        try:
+            self._run()
+        except Exception:
+            log.exception("events.hub_died")
+            with self._cond:
+                if self._thread is threading.current_thread():
+                    self._thread, self._floor = None, None
+                    self._events, self._ids = [], []
+                    self._cond.notify_all()
+                    self._tell()
 
     def _run(self) -> None:
         client: redis.Redis | None = None
@@ -281,8 +296,11 @@ class EventStream:
         if not self._sources:
             raise ApiError(404, "events_disabled", "the event stream is off (EVENTS_MAX=0)")
         wanted = _filter(req)
-        if wanted.job is None and wanted.queue is None:
-            served = list(self._sources)  # every shard's stream, merged
+        if wanted.queue is None and (wanted.job is None or shard_of(wanted.job) == ""):
+            # Every shard's stream, merged: unfiltered, by type only, or a plain job id (one a
+            # script made, e.g. a callback job, may be in any shard; ShardedStore looks in
+            # each too). Without shards that is the one stream.
+            served = list(self._sources)
         else:
             shard = self._route(wanted)
             served = [shard if shard in self._sources else ""]
@@ -396,7 +414,7 @@ class EventStream:
         delivered = scanned = 0
         last_sent: str | None = None
         while True:
-            runs, horizon = _next_entries(sources, positions)
+            runs, horizon = _next_entries(sources, positions, SCAN_MAX - scanned)
             if runs:
                 for key, shard, event in heapq.merge(*runs):
                     if (horizon is not None and key > horizon) or (
@@ -438,11 +456,12 @@ Merged = tuple[tuple[int, int, int], str, Event]
 
 
 def _next_entries(
-    sources: Sequence[tuple[str, Source]], positions: dict[str, str]
+    sources: Sequence[tuple[str, Source]], positions: dict[str, str], most: int
 ) -> tuple[list[list[Merged]], tuple[int, int, int] | None]:
-    """Each shard's entries after its position (from its hub, else a page from Redis), as
-    runs for heapq.merge, and the horizon: a page read from Redis may stop short of that
-    shard's next entries, so nothing later than its last may be taken this round."""
+    """Each shard's entries after its position (from its hub, else a page from Redis; at
+    most `most`, what the response may still look through), as runs for heapq.merge, and the
+    horizon: a page read from Redis may stop short of that shard's next entries, so nothing
+    later than its last may be taken this round."""
     runs: list[list[Merged]] = []
     horizon: tuple[int, int, int] | None = None
     for index, (shard, source) in enumerate(sources):
@@ -457,7 +476,7 @@ def _next_entries(
                 ms, seq = id_key(events[-1].id)
                 horizon = min(horizon or (ms, index, seq), (ms, index, seq))
         if events:
-            runs.append([(_merge_key(event, index), shard, event) for event in events])
+            runs.append([(_merge_key(event, index), shard, event) for event in events[:most]])
     return runs, horizon
 
 

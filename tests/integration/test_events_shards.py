@@ -319,3 +319,39 @@ def test_a_hub_keeps_reading_after_a_cluster_client_finds_no_node(
         assert len(attempts) == 2 and hub.newest is not None  # it reconnected and reads
     finally:
         stopping.set()
+
+
+def test_a_plain_job_id_is_followed_in_whichever_shard_holds_it(
+    client: falcon.testing.TestClient, store: ShardedStore
+) -> None:
+    plain = "0123456789abcdef0123456789abcdef"  # as a script makes them (a callback job)
+    store.stores["a"].enqueue(JobSpec(type="t", queue="emails"), job_id=plain)
+    submit(store, "a")
+    messages, _, _ = parse_sse(get_events(client, since="0", job=plain).text)
+    assert [(m.data["job_id"], m.data.get("shard")) for m in messages] == [(plain, "a")]
+
+
+def test_a_hub_that_died_of_anything_starts_again_for_the_next_reader(
+    settings: Settings, store: ShardedStore
+) -> None:
+    attempts: list[int] = []
+
+    def connect_reader() -> redis.Redis:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("a bug in the reader")
+        return connect(settings, dedicated=True)
+
+    stopping = threading.Event()
+    hub = resource.EventHub(connect_reader, store.keys, stopping, block_ms=50)
+    try:
+        hub.ensure_started()
+        deadline = time.monotonic() + 5
+        while len(attempts) < 2 and time.monotonic() < deadline:
+            hub.ensure_started()  # what every reader does
+            time.sleep(0.01)
+        while hub.newest is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert hub.newest is not None
+    finally:
+        stopping.set()
