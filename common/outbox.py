@@ -23,6 +23,7 @@ import redis
 
 from workstream.common import scripts
 from workstream.common.keys import Keys
+from workstream.common.redis_conn import NotReplicatedError, call_replicated
 from workstream.common.settings import Settings
 from workstream.common.shards import shard_names
 
@@ -120,9 +121,9 @@ class Outbox:
             return False
         try:
             self._target_call(entry, body)
-        except redis.exceptions.ResponseError as exc:
-            # The target refused (an error reply, a hand-edited key): nothing written there;
-            # the entry stays and is due again later.
+        except (redis.exceptions.ResponseError, NotReplicatedError) as exc:
+            # The target refused (an error reply, a hand-edited key: nothing written there) or
+            # its write is not yet on enough replicas: the entry stays and is due again later.
             log.error("outbox.refused", extra={"shard": source, "entry": raw, "error": str(exc)})
             self._done(source, raw, self._later())
             return False
@@ -132,13 +133,17 @@ class Outbox:
     def _target_call(self, entry: Entry, body: str) -> Any:
         name = KIND_SCRIPTS[entry.kind]
         keys = self.keys[entry.target]
-        spec = scripts.SCRIPTS[name].keys
-        return scripts.call(
-            self.redis,
-            name,
-            scripts.keys_for(spec, keys, job_id=entry.key),
-            [keys.prefix, entry.key, body, HANDOFF_MARK_TTL_MS],
-        )
+        script_keys = scripts.keys_for(scripts.SCRIPTS[name].keys, keys, job_id=entry.key)
+        args: list[Any] = [keys.prefix, entry.key, body, HANDOFF_MARK_TTL_MS]
+        if self.settings.durability != "replicated":
+            return scripts.call(self.redis, name, script_keys, args)
+        # The entry is removed only once the target's write is on REPLICA_ACKS replicas:
+        # a failover of the target's master cannot lose a hand-off the outbox has let go.
+        timeout_ms = round(self.settings.replica_ack_timeout.total_seconds() * 1000)
+        return call_replicated(
+            self.redis, scripts.SCRIPTS[name], script_keys, args,
+            self.settings.replica_acks, timeout_ms,
+        )  # fmt: skip
 
     def _done(self, source: str, raw: str, due_again_ms: int) -> None:
         keys = self.keys[source]

@@ -5,7 +5,8 @@
 -- job's string fields (type, queue, payload, max_attempts, timeout_ms, and any others to keep;
 -- `handoff_from`, the event's detail, is not stored)
 -- ARGV[4] how long the done mark is kept (ms)
--- Returns {"created", id} | {"done", id}
+-- Returns {"ok", id, "created" | "done"}: both write (the done mark), so with
+-- DURABILITY=replicated the mover's WAIT after a repeat also covers the first call's job.
 --
 -- The mover may die after this ran and before it removed its outbox entry: the next mover sends
 -- it again and finds the mark (or the job itself), so the job is created once. The job is owed
@@ -13,7 +14,7 @@
 local id = ARGV[2]
 if redis.call('EXISTS', KEY_handoff) == 1 or redis.call('EXISTS', key_job(id)) == 1 then
   redis.call('SET', KEY_handoff, id, 'PX', ARGV[4])
-  return {'done', id}
+  return {'ok', id, 'done'}
 end
 local body = cjson.decode(ARGV[3])
 local now = now_ms()
@@ -44,4 +45,4 @@ redis.call('ZADD', KEY_jobs, now, id)
 redis.call('HINCRBY', KEY_stats, 'created|' .. queue .. '|' .. job_type, 1)
 redis.call('SET', KEY_handoff, id, 'PX', ARGV[4])
 emit(id, 'created', ST.pending, queue, job_type, 0, '', body.handoff_from or '')
-return {'created', id}
+return {'ok', id, 'created'}

@@ -4,6 +4,10 @@ in the same call, and the mover performs it there once, however often it is repe
 
 from __future__ import annotations
 
+import dataclasses
+import time
+from datetime import timedelta
+
 import orjson
 import pytest
 import redis
@@ -19,6 +23,7 @@ from workstream.common.settings import Settings
 from workstream.common.store import JobStore
 from workstream.worker.background import scheduler_step
 
+LONG = timedelta(seconds=5)  # a loaded machine's replica is slow to confirm
 A = Keys("default", "a")
 HOME = Keys("default")
 
@@ -199,3 +204,35 @@ def test_a_batch_callback_for_a_named_shard_is_created_there_once_after_settling
     assert redis_client.hget(A.stats, "created|emails|report") == "2"
     assert redis_client.smembers(A.queues) == {"emails"}
     assert not redis_client.sismember(HOME.queues, "emails")
+
+
+def test_with_replicated_durability_an_entry_is_let_go_only_once_a_replica_has_the_job(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    """DURABILITY=replicated: the mover WAITs after the target's write; with no replica to
+    confirm it the entry stays owed (the job exists once); once a replica has synced, the
+    repeat's WAIT covers the job and the entry is removed."""
+    settings = make_settings(
+        redis_server.url, QUEUE_SHARDS="emails:a", DURABILITY="replicated",
+        REPLICA_ACKS="1", REPLICA_ACK_TIMEOUT="100ms",
+    )  # fmt: skip
+    schedules, outbox = ScheduleStore(redis_client, settings), Outbox(redis_client, settings)
+    schedules.fire_due(now_ms=_every_second(schedules, 1_000_000))
+    report = outbox.move()
+    assert (report.moved, report.deferred, outbox.owed()) == (0, 1, 1)
+    assert len(_runs(redis_client)) == 1
+    redis_client.config_set("repl-diskless-sync-delay", 0)  # the replica syncs at once
+    replica = RedisServer(extra_args=("--replicaof", "127.0.0.1", str(redis_server.port)))
+    replica.start()
+    try:
+        deadline = time.monotonic() + 10
+        while replica.client().info("replication").get("master_link_status") != "up":
+            assert time.monotonic() < deadline, "the replica did not sync"
+            time.sleep(0.05)
+        now = int(redis_client.time()[0]) * 1000
+        patient = Outbox(redis_client, dataclasses.replace(settings, replica_ack_timeout=LONG))
+        assert patient.move(now_ms=now + RETRY_MS + 1000).moved == 1
+        assert outbox.owed() == 0 and len(_runs(redis_client)) == 1
+        assert replica.client().exists(A.job(_runs(redis_client)[0]))
+    finally:
+        replica.stop()
