@@ -20,6 +20,7 @@ from workstream.common.keys import Keys
 from workstream.common.outbox import RETRY_MS, Outbox, open_outbox
 from workstream.common.schedules import ScheduleStore, run_job_id
 from workstream.common.settings import Settings
+from workstream.common.shards import open_store
 from workstream.common.store import JobStore
 from workstream.worker.background import scheduler_step
 
@@ -166,6 +167,17 @@ def test_the_scheduler_duty_fires_and_moves_a_run_into_its_shard(
     runs = _runs(redis_client)
     assert len(runs) == 1 and runs[0].startswith("a:")
     assert Outbox(redis_client, settings).owed() == 0
+
+
+def test_the_apis_scheduler_duty_fires_and_moves_too(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    """The API runs scheduler_step over its ShardedStore (api/__main__.py)."""
+    settings = sharded(redis_server)
+    schedules = ScheduleStore(redis_client, settings)
+    _every_second(schedules, int(redis_client.time()[0]) * 1000 - 5000)
+    scheduler_step(open_store(redis_client, settings))()
+    assert len(_runs(redis_client)) == 1 and Outbox(redis_client, settings).owed() == 0
 
 
 def test_a_batch_callback_for_a_named_shard_is_created_there_once_after_settling(
