@@ -141,3 +141,48 @@ def test_api_and_worker_refuse_to_start_while_a_moved_queue_holds_jobs(tmp_path:
         after.stop_all()
     finally:
         server.stop()
+
+
+def test_a_schedule_and_a_batch_callback_reach_named_shards_through_the_outbox(
+    cluster: RedisCluster, stack: Stack
+) -> None:
+    """Schedules and batches live in the default shard; a schedule's runs for emails (shard a)
+    and a batch's callback for reports (shard c) are handed off there by the movers of the API
+    and the workers, with the emails worker SIGKILLed half-way: every run the schedule counts
+    is one job in shard a, each completed; the callback completes once in shard c."""
+    api = stack.start_api()
+    stack.start_worker({"QUEUES": "default"})
+    emails = stack.start_worker({"QUEUES": "emails"})
+    stack.start_worker({"QUEUES": "reports"})
+    tick = {"every": "1s", "job": {"type": "echo", "queue": "emails"}}
+    assert api.request("PUT", "/schedules/tick", tick)[0] in (200, 201)
+    body = {
+        "jobs": [{"type": "echo", "payload": {"n": n}} for n in range(5)],
+        "on_complete": {"type": "echo", "queue": "reports"},
+    }
+    status, batch, _ = api.request("POST", "/batches", body)
+    assert status == 201, batch
+    callback_id = batch["on_complete"]["job_id"]
+    assert callback_id.startswith("c:")
+    assert wait_until(lambda: api.request("GET", "/schedules/tick")[1]["runs"] >= 2, 20, 0.2)
+    emails.signal(9)
+    emails.wait(10)
+    stack.start_worker({"QUEUES": "emails"})
+    assert wait_until(lambda: api.request("GET", "/schedules/tick")[1]["runs"] >= 4, 20, 0.2)
+    assert api.request("POST", "/schedules/tick/pause")[0] == 200
+    runs = api.request("GET", "/schedules/tick")[1]["runs"]
+
+    def done() -> bool:
+        page = api.request("GET", "/jobs?queue=emails&limit=100")[1]
+        finished = [j for j in page["jobs"] if j["status"] == "completed"]
+        callback = api.request("GET", f"/jobs/{callback_id}")[1]
+        return len(finished) >= runs and bool(callback.get("status") == "completed")
+
+    assert wait_until(done, 30, 0.2), [w.log()[-1500:] for w in stack.workers()]
+    page = api.request("GET", "/jobs?queue=emails&limit=100")[1]
+    ids = [j["id"] for j in page["jobs"]]
+    assert len(ids) == len(set(ids)) == runs and all(i.startswith("a:") for i in ids)
+    owner = cluster.master_of("ws:{default/a}:stats")
+    assert owner.client().hget("ws:{default/a}:stats", "created|emails|echo") == str(runs)
+    reports = cluster.master_of("ws:{default/c}:stats").client()
+    assert reports.hget("ws:{default/c}:stats", "created|reports|echo") == "1"
