@@ -325,7 +325,7 @@ class EventStream:
                 400,
                 "unknown_event_shard",
                 f"Last-Event-ID (or last_event_id, since) names shards this API does not have "
-                f"(QUEUE_SHARDS): {', '.join(unknown)}",
+                f"(QUEUE_SHARDS): {', '.join(unknown[:5])}{', ...' if len(unknown) > 5 else ''}",
                 field="Last-Event-ID",
             )
         positions = None if given is None else _resume_positions(given, served)

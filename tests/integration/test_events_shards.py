@@ -259,6 +259,9 @@ def test_a_shard_the_api_does_not_know_is_400_unknown_event_shard(
     plain = make_settings(redis_server.url, EVENTS_HOLD="200ms")
     unsharded = falcon.testing.TestClient(create_app(plain, JobStore(redis_client, plain)))
     assert get_events(unsharded, "a=1-0").json["error"]["code"] == "unknown_event_shard"
+    many = get_events(client, ",".join(f"s{i}=1-0" for i in range(1000)))
+    assert many.json["error"]["code"] == "unknown_event_shard"
+    assert len(many.json["error"]["message"]) < 200  # names a few, not all it was sent
 
 
 def test_without_shards_a_response_is_byte_for_byte_the_single_streams(
