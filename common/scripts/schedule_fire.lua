@@ -22,7 +22,7 @@ local id, job_type, queue = ARGV[7], ARGV[8], ARGV[9]
 local state = redis.call('HMGET', key, 'revision', 'next_run_at', 'paused')
 if state[1] ~= ARGV[3] or state[2] ~= ARGV[4] or state[3] ~= '0' then return {'stale'} end
 local now = now_ms()
-if ARGV[6] == '1' and ARGV[17] ~= '' then
+if ARGV[6] == '1' and (ARGV[17] or '') ~= '' then  -- absent (16 ARGV): this shard
   owe_handoff(ARGV[17], 'job', id, ARGV[18], now)
 elseif ARGV[6] == '1' and redis.call('EXISTS', key_job(id)) == 0 then
   -- The checks enqueue.lua makes, before any write.
