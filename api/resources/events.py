@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -457,12 +458,12 @@ Merged = tuple[tuple[int, int, int], str, Event]
 
 def _next_entries(
     sources: Sequence[tuple[str, Source]], positions: dict[str, str], most: int
-) -> tuple[list[list[Merged]], tuple[int, int, int] | None]:
+) -> tuple[list[Iterator[Merged]], tuple[int, int, int] | None]:
     """Each shard's entries after its position (from its hub, else a page from Redis; at
     most `most`, what the response may still look through), as runs for heapq.merge, and the
     horizon: a page read from Redis may stop short of that shard's next entries, so nothing
     later than its last may be taken this round."""
-    runs: list[list[Merged]] = []
+    runs: list[Iterator[Merged]] = []
     horizon: tuple[int, int, int] | None = None
     for index, (shard, source) in enumerate(sources):
         position = positions[shard]
@@ -476,8 +477,16 @@ def _next_entries(
                 ms, seq = id_key(events[-1].id)
                 horizon = min(horizon or (ms, index, seq), (ms, index, seq))
         if events:
-            runs.append([(_merge_key(event, index), shard, event) for event in events[:most]])
+            runs.append(_keyed(events, index, shard, most))
     return runs, horizon
+
+
+def _keyed(events: list[Event], index: int, shard: str, most: int) -> Iterator[Merged]:
+    """A run for heapq.merge, lazy: only the entries the merge reaches are keyed (a response
+    takes up to BATCH of what may be thousands in a hub's buffer). A function, not a generator
+    expression in the loop, so each run keeps its own shard and index."""
+    for event in itertools.islice(events, most):
+        yield _merge_key(event, index), shard, event
 
 
 def _merge_key(event: Event, index: int) -> tuple[int, int, int]:
