@@ -559,7 +559,8 @@ class JobStoreMachine(RuleBasedStateMachine):
                 self.store.cancel(job.id)
             return
         assert self.store.cancel(job.id).status == S.CANCELLED
-        self.model.remove_pending(job)
+        if job.status == S.PENDING:  # a scheduled one leaves its scheduled set only
+            self.model.remove_pending(job)
         job.status = S.CANCELLED  # a taken id stays in its worker's list until start drops it
         self.model.counts["cancelled"] += 1
 
