@@ -902,7 +902,16 @@ def _events_operation() -> Schema:
         "for a matching event, sends what there is (up to 500) and ends; an idle one ends with "
         "a heartbeat comment. Every response starts with `retry:` and its last message carries "
         "the position to resume from (Last-Event-ID), so EventSource follows it as one stream. "
-        "A position older than the oldest entry kept gets `event: gap` first.",
+        "A position older than the oldest entry kept gets `event: gap` first. "
+        "With QUEUE_SHARDS each shard keeps its own stream; without a `queue` or `job` filter "
+        "(or for a plain 32-hex job id) the streams are merged: in time order across shards "
+        "(ties in shard order, the default shard first), in each shard's exact order within it. "
+        "An id is then one position per shard, `<ms>-<seq>,<shard>=<ms>-<seq>,...` (the default "
+        "shard's bare and first, names in alphabetical order); send it back unchanged to resume "
+        "every shard. A bare `<ms>-<seq>` is the default shard's position; a shard an id does "
+        "not name resumes from the earliest position it gives. The JSON's `id` is the same "
+        "position and `shard` names the event's shard (absent: the default shard); `event: gap` "
+        "then carries `shard`.",
         {
             "200": {
                 "description": "text/event-stream messages.",
@@ -910,8 +919,9 @@ def _events_operation() -> Schema:
             },
             "400": _json(
                 _ref("Error"),
-                "malformed_event_id: Last-Event-ID / last_event_id / since is not `<ms>-<seq>` "
-                "or a time in ms; validation_error: a malformed filter.",
+                "malformed_event_id: Last-Event-ID / last_event_id / since is not `<ms>-<seq>`, "
+                "a composite id or a time in ms; unknown_event_shard: the id names a shard this "
+                "API does not have; validation_error: a malformed filter.",
             ),
             "404": _json(_ref("Error"), "events_disabled: EVENTS_MAX=0."),
         },
