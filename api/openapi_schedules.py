@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workstream.common.jobs import MAX_ATTEMPTS_LIMIT, MAX_TIMEOUT_S
+from workstream.common.jobs import MAX_ATTEMPTS_LIMIT, MAX_TIMEOUT_S, PRIORITY_MAX
 from workstream.common.schedules import MISSED_POLICIES
 
 Schema = dict[str, Any]
@@ -43,6 +43,7 @@ def _template() -> Schema:
             "queue": {"type": "string", "pattern": NAME_RE, "default": "default"},
             "max_attempts": {"type": "integer", "minimum": 1, "maximum": MAX_ATTEMPTS_LIMIT},
             "timeout": {"type": "number", "minimum": 0.001, "maximum": MAX_TIMEOUT_S},
+            "priority": {"type": "integer", "minimum": 0, "maximum": PRIORITY_MAX, "default": 0},
         },
     }
 

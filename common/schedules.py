@@ -41,7 +41,7 @@ MAX_EVERY_MS = 366 * 86_400_000
 # What a run's job may be given; the schedule itself times and keys each run, so the other
 # options of POST /jobs (delay, run_at, idempotency_key, unique, expires_*) are refused rather
 # than silently dropped.
-TEMPLATE_FIELDS = frozenset({"type", "payload", "queue", "max_attempts", "timeout"})
+TEMPLATE_FIELDS = frozenset({"type", "payload", "queue", "max_attempts", "timeout", "priority"})
 _TIMEZONE = re.compile(r"[A-Za-z0-9_+-]+(?:/[A-Za-z0-9_+-]+){0,2}")
 # Due schedules one firer reads per page, and pages per tick: a tick stays bounded however
 # many are due.
@@ -202,6 +202,8 @@ def _template(job: Any) -> dict[str, Any]:
     for name in ("max_attempts", "timeout"):
         if job.get(name) is not None:
             template[name] = job[name]
+    if spec.priority:
+        template["priority"] = spec.priority
     return template
 
 
@@ -406,6 +408,7 @@ class ScheduleStore:
                     "payload": spec.payload_json(),
                     "max_attempts": str(max_attempts),
                     "timeout_ms": str(timeout_ms),
+                    **({"priority": str(spec.priority)} if spec.priority else {}),
                     "schedule_id": schedule_id,
                     "scheduled_for": str(due),
                     "handoff_from": f"schedule {schedule_id}",
@@ -434,6 +437,7 @@ class ScheduleStore:
                 ",".join(self.settings.queues),
                 shard,
                 handoff,
+                spec.priority,
             ],
         )
         outcome = str(reply[0])

@@ -39,7 +39,7 @@ redis.call('HSET', key_job(id), 'id', id, 'attempts', 0, 'created_at', now, 'lea
   'status', ST.pending, 'enqueued_at', now)
 redis.call('SADD', KEY_queues, queue)
 redis.call('SADD', key_types(queue), job_type)
-redis.call('LPUSH', key_queue(queue), id)
+push_pending(queue, id, priority_of(body.priority), false)  -- a schedule's run may carry one
 redis.call('ZADD', STATUS_KEY[ST.pending], now, id)
 redis.call('ZADD', KEY_jobs, now, id)
 redis.call('HINCRBY', KEY_stats, 'created|' .. queue .. '|' .. job_type, 1)

@@ -7,6 +7,7 @@
 -- ARGV[10] payload JSON  ARGV[11] max attempts  ARGV[12] timeout ms  ARGV[13] capacity
 -- ARGV[14] max queues  ARGV[15] max (queue, type) pairs  ARGV[16] configured queues (comma list)
 -- ARGV[17] the queue's shard when it is not this one ('' here) ARGV[18] the job's hand-off body
+-- ARGV[19] the job's priority (0-9; absent: 0)
 -- Returns {"fired", job id} | {"skipped"} | {"stale"}
 --   | {"queue_full", queue} | {"too_many_queues", queue} | {"too_many_types", queue, type}
 --
@@ -49,7 +50,9 @@ elseif ARGV[6] == '1' and redis.call('EXISTS', key_job(id)) == 0 then
     'payload', ARGV[10], 'attempts', 0, 'max_attempts', ARGV[11], 'timeout_ms', ARGV[12],
     'created_at', now, 'lease', 0, 'status', ST.pending, 'enqueued_at', now,
     'schedule_id', ARGV[2], 'scheduled_for', ARGV[4])
-  redis.call('LPUSH', key_queue(queue), id)
+  local priority = priority_of(ARGV[19])
+  if priority > 0 then redis.call('HSET', key_job(id), 'priority', priority) end
+  push_pending(queue, id, priority, false)
   redis.call('ZADD', STATUS_KEY[ST.pending], now, id)
   redis.call('ZADD', KEY_jobs, now, id)
   redis.call('HINCRBY', KEY_stats, 'created|' .. queue .. '|' .. job_type, 1)

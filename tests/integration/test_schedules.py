@@ -68,6 +68,23 @@ def test_a_due_run_is_enqueued_as_a_pending_job_and_the_schedule_advances(
     assert claimed.id == job_id
 
 
+def test_a_run_carries_the_templates_priority_and_is_claimed_before_plain_jobs(
+    schedules: ScheduleStore, store: JobStore
+) -> None:
+    store.enqueue(JobSpec(type="echo", payload={"plain": True}))
+    schedules.put("urgent", _every(10, job={"type": "echo", "payload": {}, "priority": 7}))
+    due = _next_ms(schedules, "urgent")
+
+    assert schedules.fire_due(now_ms=due).fired == 1
+
+    job_id = run_job_id(store.settings.namespace, "urgent", due)
+    job = store.get_job(job_id)
+    assert job is not None and job.priority == 7
+    assert schedules.get("urgent")["job"]["priority"] == 7
+    (claimed,) = store.claim("w1", 1, ["default"])
+    assert claimed.id == job_id
+
+
 def test_firing_the_same_run_again_is_a_no_op(schedules: ScheduleStore, store: JobStore) -> None:
     schedules.put("tick", _every(10))
     due = _next_ms(schedules, "tick")
