@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workstream.common.batches import FAILED_IDS_MAX, MAX_BATCH_JOBS, STATES
+from workstream.common.batches import FAILED_IDS_MAX, LIVE_STATUSES, MAX_BATCH_JOBS, STATES
 from workstream.common.jobs import MAX_ATTEMPTS_LIMIT, MAX_TIMEOUT_S
 from workstream.common.store import MAX_BATCH
 
@@ -70,7 +70,16 @@ def _batch() -> Schema:
     count = {"type": "integer", "minimum": 0}
     return {
         "type": "object",
-        "required": ["id", "state", "total", "counts", "progress", "on_complete", "on_success"],
+        "required": [
+            "id",
+            "state",
+            "total",
+            "counts",
+            "statuses",
+            "progress",
+            "on_complete",
+            "on_success",
+        ],
         "properties": {
             "id": {"type": "string", "pattern": ID_RE},
             "state": {
@@ -93,6 +102,23 @@ def _batch() -> Schema:
                     "failed": count,
                     "cancelled": count,
                 },
+            },
+            "statuses": {
+                "description": "Members by their status now (they add up to total), kept by "
+                "the scripts that move members, so reading them costs the same for any size. "
+                "An operator retry moves a failed member back to pending here while counts "
+                "keeps its first ending. A member whose record expired (RESULT_TTL) or was "
+                "deleted stays in its last status. null for a batch recorded before these "
+                "counts existed.",
+                "anyOf": [
+                    {
+                        "type": "object",
+                        "required": [status.value for status in LIVE_STATUSES],
+                        "properties": {status.value: count for status in LIVE_STATUSES},
+                        "additionalProperties": False,
+                    },
+                    {"type": "null"},
+                ],
             },
             "progress": {"type": "number", "minimum": 0, "maximum": 1},
             "created_at": TIME,
@@ -255,7 +281,8 @@ def batch_paths(op: Any) -> Schema:
         },
         "/batches/{batch_id}": {
             "get": op(
-                "A batch: state, counts by outcome, progress, callbacks, and a page of its "
+                "A batch: state, counts by outcome and by status now, progress, callbacks, and "
+                "a page of its "
                 "member ids with their status (cursor: the offset the last page returned).",
                 {"200": _json(detail, "The batch."), "400": _error("BadRequest"), **not_found},
                 operationId="getBatch",

@@ -61,6 +61,14 @@ def table(batches: Sequence[Mapping[str, Any]]) -> str:
     return tables.render_table(COLUMNS, rows, empty="no batches")
 
 
+def by_status(statuses: Mapping[str, Any] | None) -> str:
+    """Members by their status now, in the order a job moves ("-" for a batch recorded before
+    these counts existed)."""
+    if not statuses:
+        return "-"
+    return "  ".join(f"{name} {count}" for name, count in statuses.items())
+
+
 def detail(batch: Mapping[str, Any]) -> str:
     counts = batch.get("counts") or {}
 
@@ -78,6 +86,7 @@ def detail(batch: Mapping[str, Any]) -> str:
             ("progress", bar(batch.get("progress"))),
             ("total", batch.get("total")),
             *((name, counts.get(name)) for name in ("active", "completed", "failed", "cancelled")),
+            ("now", by_status(batch.get("statuses"))),
             ("created_at", tables.timestamp(batch.get("created_at"))),
             ("sealed_at", tables.timestamp(batch.get("sealed_at"))),
             ("settled_at", tables.timestamp(batch.get("settled_at"))),

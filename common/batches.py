@@ -28,6 +28,17 @@ MAX_BATCH_JOBS = 1_000_000
 # Failed or cancelled member ids kept for the summary (_batches.lua BATCH_FAILED_IDS_MAX).
 FAILED_IDS_MAX = 100
 STATES = ("open", "sealed", "settled")
+# Members in each status now, in the batch hash's live_<status> fields: moved by every script
+# that moves a member (_lib.lua batch_move), so reading them is O(1) whatever the batch's size.
+LIVE_STATUSES: tuple[JobStatus, ...] = (
+    JobStatus.WAITING,
+    JobStatus.SCHEDULED,
+    JobStatus.PENDING,
+    JobStatus.PROCESSING,
+    JobStatus.COMPLETED,
+    JobStatus.FAILED,
+    JobStatus.CANCELLED,
+)
 CALLBACKS = ("on_complete", "on_success")
 CALLBACK_FIELDS = frozenset({"type", "payload", "queue", "max_attempts", "timeout"})
 # The callback payload's key that the batch summary takes.
@@ -112,6 +123,9 @@ class Batch:
     on_complete: CallbackInfo | None
     on_success: CallbackInfo | None
     failed_ids: tuple[str, ...]
+    # Members by their status now (LIVE_STATUSES order); None for a record written before the
+    # live counts existed (they would not add up to total).
+    statuses: dict[str, int] | None = None
 
     @property
     def done(self) -> int:
@@ -142,6 +156,11 @@ class Batch:
             )
 
         failed_ids = tuple(i for i in (data.get("failed_ids") or "").split(",") if i)
+        statuses: dict[str, int] | None = {
+            status.value: number(f"live_{status.value}") for status in LIVE_STATUSES
+        }
+        if statuses is not None and sum(statuses.values()) != number("total"):
+            statuses = None
         return cls(
             id=data["id"],
             state=data.get("state") or "open",
@@ -155,6 +174,7 @@ class Batch:
             on_complete=callback("on_complete"),
             on_success=callback("on_success"),
             failed_ids=failed_ids,
+            statuses=statuses,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -168,6 +188,7 @@ class Batch:
                 "failed": self.failed,
                 "cancelled": self.cancelled,
             },
+            "statuses": None if self.statuses is None else dict(self.statuses),
             "progress": 1.0 if self.total == 0 else round(self.done / self.total, 4),
             "created_at": ms_to_rfc3339(self.created_at),
             "sealed_at": ms_to_rfc3339(self.sealed_at),

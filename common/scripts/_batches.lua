@@ -1,7 +1,9 @@
 -- Batches (common/batches.py): a batch hash key_batch(id) {id state created_at sealed_at
 -- settled_at ttl_ms total done completed failed cancelled failed_ids on_complete on_success
 -- (callback JSON: id type queue max_attempts timeout_ms) on_complete_payload on_success_payload
--- on_complete_job on_success_job}, its members in the list key_batch_jobs(id), each member's
+-- on_complete_job on_success_job, live_<status>: members in each status now, moved by every
+-- script that moves a member (batch_move, _lib.lua)}, its members in the list
+-- key_batch_jobs(id), each member's
 -- hash carrying `batch` (the batch id) and `finish` = '1' (so the finish hook calls
 -- settle_batch), and after it settled `batch_outcome` (its status as counted, exactly once).
 --
@@ -190,16 +192,19 @@ local function batch_record(base, ids, fresh, n, now, reply)
     end
     redis.call('ZADD', BATCHES_KEY, now, bid)
   end
-  local members = {}
+  local members, live = {}, {}
   for i = 1, n do
     if fresh[i] then
       members[#members + 1] = ids[i]
       redis.call('HSET', key_job(ids[i]), 'batch', bid, 'finish', '1')
+      tally(live, 'live_' .. reply[2 + (i - 1) * 3 + 2], 1)
     end
   end
   if #members > 0 then
     redis.call('RPUSH', key_batch_jobs(bid), unpack(members))
     redis.call('HINCRBY', key, 'total', #members)
+    -- Each member's live count by its status (batch_move, _lib.lua, moves it from now on).
+    flush_tally(key, live)
   end
   for i = 1, n do
     local status = reply[2 + (i - 1) * 3 + 2]

@@ -7,7 +7,7 @@
 -- stops the claim, so it is not overtaken and no worker keeps claiming around it.
 
 local START_FIELDS = {'status', 'queue', 'type', 'attempts', 'max_attempts', 'timeout_ms',
-  'created_at', 'enqueued_at', 'lease', 'payload', 'suspect', 'group'}
+  'created_at', 'enqueued_at', 'lease', 'payload', 'suspect', 'group', 'batch'}
 
 -- Limits (common/limits.py), kept in a queue's limits hash and judged here, at claim time, so
 -- they hold across every worker and consumer. The rate is a GCRA: `tat` is when the next job
@@ -106,6 +106,7 @@ local function expire_unstarted(id, v, now)
   redis.call('ZREM', STATUS_KEY[ST.pending], id)
   redis.call('ZADD', STATUS_KEY[ST.cancelled], v[7], id)
   redis.call('HINCRBY', KEY_stats, 'cancelled|' .. v[2] .. '|' .. v[3], 1)
+  if v[13] then batch_move(v[13], ST.pending, ST.cancelled) end
   emit(id, 'expired', ST.cancelled, v[2], v[3], 0, '', 'expired')
   local finish = redis.call('HGET', key_job(id), 'finish')
   if finish then
@@ -149,6 +150,7 @@ local function start_ids(worker, queue, queue_key, ids, now, reply, claim)
       local lease = (tonumber(v[9]) or 0) + 1
       redis.call('HSET', key, 'status', ST.processing, 'started_at', now, 'worker', worker,
         'attempts', attempt, 'lease', lease)
+      if v[13] then batch_move(v[13], ST.pending, ST.processing) end  -- v[13]: batch
       unindex[#unindex + 1] = id
       index[#index + 1] = v[7]
       index[#index + 1] = id

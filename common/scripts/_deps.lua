@@ -39,10 +39,10 @@ local function settle_dependents(job, status, now)
     for _, id in ipairs(children) do
       local key = key_job(id)
       local v = redis.call('HMGET', key, 'status', 'queue', 'type', 'created_at', 'priority',
-        'on_parent_failure', 'finish', 'result_ttl_ms')
+        'on_parent_failure', 'finish', 'result_ttl_ms', 'batch')
       if v[1] == ST.waiting then
         local child = {id = id, status = v[1], queue = v[2], type = v[3],
-          created_at = tonumber(v[4]) or 0, priority = v[5], finish = v[7]}
+          created_at = tonumber(v[4]) or 0, priority = v[5], finish = v[7], batch = v[9]}
         if failed and v[6] ~= 'run' then
           redis.call('ZREM', key_awaiting(child.queue), id)
           set_status(child, ST.cancelled, 'error', 'parent_failed: ' .. parent, 'finished_at', now)

@@ -12,8 +12,8 @@ end
 
 local FIELDS = {'status', 'queue', 'type', 'attempts', 'max_attempts', 'timeout_ms',
   'created_at', 'enqueued_at', 'started_at', 'worker', 'lease', 'cancel_requested',
-  'finish', 'priority'}  -- finish: something is owed when the job ends (_finish.lua)
--- priority: where the job waits when pending (push_pending)
+  'finish', 'priority', 'batch'}  -- finish: something is owed when the job ends (_finish.lua)
+-- priority: where the job waits when pending (push_pending); batch: a batch member (batch_move)
 
 -- The job's bookkeeping fields as a table, or nil when the hash is gone.
 local function load(id)
@@ -27,11 +27,25 @@ local function load(id)
   return job
 end
 
+-- A batch member (its hash's `batch` field, read with the fields each path already reads) moved
+-- from status `from` to `to` (either nil: none): its batch hash's live_<status> counts follow in
+-- the same script (_batches.lua), so GET /batches/{id} reads them in O(1). A job in no batch
+-- pays nothing here. A record gone (expired) or of another type (a hand edit) is left alone:
+-- HINCRBY must neither bring an expired batch back nor fail the member's own transition.
+local function batch_move(bid, from, to)
+  if not bid or bid == '' or from == to then return end
+  local key = key_batch(bid)
+  if redis.call('TYPE', key).ok ~= 'hash' then return end
+  if from then redis.call('HINCRBY', key, 'live_' .. from, -1) end
+  if to then redis.call('HINCRBY', key, 'live_' .. to, 1) end
+end
+
 local function set_status(job, status, ...)
   redis.call('HSET', key_job(job.id), 'status', status, ...)
   -- Status indexes are scored by creation time for newest-first listing.
   redis.call('ZREM', STATUS_KEY[job.status], job.id)
   redis.call('ZADD', STATUS_KEY[status], job.created_at, job.id)
+  if job.batch then batch_move(job.batch, job.status, status) end
   job.status = status
 end
 

@@ -23,7 +23,7 @@ for i = 1, n do
   local id, lease = ARGV[b + 1], ARGV[b + 2]
   local key = key_job(id)
   local v = redis.call('HMGET', key, 'status', 'lease', 'queue', 'type', 'started_at',
-    'created_at', 'cancel_requested', 'group', 'finish', 'attempts')
+    'created_at', 'cancel_requested', 'group', 'finish', 'attempts', 'batch')
   if not v[1] then
     redis.call('LREM', processing, 1, id)
     reply[i] = 'not_found'
@@ -58,6 +58,7 @@ for i = 1, n do
     expiries[#expiries + 1] = now + ttl_ms
     expiries[#expiries + 1] = id
     tally(inflight, v[3], -1)
+    if v[11] then batch_move(v[11], ST.processing, ST.completed) end
     if v[8] then release_group(v[3], v[8]) end
     tally(stats, 'completed|' .. v[3] .. '|' .. v[4], 1)
     emit(id, 'completed', ST.completed, v[3], v[4], v[10], worker, '')

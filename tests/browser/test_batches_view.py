@@ -50,6 +50,8 @@ def test_a_batch_shows_its_progress_and_links_its_callback_once_settled(
     expect(page.get_by_test_id("batch-page")).to_be_visible()
     expect(page.get_by_test_id("batch-completed")).to_have_text("3")
     expect(page.get_by_test_id("batch-failed")).to_have_text("1")
+    for name, count in (("pending", "0"), ("processing", "0"), ("completed", "3"), ("failed", "1")):
+        expect(page.get_by_test_id(f"batch-now-{name}")).to_have_attribute("data-count", count)
     expect(page.get_by_test_id("batch-on-complete")).to_contain_text("when the batch settles")
     expect(page.get_by_test_id(f"batch-member-{batch['jobs'][0]['id']}")).to_contain_text(
         "completed"

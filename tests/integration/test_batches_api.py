@@ -216,3 +216,33 @@ def test_adds_refuse_bad_bodies_with_the_field_named(client: TestClient) -> None
         assert resp.status_code == 400, body
         assert resp.json["error"]["field"] == field, body
     assert client.simulate_get(f"/batches/{made['id']}").json["total"] == 0
+
+
+def test_get_batch_shows_its_members_by_status_now(client: TestClient, store: JobStore) -> None:
+    made = client.simulate_post(
+        "/batches", json={"jobs": [*jobs(3), {"type": "echo", "delay": 60}]}
+    ).json
+    first, second = store.claim("w1", 2, ["default"])
+    store.complete("w1", first, "{}")
+    store.fail("w1", second, "boom", permanent=True)
+    store.retry(second.id)  # live: failed -> pending; its outcome stays counted once
+    body = client.simulate_get(f"/batches/{made['id']}").json
+    assert body["statuses"] == {
+        "waiting": 0,
+        "scheduled": 1,
+        "pending": 2,
+        "processing": 0,
+        "completed": 1,
+        "failed": 0,
+        "cancelled": 0,
+    }
+    assert body["counts"] == {"active": 2, "completed": 1, "failed": 1, "cancelled": 0}
+
+
+def test_a_batch_recorded_before_live_counts_shows_statuses_null(
+    client: TestClient, store: JobStore
+) -> None:
+    made = client.simulate_post("/batches", json={"jobs": jobs(2)}).json
+    store.redis.hdel(store.keys.batch(made["id"]), "live_pending")
+    body = client.simulate_get(f"/batches/{made['id']}").json
+    assert body["statuses"] is None and body["counts"]["active"] == 2

@@ -74,3 +74,16 @@ def test_the_human_table_shows_a_progress_bar() -> None:
           "counts": {"active": 2, "completed": 2, "failed": 0, "cancelled": 0}}]
     )  # fmt: skip
     assert "[##########----------]  50%" in text
+
+
+def test_show_lists_the_members_by_their_status_now() -> None:
+    text = cli_batches.detail(
+        {"id": "b1", "state": "sealed", "total": 4, "progress": 0.25,
+         "counts": {"active": 3, "completed": 0, "failed": 1, "cancelled": 0},
+         "statuses": {"waiting": 0, "scheduled": 0, "pending": 2, "processing": 0,
+                      "completed": 1, "failed": 0, "cancelled": 1}}
+    )  # fmt: skip
+    now = [line for line in text.splitlines() if line.startswith("now")]
+    assert now and now[0].split(None, 1)[1].strip() == (
+        "waiting 0  scheduled 0  pending 2  processing 0  completed 1  failed 0  cancelled 1"
+    )

@@ -81,7 +81,8 @@
  *              batch-link-<bid>, batch-state-<bid> (data-state), batch-total-<bid>,
  *              batch-progress-<bid> (data-progress = the fraction ended), batch-created-<bid>;
  *              batch page: batch-page, batch-id, batch-progress, batch-state, batch-total,
- *              batch-active, batch-completed, batch-failed, batch-cancelled, batch-on-complete,
+ *              batch-active, batch-completed, batch-failed, batch-cancelled, batch-statuses
+ *              (members by status now: batch-now-<status>, data-count), batch-on-complete,
  *              batch-on-success, batch-created-at, batch-settled-at, batch-members,
  *              batch-member-<id>, batch-back, batch-not-found
  *   Other:     route-not-found (unknown hash route)
@@ -2107,7 +2108,8 @@
         h("dl", { class: "kv" },
           ...field("State", "state"), ...field("Total", "total"), ...field("Active", "active"),
           ...field("Completed", "completed"), ...field("Failed", "failed"),
-          ...field("Cancelled", "cancelled"), ...field("on_complete", "on-complete"),
+          ...field("Cancelled", "cancelled"), ...field("By status now", "statuses"),
+          ...field("on_complete", "on-complete"),
           ...field("on_success", "on-success"), ...field("Created", "created-at"),
           ...field("Settled", "settled-at"))),
       h("section", { class: "panel" },
@@ -2126,6 +2128,13 @@
       setText(fields.completed, fmtInt(counts.completed));
       setText(fields.failed, fmtInt(counts.failed));
       setText(fields.cancelled, fmtInt(counts.cancelled));
+      // Members by their status now (kept by the scripts, O(1) to read); null: an old record.
+      const now = batch.statuses && typeof batch.statuses === "object" ? batch.statuses : null;
+      fields.statuses.replaceChildren(...(now
+        ? Object.keys(now).map((name) => h("span", { class: "badge status-" + name,
+          testid: "batch-now-" + name, "data-count": String(num(now[name])) },
+          name + " " + fmtInt(num(now[name]))))
+        : [h("span", { class: "muted" }, "–")]));
       fields["on-complete"].replaceChildren(callbackText(batch.on_complete));
       fields["on-success"].replaceChildren(callbackText(batch.on_success));
       setText(fields["created-at"], batch.created_at ? fmtTime(batch.created_at) : "–");
