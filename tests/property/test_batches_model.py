@@ -267,6 +267,15 @@ class BatchMachine(RuleBasedStateMachine):
         self._joined(batch, [r.job_id for r in results], [(S.WAITING, parent)])
         self.finish_one(parent, outcome)
 
+    @precondition(lambda self: self.running)
+    @rule(data=st.data(), outcome=st.sampled_from(["complete", "fail"]))
+    def cancelled_while_running(self, data: st.DataObject, outcome: str) -> None:
+        """Asked to stop while it runs: its run ends cancelled however it ends."""
+        job_id = data.draw(st.sampled_from(list(self.running)))
+        self.store.cancel(job_id)
+        self.cancel_requested.add(job_id)
+        self.finish_one(job_id, outcome)
+
     def _retry(self, data: st.DataObject) -> str:
         failed = [i for i, s in self.status.items() if s is S.FAILED]
         job_id = data.draw(st.sampled_from(failed))
