@@ -125,7 +125,7 @@ end
 local function start_ids(worker, queue, queue_key, ids, now, reply, claim)
   local processing = KEY_processing
   local unindex, index, deadlines = {}, {}, {}
-  local stats, inflight = {}, {}
+  local stats, inflight, members = {}, {}, {}
   for i, id in ipairs(ids) do
     local key = key_job(id)
     local v = redis.call('HMGET', key, unpack(START_FIELDS))
@@ -150,7 +150,7 @@ local function start_ids(worker, queue, queue_key, ids, now, reply, claim)
       local lease = (tonumber(v[9]) or 0) + 1
       redis.call('HSET', key, 'status', ST.processing, 'started_at', now, 'worker', worker,
         'attempts', attempt, 'lease', lease)
-      if v[13] then batch_move(v[13], ST.pending, ST.processing) end  -- v[13]: batch
+      if v[13] then tally(members, v[13], 1) end  -- v[13]: its batch (batch_move below)
       unindex[#unindex + 1] = id
       index[#index + 1] = v[7]
       index[#index + 1] = id
@@ -193,6 +193,7 @@ local function start_ids(worker, queue, queue_key, ids, now, reply, claim)
     redis.call('ZADD', KEY_deadlines, unpack(deadlines))
     flush_tally(KEY_inflight, inflight)
     flush_tally(KEY_stats, stats)
+    for bid, n in pairs(members) do batch_move(bid, ST.pending, ST.processing, n) end
   end
 end
 

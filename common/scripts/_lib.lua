@@ -28,16 +28,19 @@ local function load(id)
 end
 
 -- A batch member (its hash's `batch` field, read with the fields each path already reads) moved
--- from status `from` to `to` (either nil: none): its batch hash's live_<status> counts follow in
--- the same script (_batches.lua), so GET /batches/{id} reads them in O(1). A job in no batch
--- pays nothing here. A record gone (expired) or of another type (a hand edit) is left alone:
--- HINCRBY must neither bring an expired batch back nor fail the member's own transition.
-local function batch_move(bid, from, to)
+-- from status `from` to `to` (either nil: none), `n` of them (default 1; the bulk loops of
+-- start_ids and complete.lua add theirs up per batch and move them once per call): its batch
+-- hash's live_<status> counts follow in the same script (_batches.lua), so GET /batches/{id}
+-- reads them in O(1). A job in no batch pays nothing here. A record gone (expired) or of another
+-- type (a hand edit) is left alone: HINCRBY must neither bring an expired batch back nor fail
+-- the member's own transition.
+local function batch_move(bid, from, to, n)
   if not bid or bid == '' or from == to then return end
   local key = key_batch(bid)
   if redis.call('TYPE', key).ok ~= 'hash' then return end
-  if from then redis.call('HINCRBY', key, 'live_' .. from, -1) end
-  if to then redis.call('HINCRBY', key, 'live_' .. to, 1) end
+  n = n or 1
+  if from then redis.call('HINCRBY', key, 'live_' .. from, -n) end
+  if to then redis.call('HINCRBY', key, 'live_' .. to, n) end
 end
 
 local function set_status(job, status, ...)

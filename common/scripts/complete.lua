@@ -17,7 +17,7 @@ local now = now_ms()
 local processing = KEY_processing
 local reply = {}
 local unindex, index, expiries = {}, {}, {}
-local stats, inflight = {}, {}
+local stats, inflight, members = {}, {}, {}
 for i = 1, n do
   local b = 4 + (i - 1) * 3
   local id, lease = ARGV[b + 1], ARGV[b + 2]
@@ -58,7 +58,7 @@ for i = 1, n do
     expiries[#expiries + 1] = now + ttl_ms
     expiries[#expiries + 1] = id
     tally(inflight, v[3], -1)
-    if v[11] then batch_move(v[11], ST.processing, ST.completed) end
+    if v[11] then tally(members, v[11], 1) end  -- its batch (batch_move below)
     if v[8] then release_group(v[3], v[8]) end
     tally(stats, 'completed|' .. v[3] .. '|' .. v[4], 1)
     emit(id, 'completed', ST.completed, v[3], v[4], v[10], worker, '')
@@ -76,6 +76,7 @@ if #unindex > 0 then
   redis.call('ZADD', STATUS_KEY[ST.completed], unpack(index))
   redis.call('ZADD', KEY_expiries, unpack(expiries))
   flush_tally(KEY_inflight, inflight)
+  for bid, k in pairs(members) do batch_move(bid, ST.processing, ST.completed, k) end
 end
 flush_tally(KEY_stats, stats)
 local wanted = tonumber(ARGV[5 + n * 3]) or 0
