@@ -33,7 +33,9 @@ EXIT_USAGE = 2  # also: a destructive command refused without --yes and without 
 EXIT_UNREACHABLE = 3
 EXIT_JOB_FAILED = 4
 EXIT_JOB_CANCELLED = 5
-EXIT_JOB_UNFINISHED = 6  # --wait ran out with the job still scheduled, pending or processing
+EXIT_JOB_UNFINISHED = (
+    6  # --wait ran out with the job still waiting, scheduled, pending or processing
+)
 EXIT_INTERRUPTED = 130
 
 EXIT_CODES_HELP = """\

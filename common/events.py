@@ -56,15 +56,14 @@ EVENT_NAMES: tuple[str, ...] = (
     # detail parent_failed: a parent failed or was cancelled)
     "expired",  # not started by its expires_at: cancelled
     "promoted",  # a delayed or backed-off job became due: pending
-    "retried",  # an operator retried a failed or cancelled job: pending
+    "retried",  # an operator retried a failed job: pending
     "recovered",  # its worker died: pending again, failed or cancelled
     "reclaimed",  # ran past its deadline or lease: pending, scheduled, failed or cancelled
     "released",  # given back by a worker shutting down: pending
-    "ready",  # every parent ended (depends_on): waiting -> pending
+    "ready",  # every parent ended (depends_on): waiting -> pending (_deps.lua)
     "deleted",
     "batch_settled",  # a batch's last member ended (or it was sealed after): `job` is the batch
     # id, `type` "batch", detail its counts; its callbacks follow as "created" (_batches.lua)
-    "ready",  # its dependencies were met: waiting -> pending (common/scripts/_deps.lua)
 )
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 

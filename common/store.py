@@ -155,9 +155,7 @@ class JobStore:
         then allowed, to create an empty open batch)."""
         if not (0 if batch else 1) <= len(specs) <= MAX_BATCH:
             raise ValueError(f"a batch holds 1 to {MAX_BATCH} jobs")
-        ids = (
-            list(job_ids) if job_ids is not None else [spec.id or new_job_id() for spec in specs]
-        )
+        ids = list(job_ids) if job_ids is not None else [spec.id or new_job_id() for spec in specs]
         # Jobs of the call that depend on each other go parents first (common.deps); the
         # results come back in the order of `specs`.
         order = submission_order(ids, specs)
@@ -694,9 +692,7 @@ class JobStore:
         values = pipe.execute()
         infos = []
         for i, name in enumerate(names):
-            waiting, limits, parked, front, prioritized, *row = values[
-                i * width : (i + 1) * width
-            ]
+            waiting, limits, parked, front, prioritized, *row = values[i * width : (i + 1) * width]
             listed = int(row[0]) - (1 if front == WAKE else 0)
             infos.append(
                 QueueInfo(

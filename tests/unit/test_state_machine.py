@@ -44,7 +44,10 @@ def test_terminal_states_have_no_way_out_but_retry_of_failed_and_delete() -> Non
 def test_only_jobs_that_have_not_ended_can_be_cancelled() -> None:
     cancellable = {status for status in JobStatus if allowed("cancel", status)}
     assert cancellable == {
-        JobStatus.PENDING, JobStatus.SCHEDULED, JobStatus.PROCESSING, JobStatus.WAITING
+        JobStatus.PENDING,
+        JobStatus.SCHEDULED,
+        JobStatus.PROCESSING,
+        JobStatus.WAITING,
     }
 
 
