@@ -151,25 +151,14 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
     parts = urlsplit(url.strip())
     if parts.scheme.lower() not in SENTINEL_SCHEMES:
         raise ValueError("expected a redis+sentinel:// or rediss+sentinel:// URL")
-    userinfo, at, hostlist = parts.netloc.rpartition("@")
-    username, password = None, None
-    if at:
-        user, colon, secret = userinfo.partition(":")
-        username = unquote(user) or None
-        password = unquote(secret) if colon else None
+    username, password, hostlist = _credentials(parts.netloc)
     sentinels = tuple(_host_port(entry, SENTINEL_PORT, "sentinel") for entry in hostlist.split(","))
     path = [unquote(p) for p in parts.path.split("/")[1:]]
     if not path or not path[0]:
         raise ValueError("expected the master name after the sentinels: .../<master-name>/<db>")
     if len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
         raise ValueError("expected .../<master-name> or .../<master-name>/<db> (db a number)")
-    query: dict[str, str] = {}
-    for name, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
-        if name not in _SENTINEL_QUERY:
-            raise ValueError(f"unknown option {name!r}; known: {', '.join(_SENTINEL_QUERY)}")
-        query[name] = value
-    if query.get("ssl_cert_reqs", "required") not in ("none", "optional", "required"):
-        raise ValueError("ssl_cert_reqs: expected none, optional or required")
+    query = _options(parts.query, _SENTINEL_QUERY)
     return SentinelUrl(
         sentinels=sentinels,
         master_name=path[0],
@@ -182,6 +171,27 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
         ssl_ca_certs=query.get("ssl_ca_certs") or None,
         ssl_cert_reqs=query.get("ssl_cert_reqs") or None,
     )
+
+
+def _credentials(netloc: str) -> tuple[str | None, str | None, str]:
+    """`user:password@hosts` -> (user, password, hosts), each part percent-decoded."""
+    userinfo, at, hostlist = netloc.rpartition("@")
+    if not at:
+        return None, None, hostlist
+    user, colon, secret = userinfo.partition(":")
+    return unquote(user) or None, unquote(secret) if colon else None, hostlist
+
+
+def _options(query_text: str, known: tuple[str, ...]) -> dict[str, str]:
+    """The URL's query options, each one of `known` (ssl_cert_reqs checked)."""
+    query: dict[str, str] = {}
+    for name, value in parse_qsl(query_text, keep_blank_values=True, strict_parsing=False):
+        if name not in known:
+            raise ValueError(f"unknown option {name!r}; known: {', '.join(known)}")
+        query[name] = value
+    if query.get("ssl_cert_reqs", "required") not in ("none", "optional", "required"):
+        raise ValueError("ssl_cert_reqs: expected none, optional or required")
+    return query
 
 
 def _host_port(entry: str, default_port: int, what: str) -> tuple[str, int]:
@@ -311,23 +321,12 @@ def parse_cluster_url(url: str) -> ClusterUrl:
     parts = urlsplit(url.strip())
     if parts.scheme.lower() not in CLUSTER_SCHEMES:
         raise ValueError("expected a redis+cluster:// or rediss+cluster:// URL")
-    userinfo, at, hostlist = parts.netloc.rpartition("@")
-    username, password = None, None
-    if at:
-        user, colon, secret = userinfo.partition(":")
-        username = unquote(user) or None
-        password = unquote(secret) if colon else None
+    username, password, hostlist = _credentials(parts.netloc)
     nodes = tuple(_host_port(entry, CLUSTER_PORT, "node") for entry in hostlist.split(","))
     path = parts.path.strip("/")
     if path not in ("", "0"):
         raise ValueError("a cluster has only database 0: expected no path or /0")
-    query: dict[str, str] = {}
-    for name, value in parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
-        if name not in _CLUSTER_QUERY:
-            raise ValueError(f"unknown option {name!r}; known: {', '.join(_CLUSTER_QUERY)}")
-        query[name] = value
-    if query.get("ssl_cert_reqs", "required") not in ("none", "optional", "required"):
-        raise ValueError("ssl_cert_reqs: expected none, optional or required")
+    query = _options(parts.query, _CLUSTER_QUERY)
     return ClusterUrl(
         nodes=nodes,
         username=username,
