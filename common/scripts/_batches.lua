@@ -24,22 +24,7 @@ local BATCH_FAILED_IDS_MAX = 100
 -- the call's bounds (MAX_QUEUES, MAX_TYPES) judge them as a job's and its writes add them: the
 -- callback job is created later, by whichever script settles the batch, with no check left.
 local function batch_callback_names(meta, known_queue, known_type, new_queues, new_types)
-  local queue, job_type = meta.queue, meta.type
-  local types = known_type[queue]
-  if not types then
-    types = {}
-    known_type[queue] = types
-    known_queue[queue] = redis.call('SISMEMBER', KEY_queues, queue) == 1
-    if not known_queue[queue] then new_queues[#new_queues + 1] = queue end
-  end
-  if types[job_type] == nil then
-    types[job_type] = redis.call('SISMEMBER', key_types(queue), job_type) == 1
-    if not types[job_type] then
-      local list = new_types[queue] or {}
-      new_types[queue] = list
-      list[#list + 1] = job_type
-    end
-  end
+  note_names(meta.queue, meta.type, known_queue, known_type, new_queues, new_types)
 end
 
 -- Before enqueue's first write: why the batch cannot take this call, or nil. A replayed entry

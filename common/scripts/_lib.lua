@@ -331,3 +331,24 @@ local function retry_or_bury(job, now, err, permanent, delay_ms, dead_max)
   to_failed(job, now, err, dead_max)
   return 'failed'
 end
+
+-- A (queue, type) a call is about to use, looked up once per call: unknown ones are added to
+-- new_queues / new_types, so the call's bounds (MAX_QUEUES, MAX_TYPES) judge them before any
+-- write (enqueue.lua; a batch's callbacks, _batches.lua).
+local function note_names(queue, job_type, known_queue, known_type, new_queues, new_types)
+  local types = known_type[queue]
+  if not types then
+    types = {}
+    known_type[queue] = types
+    known_queue[queue] = redis.call('SISMEMBER', KEY_queues, queue) == 1
+    if not known_queue[queue] then new_queues[#new_queues + 1] = queue end
+  end
+  if types[job_type] == nil then
+    types[job_type] = redis.call('SISMEMBER', key_types(queue), job_type) == 1
+    if not types[job_type] then
+      local list = new_types[queue] or {}
+      new_types[queue] = list
+      list[#list + 1] = job_type
+    end
+  end
+end

@@ -125,21 +125,7 @@ for i = 1, n do
     local queue, job_type = ARGV[b + 3], ARGV[b + 2]
     adding[queue] = (adding[queue] or 0) + 1
     if idem ~= '' then seen_keys[idem], seen_fingerprints[idem] = id, fingerprint end
-    local types = known_type[queue]
-    if not types then
-      types = {}
-      known_type[queue] = types
-      known_queue[queue] = redis.call('SISMEMBER', KEY_queues, queue) == 1
-      if not known_queue[queue] then new_queues[#new_queues + 1] = queue end
-    end
-    if types[job_type] == nil then
-      types[job_type] = redis.call('SISMEMBER', key_types(queue), job_type) == 1
-      if not types[job_type] then
-        local list = new_types[queue] or {}
-        new_types[queue] = list
-        list[#list + 1] = job_type
-      end
-    end
+    note_names(queue, job_type, known_queue, known_type, new_queues, new_types)
   end
   ids[i], fresh[i] = id, new
   submitted[id] = true
