@@ -4,29 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from workstream.api.openapi_parts import JSON, TIME, Schema
+from workstream.api.openapi_parts import error_response as _error
+from workstream.api.openapi_parts import json_response as _json
+from workstream.api.openapi_parts import ref as _ref
 from workstream.common.batches import FAILED_IDS_MAX, LIVE_STATUSES, MAX_BATCH_JOBS, STATES
 from workstream.common.jobs import MAX_ATTEMPTS_LIMIT, MAX_TIMEOUT_S
 from workstream.common.store import MAX_BATCH
 
-Schema = dict[str, Any]
-JSON = "application/json"
 ID_RE = "^[0-9a-f]{32}$"
-TIME = {"anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}]}
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: Schema, description: str, headers: Schema | None = None) -> Schema:
-    response: Schema = {"description": description, "content": {JSON: {"schema": schema}}}
-    if headers:
-        response["headers"] = headers
-    return response
-
-
-def _error(name: str) -> Schema:
-    return {"$ref": f"#/components/responses/{name}"}
 
 
 def _callback() -> Schema:
