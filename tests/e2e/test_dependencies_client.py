@@ -57,7 +57,9 @@ def test_a_chain_and_a_fan_in_run_after_their_parents(api: Api) -> None:
 
 def test_a_failed_parent_cancels_one_child_and_releases_the_other(api: Api) -> None:
     with Client(api.url) as client:
-        client.submit("fail", {"permanent": True}, id="bad", max_attempts=1)
+        # Delayed, so that it cannot end before both children are submitted (they would then
+        # be judged at submission, not by its ending).
+        client.submit("fail", {"permanent": True}, id="bad", max_attempts=1, delay=1)
         cancelled = client.submit("echo", id="after-bad", depends_on=["bad"])
         runs = client.submit("echo", id="anyway", depends_on=["bad"], on_parent_failure="run")
         assert cancelled.status == runs.status == "waiting"

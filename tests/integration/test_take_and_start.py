@@ -8,11 +8,21 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from tests.support.redis_server import RedisServer
 from workstream.common.jobs import ClaimedJob, JobSpec
 from workstream.common.redis_conn import connect
 from workstream.common.settings import Settings
 from workstream.common.states import JobStatus
 from workstream.common.store import JobStore
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A server of this test's own: round trips are counted server-wide, and a thread another
+    test left behind (an in-process API's event reader) would add its own reads."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
