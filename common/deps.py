@@ -66,12 +66,17 @@ def parent_results(client: redis.Redis, keys: Keys, job_id: str) -> dict[str, An
     """The job's parents (depends_on), each with its result: {} for a job without parents.
     Read when the job runs, so every parent has ended (a failed or cancelled one has no result:
     None, as does one whose record expired or that passed MAX_PARENT_RESULTS_BYTES)."""
-    parents = _stored_ids(client.hget(keys.job(job_id), "depends_on"))
+    stored, shards_json = client.hmget(keys.job(job_id), ["depends_on", "parent_shards"])
+    parents = _stored_ids(stored)
     if not parents:
         return {}
+    # Parents in other shards (QUEUE_SHARDS): id -> shard, stored at submission (enqueue.lua).
+    elsewhere = _stored_object(shards_json)
     pipe = client.pipeline(transaction=False)
     for parent in parents:
-        pipe.hget(keys.job(parent), "result")
+        shard = elsewhere.get(parent)
+        where = keys if not isinstance(shard, str) else Keys(keys.namespace, shard)
+        pipe.hget(where.job(parent), "result")
     results: dict[str, Any] = {}
     budget = MAX_PARENT_RESULTS_BYTES
     for parent, text in zip(parents, pipe.execute(), strict=True):
@@ -83,6 +88,16 @@ def parent_results(client: redis.Redis, keys: Keys, job_id: str) -> dict[str, An
         budget -= len(text)
         results[parent] = stored_json(text)
     return results
+
+
+def _stored_object(value: Any) -> dict[str, Any]:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    try:
+        found = json.loads(value) if isinstance(value, str) else None
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
 
 
 def _stored_ids(value: Any) -> list[str]:

@@ -74,6 +74,12 @@ class Keys:
         enqueue.lua; consumed (deleted) by the script that ends the job (_deps.lua)."""
         return f"{self.prefix}dependents:{job_id}"
 
+    def remote_children(self, job_id: str) -> str:
+        """HASH: waiting jobs in other shards that depend on this job, child id -> its shard,
+        linked by a hand-off (dep_link.lua); consumed by the script that ends the job, which
+        owes each child a settle hand-off to its shard (_deps.lua, common/outbox.py)."""
+        return f"{self.prefix}remote_children:{job_id}"
+
     def awaiting(self, queue: str) -> str:
         """ZSET: a queue's jobs in status waiting (id -> created_at), counted toward its
         capacity and shown by GET /queues; left when released, cancelled or expired."""

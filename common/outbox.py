@@ -1,14 +1,16 @@
 """Hand-offs between shards: work a script owes in another shard, finished by a mover.
 
 A Lua script touches one shard's keys (one cluster slot), so a transition that owes work in
-another shard (a schedule's run or a batch's callback for a queue of a named shard) appends an
-entry to its own shard's outbox in the same call (_outbox.lua owe_handoff): the target shard,
-a kind, a deterministic key (the job id, derived from what caused it) and a JSON body. The
-mover, run by every worker's and the API's scheduler duty, reads a bounded number of due
-entries of each shard, performs each in its target shard with an idempotent script (a create
-keyed by the job id and marked done: created once however often it is repeated), and only then
-removes the entry. A mover dying in between leaves the entry, and the next one repeats it
-harmlessly; a target that refuses (an error reply) leaves it due again a little later.
+another shard (a schedule's run or a batch's callback for a queue of a named shard; a child
+submitted with a parent in another shard, or a parent ending with children in another shard)
+appends an entry to its own shard's outbox in the same call (_outbox.lua owe_handoff): the
+target shard, a kind, a deterministic key (the job id, derived from what caused it; for a
+dependency the pair `<kind>:<parent>><child>`) and a JSON body. The mover, run by every
+worker's and the API's scheduler duty, reads a bounded number of due entries of each shard,
+performs each in its target shard with an idempotent script (keyed and marked done: performed
+once however often it is repeated), and only then removes the entry. A mover dying in between
+leaves the entry, and the next one repeats it harmlessly; a target that refuses (an error
+reply) leaves it due again a little later.
 
 Without QUEUE_SHARDS nothing is ever owed and no mover runs: no extra Redis work.
 """
@@ -35,8 +37,10 @@ MOVE_BATCH = 100
 RETRY_MS = 5_000
 # How long a target shard remembers a performed hand-off (ms): far longer than any entry waits.
 HANDOFF_MARK_TTL_MS = 7 * 86_400_000
-# kind -> the target shard's script that performs it (KEYS[1] handoff:<job_id>: the key).
-KIND_SCRIPTS = {"job": "handoff_create"}
+# kind -> the target shard's script that performs it (KEYS[1] handoff:<key>, the done mark): a
+# job owed (a schedule's run, a batch's callback; keyed on its id) and a dependency across
+# shards, keyed on parent and child: its link to the parent, its settle when the parent ended.
+KIND_SCRIPTS = {"job": "handoff_create", "link": "dep_link", "settle": "dep_settle"}
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,9 @@ class Outbox:
     def _target_call(self, entry: Entry, body: str) -> Any:
         name = KIND_SCRIPTS[entry.kind]
         keys = self.keys[entry.target]
-        script_keys = scripts.keys_for(scripts.SCRIPTS[name].keys, keys, job_id=entry.key)
+        script_keys = scripts.keys_for(
+            scripts.SCRIPTS[name].keys, keys, job_id=entry.key, key=entry.key
+        )
         args: list[Any] = [keys.prefix, entry.key, body, HANDOFF_MARK_TTL_MS]
         if self.settings.durability != "replicated":
             return scripts.call(self.redis, name, script_keys, args)

@@ -33,9 +33,13 @@ MAINTENANCE_SCRIPTS = frozenset({"heartbeat", "prune", "pause_queue", "delete_qu
     # created) when every member already finished.
     "batch_seal",
     # Hand-offs between shards (common/outbox.py): create a job another shard owes, once;
-    # remove (or defer) a performed outbox entry.
+    # remove (or defer) a performed outbox entry; a dependency across shards: register a child
+    # with its parent (link), tell a child its parent ended (settle: released or cancelled, as
+    # a parent in its own shard would; _deps.lua).
     "handoff_create",
     "outbox_done",
+    "dep_link",
+    "dep_settle",
 }
 SCRIPT_NAMES = frozenset(TRANSITIONS) | MAINTENANCE_SCRIPTS
 
@@ -56,7 +60,7 @@ def _read(name: str) -> str:
 BUILDERS: tuple[str, ...] = (
     "job", "queue", "processing", "worker", "scheduled", "dead", "idempotency", "types",
     "schedule", "unique", "limits", "groups", "waiting", "priority",
-    "dependents", "awaiting", "batch", "batch_jobs",
+    "dependents", "awaiting", "batch", "batch_jobs", "remote_children",
 )  # fmt: skip
 _ARG = "\x00arg\x00"
 

@@ -24,13 +24,19 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar, cast
 
 import redis
 
-from workstream.common.errors import JobNotFoundError, SettingsError, ValidationError
-from workstream.common.jobs import Job, JobSpec, new_job_id
+from workstream.common.errors import (
+    DependencyError,
+    JobNotFoundError,
+    SettingsError,
+    ValidationError,
+)
+from workstream.common.jobs import MAX_DEPENDENTS, Job, JobSpec, new_job_id
 from workstream.common.keys import Keys
 from workstream.common.limits import Limits
 from workstream.common.settings import Settings
@@ -193,7 +199,8 @@ class ShardedStore(JobStore):
     ) -> list[Any]:
         """A batch is all or nothing in one script, so its queues must share one shard. The
         ids name the shard (shard_of); a client's own id (`id`, where JobSpec has it) is for a
-        default-shard queue only, and never of the store's `<shard>:<32 hex>` form."""
+        default-shard queue only, and never of the store's `<shard>:<32 hex>` form. A parent
+        (depends_on) in another shard is found there and linked by a hand-off (_deps.lua)."""
         shards = {shard_of_queue(self.settings, spec.queue) for spec in specs}
         if len(shards) > 1:
             raise ValidationError(
@@ -209,16 +216,45 @@ class ShardedStore(JobStore):
                     if shard
                     else "<shard>:<32 hex digits> is the form of the store's own ids",
                 )
-            parents = getattr(spec, "depends_on", None) or ()
-            if any(shard_of(parent) != shard for parent in parents):
-                raise ValidationError(
-                    "depends_on", "a job's parents must be in its queue's shard (QUEUE_SHARDS)"
-                )
         if job_ids is None:
             job_ids = [getattr(spec, "id", None) or new_shard_job_id(shard) for spec in specs]
         if options and shard:  # a batch's own keys are the default shard's
             raise ValidationError("jobs", "batches are for default-shard queues (QUEUE_SHARDS)")
+        remote = self._remote_parents(shard, specs, job_ids)
+        if remote:
+            options["remote_parents"] = remote
         return self.stores[shard].enqueue_many(specs, job_ids, **options)
+
+    def _remote_parents(
+        self, shard: str, specs: Sequence[JobSpec], job_ids: Sequence[str]
+    ) -> dict[str, str]:
+        """The parents (depends_on) of a submission to `shard` that live in another shard: id
+        -> shard. A parent of the submission itself or of `shard` is enqueue.lua's to judge (an
+        id no shard holds too: it answers unknown_parents). Refuses, before anything is
+        written, a parent that would pass MAX_DEPENDENTS children (as enqueue.lua does for its
+        own shard's)."""
+        named = {p for spec in specs for p in getattr(spec, "depends_on", None) or ()}
+        named -= set(job_ids)
+        if not named:
+            return {}
+        local = self.stores[shard]
+        remote: dict[str, str] = {}
+        for parent in sorted(named):
+            if shard_of(parent) == shard and local.redis.exists(local.keys.job(parent)):
+                continue
+            holder = self.holder(parent)
+            if holder is None or holder.shard == shard:
+                continue
+            if not holder.redis.exists(holder.keys.job(parent)):
+                continue  # none holds it: enqueue.lua names it unknown
+            remote[parent] = holder.shard
+        adding = Counter(p for spec in specs for p in getattr(spec, "depends_on", None) or ())
+        for parent, parent_shard in remote.items():
+            store = self.stores[parent_shard]
+            had = int(store.redis.hget(store.keys.job(parent), "children_count") or 0)
+            if had + adding[parent] > MAX_DEPENDENTS:
+                raise DependencyError("too_many_dependents", [parent])
+        return remote
 
     def enqueue(self, spec: JobSpec, job_id: str | None = None) -> Any:
         return self.enqueue_many([spec], None if job_id is None else [job_id])[0]

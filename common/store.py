@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -149,10 +149,13 @@ class JobStore:
         job_ids: Sequence[str] | None = None,
         *,
         batch: Sequence[Any] = (),
+        remote_parents: Mapping[str, str] | None = None,
     ) -> list[EnqueueResult]:
         """All or nothing in one Lua call; capacity is checked for the whole batch. `batch`:
         the members join a batch in the same call (common/batches.py builds it; no jobs is
-        then allowed, to create an empty open batch)."""
+        then allowed, to create an empty open batch). `remote_parents`: parents named in
+        depends_on that live in another shard, id -> shard (ShardedStore found them there);
+        each child is linked to them by a hand-off (_deps.lua)."""
         if not (0 if batch else 1) <= len(specs) <= MAX_BATCH:
             raise ValueError(f"a batch holds 1 to {MAX_BATCH} jobs")
         ids = list(job_ids) if job_ids is not None else [spec.id or new_job_id() for spec in specs]
@@ -176,6 +179,8 @@ class JobStore:
                 spec.fingerprint() if spec.idempotency_key else "",
                 _options_json(spec, job_id == spec.id, ttl_ms),
             ]
+            if remote_parents and spec.depends_on is not None:
+                args[-1] = self._remote_options(spec.depends_on, remote_parents, args[-1])
             if spec.callback_url is not None:
                 args[-1] = self._callback_options(spec, args[-1])
         args += batch
@@ -194,6 +199,18 @@ class JobStore:
         for at, index in enumerate(order):
             placed[index] = results[at]
         return placed
+
+    def _remote_options(
+        self, parents: Sequence[str], remote: Mapping[str, str], options: str
+    ) -> str:
+        """enqueue.lua's options with r = the parents in other shards (id -> shard) and s =
+        this store's shard (the child's, for the link's body)."""
+        mine = {parent: remote[parent] for parent in parents if parent in remote}
+        if not mine:
+            return options
+        merged: dict[str, Any] = json.loads(options)
+        merged.update(r=mine, s=self.shard)
+        return json.dumps(merged)
 
     def _callback_options(self, spec: JobSpec, options: str) -> str:
         """enqueue.lua's options with the callback (_callbacks.lua): cb = callback_url, ca = its

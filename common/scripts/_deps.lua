@@ -18,49 +18,99 @@ local function release_waiting(child, now)
   event(child, 'ready', now, nil)
 end
 
+-- Counts `list` (child ids) among the parent's children and shows the first CHILDREN_SHOWN of
+-- them (GET /jobs/{id}): enqueue.lua for the children of a call, dep_link.lua for one in
+-- another shard.
+local function show_children(parent, list)
+  local key = key_job(parent)
+  local total = redis.call('HINCRBY', key, 'children_count', #list)
+  if total - #list < CHILDREN_SHOWN then
+    local ok, shown = pcall(cjson.decode, redis.call('HGET', key, 'children') or '[]')
+    if not ok or type(shown) ~= 'table' then shown = {} end
+    for _, child in ipairs(list) do
+      if #shown >= CHILDREN_SHOWN then break end
+      shown[#shown + 1] = child
+    end
+    redis.call('HSET', key, 'children', cjson.encode(shown))
+  end
+end
+
+-- A parent and a child in different shards (QUEUE_SHARDS) meet through hand-offs (_outbox.lua,
+-- common/outbox.py), each keyed on the pair, so a repeat does nothing: the child's submission
+-- owes a `link` to the parent's shard (dep_link.lua registers it in remote_children:<parent>, or
+-- owes the settle at once when the parent already ended), and the parent's end owes a `settle`
+-- to the child's shard (dep_settle.lua, which applies it as a local parent's end would).
+local function edge_key(kind, parent, child) return kind .. ':' .. parent .. '>' .. child end
+
+local function owe_settle(shard, parent, child, status, now)
+  owe_handoff(shard, 'settle', edge_key('settle', parent, child),
+    cjson.encode({parent = parent, child = child, status = status}), now)
+end
+
+-- Child `id` (of this shard) hears that `parent` ended (failed: not completed): a waiting child
+-- is cancelled (on_parent_failure = cancel; appended to `ended`, and to the work list so its own
+-- children follow) or brought one step nearer release. Any other child is left alone: it was
+-- cancelled meanwhile, or this parent's news already reached it.
+local function settle_child(parent, failed, id, now, ended, work, parent_status)
+  local key = key_job(id)
+  local v = redis.call('HMGET', key, 'status', 'queue', 'type', 'created_at', 'priority',
+    'on_parent_failure', 'finish', 'result_ttl_ms', 'batch')
+  if v[1] ~= ST.waiting then return end
+  local child = {id = id, status = v[1], queue = v[2], type = v[3],
+    created_at = tonumber(v[4]) or 0, priority = v[5], finish = v[7], batch = v[9]}
+  if failed and v[6] ~= 'run' then
+    redis.call('ZREM', key_awaiting(child.queue), id)
+    set_status(child, ST.cancelled, 'error', 'parent_failed: ' .. parent, 'finished_at', now)
+    count('cancelled', child)
+    local ttl_ms = tonumber(v[8])
+    if ttl_ms then
+      redis.call('PEXPIRE', key, ttl_ms)
+      redis.call('ZADD', EXPIRIES_KEY, now + ttl_ms, id)
+    end
+    event(child, 'cancelled', now, 'parent_failed')
+    ended[#ended + 1] = child
+    work[#work + 1] = id
+    parent_status[#parent_status + 1] = ST.cancelled
+  elseif redis.call('HINCRBY', key, 'parents_left', -1) <= 0 then
+    release_waiting(child, now)
+  end
+end
+
+-- Walks a cascade from the parents in `work` (each with its status in parent_status) with a work
+-- list (no recursion, whatever its depth): each parent's registered children are read and
+-- deleted, so each hears of it once; those in other shards are owed a settle hand-off. `first`,
+-- when given, stands for the first parent's children (a settle from another shard names one).
+-- Returns the jobs this cancelled (id, queue, type, status, created_at, finish, batch).
+local function settle_walk(work, parent_status, now, first)
+  local ended = {}
+  local i = 1
+  while i <= #work do
+    local parent, status = work[i], parent_status[i]
+    local children = first
+    if i > 1 or not first then
+      local set = key_dependents(parent)
+      children = redis.call('SMEMBERS', set)
+      if #children > 0 then redis.call('DEL', set) end
+      local remote = redis.call('HGETALL', key_remote_children(parent))
+      if #remote > 0 then
+        redis.call('DEL', key_remote_children(parent))
+        for r = 1, #remote, 2 do owe_settle(remote[r + 1], parent, remote[r], status, now) end
+      end
+    end
+    i = i + 1
+    for _, id in ipairs(children) do
+      settle_child(parent, status ~= ST.completed, id, now, ended, work, parent_status)
+    end
+  end
+  return ended
+end
+
 -- `job` ended with `status` (completed, failed, cancelled). Every waiting child counts it as
 -- ended: a completed parent, or any parent of a child with on_parent_failure = run, brings the
 -- child one step nearer release (released at 0 left); a parent that failed or was cancelled
 -- cancels a child with on_parent_failure = cancel (error "parent_failed: <parent id>"), which
--- settles that child's own children in turn, here, walking the cascade with a work list (no
--- recursion, whatever its depth). Returns the jobs this cancelled (id, queue, type, status,
--- created_at, finish), so that on_finished runs the other features' hooks for each.
+-- settles that child's own children in turn, here. Returns the jobs this cancelled, so that
+-- on_finished runs the other features' hooks for each.
 local function settle_dependents(job, status, now)
-  local ended = {}
-  local work, parent_status = {job.id}, {status}
-  local i = 1
-  while i <= #work do
-    local parent = work[i]
-    local failed = parent_status[i] ~= ST.completed
-    i = i + 1
-    local set = key_dependents(parent)
-    local children = redis.call('SMEMBERS', set)
-    if #children > 0 then redis.call('DEL', set) end
-    for _, id in ipairs(children) do
-      local key = key_job(id)
-      local v = redis.call('HMGET', key, 'status', 'queue', 'type', 'created_at', 'priority',
-        'on_parent_failure', 'finish', 'result_ttl_ms', 'batch')
-      if v[1] == ST.waiting then
-        local child = {id = id, status = v[1], queue = v[2], type = v[3],
-          created_at = tonumber(v[4]) or 0, priority = v[5], finish = v[7], batch = v[9]}
-        if failed and v[6] ~= 'run' then
-          redis.call('ZREM', key_awaiting(child.queue), id)
-          set_status(child, ST.cancelled, 'error', 'parent_failed: ' .. parent, 'finished_at', now)
-          count('cancelled', child)
-          local ttl_ms = tonumber(v[8])
-          if ttl_ms then
-            redis.call('PEXPIRE', key, ttl_ms)
-            redis.call('ZADD', EXPIRIES_KEY, now + ttl_ms, id)
-          end
-          event(child, 'cancelled', now, 'parent_failed')
-          ended[#ended + 1] = child
-          work[#work + 1] = id
-          parent_status[#parent_status + 1] = ST.cancelled
-        elseif redis.call('HINCRBY', key, 'parents_left', -1) <= 0 then
-          release_waiting(child, now)
-        end
-      end
-    end
-  end
-  return ended
+  return settle_walk({job.id}, {status}, now, nil)
 end

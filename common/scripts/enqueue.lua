@@ -131,9 +131,12 @@ for i = 1, n do
   submitted[id] = true
   local parents = new and options[i] and options[i].d
   if parents then  -- each must be a job, or one of this call (its parents come before it)
+    local remote = options[i].r or {}
     for _, parent in ipairs(parents) do
       local had = children_of[parent]
-      if not had and not submitted[parent] then
+      if remote[parent] then
+        had = nil  -- in another shard: the API found it there (common/shards.py)
+      elseif not had and not submitted[parent] then
         local v = redis.call('HMGET', key_job(parent), 'status', 'children_count')
         if v[1] then
           had = tonumber(v[2]) or 0
@@ -142,7 +145,7 @@ for i = 1, n do
           unknown_at = unknown_at or i
         end
       end
-      if had or submitted[parent] then
+      if had or (submitted[parent] and not remote[parent]) then
         -- A parent's children are bounded, so the script that ends it does bounded work.
         had = (had or 0) + 1
         children_of[parent] = had
@@ -218,9 +221,11 @@ for i = 1, n do
     local deps = options[i]
     local parents = deps and deps.d
     local left, failed_parent = 0, nil  -- parents not yet ended; a parent that already failed
+    local remote = deps and deps.r or {}
     if parents then
       for _, parent in ipairs(parents) do
-        local ended = planned[parent] or redis.call('HGET', key_job(parent), 'status')
+        local ended = not remote[parent]
+          and (planned[parent] or redis.call('HGET', key_job(parent), 'status'))
         if ended == ST.failed or ended == ST.cancelled then
           if deps.pf ~= 'run' then failed_parent = failed_parent or parent end
         elseif ended ~= ST.completed then
@@ -296,14 +301,15 @@ for i = 1, n do
       redis.call('HSET', key, 'depends_on', cjson.encode(parents),
         'on_parent_failure', deps.pf or 'cancel')
       for _, parent in ipairs(parents) do
-        local list = children[parent]
-        if not list then
+        local list = not remote[parent] and children[parent]
+        if not remote[parent] and not list then
           list = {}
           children[parent] = list
           parent_order[#parent_order + 1] = parent
         end
-        list[#list + 1] = id
+        if list then list[#list + 1] = id end
       end
+      if deps.r then redis.call('HSET', key, 'parent_shards', cjson.encode(deps.r)) end
       if failed_parent then  -- created cancelled: a failed parent's settling, at submission
         redis.call('HSET', key, 'error', 'parent_failed: ' .. failed_parent)
         redis.call('PEXPIRE', key, deps.rt)
@@ -317,10 +323,16 @@ for i = 1, n do
         redis.call('HSET', key, 'parents_left', left, 'result_ttl_ms', deps.rt)
         redis.call('ZADD', key_awaiting(queue), now, id)
         for _, parent in ipairs(parents) do
-          local ended = planned[parent] or redis.call('HGET', key_job(parent), 'status')
-          if ended ~= ST.completed and ended ~= ST.failed and ended ~= ST.cancelled then
-            redis.call('SADD', key_dependents(parent), id)
-            redis.call('HSET', key_job(parent), 'finish', '1')
+          local shard = remote[parent]
+          if shard then  -- its shard registers it (dep_link.lua), or settles it at once
+            owe_handoff(shard, 'link', edge_key('link', parent, id),
+              cjson.encode({parent = parent, child = id, shard = deps.s}), now)
+          else
+            local ended = planned[parent] or redis.call('HGET', key_job(parent), 'status')
+            if ended ~= ST.completed and ended ~= ST.failed and ended ~= ST.cancelled then
+              redis.call('SADD', key_dependents(parent), id)
+              redis.call('HSET', key_job(parent), 'finish', '1')
+            end
           end
         end
       end
@@ -360,19 +372,7 @@ if #all_index > 0 then redis.call('ZADD', KEY_jobs, unpack(all_index)) end
 if #waiting_index > 0 then redis.call('ZADD', STATUS_KEY[ST.waiting], unpack(waiting_index)) end
 if #ended_index > 0 then redis.call('ZADD', STATUS_KEY[ST.cancelled], unpack(ended_index)) end
 -- Each parent shows its first CHILDREN_SHOWN children (GET /jobs/{id}) and counts them all.
-for _, parent in ipairs(parent_order) do
-  local list, key = children[parent], key_job(parent)
-  local total = redis.call('HINCRBY', key, 'children_count', #list)
-  if total - #list < CHILDREN_SHOWN then
-    local ok, shown = pcall(cjson.decode, redis.call('HGET', key, 'children') or '[]')
-    if not ok or type(shown) ~= 'table' then shown = {} end
-    for _, child in ipairs(list) do
-      if #shown >= CHILDREN_SHOWN then break end
-      shown[#shown + 1] = child
-    end
-    redis.call('HSET', key, 'children', cjson.encode(shown))
-  end
-end
+for _, parent in ipairs(parent_order) do show_children(parent, children[parent]) end
 flush_tally(KEY_stats, created)
 if batch then batch_record(batch_base, ids, fresh, n, now, reply) end
 return reply

@@ -1,13 +1,18 @@
 """Dependencies under worker crashes: a DAG of jobs (chains, fan-out, fan-in) is submitted
 while a random worker is SIGKILLed every 2 s and restarted. Every job completes, none is left
 waiting, and every job's first start comes after the last finish of each of its parents (one
-counter orders the handlers' starts and finishes), with every parent's result in hand."""
+counter orders the handlers' starts and finishes), with every parent's result in hand.
+
+The same DAG spread over three shards (QUEUE_SHARDS), one worker process per shard at least:
+most edges then cross shards, linked and settled by hand-offs that the workers' movers perform
+(and die performing); the outbox must end empty, with the same promises kept."""
 
 from __future__ import annotations
 
 import random
 import signal
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import pytest
@@ -16,6 +21,7 @@ from tests.faults.conftest import RedisFactory, StackFactory
 from tests.faults.handlers import DAG_FINISHED_KEY, DAG_NO_RESULT_KEY, DAG_STARTED_KEY
 from tests.faults.harness import (
     FAST_RECOVERY,
+    HANDLERS,
     PREFIX,
     Executions,
     Stopwatch,
@@ -26,6 +32,12 @@ from tests.faults.harness import (
 from tests.faults.results import record
 from tests.support.stack import wait_until
 from workstream.common.jobs import JobSpec
+from workstream.common.keys import Keys
+from workstream.common.outbox import Outbox
+from workstream.common.redis_conn import connect
+from workstream.common.settings import Settings
+from workstream.common.shards import ShardedStore, new_shard_job_id
+from workstream.common.states import JobStatus
 
 
 @dataclass(frozen=True)
@@ -147,6 +159,121 @@ def test_a_dag_under_a_sigkill_storm_runs_every_job_after_all_its_parents(
     assert drained, f"not drained in {size.drain_timeout_s}s: {dict(final)}"
     assert final == {"completed": size.jobs}
     assert waiting == 0
+    assert early == []
+    assert no_result == {}
+    assert set(started) == set(dag)
+
+
+# The sharded run: blocks of consecutive jobs take turns over three queues, one per shard, so
+# chains cross a shard at each block's edge and fan-outs, fan-ins and merges cross at random.
+SHARD_QUEUES = {"dag": "", "dag_a": "a", "dag_b": "b"}
+SHARD_BLOCK = 25
+
+
+@pytest.mark.timeout(480)
+@pytest.mark.parametrize(
+    "size", [FAST, pytest.param(FULL, marks=pytest.mark.chaos)], ids=lambda s: s.name
+)
+def test_a_dag_across_shards_under_a_sigkill_storm_runs_every_job_after_all_its_parents(
+    size: DagSize, make_redis: RedisFactory, make_stack: StackFactory
+) -> None:
+    server = make_redis()
+    client = server.client()
+    env = {**FAST_RECOVERY, "QUEUE_SHARDS": "dag_a:a,dag_b:b", "WORKER_COUNT": "8"}
+    settings = Settings.from_environ({"REDIS_URL": server.url, "WORKER_HANDLERS": HANDLERS, **env})
+    store = ShardedStore(connect(settings), settings)
+    stack = make_stack(server.url, **env)
+    queues = list(SHARD_QUEUES)
+    workers = [
+        stack.start_worker({"QUEUES": queues[i % len(queues)]})
+        for i in range(max(size.workers, len(queues)))
+    ]
+    rng = random.Random(11)
+    plain = make_dag(size.jobs, rng)
+    # Ids first (a named shard's are the store's own), then the DAG over them.
+    queue_of = {job_id: queues[(i // SHARD_BLOCK) % len(queues)] for i, job_id in enumerate(plain)}
+    real = {
+        job_id: job_id if not SHARD_QUEUES[queue] else new_shard_job_id(SHARD_QUEUES[queue])
+        for job_id, queue in queue_of.items()
+    }
+    dag = {real[job_id]: [real[p] for p in parents] for job_id, parents in plain.items()}
+    specs = [
+        JobSpec.from_mapping(
+            {
+                "type": "fault_dag",
+                "queue": queue_of[job_id],
+                **({} if SHARD_QUEUES[queue_of[job_id]] else {"id": job_id}),
+                "payload": {"ms": rng.randint(0, 30) if rng.random() < 0.5 else 0},
+                "max_attempts": 20,
+                **({"depends_on": [real[p] for p in parents]} if parents else {}),
+            }
+        )
+        for job_id, parents in plain.items()
+    ]
+    order = list(plain)
+    clock = Stopwatch()
+
+    submitted = kills = 0
+    next_kill = KILL_EVERY_S
+    while clock.elapsed < size.storm_s or submitted < size.jobs:
+        if submitted < size.jobs:  # one block (one shard) a call, parents first
+            block = slice(submitted, submitted + SHARD_BLOCK)
+            store.enqueue_many(specs[block], [real[job_id] for job_id in order[block]])
+            submitted += len(order[block])
+        if clock.elapsed >= next_kill and clock.elapsed < size.storm_s:
+            victim = rng.randrange(len(workers))
+            workers[victim].signal(signal.SIGKILL)
+            workers[victim].wait(10)
+            workers[victim] = stack.start_worker({"QUEUES": queues[victim % len(queues)]})
+            kills += 1
+            next_kill += KILL_EVERY_S
+        time.sleep(0.02)
+
+    shard_keys = [Keys(settings.namespace, shard) for shard in SHARD_QUEUES.values()]
+
+    def completed() -> int:
+        return sum(int(client.zcard(keys.status(JobStatus.COMPLETED))) for keys in shard_keys)
+
+    drained = wait_until(lambda: completed() >= size.jobs, size.drain_timeout_s, 0.5)
+    final = Counter(
+        "missing" if job is None else job.status.value for job in store.get_jobs(list(dag))
+    )
+    started = {k: int(v) for k, v in client.hgetall(DAG_STARTED_KEY).items()}
+    finished = {k: int(v) for k, v in client.hgetall(DAG_FINISHED_KEY).items()}
+    early = [
+        (job_id, parent)
+        for job_id, parents in dag.items()
+        for parent in parents
+        if job_id in started and not finished.get(parent, 0) < started[job_id]
+    ]
+    no_result = client.hgetall(DAG_NO_RESULT_KEY)
+    executions = Executions.read(client)
+    waiting = sum(int(client.zcard(keys.status(JobStatus.WAITING))) for keys in shard_keys)
+    owed = Outbox(client, settings).owed()
+    lost = size.jobs - final["completed"]
+    edges = sum(len(p) for p in dag.values())
+    crossing = sum(
+        1 for job_id, parents in plain.items() for p in parents if queue_of[p] != queue_of[job_id]
+    )
+    record(
+        "DAG (depends_on) across 3 shards under a worker SIGKILL storm",
+        size.name,
+        jobs=size.jobs,
+        faults=f"{kills} SIGKILLs of {len(workers)} workers; {edges} edges, {crossing} crossing",
+        lost=lost,
+        duplicates=executions.duplicates,
+        wall_s=clock.elapsed,
+        passed=drained and lost == 0 and not early and not no_result and waiting == 0 and not owed,
+        notes=f"{len(early)} jobs started before a parent finished; {waiting} left waiting; "
+        f"{owed} hand-offs left owed",
+    )
+
+    assert kills >= int(size.storm_s / KILL_EVERY_S) - 1
+    assert crossing > edges // 3
+    assert drained, f"not drained in {size.drain_timeout_s}s: {dict(final)}"
+    assert final == {"completed": size.jobs}
+    assert waiting == 0
+    assert owed == 0
     assert early == []
     assert no_result == {}
     assert set(started) == set(dag)

@@ -253,21 +253,6 @@ def test_a_plain_id_a_script_made_in_a_named_shard_is_found_there(
         store.retry(plain)
 
 
-def test_a_job_whose_parent_is_in_another_shard_is_refused(
-    redis_server: RedisServer, redis_client: redis.Redis
-) -> None:
-    """depends_on (helper deps) is settled inside one shard's scripts."""
-    if "depends_on" not in JobSpec.__dataclass_fields__:
-        pytest.skip("JobSpec has no depends_on in this tree")
-    store = open_store(redis_client, sharded(redis_server))
-    parent = store.enqueue(JobSpec(type="t", queue="emails")).job_id
-    child = dataclasses.replace(JobSpec(type="t", queue="other"), depends_on=(parent,))
-    with pytest.raises(ValidationError, match="parents must be in"):
-        store.enqueue(child)
-    sibling = dataclasses.replace(JobSpec(type="t", queue="emails"), depends_on=(parent,))
-    assert store.enqueue(sibling).job_id.startswith("a:")
-
-
 def test_jobs_left_in_a_shard_dropped_from_queue_shards_still_stop_the_start(
     redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
