@@ -18,6 +18,7 @@ from workstream.api import validation
 from workstream.api.errors import ApiError, validation_error
 from workstream.common.deps import parent_results
 from workstream.common.jobs import QUEUE_PATTERN
+from workstream.common.keys import Keys
 from workstream.common.leases import (
     MAX_LEASE_COUNT,
     MAX_LEASE_S,
@@ -27,6 +28,7 @@ from workstream.common.leases import (
     Leases,
 )
 from workstream.common.serialization import dumps, ms_to_rfc3339
+from workstream.common.shards import shard_of
 from workstream.common.store import JobStore
 
 MAX_LEASE_QUEUES = 32
@@ -107,7 +109,7 @@ class LeaseCollection:
                     "expires_at": ms_to_rfc3339(x.expires_at),
                     # depends_on's results, read now (every parent has ended): {} for none.
                     "parent_results": (
-                        parent_results(self._redis, self._keys, x.job.id)
+                        parent_results(self._redis, self._job_keys(x.job.id), x.job.id)
                         if x.job.depends_on
                         else {}
                     ),
@@ -115,6 +117,11 @@ class LeaseCollection:
                 for x in leases
             ]
         }
+
+    def _job_keys(self, job_id: str) -> Keys:
+        """The keys of the job's shard (its id names it: a job with parents has a store-made
+        or client id, never a script's plain id in a named shard)."""
+        return Keys(self._keys.namespace, shard_of(job_id))
 
 
 class LeaseAnswers:

@@ -180,3 +180,37 @@ def test_a_schedules_run_and_a_batch_callback_cross_slots_through_the_outbox(
     assert outbox.move().moved == 2 and outbox.move().moved == 0
     ids = home.redis.lrange(Keys(settings.namespace, "a").queue("emails"), 0, -1)
     assert len(ids) == 2 and all(str(i).startswith("a:") for i in ids)
+
+
+def test_a_dependency_across_slots_is_linked_and_settled_through_the_outbox(
+    cluster: RedisCluster,
+) -> None:
+    """A chain over three shards (three slots): each child is linked to its parent and told of
+    its end by hand-offs, and reads its parent's result from the parent's slot."""
+    from workstream.common.deps import parent_results
+
+    client = cluster.client()
+    for node in client.get_primaries():  # type: ignore[no-untyped-call]
+        client.get_redis_connection(node).flushall()
+    client.close()
+    settings = Settings.from_environ(
+        {"REDIS_URL": cluster.url, "QUEUE_SHARDS": "emails:a,images:b"}
+    )
+    store = open_store(connect(settings, dedicated=True), settings)
+    first = store.enqueue(JobSpec(type="t", queue="emails")).job_id
+    second = store.enqueue(JobSpec.from_mapping({"type": "t", "depends_on": [first]})).job_id
+    third = store.enqueue(
+        JobSpec.from_mapping({"type": "t", "queue": "images", "depends_on": [second]})
+    ).job_id
+    outbox = Outbox(store.redis, settings)
+    for queue, job_id in (("emails", first), ("default", second), ("images", third)):
+        for _ in range(5):  # link, then settle: each mover pass performs what is due
+            outbox.move()
+        assert store.get_status(job_id) is JobStatus.PENDING
+        shard = store.for_queue(queue)  # type: ignore[attr-defined]
+        (job,) = shard.claim("w1", 1, [queue])
+        assert job.id == job_id
+        shard.complete("w1", job, f'"{queue}"')
+    assert outbox.owed() == 0
+    images = Keys(settings.namespace, "b")
+    assert parent_results(store.redis, images, third) == {second: "default"}

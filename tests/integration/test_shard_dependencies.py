@@ -8,12 +8,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, cast
 
+import falcon.testing
 import pytest
 import redis
 
 from tests.conftest import make_settings
 from tests.integration.test_outbox import Died, _dying
 from tests.support.redis_server import RedisServer
+from workstream.api.app import create_app
 from workstream.common import shards as shards_module
 from workstream.common.batches import BatchStore
 from workstream.common.deps import parent_results
@@ -279,3 +281,45 @@ def test_a_plain_job_store_in_one_shard_cannot_be_given_remote_parents_by_mistak
     with pytest.raises(DependencyError) as refused:
         home.enqueue(spec)
     assert refused.value.code == "unknown_parents"
+
+
+@pytest.fixture
+def api(store: ShardedStore, settings: Settings) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(create_app(settings, store))
+
+
+def test_post_jobs_accepts_a_parent_in_another_shard_and_answers_waiting(
+    api: falcon.testing.TestClient, outbox: Outbox
+) -> None:
+    parent = api.simulate_post("/jobs", json={"type": "t", "queue": "emails"}).json["id"]
+    answer = api.simulate_post("/jobs", json={"type": "t", "depends_on": [parent]})
+    assert answer.status_code == 201 and answer.json["status"] == "waiting"
+    _move_all(outbox)
+    shown = api.simulate_get(f"/jobs/{parent}").json
+    assert shown["children"] == [answer.json["id"]] and shown["children_count"] == 1
+
+
+def test_post_jobs_names_an_unknown_parent_of_a_named_shards_form(
+    api: falcon.testing.TestClient,
+) -> None:
+    ghost = "b:" + "f" * 32
+    answer = api.simulate_post(
+        "/jobs", json={"type": "t", "queue": "emails", "depends_on": [ghost]}
+    )
+    assert answer.status_code == 400
+    assert (
+        answer.json["error"]["code"] == "unknown_parents"
+        and ghost in answer.json["error"]["message"]
+    )
+
+
+def test_a_leased_child_in_a_named_shard_carries_its_remote_parents_result(
+    api: falcon.testing.TestClient, store: ShardedStore, outbox: Outbox
+) -> None:
+    parent = _submit(store, "other")
+    child = _submit(store, "emails", parent)
+    _run(store, "other", parent)
+    _move_all(outbox)
+    body = {"queues": ["emails"], "consumer": "c1", "lease_s": 30}
+    (lease,) = api.simulate_post("/leases", json=body).json["leases"]
+    assert lease["job"]["id"] == child and lease["parent_results"] == {parent: parent}
