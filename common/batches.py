@@ -18,8 +18,9 @@ import orjson
 from workstream.common import scripts
 from workstream.common.errors import BatchNotFoundError, ValidationError
 from workstream.common.jobs import EnqueueResult, JobSpec, new_job_id
+from workstream.common.keys import Keys
 from workstream.common.serialization import ms_to_rfc3339
-from workstream.common.shards import new_shard_job_id, shard_of_queue
+from workstream.common.shards import new_shard_job_id, shard_of, shard_of_queue
 from workstream.common.states import JobStatus
 from workstream.common.store import JobStore, _parse_cursor
 
@@ -57,9 +58,10 @@ class Callback:
     max_attempts: int
     timeout_ms: int
 
-    # The queue's shard when it is a named one (QUEUE_SHARDS): the job is then handed off
-    # through the batch's shard's outbox when the batch settles (common/outbox.py).
-    shard: str = ""
+    # The queue's shard when it is not the batch's own (QUEUE_SHARDS; "" is the default
+    # shard): the job is then handed off through the batch's shard's outbox when the batch
+    # settles (common/outbox.py). None: created by the settling script itself.
+    to: str | None = None
 
     def meta_json(self) -> str:
         meta: dict[str, Any] = {
@@ -69,8 +71,8 @@ class Callback:
             "max_attempts": self.max_attempts,
             "timeout_ms": self.timeout_ms,
         }
-        if self.shard:
-            meta["shard"] = self.shard
+        if self.to is not None:
+            meta["to"] = self.to
         return orjson.dumps(meta).decode()
 
 
@@ -228,6 +230,11 @@ def entry_key(batch_id: str, key: str, index: int) -> str:
 
 
 class BatchStore:
+    """Batches of one JobStore, or of every shard of a ShardedStore: a batch lives in the shard
+    of its members' queues (its id names it, as a job's does: `<shard>:<32 hex>`), so its
+    members' scripts move its counts and settle it in their own slot; its callbacks may be for
+    any queue (handed off when theirs is another shard)."""
+
     def __init__(self, store: JobStore) -> None:
         self.store = store
         self.redis = store.redis
@@ -235,7 +242,23 @@ class BatchStore:
         self._ttl_ms = round(store.settings.result_ttl.total_seconds() * 1000)
         self.max_jobs = MAX_BATCH_JOBS  # members a batch may hold (a test lowers it)
 
-    def _callback(self, spec: JobSpec | None) -> Callback | None:
+    def _shard_stores(self) -> list[JobStore]:
+        """Every shard's store (the default shard first); one without shards."""
+        stores = getattr(self.store, "stores", None)
+        return list(stores.values()) if isinstance(stores, dict) else [self.store]
+
+    def _keys_of(self, batch_id: str) -> Keys:
+        """The keys of the batch's shard (its id names it)."""
+        return Keys(self.keys.namespace, shard_of(batch_id))
+
+    def placed(self, batch_id: str, specs: Sequence[JobSpec]) -> str:
+        """The id of a new batch made for `specs`: `batch_id` (32 hex digits), in the shard of
+        their queues (`<shard>:<hex>` for a named one; an empty batch is the default shard's).
+        A queue of several shards is refused when the jobs are sent."""
+        shard = shard_of_queue(self.store.settings, specs[0].queue) if specs else ""
+        return f"{shard}:{batch_id}" if shard and shard_of(batch_id) != shard else batch_id
+
+    def _callback(self, spec: JobSpec | None, batch_shard: str) -> Callback | None:
         if spec is None:
             return None
         settings = self.store.settings
@@ -248,7 +271,7 @@ class BatchStore:
             payload_json=spec.payload_json(),
             max_attempts=spec.max_attempts or settings.max_attempts,
             timeout_ms=round(timeout * 1000),
-            shard=shard,
+            to=None if shard == batch_shard else shard,
         )
 
     def create(
@@ -262,10 +285,11 @@ class BatchStore:
     ) -> tuple[str, list[EnqueueResult]]:
         """Creates the batch with its first members in one call. A given batch_id (from an
         Idempotency-Key) that exists already is a replay: nothing is created."""
-        batch_id = batch_id or new_job_id()
+        batch_id = self.placed(batch_id or new_job_id(), specs)
         tail: list[Any] = [batch_id, "create", self.max_jobs, "sealed" if sealed else "open"]
         tail.append(self._ttl_ms)
-        for callback in (self._callback(on_complete), self._callback(on_success)):
+        for spec in (on_complete, on_success):
+            callback = self._callback(spec, shard_of(batch_id))
             if callback is None:
                 tail += ["", ""]
             else:
@@ -277,15 +301,16 @@ class BatchStore:
         return self.store.enqueue_many(specs, batch=[batch_id, "add", self.max_jobs])
 
     def seal(self, batch_id: str) -> Batch:
-        keys = scripts.keys_for(scripts.SCRIPTS["batch_seal"].keys, self.keys)
+        keys = self._keys_of(batch_id)
+        script_keys = scripts.keys_for(scripts.SCRIPTS["batch_seal"].keys, keys)
         # With DURABILITY=replicated the seal (and a settlement it makes) waits for replicas too.
-        reply = self.store._acknowledged("batch_seal", keys, [self.keys.prefix, batch_id])
+        reply = self.store._acknowledged("batch_seal", script_keys, [keys.prefix, batch_id])
         if reply[0] == "not_found":
             raise BatchNotFoundError(batch_id)
         return self.require(batch_id)
 
     def get(self, batch_id: str) -> Batch | None:
-        data = cast(dict[str, str], self.redis.hgetall(self.keys.batch(batch_id)))
+        data = cast(dict[str, str], self.redis.hgetall(self._keys_of(batch_id).batch(batch_id)))
         return Batch.from_hash(data) if data.get("id") else None
 
     def require(self, batch_id: str) -> Batch:
@@ -295,19 +320,18 @@ class BatchStore:
         return batch
 
     def exists(self, batch_id: str) -> bool:
-        return bool(self.redis.exists(self.keys.batch(batch_id)))
+        return bool(self.redis.exists(self._keys_of(batch_id).batch(batch_id)))
 
     def members(self, batch_id: str, offset: int, limit: int) -> tuple[list[Member], int | None]:
         """Member ids from `offset` in the order they joined, each with its status now; the
         next offset, or None at the end."""
-        ids = cast(
-            list[str], self.redis.lrange(self.keys.batch_jobs(batch_id), offset, offset + limit)
-        )
+        keys = self._keys_of(batch_id)
+        ids = cast(list[str], self.redis.lrange(keys.batch_jobs(batch_id), offset, offset + limit))
         more = len(ids) > limit
         ids = ids[:limit]
         pipe = self.redis.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hget(self.keys.job(job_id), "status")
+            pipe.hget(keys.job(job_id), "status")
         statuses = pipe.execute() if ids else []
         members = [
             Member(job_id, None if status is None else JobStatus(status))
@@ -316,22 +340,31 @@ class BatchStore:
         return members, (offset + limit if more else None)
 
     def list(self, limit: int = 50, cursor: str | None = None) -> BatchPage:
-        """Newest first, cursor-paged as GET /jobs is; an expired batch is skipped."""
+        """Newest first over every shard, cursor-paged as GET /jobs is (each shard's index
+        entries merged by score, ties in shard order, so the cursor's count of entries read at
+        its score means the same on every call); an expired batch is skipped."""
         score, offset = _parse_cursor(cursor)
-        found = self.redis.zrevrangebyscore(
-            self.keys.batches, score, "-inf", start=offset, num=limit, withscores=True
-        )
-        entries = cast(list[tuple[str, float]], found)
+        shards = [store.keys for store in self._shard_stores()]
+        merged: list[tuple[float, int, int, str]] = []
+        for index, keys in enumerate(shards):
+            found = self.redis.zrevrangebyscore(
+                keys.batches, score, "-inf", start=0, num=offset + limit, withscores=True
+            )
+            entries = cast(list[tuple[str, float]], found)
+            merged += [(-s, index, n, member) for n, (member, s) in enumerate(entries)]
+        merged.sort()
+        skip = min(offset, sum(1 for entry in merged if -entry[0] == score))
+        page = merged[skip : skip + limit]
         pipe = self.redis.pipeline(transaction=False)
-        for batch_id, _ in entries:
-            pipe.hgetall(self.keys.batch(batch_id))
+        for _, index, _, batch_id in page:
+            pipe.hgetall(shards[index].batch(batch_id))
         batches = []
-        for data, (_, entry_score) in zip(pipe.execute() if entries else [], entries, strict=True):
-            if entry_score == score:
+        for data, (negative, *_) in zip(pipe.execute() if page else [], page, strict=True):
+            if -negative == score:
                 offset += 1
             else:
-                score, offset = entry_score, 1
+                score, offset = -negative, 1
             if data.get("id"):
                 batches.append(Batch.from_hash(data))
-        next_cursor = f"{int(score)}-{offset}" if len(entries) == limit else None
+        next_cursor = f"{int(score)}-{offset}" if len(page) == limit else None
         return BatchPage(batches, next_cursor)

@@ -218,8 +218,13 @@ class ShardedStore(JobStore):
                 )
         if job_ids is None:
             job_ids = [getattr(spec, "id", None) or new_shard_job_id(shard) for spec in specs]
-        if options and shard:  # a batch's own keys are the default shard's
-            raise ValidationError("jobs", "batches are for default-shard queues (QUEUE_SHARDS)")
+        batch = options.get("batch")
+        if batch and shard_of(str(batch[0])) != shard:  # a batch's members are in its shard
+            raise ValidationError(
+                "jobs",
+                f"a batch's jobs are in its own shard, {_shard_label(shard_of(str(batch[0])))} "
+                f"(QUEUE_SHARDS), and these are in {_shard_label(shard)}",
+            )
         remote = self._remote_parents(shard, specs, job_ids)
         if remote:
             options["remote_parents"] = remote

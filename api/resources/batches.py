@@ -104,7 +104,7 @@ class BatchCollection:
             for which in CALLBACKS
             if data.get(which) is not None
         }
-        existed = target is not None and self._batches.exists(target)
+        existed = target is not None and self._batches.exists(self._batches.placed(target, specs))
         made_id, results = self._batches.create(
             specs,
             sealed=bool(specs) and not is_open,

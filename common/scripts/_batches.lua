@@ -20,6 +20,13 @@ local BATCH_FAILED_IDS_MAX = 100
 -- mode (create | add), most members, then for create: state (open | sealed), ttl ms after
 -- settling, and per callback (on_complete, on_success) its JSON ('' none) and payload JSON.
 
+-- The shard a callback's job is handed off to ('' is the default shard), or nil: created here.
+-- `to` since batches live in any shard; `shard` (always a named one) in records made before.
+local function callback_shard(meta)
+  if meta.to ~= nil then return meta.to end
+  return meta.shard
+end
+
 -- Registers a callback's queue and type with the call's new names (enqueue's own tables), so
 -- the call's bounds (MAX_QUEUES, MAX_TYPES) judge them as a job's and its writes add them: the
 -- callback job is created later, by whichever script settles the batch, with no check left.
@@ -56,7 +63,7 @@ local function batch_refusal(base, ids, fresh, n, known_queue, known_type, new_q
     for c = 0, 1 do
       local meta = ARGV[base + 6 + c * 2]
       -- A callback for another shard's queue is registered there when it is handed off.
-      if meta ~= '' and not cjson.decode(meta).shard then
+      if meta ~= '' and not callback_shard(cjson.decode(meta)) then
         batch_callback_names(cjson.decode(meta), known_queue, known_type, new_queues, new_types)
       end
     end
@@ -80,10 +87,11 @@ local function batch_spawn(key, bid, which, summary, now)
   local rest = string.sub(v[2] or '{}', 2)
   if rest ~= '}' then rest = ',' .. rest end
   local id, queue = meta.id, meta.queue
-  if meta.shard then
+  local target = callback_shard(meta)
+  if target then
     -- A queue of another shard: owed through this shard's outbox, created there once under
     -- the id chosen at the batch's creation (common/outbox.py).
-    owe_handoff(meta.shard, 'job', id, cjson.encode({type = meta.type, queue = queue,
+    owe_handoff(target, 'job', id, cjson.encode({type = meta.type, queue = queue,
       payload = '{"batch":' .. summary .. rest, max_attempts = tostring(meta.max_attempts),
       timeout_ms = tostring(meta.timeout_ms), handoff_from = which .. ' of batch ' .. bid}), now)
     redis.call('HSET', key, which .. '_job', id)
