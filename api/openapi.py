@@ -274,7 +274,10 @@ def _submission_schema() -> Schema:
                     "completes its last parent; a parent already completed counts as done. "
                     "Unknown ids are 400 unknown_parents and a cycle within a batch 400 "
                     "dependency_cycle, each naming the ids (`ids`), nothing written. Not with "
-                    "delay or run_at. Waiting jobs count toward the queue's capacity.",
+                    "delay or run_at. Waiting jobs count toward the queue's capacity. A parent in "
+                    "another shard (QUEUE_SHARDS) is linked and settled by hand-offs: the job "
+                    "then waits until the mover has linked it, even for a parent already "
+                    "completed.",
                 }
             ),
             "on_parent_failure": {

@@ -228,7 +228,9 @@ def batch_paths(op: Any) -> Schema:
             "post": op(
                 "Create a batch: its jobs, its record and its callbacks in one call. With jobs "
                 'and without "open": true it is sealed at once; otherwise open for '
-                "POST /batches/{id}/jobs until POST /batches/{id}/seal.",
+                "POST /batches/{id}/jobs until POST /batches/{id}/seal. With QUEUE_SHARDS the "
+                "batch lives in its jobs' shard (its id `<shard>:<32 hex>` for a named one; "
+                "empty: the default shard) and later jobs must be of that shard (400).",
                 {
                     "201": _json(created, "Created.", location),
                     "200": _json(created, "The same Idempotency-Key again: the batch as is."),
@@ -259,7 +261,7 @@ def batch_paths(op: Any) -> Schema:
                 },
             ),
             "get": op(
-                "List batches, newest first (cursor-paged).",
+                "List batches, newest first (cursor-paged), of every shard.",
                 {"200": _json(page, "A page."), "400": _error("BadRequest")},
                 operationId="listBatches",
                 parameters=[limit, cursor],

@@ -44,6 +44,7 @@ def test_the_key_table_lists_every_key_the_code_builds() -> None:
         keys.waiting(group_ref("<name>", "<group>")),
         keys.priority("<name>"),
         keys.dependents("<id>"),
+        keys.remote_children("<id>"),
         keys.awaiting("<name>"),
         keys.unique("<key>"),
         keys.expiring,
