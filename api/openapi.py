@@ -423,7 +423,21 @@ def _metrics_schema() -> Schema:
         "required": ["wait_seconds", "run_seconds"],
         "properties": {"wait_seconds": _ref("Histogram"), "run_seconds": _ref("Histogram")},
     }
-    return {"type": "object", "required": sorted(properties), "properties": properties}
+    required = sorted(properties)
+    properties["outbox"] = {
+        "type": "object",
+        "description": 'With QUEUE_SHARDS only: per source shard ("" the default), the '
+        "hand-offs it owes other shards and how long the oldest has been due (0: none due).",
+        "additionalProperties": {
+            "type": "object",
+            "required": ["owed", "oldest_due_seconds"],
+            "properties": {
+                "owed": {"type": "integer", "minimum": 0},
+                "oldest_due_seconds": {"type": "number", "minimum": 0},
+            },
+        },
+    }
+    return {"type": "object", "required": required, "properties": properties}
 
 
 def _timeline_schema() -> Schema:

@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from workstream.common.keys import Keys
 from workstream.common.scripts import BUCKETS_MS, COUNTERS
+from workstream.common.shards import shard_names
 from workstream.common.store import JobStore, QueueInfo
 
 __all__ = [
@@ -81,12 +83,22 @@ class Histogram:
 
 
 @dataclass(frozen=True)
+class OutboxFigures:
+    owed: int
+    oldest_due_s: float
+
+
+@dataclass(frozen=True)
 class MetricsSnapshot:
     counters: dict[tuple[str, str, str], int]  # (counter, queue, type) -> value
     stale_completions: int
     queues: list[QueueInfo]
     workers_live: int
     histograms: dict[str, dict[str, Histogram]] = field(default_factory=dict)  # name -> queue
+    # Hand-offs between shards (QUEUE_SHARDS, common/outbox.py), per source shard ("" the
+    # default): entries owed, and how long the oldest has been due (s, 0 when none is due).
+    # Empty without shards. A growing age means no mover runs (no worker or API up).
+    outbox: dict[str, OutboxFigures] = field(default_factory=dict)
 
     def total(self, counter: str) -> int:
         return sum(v for (name, _, _), v in self.counters.items() if name == counter)
@@ -105,6 +117,11 @@ class MetricsSnapshot:
         for depth in QUEUE_DEPTHS:
             body[f"queue_{depth}"] = sum(getattr(q, depth) for q in self.queues)
         body["workers_live"] = self.workers_live
+        if self.outbox:
+            body["outbox"] = {
+                shard: {"owed": f.owed, "oldest_due_seconds": f.oldest_due_s}
+                for shard, f in self.outbox.items()
+            }
         # Figures only: a queue's settings (limits, ...) belong to /queues, not to /metrics.
         body["queues"] = {
             q.name: {
@@ -164,4 +181,28 @@ def read_snapshot(store: JobStore) -> MetricsSnapshot:
         queues=store.queue_infos(),
         workers_live=store.live_worker_count(),
         histograms=histograms,
+        outbox=read_outbox(store),
     )
+
+
+def read_outbox(store: JobStore) -> dict[str, OutboxFigures]:
+    """Each shard's outbox: one pipelined round trip (ZCARD and the first entry a shard), none
+    without QUEUE_SHARDS (nothing is ever owed then)."""
+    if not store.settings.queue_shards:
+        return {}
+    shards = shard_names(store.settings)
+    pipe = store.redis.pipeline(transaction=False)
+    for shard in shards:
+        outbox = Keys(store.settings.namespace, shard).outbox
+        pipe.zcard(outbox)
+        pipe.zrange(outbox, 0, 0, withscores=True)
+    pipe.time()
+    replies = pipe.execute()
+    seconds, micros = replies[-1]
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    figures = {}
+    for index, shard in enumerate(shards):
+        owed, first = int(replies[2 * index]), replies[2 * index + 1]
+        due_ms = float(first[0][1]) if first else float(now_ms)
+        figures[shard] = OutboxFigures(owed, max(now_ms - due_ms, 0.0) / 1000)
+    return figures

@@ -41,6 +41,29 @@ class SnapshotCollector(Collector):
         live.add_metric([], snap.workers_live)
         yield live
         yield from _histograms(snap)
+        yield from _outbox(snap)
+
+
+def _outbox(snap: MetricsSnapshot) -> Iterator[Metric]:
+    """Only with QUEUE_SHARDS (the snapshot has no outbox figures otherwise)."""
+    if not snap.outbox:
+        return
+    owed = GaugeMetricFamily(
+        f"{PREFIX}_outbox_owed",
+        "Hand-offs a shard owes other shards (QUEUE_SHARDS), not yet performed.",
+        labels=["shard"],
+    )
+    oldest = GaugeMetricFamily(
+        f"{PREFIX}_outbox_oldest_due_seconds",
+        "How long a shard's oldest owed hand-off has been due (0: none due); growing means no "
+        "mover runs.",
+        labels=["shard"],
+    )
+    for shard, figures in sorted(snap.outbox.items()):
+        owed.add_metric([shard], figures.owed)
+        oldest.add_metric([shard], figures.oldest_due_s)
+    yield owed
+    yield oldest
 
 
 def _counters(snap: MetricsSnapshot) -> Iterator[Metric]:

@@ -51,6 +51,15 @@ def test_metrics_default_to_prometheus_text(client: TestClient, store: JobStore)
     assert found[("workstream_stale_completions_total", ())] == 0
 
 
+def test_metrics_have_no_outbox_figures_without_queue_shards(
+    client: TestClient, store: JobStore
+) -> None:
+    seed(store)
+    assert "workstream_outbox" not in client.simulate_get("/metrics").text
+    figures = client.simulate_get("/metrics", headers={"Accept": "application/json"}).json
+    assert "outbox" not in figures
+
+
 def test_metrics_histograms_are_cumulative_with_inf_bucket(
     client: TestClient, store: JobStore
 ) -> None:

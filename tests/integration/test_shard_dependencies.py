@@ -323,3 +323,17 @@ def test_a_leased_child_in_a_named_shard_carries_its_remote_parents_result(
     body = {"queues": ["emails"], "consumer": "c1", "lease_s": 30}
     (lease,) = api.simulate_post("/leases", json=body).json["leases"]
     assert lease["job"]["id"] == child and lease["parent_results"] == {parent: parent}
+
+
+def test_metrics_show_each_shards_owed_hand_offs_until_the_mover_performs_them(
+    api: falcon.testing.TestClient, store: ShardedStore, outbox: Outbox
+) -> None:
+    parent = _submit(store, "emails")
+    _submit(store, "other", parent)  # owes a link from the default shard to shard a
+    text = api.simulate_get("/metrics").text
+    assert 'workstream_outbox_owed{shard=""} 1.0' in text
+    assert 'workstream_outbox_owed{shard="a"} 0.0' in text
+    figures = api.simulate_get("/metrics", headers={"Accept": "application/json"}).json
+    assert figures["outbox"][""]["owed"] == 1 and figures["outbox"][""]["oldest_due_seconds"] >= 0
+    _move_all(outbox)
+    assert 'workstream_outbox_owed{shard=""} 0.0' in api.simulate_get("/metrics").text

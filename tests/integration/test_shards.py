@@ -4,8 +4,6 @@ and id, and a queue moved to another shard while it holds jobs stops the process
 
 from __future__ import annotations
 
-import dataclasses
-
 import falcon.testing
 import pytest
 import redis
