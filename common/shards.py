@@ -237,29 +237,42 @@ class ShardedStore(JobStore):
         -> shard. A parent of the submission itself or of `shard` is enqueue.lua's to judge (an
         id no shard holds too: it answers unknown_parents). Refuses, before anything is
         written, a parent that would pass MAX_DEPENDENTS children (as enqueue.lua does for its
-        own shard's)."""
-        named = {p for spec in specs for p in getattr(spec, "depends_on", None) or ()}
-        named -= set(job_ids)
-        if not named:
-            return {}
-        local = self.stores[shard]
-        remote: dict[str, str] = {}
-        for parent in sorted(named):
-            if shard_of(parent) == shard and local.redis.exists(local.keys.job(parent)):
-                continue
-            holder = self.holder(parent)
-            if holder is None or holder.shard == shard:
-                continue
-            if not holder.redis.exists(holder.keys.job(parent)):
-                continue  # none holds it: enqueue.lua names it unknown
-            remote[parent] = holder.shard
+        own shard's). Two pipelined round trips at most, whatever the number of parents."""
         adding = Counter(p for spec in specs for p in getattr(spec, "depends_on", None) or ())
-        for parent, parent_shard in remote.items():
-            store = self.stores[parent_shard]
-            had = int(store.redis.hget(store.keys.job(parent), "children_count") or 0)
-            if had + adding[parent] > MAX_DEPENDENTS:
-                raise DependencyError("too_many_dependents", [parent])
+        for job_id in job_ids:
+            adding.pop(job_id, None)
+        if not adding:
+            return {}
+        looked = [(parent, store) for parent in adding for store in self._lookup(parent, shard)]
+        pipe = self.redis.pipeline(transaction=False)
+        for parent, store in looked:
+            pipe.exists(store.keys.job(parent))
+        remote: dict[str, str] = {}
+        settled: set[str] = set()
+        for (parent, store), found in zip(looked, pipe.execute() if looked else [], strict=True):
+            if found and parent not in settled:
+                settled.add(parent)  # the first shard holding it (this one first)
+                if store.shard != shard:
+                    remote[parent] = store.shard
+        if remote:
+            self._refuse_too_many_children(remote, adding)
         return remote
+
+    def _lookup(self, parent: str, shard: str) -> list[JobStore]:
+        """Where a parent may be: the shard its id names, or (a plain id) `shard`, then the
+        others."""
+        named = shard_of(parent)
+        if named:
+            return [self.stores[named]] if named in self.stores else []
+        return [self.stores[shard], *(s for name, s in self.stores.items() if name != shard)]
+
+    def _refuse_too_many_children(self, remote: dict[str, str], adding: Counter[str]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for parent, parent_shard in remote.items():
+            pipe.hget(self.stores[parent_shard].keys.job(parent), "children_count")
+        for parent, had in zip(remote, pipe.execute(), strict=True):
+            if int(had or 0) + adding[parent] > MAX_DEPENDENTS:
+                raise DependencyError("too_many_dependents", [parent])
 
     def enqueue(self, spec: JobSpec, job_id: str | None = None) -> Any:
         return self.enqueue_many([spec], None if job_id is None else [job_id])[0]
