@@ -64,7 +64,9 @@ def test_every_key_a_script_uses_is_declared_in_its_header(name: str) -> None:
 def test_every_declared_key_is_built_by_common_keys(name: str) -> None:
     keys = Keys("ns")
     queues = ("high", "low")
-    built = keys_for(SCRIPTS[name].keys, keys, queues, job_id="J", worker_id="W", queue="Q")
+    built = keys_for(
+        SCRIPTS[name].keys, keys, queues, job_id="J", worker_id="W", queue="Q", key="K"
+    )
     assert all(key.startswith(keys.prefix) for key in built)
     widths = {ALL_STATUSES: len(JobStatus), EACH_QUEUE: len(queues)}
     assert len(built) == len(set(built)) == sum(widths.get(s, 1) for s in SCRIPTS[name].keys)
