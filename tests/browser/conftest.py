@@ -60,6 +60,9 @@ def live(redis_server: RedisServer, request: pytest.FixtureRequest) -> Iterator[
     module = request.module.__name__.rsplit(".", 1)[-1]
     queues: list[str] = list(getattr(request.module, "QUEUES", ["default"]))
     handlers: list[str] = list(getattr(request.module, "HANDLERS", []))
+    # QUEUE_SHARDS, when the module sets it: one worker process per shard (WORKER_QUEUES).
+    shards: str = getattr(request.module, "QUEUE_SHARDS", "")
+    worker_queues: list[list[str]] = list(getattr(request.module, "WORKER_QUEUES", [queues]))
     stack = Stack(
         redis_server.url,
         OUTPUT / "logs" / module,
@@ -71,14 +74,22 @@ def live(redis_server: RedisServer, request: pytest.FixtureRequest) -> Iterator[
             "SHUTDOWN_GRACE": "2s",
             # Configured queues always exist, so a test may pause one before it holds a job.
             "QUEUES": ",".join(queues),
+            **({"QUEUE_SHARDS": shards} if shards else {}),
         },
     )
     try:
         api = stack.start_api()
-        worker = stack.start_worker(
-            {"QUEUES": ",".join(queues), "WORKER_COUNT": "4", "WORKER_HANDLERS": ",".join(handlers)}
-        )
-        yield Live(stack, api, worker)
+        workers = [
+            stack.start_worker(
+                {
+                    "QUEUES": ",".join(mine),
+                    "WORKER_COUNT": "4",
+                    "WORKER_HANDLERS": ",".join(handlers),
+                }
+            )
+            for mine in worker_queues
+        ]
+        yield Live(stack, api, workers[0])
     finally:
         stack.stop_all(timeout_s=10)
 

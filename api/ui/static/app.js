@@ -2162,6 +2162,14 @@
   let currentRoute = null;
   let routeToken = 0; // bumps on every render so late answers for an old view are dropped
 
+  function decoded(part) {
+    try {
+      return decodeURIComponent(part);
+    } catch (err) {
+      return part; // keep as written
+    }
+  }
+
   function parseRoute() {
     let hash = location.hash || "";
     if (hash.startsWith("#")) hash = hash.slice(1);
@@ -2174,25 +2182,10 @@
     if (parts.length === 1 && parts[0] === "jobs") return { name: "jobs", params };
     if (parts.length === 1 && parts[0] === "schedules") return { name: "schedules" };
     if (parts.length === 1 && parts[0] === "batches") return { name: "batches" };
-    if (parts.length === 2 && parts[0] === "batches") return { name: "batch", id: parts[1] };
-    if (parts.length === 2 && parts[0] === "queues") {
-      let queue = parts[1];
-      try {
-        queue = decodeURIComponent(queue);
-      } catch (err) {
-        /* keep as written */
-      }
-      return { name: "queue", queue };
-    }
-    if (parts.length === 2 && parts[0] === "jobs") {
-      let id = parts[1];
-      try {
-        id = decodeURIComponent(id);
-      } catch (err) {
-        /* keep as written */
-      }
-      return { name: "job", id };
-    }
+    // A segment is percent-encoded when it was built with enc() (a named shard's id has ':').
+    if (parts.length === 2 && parts[0] === "batches") return { name: "batch", id: decoded(parts[1]) };
+    if (parts.length === 2 && parts[0] === "queues") return { name: "queue", queue: decoded(parts[1]) };
+    if (parts.length === 2 && parts[0] === "jobs") return { name: "job", id: decoded(parts[1]) };
     return { name: "notfound", path };
   }
 
