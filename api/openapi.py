@@ -781,7 +781,9 @@ def _jobs_paths(max_payload: int) -> Schema:
         "/jobs/{job_id}/retry": {
             "parameters": [_job_id_param()],
             "post": _op(
-                "Retry a failed job (attempts reset).",
+                "Retry a failed job (attempts reset). The dependents its failure cancelled "
+                "(parent_failed), and theirs, wait again in the same step (each for its "
+                "parents not completed); one with another parent still failed stays cancelled.",
                 {
                     "200": _json(job, "Pending again."),
                     **not_found,

@@ -61,6 +61,7 @@ EVENT_NAMES: tuple[str, ...] = (
     "reclaimed",  # ran past its deadline or lease: pending, scheduled, failed or cancelled
     "released",  # given back by a worker shutting down: pending
     "ready",  # every parent ended (depends_on): waiting -> pending (_deps.lua)
+    "revived",  # an operator retried a failed parent: cancelled (parent_failed) -> waiting
     "deleted",
     "batch_settled",  # a batch's last member ended (or it was sealed after): `job` is the batch
     # id, `type` "batch", detail its counts; its callbacks follow as "created" (_batches.lua)

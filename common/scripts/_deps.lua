@@ -47,20 +47,37 @@ local function owe_settle(shard, parent, child, status, now)
     cjson.encode({parent = parent, child = child, status = status}), now)
 end
 
+-- A parent that did not complete keeps, in its dependents set, the children its end (or an
+-- earlier parent's failure) cancelled, for as long as its record lives: an operator retry of
+-- it (retry.lua) revives them (revive_dependents). purge() deletes the set with the record.
+local function keep_cancelled(parent, ids)
+  if #ids == 0 then return end
+  local set = key_dependents(parent)
+  redis.call('SADD', set, unpack(ids))
+  local ttl = redis.call('PTTL', key_job(parent))
+  if ttl > 0 then redis.call('PEXPIRE', set, ttl) end
+end
+
+local PARENT_FAILED = 'parent_failed: '
+
 -- Child `id` (of this shard) hears that `parent` ended (failed: not completed): a waiting child
 -- is cancelled (on_parent_failure = cancel; appended to `ended`, and to the work list so its own
 -- children follow) or brought one step nearer release. Any other child is left alone: it was
--- cancelled meanwhile, or this parent's news already reached it.
+-- cancelled meanwhile, or this parent's news already reached it. Returns true for a child a
+-- parent's failure cancelled (now or before), which a failed parent keeps (keep_cancelled).
 local function settle_child(parent, failed, id, now, ended, work, parent_status)
   local key = key_job(id)
   local v = redis.call('HMGET', key, 'status', 'queue', 'type', 'created_at', 'priority',
-    'on_parent_failure', 'finish', 'result_ttl_ms', 'batch')
-  if v[1] ~= ST.waiting then return end
+    'on_parent_failure', 'finish', 'result_ttl_ms', 'batch', 'error')
+  if v[1] ~= ST.waiting then
+    return failed and v[1] == ST.cancelled
+      and string.sub(v[10] or '', 1, #PARENT_FAILED) == PARENT_FAILED
+  end
   local child = {id = id, status = v[1], queue = v[2], type = v[3],
     created_at = tonumber(v[4]) or 0, priority = v[5], finish = v[7], batch = v[9]}
   if failed and v[6] ~= 'run' then
     redis.call('ZREM', key_awaiting(child.queue), id)
-    set_status(child, ST.cancelled, 'error', 'parent_failed: ' .. parent, 'finished_at', now)
+    set_status(child, ST.cancelled, 'error', PARENT_FAILED .. parent, 'finished_at', now)
     count('cancelled', child)
     local ttl_ms = tonumber(v[8])
     if ttl_ms then
@@ -71,9 +88,11 @@ local function settle_child(parent, failed, id, now, ended, work, parent_status)
     ended[#ended + 1] = child
     work[#work + 1] = id
     parent_status[#parent_status + 1] = ST.cancelled
+    return true
   elseif redis.call('HINCRBY', key, 'parents_left', -1) <= 0 then
     release_waiting(child, now)
   end
+  return false
 end
 
 -- Walks a cascade from the parents in `work` (each with its status in parent_status) with a work
@@ -97,10 +116,14 @@ local function settle_walk(work, parent_status, now, first)
         for r = 1, #remote, 2 do owe_settle(remote[r + 1], parent, remote[r], status, now) end
       end
     end
-    i = i + 1
+    local failed, kept = status ~= ST.completed, {}
     for _, id in ipairs(children) do
-      settle_child(parent, status ~= ST.completed, id, now, ended, work, parent_status)
+      if settle_child(parent, failed, id, now, ended, work, parent_status) then
+        kept[#kept + 1] = id
+      end
     end
+    if i > 1 or not first then keep_cancelled(parent, kept) end  -- a parent of this shard
+    i = i + 1
   end
   return ended
 end
@@ -113,4 +136,88 @@ end
 -- on_finished runs the other features' hooks for each.
 local function settle_dependents(job, status, now)
   return settle_walk({job.id}, {status}, now, nil)
+end
+
+-- An operator retried `job` (failed -> pending, retry.lua): the children its failure cancelled,
+-- and theirs in turn, wait again, as if the failure had not happened. Found through the kept
+-- sets (keep_cancelled), judged parents first (each once every parent of theirs among them was
+-- judged): one whose every parent is completed, live or revived waits again (parents_left: those
+-- not completed), registered with each; one with another parent still failed or cancelled stays
+-- cancelled (a retry of that parent may revive it later). Only children whose parents are all in
+-- this shard: one with a parent in another shard (parent_shards) stays cancelled. Returns how
+-- many it revived.
+local function revive_dependents(job, now)
+  local found, order, at = {}, {}, 1  -- id -> {fields, parents}; ids as found
+  local walk = {job.id}
+  while at <= #walk do
+    local parent = walk[at]
+    at = at + 1
+    for _, id in ipairs(redis.call('SMEMBERS', key_dependents(parent))) do
+      if not found[id] then
+        local v = redis.call('HMGET', key_job(id), 'status', 'error', 'depends_on',
+          'parent_shards', 'queue', 'type', 'created_at', 'priority', 'finish', 'batch')
+        local ok, parents = pcall(cjson.decode, v[3] or '')
+        if v[1] == ST.cancelled and not v[4] and ok and type(parents) == 'table'
+            and string.sub(v[2] or '', 1, #PARENT_FAILED) == PARENT_FAILED then
+          found[id] = {v = v, parents = parents}
+          order[#order + 1] = id
+          walk[#walk + 1] = id
+        end
+      end
+    end
+  end
+  -- Parents first: a child is judged once every parent of its among `found` was.
+  local waiting_on, children_of, ready = {}, {}, {}
+  for _, id in ipairs(order) do
+    local n = 0
+    for _, parent in ipairs(found[id].parents) do
+      if found[parent] then
+        n = n + 1
+        children_of[parent] = children_of[parent] or {}
+        table.insert(children_of[parent], id)
+      end
+    end
+    waiting_on[id] = n
+    if n == 0 then ready[#ready + 1] = id end
+  end
+  local revived, count, r = {}, 0, 1
+  while r <= #ready do
+    local id = ready[r]
+    r = r + 1
+    local entry, left, live = found[id], 0, {}
+    for _, parent in ipairs(entry.parents) do
+      local status = found[parent] and (revived[parent] and ST.waiting or ST.cancelled)
+        or redis.call('HGET', key_job(parent), 'status')
+      if status == ST.failed or status == ST.cancelled or not status then
+        left = -1
+        break
+      elseif status ~= ST.completed then
+        left = left + 1
+        live[#live + 1] = parent
+      end
+    end
+    if left > 0 then
+      local v = entry.v
+      local child = {id = id, status = v[1], queue = v[5], type = v[6],
+        created_at = tonumber(v[7]) or 0, priority = v[8], finish = v[9], batch = v[10]}
+      local key = key_job(id)
+      redis.call('HDEL', key, 'error', 'finished_at')
+      set_status(child, ST.waiting, 'parents_left', left)
+      redis.call('PERSIST', key)
+      redis.call('ZREM', EXPIRIES_KEY, id)
+      redis.call('ZADD', key_awaiting(child.queue), child.created_at, id)
+      for _, parent in ipairs(live) do
+        redis.call('SADD', key_dependents(parent), id)
+        redis.call('HSET', key_job(parent), 'finish', '1')
+      end
+      event(child, 'revived', now, PARENT_FAILED .. job.id .. ' retried')
+      revived[id] = true
+      count = count + 1
+    end
+    for _, child in ipairs(children_of[id] or {}) do
+      waiting_on[child] = waiting_on[child] - 1
+      if waiting_on[child] == 0 then ready[#ready + 1] = child end
+    end
+  end
+  return count
 end

@@ -246,7 +246,7 @@ end
 
 -- Removes a job's record and every index entry (a dead letter pushed out by the cap, a delete).
 local function purge(id, queue)
-  redis.call('DEL', key_job(id))
+  redis.call('DEL', key_job(id), key_dependents(id))  -- a failed job keeps cancelled children
   redis.call('ZREM', KEY_jobs, id)
   for _, key in pairs(STATUS_KEY) do redis.call('ZREM', key, id) end
   redis.call('ZREM', KEY_expiries, id)

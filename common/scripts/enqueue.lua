@@ -312,6 +312,11 @@ for i = 1, n do
       if deps.r then redis.call('HSET', key, 'parent_shards', cjson.encode(deps.r)) end
       if failed_parent then  -- created cancelled: a failed parent's settling, at submission
         redis.call('HSET', key, 'error', 'parent_failed: ' .. failed_parent)
+        for _, parent in ipairs(parents) do  -- each such parent keeps it (keep_cancelled)
+          local ended = not remote[parent]
+            and (planned[parent] or redis.call('HGET', key_job(parent), 'status'))
+          if ended == ST.failed or ended == ST.cancelled then keep_cancelled(parent, {id}) end
+        end
         redis.call('PEXPIRE', key, deps.rt)
         redis.call('ZADD', EXPIRIES_KEY, now + deps.rt, id)
         local field = 'cancelled|' .. queue .. '|' .. job_type

@@ -265,3 +265,114 @@ def test_a_parent_with_max_dependents_children_takes_no_more(store: JobStore) ->
         store.enqueue_many([_spec("x"), _spec("one-too-many", "hub")])
     assert (caught.value.code, caught.value.ids) == ("too_many_dependents", ["hub"])
     assert store.redis.dbsize() == before
+
+
+# -- an operator retry of a failed parent revives what its failure cancelled -------------------
+
+
+def _left(store: JobStore, job_id: str) -> int:
+    return int(store.redis.hget(store.keys.job(job_id), "parents_left") or -1)
+
+
+def _fail_by_id(store: JobStore, job_id: str) -> None:
+    """Claims jobs until `job_id` comes and fails it for good; the others go back (released)."""
+    held = []
+    for _ in range(20):
+        (job,) = store.claim("w1", 1, ["default"])
+        if job.id == job_id:
+            store.fail("w1", job, "boom", permanent=True)
+            break
+        held.append(job)
+    else:
+        raise AssertionError(f"{job_id} never came")
+    for job in held:
+        store.complete("w1", job, '"ok"')
+
+
+def test_retrying_a_failed_parent_revives_the_chain_its_failure_cancelled(
+    store: JobStore,
+) -> None:
+    store.enqueue_many([_spec("a"), _spec("b", "a"), _spec("c", "b")])
+    _run(store, "a", fail=True)
+    assert _status(store, "c") is JobStatus.CANCELLED
+    store.retry("a")
+    assert (_status(store, "b"), _left(store, "b")) == (W, 1)
+    assert (_status(store, "c"), _left(store, "c")) == (W, 1)
+    job = store.get_job("b")
+    assert job is not None and job.error is None and job.finished_at is None
+    assert store.redis.pttl(store.keys.job("b")) == -1  # no longer set to expire
+    for job_id in ("a", "b", "c"):
+        _run(store, job_id)
+    assert _status(store, "c") is JobStatus.COMPLETED
+
+
+def test_a_child_with_another_failed_parent_waits_again_only_once_both_are_retried(
+    store: JobStore,
+) -> None:
+    store.enqueue_many([_spec("p1"), _spec("p2"), _spec("d", "p1", "p2")])
+    _fail_by_id(store, "p1")
+    _fail_by_id(store, "p2")
+    store.retry("p1")
+    assert _status(store, "d") is JobStatus.CANCELLED  # p2 still failed
+    store.retry("p2")
+    assert (_status(store, "d"), _left(store, "d")) == (W, 2)
+
+
+def test_a_join_below_branches_of_unequal_depth_is_revived(store: JobStore) -> None:
+    """p -> a -> d and p -> b1 -> b2 -> d: d was cancelled by a (the first to reach it), so only
+    a's set holds it; it must still be judged after b2 is revived."""
+    store.enqueue_many(
+        [_spec("p"), _spec("a", "p"), _spec("b1", "p"), _spec("b2", "b1"), _spec("d", "a", "b2")]
+    )
+    _run(store, "p", fail=True)
+    store.retry("p")
+    assert {i: _status(store, i) for i in ("a", "b1", "b2", "d")} == dict.fromkeys(
+        ("a", "b1", "b2", "d"), W
+    )
+    assert _left(store, "d") == 2
+
+
+def test_a_child_created_cancelled_by_a_failed_parent_is_revived_by_its_retry(
+    store: JobStore,
+) -> None:
+    store.enqueue(_spec("a"))
+    _run(store, "a", fail=True)
+    assert store.enqueue(_spec("b", "a")).status is JobStatus.CANCELLED
+    store.retry("a")
+    assert (_status(store, "b"), _left(store, "b")) == (W, 1)
+
+
+def test_a_child_the_operator_cancelled_is_not_revived(store: JobStore) -> None:
+    store.enqueue_many([_spec("a"), _spec("b", "a")])
+    store.cancel("b")
+    _run(store, "a", fail=True)
+    store.retry("a")
+    assert _status(store, "b") is JobStatus.CANCELLED
+
+
+def test_a_revived_child_is_in_the_waiting_indexes_and_appends_a_revived_event(
+    store: JobStore,
+) -> None:
+    store.enqueue_many([_spec("a"), _spec("b", "a")])
+    _run(store, "a", fail=True)
+    store.retry("a")
+    assert store.redis.zrange(store.keys.status(W), 0, -1) == ["b"]
+    assert store.redis.zrange(store.keys.awaiting("default"), 0, -1) == ["b"]
+    assert store.redis.zscore(store.keys.status(JobStatus.CANCELLED), "b") is None
+    events = [fields for _, fields in store.redis.xrange(store.keys.events)]
+    assert [e["ev"] for e in events if e["job"] == "b"][-1] == "revived"
+
+
+def test_deleting_a_failed_parent_drops_the_children_it_kept(store: JobStore) -> None:
+    store.enqueue_many([_spec("a"), _spec("b", "a")])
+    _run(store, "a", fail=True)
+    assert store.redis.smembers(store.keys.dependents("a")) == {"b"}
+    store.delete("a")
+    assert not store.redis.exists(store.keys.dependents("a"))
+
+
+def test_a_cancelled_childs_kept_set_expires_with_its_record(store: JobStore) -> None:
+    store.enqueue_many([_spec("a"), _spec("b", "a"), _spec("c", "b")])
+    _run(store, "a", fail=True)
+    ttl = store.redis.pttl(store.keys.dependents("b"))
+    assert 0 < ttl <= store.redis.pttl(store.keys.job("b"))

@@ -3,13 +3,14 @@
 Hypothesis interleaves creating batches (sealed with jobs, or open), adding jobs in further
 calls (refused once sealed), sealing, and the members' own transitions: claim, complete (and
 the same complete sent again after a lost reply), fail for good, cancel while pending, and an
-operator retry of a failed member that then ends again; members created waiting (depending on
-another job: released when it completes, cancelled in a cascade when it fails or is cancelled),
-scheduled (then promoted) or about to expire (then cancelled by expire or by a claim meeting
-them), failed with an attempt left (back to pending), released by their worker, cancelled while
-processing (their run then ends cancelled). After every step each batch's state and outcome
-counts equal the model's (a member counts once, at its first ending), its live counts by status
-equal the model's count of its members in each status now, its callbacks exist
+operator retry of a failed member that then ends again (reviving the members its failure
+cancelled: they wait again, still counted as they first ended); members created waiting
+(depending on another job: released when it completes, cancelled in a cascade when it fails or
+is cancelled), scheduled (then promoted) or about to expire (then cancelled by expire or by a
+claim meeting them), failed with an attempt left (back to pending), released by their worker,
+cancelled while processing (their run then ends cancelled). After every step each batch's state
+and outcome counts equal the model's (a member counts once, at its first ending), its live
+counts by status equal the model's count of its members in each status now, its callbacks exist
 exactly when the model says (on_complete once the batch is sealed and every member ended;
 on_success only when every member completed), and no callback is ever created twice.
 """
@@ -77,6 +78,8 @@ class BatchMachine(RuleBasedStateMachine):
         self.running: dict[str, ClaimedJob] = {}
         self.done_handles: list[ClaimedJob] = []  # completed runs, to send again
         self.children: dict[str, list[str]] = {}  # parent -> its waiting children
+        # parent -> the children its failure (or cascade cancel) cancelled, kept for a retry
+        self.kept: dict[str, list[str]] = {}
         self.short: list[str] = []  # jobs of queue "short", expired 1 ms after submission
         self.cancel_requested: set[str] = set()  # processing jobs asked to stop
 
@@ -120,12 +123,16 @@ class BatchMachine(RuleBasedStateMachine):
                     batch.counted[ended] = outcome
                     if batch.settles():
                         batch.state = "settled"
+            kept = []
             for child in self.children.pop(ended, []):
                 if self.status[child] is S.WAITING:
                     if outcome is S.COMPLETED:
                         self.status[child] = S.PENDING  # its only parent completed
                     else:
                         work.append((child, S.CANCELLED))
+                        kept.append(child)
+            if outcome is not S.COMPLETED:
+                self.kept[ended] = kept
 
     @rule(data=st.data(), kinds=KINDS, sealed=st.booleans())
     def create(self, data: st.DataObject, kinds: list[str], sealed: bool) -> None:
@@ -248,6 +255,7 @@ class BatchMachine(RuleBasedStateMachine):
         self.finish_one(job_id, "fail")
         self.store.retry(job_id)
         self.status[job_id] = S.PENDING
+        self._revive(job_id)
 
     @precondition(lambda self: any(i not in self.cancel_requested for i in self.running))
     @rule(data=st.data(), outcome=st.sampled_from(["complete", "fail"]))
@@ -281,7 +289,20 @@ class BatchMachine(RuleBasedStateMachine):
         job_id = data.draw(st.sampled_from(failed))
         self.store.retry(job_id)
         self.status[job_id] = S.PENDING  # it stays counted as failed in its batch
+        self._revive(job_id)
         return job_id
+
+    def _revive(self, job_id: str) -> None:
+        """The children its failure cancelled wait for it again, and theirs for them (one
+        parent each here); each stays counted in its batch as it first ended."""
+        walk = [job_id]
+        while walk:
+            parent = walk.pop()
+            for child in self.kept.get(parent, []):
+                if self.status[child] is S.CANCELLED:
+                    self.status[child] = S.WAITING
+                    self.children.setdefault(parent, []).append(child)
+                    walk.append(child)
 
     @precondition(lambda self: any(s is S.FAILED for s in self.status.values()))
     @rule(data=st.data())

@@ -4,10 +4,13 @@ and on a real redis-server (make chaos).
 Hypothesis interleaves submissions (one job or a batch whose jobs may depend on each other and
 on any job already submitted, each with on_parent_failure cancel or run), claims, completions,
 permanent failures, cancels (of waiting, pending and running jobs) and operator retries of
-failed parents. After every step: each job's status is the model's; the waiting index and the
-queue's awaiting set hold exactly the waiting jobs, each with the model's parents_left; the
-queue holds exactly the pending jobs; no job has left waiting before every parent ended (and,
-with cancel, completed); the cancelled counter counts every cancel, cascades included.
+failed parents (which revive the children their failure cancelled, and theirs, judged parents
+first). After every step: each job's status is the model's; the waiting index and the queue's
+awaiting set hold exactly the waiting jobs, each with the model's parents_left; each job's
+dependents set holds the model's children (registered, or kept for a retry once it ended
+without completing); the queue holds exactly the pending jobs; no job has left waiting before
+every parent ended (and, with cancel, completed); the cancelled counter counts every cancel,
+cascades included.
 """
 
 from __future__ import annotations
@@ -51,7 +54,10 @@ class Node:
     parents: list[str]
     on_parent_failure: str
     left: int = 0  # parents not yet ended, while waiting
-    children: list[str] = field(default_factory=list)  # registered, not yet settled
+    # Its dependents set: children registered, not yet settled; once it ended without
+    # completing, the children a parent's failure cancelled (kept for an operator retry).
+    children: list[str] = field(default_factory=list)
+    parent_failed: bool = False  # cancelled because a parent failed or was cancelled
     handle: ClaimedJob | None = None
     cancel_requested: bool = False
     retried: bool = False  # an operator retried it after it failed: it may end twice
@@ -89,12 +95,16 @@ class DepsMachine(RuleBasedStateMachine):
             parent_id, parent_status = work.pop()
             parent = self.jobs[parent_id]
             children, parent.children = parent.children, []
+            failed = parent_status != S.COMPLETED
             for child_id in children:
                 child = self.jobs[child_id]
                 if child.status != S.WAITING:
+                    if failed and child.status == S.CANCELLED and child.parent_failed:
+                        parent.children.append(child_id)  # kept: an earlier failure's
                     continue
-                if parent_status != S.COMPLETED and child.on_parent_failure == "cancel":
-                    child.status = S.CANCELLED
+                if failed and child.on_parent_failure == "cancel":
+                    child.status, child.parent_failed = S.CANCELLED, True
+                    parent.children.append(child_id)  # kept for a retry of this parent
                     self.cancelled += 1
                     self.totals["cascaded cancels"] += 1
                     work.append((child_id, S.CANCELLED))
@@ -123,9 +133,12 @@ class DepsMachine(RuleBasedStateMachine):
                 continue
             node.left += 1
         if failed:
-            node.status, node.left = S.CANCELLED, 0
+            node.status, node.left, node.parent_failed = S.CANCELLED, 0, True
             self.cancelled += 1
             self.totals["cancelled at submission"] += 1
+            for parent_id in node.parents:  # each ended parent that did not complete keeps it
+                if self.jobs[parent_id].status in (S.FAILED, S.CANCELLED):
+                    self.jobs[parent_id].children.append(node.id)
         elif node.left:
             node.status = S.WAITING
             for parent_id in node.parents:
@@ -240,6 +253,66 @@ class DepsMachine(RuleBasedStateMachine):
         node = data.draw(st.sampled_from(failed))
         self.store.retry(node.id)
         node.status, node.retried, node.cancel_requested = S.PENDING, True, False
+        self._revive(node.id)
+
+    def _failed_parents(self) -> list[Node]:
+        return sorted(
+            (j for j in self.jobs.values() if j.status == S.FAILED and j.children),
+            key=lambda n: n.id,
+        )
+
+    @precondition(lambda self: self._failed_parents())
+    @rule(data=st.data())
+    def retry_a_failed_parent(self, data: st.DataObject) -> None:
+        """retry, aimed at a failed job that kept children its failure cancelled."""
+        node = data.draw(st.sampled_from(self._failed_parents()))
+        self.store.retry(node.id)
+        node.status, node.retried, node.cancel_requested = S.PENDING, True, False
+        self._revive(node.id)
+
+    def _revive(self, job_id: str) -> None:
+        """_deps.lua's revive_dependents: the children the retried job's failure cancelled (and
+        theirs, through each one's kept children) are judged parents first; one whose parents
+        are all completed, live or revived waits again, any other stays cancelled."""
+        found: list[str] = []
+        walk = [job_id]
+        while walk:
+            for child_id in self.jobs[walk.pop(0)].children:
+                child = self.jobs[child_id]
+                if child_id not in found and child.status == S.CANCELLED and child.parent_failed:
+                    found.append(child_id)
+                    walk.append(child_id)
+        revived: set[str] = set()
+        judged: set[str] = set()
+        while len(judged) < len(found):
+            child_id = next(
+                c for c in found
+                if c not in judged
+                and all(p in judged for p in self.jobs[c].parents if p in found)
+            )  # fmt: skip
+            judged.add(child_id)
+            child, left, live = self.jobs[child_id], 0, []
+            for parent_id in child.parents:
+                parent = self.jobs[parent_id]
+                status = (
+                    (S.WAITING if parent_id in revived else S.CANCELLED)
+                    if parent_id in found
+                    else parent.status
+                )
+                if status in (S.FAILED, S.CANCELLED):
+                    left = -1
+                    break
+                if status != S.COMPLETED:
+                    left += 1
+                    live.append(parent)
+            if left > 0:
+                child.status, child.left, child.parent_failed = S.WAITING, left, False
+                child.retried = True  # it ended once: children with `run` were settled then
+                for parent in live:
+                    if child_id not in parent.children:
+                        parent.children.append(child_id)
+                revived.add(child_id)
+                self.totals["revived"] += 1
 
     # -- invariants ---------------------------------------------------------------------------
 
@@ -256,6 +329,17 @@ class DepsMachine(RuleBasedStateMachine):
         waiting = {j.id for j in nodes if j.status == S.WAITING}
         assert set(self.client.zrange(self.keys.status(S.WAITING), 0, -1)) == waiting
         assert set(self.client.zrange(self.keys.awaiting(Q), 0, -1)) == waiting
+
+    @invariant()
+    def each_dependents_set_holds_the_models_children(self) -> None:
+        """Registered children while a job has not ended; after it ended without completing,
+        the children kept for a retry (the ones a parent's failure cancelled)."""
+        nodes = list(self.jobs.values())
+        pipe = self.client.pipeline(transaction=False)
+        for node in nodes:
+            pipe.smembers(self.keys.dependents(node.id))
+        for node, members in zip(nodes, pipe.execute(), strict=True):
+            assert members == set(node.children), node.id
 
     @invariant()
     def the_queue_holds_exactly_the_pending_jobs(self) -> None:
@@ -323,7 +407,8 @@ def test_dependencies_settle_as_the_model_says(
             jobs=totals["created"],
             faults=(
                 f"{totals['released']} released, {totals['cascaded cancels']} cascaded cancels, "
-                f"{totals['cancelled at submission']} cancelled at submission"
+                f"{totals['cancelled at submission']} cancelled at submission, "
+                f"{totals['revived']} revived by a parent's retry"
             ),
             lost=0 if passed else 1,
             duplicates=None,
