@@ -56,6 +56,8 @@ local function keep_cancelled(parent, ids)
   redis.call('SADD', set, unpack(ids))
   local ttl = redis.call('PTTL', key_job(parent))
   if ttl > 0 then redis.call('PEXPIRE', set, ttl) end
+  -- Retried, it ends again: that end reads (and deletes) the set, whatever was revived.
+  redis.call('HSET', key_job(parent), 'finish', '1')
 end
 
 local PARENT_FAILED = 'parent_failed: '

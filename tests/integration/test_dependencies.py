@@ -376,3 +376,17 @@ def test_a_cancelled_childs_kept_set_expires_with_its_record(store: JobStore) ->
     _run(store, "a", fail=True)
     ttl = store.redis.pttl(store.keys.dependents("b"))
     assert 0 < ttl <= store.redis.pttl(store.keys.job("b"))
+
+
+def test_a_retried_parent_that_completes_drops_the_children_it_kept(store: JobStore) -> None:
+    """d, created cancelled (both parents had failed), stays cancelled after p1's retry (p2
+    still failed); p1's set still names it, and p1's completion must clear it as any end
+    clears a dependents set, although p1 never had a child registered while live."""
+    store.enqueue_many([_spec("p1"), _spec("p2")])
+    _fail_by_id(store, "p1")
+    _fail_by_id(store, "p2")
+    assert store.enqueue(_spec("d", "p1", "p2")).status is JobStatus.CANCELLED
+    store.retry("p1")
+    assert store.redis.smembers(store.keys.dependents("p1")) == {"d"}
+    _run(store, "p1")
+    assert not store.redis.exists(store.keys.dependents("p1"))
