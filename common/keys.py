@@ -71,7 +71,9 @@ class Keys:
 
     def dependents(self, job_id: str) -> str:
         """SET: ids of waiting jobs that depend on this job (depends_on), registered by
-        enqueue.lua; consumed (deleted) by the script that ends the job (_deps.lua)."""
+        enqueue.lua; read and emptied by the script that ends the job (_deps.lua). After an end
+        that did not complete: the children a parent's failure cancelled, kept (with the
+        record's TTL, deleted with it) for an operator retry to revive."""
         return f"{self.prefix}dependents:{job_id}"
 
     def remote_children(self, job_id: str) -> str:

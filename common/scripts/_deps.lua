@@ -5,11 +5,13 @@
 -- script ending the parent calls on_finished (_finish.lua), and so settle_dependents, in the
 -- same call: a parent ending can never be missed, whatever process dies when.
 --
--- Each parent settles each child once: its dependents set is deleted as it is read, and a child
--- that is no longer waiting (cancelled meanwhile, or already settled) is skipped. A parent's
--- record expiring later (RESULT_TTL) strands nothing: every child it had was settled when it
--- ended, and a child submitted after that read the parent's status at submission (a parent
--- whose record is gone is unknown there: 400).
+-- Each parent settles each child once: its dependents set is emptied as it is read (a parent
+-- that did not complete then keeps only the children a parent's failure cancelled, for an
+-- operator retry to revive: keep_cancelled), and a child that is no longer waiting (cancelled
+-- meanwhile, or already settled) is skipped. A parent's record expiring later (RESULT_TTL)
+-- strands nothing: every child it had was settled when it ended, and a child submitted after
+-- that read the parent's status at submission (a parent whose record is gone is unknown there:
+-- 400). A parent in another shard reaches its children through hand-offs (below).
 
 -- A waiting job whose parents have all ended goes to the back of its queue, as a new job does.
 local function release_waiting(child, now)
@@ -182,7 +184,7 @@ local function revive_dependents(job, now)
     waiting_on[id] = n
     if n == 0 then ready[#ready + 1] = id end
   end
-  local revived, count, r = {}, 0, 1
+  local revived, n_revived, r = {}, 0, 1
   while r <= #ready do
     local id = ready[r]
     r = r + 1
@@ -214,12 +216,12 @@ local function revive_dependents(job, now)
       end
       event(child, 'revived', now, PARENT_FAILED .. job.id .. ' retried')
       revived[id] = true
-      count = count + 1
+      n_revived = n_revived + 1
     end
     for _, child in ipairs(children_of[id] or {}) do
       waiting_on[child] = waiting_on[child] - 1
       if waiting_on[child] == 0 then ready[#ready + 1] = child end
     end
   end
-  return count
+  return n_revived
 end
