@@ -15,27 +15,19 @@ cascades included.
 
 from __future__ import annotations
 
-import time
-from collections import Counter
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 import hypothesis.strategies as st
 import pytest
 import redis
-from hypothesis import HealthCheck, settings
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     initialize,
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
-from tests.faults.results import record
-from tests.property.test_store_model import FakeRedisServer
-from tests.support.redis_server import RedisServer
+from tests.property.harness import BACKENDS, ModelMachine, run_model
 from workstream.common.errors import DependencyError, InvalidTransitionError
 from workstream.common.jobs import ClaimedJob, JobSpec
 from workstream.common.settings import Settings
@@ -63,10 +55,7 @@ class Node:
     retried: bool = False  # an operator retried it after it failed: it may end twice
 
 
-class DepsMachine(RuleBasedStateMachine):
-    server: RedisServer | FakeRedisServer
-    totals: ClassVar[Counter[str]] = Counter()
-
+class DepsMachine(ModelMachine):
     def __init__(self) -> None:
         super().__init__()
         self.client: redis.Redis = self.server.client()
@@ -368,51 +357,22 @@ class DepsMachine(RuleBasedStateMachine):
         assert counted == self.cancelled
 
 
-BACKENDS = ("fakeredis", "redis-server")
-
-
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_dependencies_settle_as_the_model_says(
     backend: str, pytestconfig: pytest.Config, request: pytest.FixtureRequest
 ) -> None:
-    chaos = bool(pytestconfig.getoption("--run-chaos"))
-    if backend == "redis-server" and not chaos:
-        pytest.skip("the real-server run is part of make chaos (--run-chaos)")
-    examples, steps = (300, 80) if chaos else (20, 35)
-    DepsMachine.server = (
-        FakeRedisServer() if backend == "fakeredis" else request.getfixturevalue("redis_server")
+    run_model(
+        DepsMachine,
+        backend=backend,
+        scenario="dependency model (depends_on, {backend})",
+        fast=(20, 35),
+        full=(300, 80),
+        faults=lambda totals: (
+            f"{totals['released']} released, {totals['cascaded cancels']} cascaded cancels, "
+            f"{totals['cancelled at submission']} cancelled at submission, "
+            f"{totals['revived']} revived by a parent's retry"
+        ),
+        pytestconfig=pytestconfig,
+        request=request,
     )
-    DepsMachine.totals = Counter()
-    clock = time.monotonic()
-    passed = False
-    try:
-        run_state_machine_as_test(
-            DepsMachine,
-            settings=settings(
-                max_examples=examples,
-                stateful_step_count=steps,
-                derandomize=not chaos,
-                deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-                database=None,
-            ),
-        )
-        passed = True
-    finally:
-        totals = DepsMachine.totals
-        record(
-            f"dependency model (depends_on, {backend})",
-            "full" if chaos else "fast",
-            jobs=totals["created"],
-            faults=(
-                f"{totals['released']} released, {totals['cascaded cancels']} cascaded cancels, "
-                f"{totals['cancelled at submission']} cancelled at submission, "
-                f"{totals['revived']} revived by a parent's retry"
-            ),
-            lost=0 if passed else 1,
-            duplicates=None,
-            wall_s=time.monotonic() - clock,
-            passed=passed,
-            notes=f"{examples} examples x up to {steps} steps, invariants checked after each",
-        )

@@ -20,28 +20,22 @@ are drained (bounded passes) and no job is left waiting whose parents all ended.
 from __future__ import annotations
 
 import json
-import time
-from collections import Counter
 from dataclasses import dataclass, field
-from typing import ClassVar, cast
+from typing import cast
 
 import hypothesis.strategies as st
 import pytest
 import redis
-from hypothesis import HealthCheck, Phase, settings
+from hypothesis import Phase
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     initialize,
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
-from tests.faults.results import record
 from tests.integration.test_outbox import Died, _dying
-from tests.property.test_store_model import FakeRedisServer
-from tests.support.redis_server import RedisServer
+from tests.property.harness import BACKENDS, ModelMachine, run_model
 from workstream.common.errors import DependencyError
 from workstream.common.jobs import JobSpec
 from workstream.common.keys import Keys
@@ -78,10 +72,7 @@ class Node:
         return len(self.parents) - len(self.delivered)
 
 
-class ShardDepsMachine(RuleBasedStateMachine):
-    server: RedisServer | FakeRedisServer
-    totals: ClassVar[Counter[str]] = Counter()
-
+class ShardDepsMachine(ModelMachine):
     def __init__(self) -> None:
         super().__init__()
         self.client: redis.Redis = self.server.client()
@@ -417,57 +408,28 @@ class ShardDepsMachine(RuleBasedStateMachine):
             self.client.close()
 
 
-BACKENDS = ("fakeredis", "redis-server")
-
-
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_dependencies_across_shards_settle_as_the_model_says(
     backend: str, pytestconfig: pytest.Config, request: pytest.FixtureRequest
 ) -> None:
-    chaos = bool(pytestconfig.getoption("--run-chaos"))
-    if backend == "redis-server" and not chaos:
-        pytest.skip("the real-server run is part of make chaos (--run-chaos)")
-    examples, steps = (300, 80) if chaos else (100, 50)
-    ShardDepsMachine.server = (
-        FakeRedisServer() if backend == "fakeredis" else request.getfixturevalue("redis_server")
+    run_model(
+        ShardDepsMachine,
+        backend=backend,
+        scenario="dependency model across shards (depends_on, {backend})",
+        fast=(100, 50),
+        full=(300, 80),
+        faults=lambda totals: (
+            f"{totals['cross-shard edges']} cross-shard edges, {totals['links']} links, "
+            f"{totals['settles']} settles, {totals['movers died']} movers died "
+            f"({totals['repeats']} repeats), "
+            f"{totals['parents deleted before a link']} parents deleted before a link, "
+            f"{totals['released']} released, {totals['cascaded cancels']} cascaded cancels"
+        ),
+        pytestconfig=pytestconfig,
+        request=request,
+        # One bug shrunk, without the explain phase: its tracing makes a failing run of this
+        # machine take minutes.
+        report_multiple_bugs=False,
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
     )
-    ShardDepsMachine.totals = Counter()
-    clock = time.monotonic()
-    passed = False
-    try:
-        run_state_machine_as_test(
-            ShardDepsMachine,
-            settings=settings(
-                max_examples=examples,
-                stateful_step_count=steps,
-                derandomize=not chaos,
-                deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-                database=None,
-                # One bug shrunk, without the explain phase: its tracing makes a failing run
-                # of this machine take minutes.
-                report_multiple_bugs=False,
-                phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
-            ),
-        )
-        passed = True
-    finally:
-        totals = ShardDepsMachine.totals
-        record(
-            f"dependency model across shards (depends_on, {backend})",
-            "full" if chaos else "fast",
-            jobs=totals["created"],
-            faults=(
-                f"{totals['cross-shard edges']} cross-shard edges, {totals['links']} links, "
-                f"{totals['settles']} settles, {totals['movers died']} movers died "
-                f"({totals['repeats']} repeats), "
-                f"{totals['parents deleted before a link']} parents deleted before a link, "
-                f"{totals['released']} released, {totals['cascaded cancels']} cascaded cancels"
-            ),
-            lost=0 if passed else 1,
-            duplicates=None,
-            wall_s=time.monotonic() - clock,
-            passed=passed,
-            notes=f"{examples} examples x up to {steps} steps, invariants checked after each",
-        )

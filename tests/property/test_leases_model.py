@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import invariant, precondition, rule, run_state_machine_as_test
 
 from tests.property import test_store_model as base
+from tests.property.harness import FakeRedisServer
 from workstream.common.jobs import ClaimedJob
 from workstream.common.leases import LeaseLostError, Leases, worker_id
 from workstream.common.states import JobStatus
@@ -140,7 +141,7 @@ def test_leases_keep_every_job_in_one_consistent_place(
     chaos = bool(pytestconfig.getoption("--run-chaos"))
     examples, steps = (200, 60) if chaos else (40, 40)
     monkeypatch.setattr(base, "WORKERS", (*base.WORKERS, CONSUMER_ID))
-    LeaseMachine.server = base.FakeRedisServer()
+    LeaseMachine.server = FakeRedisServer()
     LeaseMachine.totals = Counter()
     started = time.monotonic()
     run_state_machine_as_test(

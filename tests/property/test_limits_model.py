@@ -25,24 +25,19 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import hypothesis.strategies as st
 import pytest
 import redis
-from hypothesis import HealthCheck, settings
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     initialize,
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
-from tests.faults.results import record
-from tests.property.test_store_model import FakeRedisServer
-from tests.support.redis_server import RedisServer
+from tests.property.harness import BACKENDS, ModelMachine, run_model
 from workstream.common.errors import InvalidTransitionError
 from workstream.common.jobs import ClaimedJob, JobSpec
 from workstream.common.keys import group_ref
@@ -94,10 +89,7 @@ class Snapshot:
     inflight: dict[str, int] = field(default_factory=dict)
 
 
-class LimitsMachine(RuleBasedStateMachine):
-    server: RedisServer | FakeRedisServer  # set by the test before the machine runs
-    totals: ClassVar[Counter[str]] = Counter()
-
+class LimitsMachine(ModelMachine):
     def __init__(self) -> None:
         super().__init__()
         self.client: redis.Redis = self.server.client()
@@ -415,51 +407,22 @@ class LimitsMachine(RuleBasedStateMachine):
                 assert fields["status"] in ("pending", "cancelled"), (job.id, fields)
 
 
-BACKENDS = ("fakeredis", "redis-server")
-
-
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_limits_and_expiry_hold_across_every_transition(
     backend: str, pytestconfig: pytest.Config, request: pytest.FixtureRequest
 ) -> None:
     """Fast size on fakeredis in every run; full size on both backends with --run-chaos."""
-    chaos = bool(pytestconfig.getoption("--run-chaos"))
-    if backend == "redis-server" and not chaos:
-        pytest.skip("the real-server run is part of make chaos (--run-chaos)")
-    examples, steps = (300, 60) if chaos else (25, 30)
-    LimitsMachine.server = (
-        FakeRedisServer() if backend == "fakeredis" else request.getfixturevalue("redis_server")
+    run_model(
+        LimitsMachine,
+        backend=backend,
+        scenario="model-based property test (limits and expiry, {backend})",
+        fast=(25, 30),
+        full=(300, 60),
+        faults=lambda totals: (
+            f"{totals['claims held back']} claims held back, {totals['parked seen']} parked "
+            f"sightings, {totals['expired']} expired sightings, {totals['drains']} drains"
+        ),
+        pytestconfig=pytestconfig,
+        request=request,
     )
-    LimitsMachine.totals = Counter()
-    clock = time.monotonic()
-    passed = False
-    try:
-        run_state_machine_as_test(
-            LimitsMachine,
-            settings=settings(
-                max_examples=examples,
-                stateful_step_count=steps,
-                derandomize=not chaos,
-                deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-                database=None,
-            ),
-        )
-        passed = True
-    finally:
-        totals = LimitsMachine.totals
-        record(
-            f"model-based property test (limits and expiry, {backend})",
-            "full" if chaos else "fast",
-            jobs=totals["created"],
-            faults=(
-                f"{totals['claims held back']} claims held back, {totals['parked seen']} parked "
-                f"sightings, {totals['expired']} expired sightings, {totals['drains']} drains"
-            ),
-            lost=0 if passed else 1,
-            duplicates=None,
-            wall_s=time.monotonic() - clock,
-            passed=passed,
-            notes=f"{examples} examples x up to {steps} steps, invariants checked after each",
-        )

@@ -47,28 +47,22 @@ where all else is as modelled.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import ClassVar, cast
+from typing import cast
 
-import fakeredis
 import hypothesis.strategies as st
 import pytest
 import redis
-from hypothesis import HealthCheck, settings
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     initialize,
     invariant,
     precondition,
     rule,
-    run_state_machine_as_test,
 )
 
-from tests.faults.results import record
+from tests.property.harness import BACKENDS, ModelMachine, run_model
 from tests.property.model_workflows import CALLBACKS, ModelBatch, settled_order
-from tests.support.redis_server import RedisServer
 from workstream.common.batches import BatchStore, callback_spec
 from workstream.common.errors import (
     BatchSealedError,
@@ -400,24 +394,7 @@ class Model:
         job.worker, job.handle = None, None
 
 
-class FakeRedisServer:
-    """fakeredis (with its Lua support, lupa) behind RedisServer's two members the model uses:
-    one in-process server per run, every client a connection to it."""
-
-    url = "redis://fakeredis.invalid/0"  # Settings wants a URL; the store gets clients directly
-
-    def __init__(self) -> None:
-        self._server = fakeredis.FakeServer()
-
-    def client(self, **kwargs: object) -> redis.Redis:
-        kwargs.pop("single_connection_client", None)  # one in-process server: no sockets
-        return fakeredis.FakeRedis(server=self._server, decode_responses=True, **kwargs)  # type: ignore[arg-type]
-
-
-class JobStoreMachine(RuleBasedStateMachine):
-    server: RedisServer | FakeRedisServer  # set by the test before the machine runs
-    totals: ClassVar[Counter[str]] = Counter()  # over every example, for the results table
-
+class JobStoreMachine(ModelMachine):
     def __init__(self) -> None:
         super().__init__()
         self.client: redis.Redis = self.server.client()
@@ -1299,9 +1276,6 @@ class JobStoreMachine(RuleBasedStateMachine):
         assert totals["stale_completions"] == self.model.counts["stale_completions"]
 
 
-BACKENDS = ("fakeredis", "redis-server")
-
-
 @pytest.mark.timeout(900)  # the full size (--run-chaos) takes a few minutes per backend
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_store_transitions_keep_every_job_in_one_consistent_place(
@@ -1309,45 +1283,19 @@ def test_store_transitions_keep_every_job_in_one_consistent_place(
 ) -> None:
     """On fakeredis (its Lua runs on lupa) in every run; on a real redis-server too with
     --run-chaos (make chaos), full size on both, so a divergence between the two fails."""
-    chaos = bool(pytestconfig.getoption("--run-chaos"))
-    if backend == "redis-server" and not chaos:
-        pytest.skip("the real-server run is part of make chaos (--run-chaos)")
-    examples, steps = (300, 60) if chaos else (80, 40)
-    JobStoreMachine.server = (
-        FakeRedisServer() if backend == "fakeredis" else request.getfixturevalue("redis_server")
+    run_model(
+        JobStoreMachine,
+        backend=backend,
+        scenario="model-based property test (Lua transitions, {backend})",
+        fast=(80, 40),
+        full=(300, 60),
+        faults=lambda totals: (
+            f"{totals['deaths']} worker deaths, {totals['late complete']} late completions, "
+            f"{totals['late fail']} late failures (all rejected and counted); "
+            f"{totals['waiting']} created waiting, {totals['released']} released, "
+            f"{totals['cascaded']} cascaded cancels, {totals['revived']} revived, "
+            f"{totals['batches settled']} batches settled"
+        ),
+        pytestconfig=pytestconfig,
+        request=request,
     )
-    JobStoreMachine.totals = Counter()
-    clock = time.monotonic()
-    passed = False
-    try:
-        run_state_machine_as_test(
-            JobStoreMachine,
-            settings=settings(
-                max_examples=examples,
-                stateful_step_count=steps,
-                derandomize=not chaos,
-                deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-                database=None,
-            ),
-        )
-        passed = True
-    finally:
-        totals = JobStoreMachine.totals
-        record(
-            f"model-based property test (Lua transitions, {backend})",
-            "full" if chaos else "fast",
-            jobs=totals["created"],
-            faults=(
-                f"{totals['deaths']} worker deaths, {totals['late complete']} late completions, "
-                f"{totals['late fail']} late failures (all rejected and counted); "
-                f"{totals['waiting']} created waiting, {totals['released']} released, "
-                f"{totals['cascaded']} cascaded cancels, {totals['revived']} revived, "
-                f"{totals['batches settled']} batches settled"
-            ),
-            lost=0 if passed else 1,
-            duplicates=None,
-            wall_s=time.monotonic() - clock,
-            passed=passed,
-            notes=f"{examples} examples x up to {steps} steps, invariants checked after each",
-        )
