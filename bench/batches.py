@@ -20,20 +20,17 @@ started here and stopped by its pid; every wait is bounded by --timeout.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import redis
 
 from bench.__main__ import machine_info
-from bench.core import REPO_ROOT
+from bench.core import REPO_ROOT, write_results
 from bench.redis_server import RedisServer
 from bench.workstream_runner import NAMESPACE, WORKERS_KEY, venv_bin, workstream_env
 from workstream.common.batches import BatchStore, callback_spec
@@ -228,12 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         client.close()
     finally:
         server.stop()
-    out = REPO_ROOT / "bench" / "results"
-    stem = "batches-quick" if args.quick else "batches"
-    text = report(result)
-    Path(out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-    Path(out / f"{stem}.md").write_text(text)
-    sys.stdout.write(text)
+    write_results("batches-quick" if args.quick else "batches", result, report(result))
     return 0
 
 

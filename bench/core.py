@@ -141,6 +141,16 @@ def _cleanup_on_signal(signum: int, frame: object) -> None:
 # -- Redis helpers ------------------------------------------------------------------------------
 
 
+def write_results(stem: str, record: Any, text: str) -> None:
+    """A bench's figures: bench/results/<stem>.md (the report, also printed) and <stem>.json
+    (everything measured)."""
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    out = REPO_ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.md").write_text(text)
+    (out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
 def client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=30, socket_connect_timeout=5)
 

@@ -21,15 +21,12 @@ handoffs-quick.*). Every wait is bounded by --timeout.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from bench.__main__ import machine_info
-from bench.core import REPO_ROOT
+from bench.core import write_results
 from bench.redis_server import RedisServer
 from bench.workstream_runner import workstream_env
 from workstream.common.jobs import JobSpec
@@ -187,12 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         client.close()
     finally:
         server.stop()
-    out = REPO_ROOT / "bench" / "results"
-    stem = "handoffs-quick" if args.quick else "handoffs"
-    text = report(result)
-    Path(out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
-    Path(out / f"{stem}.md").write_text(text)
-    sys.stdout.write(text)
+    write_results("handoffs-quick" if args.quick else "handoffs", result, report(result))
     return 0
 
 

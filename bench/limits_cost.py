@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.__main__ import machine_info
-from bench.core import REPO_ROOT
+from bench.core import REPO_ROOT, write_results
 from bench.redis_server import RedisServer
 
 RUN_TIMEOUT_S = 300.0  # one runner process: enqueue, start-up, drain (bounded by --timeout too)
@@ -227,15 +227,10 @@ def main() -> None:
             runs = measure(trees, server.url, n, rounds, args.timeout)
             info = machine_info(server.binary, with_peers=False)
     summaries = [summarise(runs, "drain_jobs_per_s"), summarise(runs, "steady_jobs_per_s")]
-    text = markdown(summaries, labels, n, info)
-    print(text)
-    out = REPO_ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
     stem = args.name or ("limits-cost-quick" if args.quick else "limits-cost")
-    (out / f"{stem}.md").write_text(text)
     record = {"machine": info, "n": n, "rounds": rounds, "labels": labels, "runs": runs}
     record["summaries"] = summaries
-    (out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_results(stem, record, markdown(summaries, labels, n, info))
 
 
 if __name__ == "__main__":

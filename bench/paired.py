@@ -13,7 +13,6 @@ Every process is started here and stopped by its pid; every wait is bounded.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import select
 import statistics
@@ -25,7 +24,7 @@ from typing import Any
 import redis
 
 from bench.__main__ import PEERS, PEERS_PYTHON, ensure_peers_venv, machine_info
-from bench.core import REPO_ROOT
+from bench.core import REPO_ROOT, write_results
 from bench.redis_server import RedisServer
 
 READY_TIMEOUT_S = 60.0
@@ -155,14 +154,9 @@ def main() -> None:
         rates = measure(server.url, systems, args.n, args.rounds)
         info = machine_info(server.binary, with_peers=True)
     summary = summarise(rates)
-    text = markdown(summary, args.n, info)
-    print(text)
-    out = REPO_ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
     stem = "paired-enqueue-quick" if args.quick else "paired-enqueue"
-    (out / f"{stem}.md").write_text(text)
     record = {"machine": info, "n": args.n, "rounds": args.rounds, **summary}
-    (out / f"{stem}.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_results(stem, record, markdown(summary, args.n, info))
 
 
 if __name__ == "__main__":
