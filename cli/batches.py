@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from workstream.cli import tables
-from workstream.cli.commands import EXIT_OK, Context, Handler, Parser, positive_int
+from workstream.cli.commands import EXIT_OK, Context, Parser, action_adder, positive_int
 
 COLUMNS = ("ID", "STATE", "TOTAL", "ACTIVE", "COMPLETED", "FAILED", "CANCELLED", "PROGRESS")
 BAR_WIDTH = 20
@@ -16,18 +16,8 @@ BAR_WIDTH = 20
 def add_parser(command: Callable[..., Parser], common: Parser) -> None:
     """The `batches` command group; `command` is build_parser's (it sets the handler)."""
     group = command("batches", cmd_list, "list batches, or show or seal one")
-    actions = group.add_subparsers(dest="batches_command", metavar="ACTION")
-
-    def action(name: str, handler: Handler, help_text: str) -> Parser:
-        sub: Parser = actions.add_parser(
-            name, parents=[common], help=help_text, description=help_text
-        )
-        sub.set_defaults(handler=handler)
-        if name != "list":
-            sub.add_argument("id", metavar="ID")
-        return sub
-
-    listing = action("list", cmd_list, "list batches, newest first, with their progress")
+    action = action_adder(group, "batches_command", common, target=("id", "ID"))
+    listing = action("list", cmd_list, "list batches, newest first, with their progress", False)
     listing.add_argument("--limit", type=positive_int, default=50, metavar="N")
     show = action("show", cmd_show, "show one batch: counts, callbacks and member ids")
     show.add_argument("--limit", type=positive_int, default=20, metavar="N", help="members shown")

@@ -266,6 +266,30 @@ def _global_options() -> Parser:
     return options
 
 
+Action = Callable[..., Parser]
+
+
+def action_adder(
+    group: Parser, dest: str, common: Parser, *, target: tuple[str, str] | None = None,
+    required: bool = False,
+) -> Action:  # fmt: skip
+    """`action(name, handler, help_text, takes_target=True)` for a command group's actions:
+    each a sub-command sharing `common`'s options, its help as its description, its handler
+    set, and, when `target` is (name, METAVAR) and it takes one, that positional argument."""
+    actions = group.add_subparsers(dest=dest, metavar="ACTION", required=required)
+
+    def action(name: str, handler: Handler, help_text: str, takes_target: bool = True) -> Parser:
+        sub: Parser = actions.add_parser(
+            name, parents=[common], help=help_text, description=help_text
+        )
+        sub.set_defaults(handler=handler)
+        if target is not None and takes_target:
+            sub.add_argument(target[0], metavar=target[1])
+        return sub
+
+    return action
+
+
 def _wait_option(parser: Parser, what: str) -> None:
     parser.add_argument(
         "--wait",
@@ -367,15 +391,7 @@ def build_parser() -> Parser:
     )
 
     failed = command("failed", cmd_failed_list, "list, retry or purge failed jobs")
-    failed_commands = failed.add_subparsers(dest="failed_command", metavar="ACTION", required=True)
-
-    def failed_action(name: str, handler: Handler, help_text: str) -> Parser:
-        sub: Parser = failed_commands.add_parser(
-            name, parents=[common], help=help_text, description=help_text
-        )
-        sub.set_defaults(handler=handler)
-        return sub
-
+    failed_action = action_adder(failed, "failed_command", common, required=True)
     failed_list = failed_action("list", cmd_failed_list, "list failed jobs")
     failed_list.add_argument("--queue", metavar="Q")
     failed_list.add_argument("--limit", type=positive_int, default=50, metavar="N")

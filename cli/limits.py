@@ -6,21 +6,13 @@ import argparse
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from workstream.cli.commands import EXIT_OK, Context, Handler, Parser, positive_int
+from workstream.cli.commands import EXIT_OK, Context, Parser, action_adder, positive_int
 
 
 def add_parser(command: Callable[..., Parser], common: Parser) -> None:
     """The `limits` command group; `command` is build_parser's (it sets the handler)."""
     group = command("limits", cmd_show, "show, set or clear a queue's rate and concurrency limits")
-    actions = group.add_subparsers(dest="limits_command", metavar="ACTION")
-
-    def action(name: str, handler: Handler, help_text: str) -> Parser:
-        sub: Parser = actions.add_parser(
-            name, parents=[common], help=help_text, description=help_text
-        )
-        sub.set_defaults(handler=handler)
-        sub.add_argument("queue", metavar="QUEUE")
-        return sub
+    action = action_adder(group, "limits_command", common, target=("queue", "QUEUE"))
 
     action("show", cmd_show, "show a queue's limits")
     put = action("set", cmd_set, "replace a queue's limits (an option left out: no limit)")

@@ -11,8 +11,8 @@ from workstream.cli.commands import (
     EXIT_API_ERROR,
     EXIT_OK,
     Context,
-    Handler,
     Parser,
+    action_adder,
     json_value,
     positive_int,
     positive_seconds,
@@ -24,18 +24,8 @@ COLUMNS = ("ID", "RUNS ON", "JOB", "NEXT RUN", "LAST RUN", "RUNS", "STATE")
 def add_parser(command: Callable[..., Parser], common: Parser) -> None:
     """The `schedules` command group; `command` is build_parser's (it sets the handler)."""
     group = command("schedules", cmd_list, "list schedules, or show, put, delete, pause one")
-    actions = group.add_subparsers(dest="schedules_command", metavar="ACTION")
-
-    def action(name: str, handler: Handler, help_text: str) -> Parser:
-        sub: Parser = actions.add_parser(
-            name, parents=[common], help=help_text, description=help_text
-        )
-        sub.set_defaults(handler=handler)
-        if name != "list":
-            sub.add_argument("id", metavar="ID")
-        return sub
-
-    action("list", cmd_list, "list every schedule with its next and last run")
+    action = action_adder(group, "schedules_command", common, target=("id", "ID"))
+    action("list", cmd_list, "list every schedule with its next and last run", False)
     action("show", cmd_show, "show one schedule")
     put = action("put", cmd_put, "create or replace a schedule")
     timing = put.add_mutually_exclusive_group(required=True)
