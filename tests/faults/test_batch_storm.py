@@ -9,6 +9,7 @@ import random
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import cast
 
@@ -17,11 +18,13 @@ import pytest
 from tests.faults.conftest import RedisFactory, StackFactory
 from tests.faults.harness import FAST_RECOVERY, Stopwatch, statuses, store_for, work_specs
 from tests.faults.results import record
-from tests.support.stack import wait_until
+from tests.support.stack import Process, wait_until
 from workstream.common.batches import BatchStore, callback_spec
+from workstream.common.jobs import JobSpec
 from workstream.common.outbox import Outbox
 from workstream.common.shards import ShardedStore
 from workstream.common.states import JobStatus
+from workstream.common.store import JobStore
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,60 @@ FAST = BatchStormSize("fast", jobs=600, workers=2, storm_s=6, drain_timeout_s=60
 FULL = BatchStormSize("full", jobs=10_000, workers=4, storm_s=30, drain_timeout_s=240)
 KILL_EVERY_S = 2.0
 CALLBACK = {"type": "fault_work", "queue": "callbacks", "payload": {"ms": 0}, "max_attempts": 20}
+
+
+def fill_during_a_storm(
+    batches: BatchStore,
+    batch_id: str,
+    specs: list[JobSpec],
+    added: int,
+    size: BatchStormSize,
+    workers: list[Process],
+    restart: Callable[[int], Process],
+    rng: random.Random,
+) -> int:
+    """Adds `specs` from `added` on in chunks every 0.25 s while a random worker is SIGKILLed
+    every KILL_EVERY_S and restarted (restart(i) starts worker i again), for size.storm_s; then
+    adds the rest and seals the batch. Returns the SIGKILLs."""
+    clock = Stopwatch()
+    chunk = storm_chunk(size)
+    kills, next_kill = 0, KILL_EVERY_S
+    while clock.elapsed < size.storm_s:
+        if added < size.jobs:
+            batches.add(batch_id, specs[added : added + chunk])
+            added = min(added + chunk, size.jobs)
+        if clock.elapsed >= next_kill:
+            victim = rng.randrange(len(workers))
+            workers[victim].signal(signal.SIGKILL)
+            workers[victim].wait(10)
+            workers[victim] = restart(victim)
+            kills += 1
+            next_kill += KILL_EVERY_S
+        time.sleep(0.25)
+    while added < size.jobs:
+        batches.add(batch_id, specs[added : added + 1000])
+        added = min(added + 1000, size.jobs)
+    batches.seal(batch_id)
+    return kills
+
+
+def storm_chunk(size: BatchStormSize) -> int:
+    """Jobs a call, so that the batch fills over most of the storm."""
+    return max(size.jobs // int(size.storm_s * 0.8 / 0.25), 1)
+
+
+def settled_with_callbacks_done(
+    batches: BatchStore, store: JobStore, batch_id: str
+) -> Callable[[], bool]:
+    """Whether the batch settled and each of its callback jobs completed."""
+
+    def settled() -> bool:
+        batch = batches.require(batch_id)
+        made = [info for info in (batch.on_complete, batch.on_success) if info is not None]
+        done = [store.get_status(info.job_id) for info in made]
+        return batch.state == "settled" and all(s is JobStatus.COMPLETED for s in done)
+
+    return settled
 
 
 @pytest.mark.timeout(480)
@@ -62,32 +119,10 @@ def test_a_batch_filled_during_a_sigkill_storm_settles_with_each_callback_create
         on_complete=callback_spec("on_complete", CALLBACK),
         on_success=callback_spec("on_success", CALLBACK),
     )
-    added, kills = 0, 0
-    chunk = max(size.jobs // int(size.storm_s * 0.8 / 0.25), 1)
-    next_kill = KILL_EVERY_S
-    while clock.elapsed < size.storm_s:
-        if added < size.jobs:
-            batches.add(batch_id, specs[added : added + chunk])
-            added = min(added + chunk, size.jobs)
-        if clock.elapsed >= next_kill:
-            victim = rng.randrange(len(workers))
-            workers[victim].signal(signal.SIGKILL)
-            workers[victim].wait(10)
-            workers[victim] = stack.start_worker()
-            kills += 1
-            next_kill += KILL_EVERY_S
-        time.sleep(0.25)
-    while added < size.jobs:
-        batches.add(batch_id, specs[added : added + 1000])
-        added = min(added + 1000, size.jobs)
-    batches.seal(batch_id)
-
-    def settled() -> bool:
-        batch = batches.require(batch_id)
-        made = [info for info in (batch.on_complete, batch.on_success) if info is not None]
-        done = [store.get_status(info.job_id) for info in made]
-        return batch.state == "settled" and all(s is JobStatus.COMPLETED for s in done)
-
+    kills = fill_during_a_storm(
+        batches, batch_id, specs, 0, size, workers, lambda _: stack.start_worker(), rng
+    )
+    settled = settled_with_callbacks_done(batches, store, batch_id)
     drained = wait_until(settled, size.drain_timeout_s, 0.5)
     batch = batches.require(batch_id)
     members, _ = batches.members(batch_id, 0, size.jobs + 1)
@@ -144,38 +179,24 @@ def test_a_batch_in_a_named_shard_settles_once_and_hands_each_callback_off_once(
     rng = random.Random(23)
     specs = [replace(spec, max_attempts=20, queue="work_a") for spec in work_specs(size.jobs, rng)]
     clock = Stopwatch()
-    chunk = max(size.jobs // int(size.storm_s * 0.8 / 0.25), 1)
+    chunk = storm_chunk(size)
     batch_id, _ = batches.create(  # its first members place it in shard a
         specs[:chunk],
         sealed=False,
         on_complete=callback_spec("on_complete", CALLBACK),
         on_success=callback_spec("on_success", CALLBACK),
     )
-    added, kills = chunk, 0
-    next_kill = KILL_EVERY_S
-    while clock.elapsed < size.storm_s:
-        if added < size.jobs:
-            batches.add(batch_id, specs[added : added + chunk])
-            added = min(added + chunk, size.jobs)
-        if clock.elapsed >= next_kill:
-            victim = rng.randrange(len(workers))
-            workers[victim].signal(signal.SIGKILL)
-            workers[victim].wait(10)
-            workers[victim] = stack.start_worker({"QUEUES": queues[victim % 2]})
-            kills += 1
-            next_kill += KILL_EVERY_S
-        time.sleep(0.25)
-    while added < size.jobs:
-        batches.add(batch_id, specs[added : added + 1000])
-        added = min(added + 1000, size.jobs)
-    batches.seal(batch_id)
-
-    def settled() -> bool:
-        batch = batches.require(batch_id)
-        made = [info for info in (batch.on_complete, batch.on_success) if info is not None]
-        done = [store.get_status(info.job_id) for info in made]
-        return batch.state == "settled" and all(s is JobStatus.COMPLETED for s in done)
-
+    kills = fill_during_a_storm(
+        batches,
+        batch_id,
+        specs,
+        chunk,
+        size,
+        workers,
+        lambda i: stack.start_worker({"QUEUES": queues[i % 2]}),
+        rng,
+    )
+    settled = settled_with_callbacks_done(batches, store, batch_id)
     drained = wait_until(settled, size.drain_timeout_s, 0.5)
     batch = batches.require(batch_id)
     members, _ = batches.members(batch_id, 0, size.jobs + 1)
