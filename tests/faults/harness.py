@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import random
+import signal
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import redis
 
 from tests.faults.handlers import EXECUTIONS_KEY
+from tests.support.stack import Process
 from workstream.common.jobs import JobSpec
 from workstream.common.redis_conn import connect
 from workstream.common.settings import Settings
@@ -110,3 +112,14 @@ class Stopwatch:
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.started
+
+
+def kill_and_restart(
+    workers: list[Process], rng: random.Random, restart: Callable[[int], Process]
+) -> None:
+    """SIGKILLs a random worker of `workers` (a process this test started) and puts
+    restart(index) in its place."""
+    victim = rng.randrange(len(workers))
+    workers[victim].signal(signal.SIGKILL)
+    workers[victim].wait(10)
+    workers[victim] = restart(victim)

@@ -6,7 +6,6 @@ ended (its creation and the batch's settlement are each one event in the stream)
 from __future__ import annotations
 
 import random
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -16,7 +15,14 @@ from typing import cast
 import pytest
 
 from tests.faults.conftest import RedisFactory, StackFactory
-from tests.faults.harness import FAST_RECOVERY, Stopwatch, statuses, store_for, work_specs
+from tests.faults.harness import (
+    FAST_RECOVERY,
+    Stopwatch,
+    kill_and_restart,
+    statuses,
+    store_for,
+    work_specs,
+)
 from tests.faults.results import record
 from tests.support.stack import Process, wait_until
 from workstream.common.batches import BatchStore, callback_spec
@@ -63,10 +69,7 @@ def fill_during_a_storm(
             batches.add(batch_id, specs[added : added + chunk])
             added = min(added + chunk, size.jobs)
         if clock.elapsed >= next_kill:
-            victim = rng.randrange(len(workers))
-            workers[victim].signal(signal.SIGKILL)
-            workers[victim].wait(10)
-            workers[victim] = restart(victim)
+            kill_and_restart(workers, rng, restart)
             kills += 1
             next_kill += KILL_EVERY_S
         time.sleep(0.25)

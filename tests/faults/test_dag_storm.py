@@ -10,12 +10,12 @@ most edges then cross shards, linked and settled by hand-offs that the workers' 
 from __future__ import annotations
 
 import random
-import signal
 import time
 from collections import Counter
 from dataclasses import dataclass
 
 import pytest
+import redis
 
 from tests.faults.conftest import RedisFactory, StackFactory
 from tests.faults.handlers import DAG_FINISHED_KEY, DAG_NO_RESULT_KEY, DAG_STARTED_KEY
@@ -26,6 +26,7 @@ from tests.faults.harness import (
     Executions,
     Stopwatch,
     count_completed,
+    kill_and_restart,
     statuses,
     store_for,
 )
@@ -81,6 +82,22 @@ def make_dag(count: int, rng: random.Random) -> dict[str, list[str]]:
     return parents
 
 
+def early_starts(
+    client: redis.Redis, dag: dict[str, list[str]]
+) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Each job's first start (the handlers' one counter), and the (job, parent) pairs where
+    the job started before that parent's last finish."""
+    started = {k: int(v) for k, v in client.hgetall(DAG_STARTED_KEY).items()}
+    finished = {k: int(v) for k, v in client.hgetall(DAG_FINISHED_KEY).items()}
+    early = [
+        (job_id, parent)
+        for job_id, parents in dag.items()
+        for parent in parents
+        if job_id in started and not finished.get(parent, 0) < started[job_id]
+    ]
+    return started, early
+
+
 def specs_for(dag: dict[str, list[str]], rng: random.Random) -> list[JobSpec]:
     return [
         JobSpec.from_mapping(
@@ -120,24 +137,14 @@ def test_a_dag_under_a_sigkill_storm_runs_every_job_after_all_its_parents(
             store.enqueue_many(specs[submitted : submitted + BATCH])
             submitted += len(specs[submitted : submitted + BATCH])
         if clock.elapsed >= next_kill and clock.elapsed < size.storm_s:
-            victim = rng.randrange(len(workers))
-            workers[victim].signal(signal.SIGKILL)
-            workers[victim].wait(10)
-            workers[victim] = stack.start_worker()
+            kill_and_restart(workers, rng, lambda _: stack.start_worker())
             kills += 1
             next_kill += KILL_EVERY_S
         time.sleep(0.25)
 
     drained = wait_until(lambda: count_completed(client) >= size.jobs, size.drain_timeout_s, 0.5)
     final = statuses(client, list(dag))
-    started = {k: int(v) for k, v in client.hgetall(DAG_STARTED_KEY).items()}
-    finished = {k: int(v) for k, v in client.hgetall(DAG_FINISHED_KEY).items()}
-    early = [
-        (job_id, parent)
-        for job_id, parents in dag.items()
-        for parent in parents
-        if job_id in started and not finished.get(parent, 0) < started[job_id]
-    ]
+    started, early = early_starts(client, dag)
     no_result = client.hgetall(DAG_NO_RESULT_KEY)
     executions = Executions.read(client)
     waiting = int(client.zcard(f"{PREFIX}status:waiting"))
@@ -221,10 +228,9 @@ def test_a_dag_across_shards_under_a_sigkill_storm_runs_every_job_after_all_its_
             store.enqueue_many(specs[block], [real[job_id] for job_id in order[block]])
             submitted += len(order[block])
         if clock.elapsed >= next_kill and clock.elapsed < size.storm_s:
-            victim = rng.randrange(len(workers))
-            workers[victim].signal(signal.SIGKILL)
-            workers[victim].wait(10)
-            workers[victim] = stack.start_worker({"QUEUES": queues[victim % len(queues)]})
+            kill_and_restart(
+                workers, rng, lambda i: stack.start_worker({"QUEUES": queues[i % len(queues)]})
+            )
             kills += 1
             next_kill += KILL_EVERY_S
         time.sleep(0.02)
@@ -238,14 +244,7 @@ def test_a_dag_across_shards_under_a_sigkill_storm_runs_every_job_after_all_its_
     final = Counter(
         "missing" if job is None else job.status.value for job in store.get_jobs(list(dag))
     )
-    started = {k: int(v) for k, v in client.hgetall(DAG_STARTED_KEY).items()}
-    finished = {k: int(v) for k, v in client.hgetall(DAG_FINISHED_KEY).items()}
-    early = [
-        (job_id, parent)
-        for job_id, parents in dag.items()
-        for parent in parents
-        if job_id in started and not finished.get(parent, 0) < started[job_id]
-    ]
+    started, early = early_starts(client, dag)
     no_result = client.hgetall(DAG_NO_RESULT_KEY)
     executions = Executions.read(client)
     waiting = sum(int(client.zcard(keys.status(JobStatus.WAITING))) for keys in shard_keys)
