@@ -16,7 +16,7 @@ from typing import Any, cast
 import orjson
 
 from workstream.common import scripts
-from workstream.common.errors import BatchNotFoundError, ValidationError
+from workstream.common.errors import BatchConflictError, BatchNotFoundError, ValidationError
 from workstream.common.jobs import EnqueueResult, JobSpec, new_job_id
 from workstream.common.keys import Keys
 from workstream.common.serialization import ms_to_rfc3339
@@ -258,6 +258,23 @@ class BatchStore:
         shard = shard_of_queue(self.store.settings, specs[0].queue) if specs else ""
         return f"{shard}:{batch_id}" if shard and shard_of(batch_id) != shard else batch_id
 
+    def _refuse_placed_elsewhere(self, batch_id: str, specs: Sequence[JobSpec]) -> None:
+        """An Idempotency-Key's batch id that already names a batch in another shard (the key
+        sent again with jobs of another shard): BatchConflictError, as the same key sent with
+        other jobs of the same shard is. One round trip, only with shards."""
+        stores = self._shard_stores()
+        if len(stores) == 1:
+            return
+        mine = self.placed(batch_id, specs)
+        others = [f"{s.shard}:{batch_id}" if s.shard else batch_id for s in stores]
+        others = [other for other in others if other != mine]
+        pipe = self.redis.pipeline(transaction=False)
+        for other in others:
+            pipe.exists(self._keys_of(other).batch(other))
+        for other, found in zip(others, pipe.execute(), strict=True):
+            if found:
+                raise BatchConflictError(other)
+
     def _callback(self, spec: JobSpec | None, batch_shard: str) -> Callback | None:
         if spec is None:
             return None
@@ -285,6 +302,8 @@ class BatchStore:
     ) -> tuple[str, list[EnqueueResult]]:
         """Creates the batch with its first members in one call. A given batch_id (from an
         Idempotency-Key) that exists already is a replay: nothing is created."""
+        if batch_id is not None:
+            self._refuse_placed_elsewhere(batch_id, specs)
         batch_id = self.placed(batch_id or new_job_id(), specs)
         tail: list[Any] = [batch_id, "create", self.max_jobs, "sealed" if sealed else "open"]
         tail.append(self._ttl_ms)

@@ -144,3 +144,18 @@ def test_get_batches_pages_over_every_shards_batches_newest_first(api: TestClien
             break
     assert sorted(seen) == sorted(made) and len(seen) == len(set(seen))
     assert times == sorted(times, reverse=True)
+
+
+def test_an_idempotency_key_sent_again_with_another_shards_jobs_is_a_conflict(
+    api: TestClient, redis_client: redis.Redis
+) -> None:
+    """The key made a batch in shard a; the same key with jobs of the default shard must not
+    make a second batch there."""
+    headers = {"Idempotency-Key": "nightly"}
+    first = api.simulate_post("/batches", json={"jobs": jobs(1)}, headers=headers)
+    assert first.status_code == 201
+    other = api.simulate_post("/batches", json={"jobs": jobs(1, "other")}, headers=headers)
+    assert other.status_code == 422 and other.json["error"]["code"] == "idempotency_conflict"
+    assert first.json["id"] in other.json["error"]["message"]
+    assert redis_client.llen(HOME.queue("other")) == 0
+    assert redis_client.zcard(HOME.batches) == 0
